@@ -1,0 +1,112 @@
+"""Turning validation failures into messages a person can act on.
+
+Every problem carries the field path (`spec.stages[2].train.lr`), the YAML line where the field sits when the spec came
+from YAML text, and what to do about it. `SpecError` lists *all* problems at once, so a user fixes a spec in one pass.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+Loc = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a spec: where it is and what to do."""
+
+    loc: Loc
+    message: str
+    line: int | None = None
+
+    @property
+    def path(self) -> str:
+        return format_loc(self.loc)
+
+    def __str__(self) -> str:
+        where = f"line {self.line}: " if self.line is not None else ""
+        return f"{where}{self.path}: {self.message}"
+
+
+class SpecError(ValueError):
+    """A spec that cannot run. `problems` lists every issue; the message shows them one per line."""
+
+    def __init__(self, problems: list[Problem], source: str | None = None):
+        self.problems = problems
+        self.source = source
+        head = f"{source}: " if source else ""
+        count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+        super().__init__(f"{head}invalid LLMJob ({count}):\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+def format_loc(loc: Loc) -> str:
+    """('spec', 'stages', 2, 'train', 'lr') -> 'spec.stages[2].train.lr'."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "<root>"
+
+
+def problems_from_validation_error(err: ValidationError, model: type[BaseModel], data: Any) -> list[Problem]:
+    """Rewrite pydantic's errors: readable paths, suggestions for unknown fields, the bad value shown."""
+    problems: list[Problem] = []
+    for e in err.errors(include_url=False):
+        loc = tuple(e["loc"])
+        ctx = e.get("ctx") or {}
+        if "problems" in ctx:  # graph-level problems raised by a model validator, each with its own path
+            problems.extend(ctx["problems"])
+            continue
+        if e["type"] == "extra_forbidden":
+            problems.append(Problem(loc, _unknown_field_message(model, loc)))
+            continue
+        message = e["msg"]
+        if message.startswith("Value error, "):
+            message = message.removeprefix("Value error, ")
+        if e["type"] not in ("missing",) and not isinstance(e.get("input"), dict | list):
+            message += f" (got {e.get('input')!r})"
+        problems.append(Problem(loc, message))
+    return problems
+
+
+def _unknown_field_message(model: type[BaseModel], loc: Loc) -> str:
+    """Name the unknown field and the closest valid ones, found by walking the model along the path."""
+    name = str(loc[-1])
+    fields = _fields_at(model, loc[:-1])
+    hint = ""
+    if fields:
+        close = difflib.get_close_matches(name, fields, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else f"; valid fields: {', '.join(sorted(fields))}"
+    return f"unknown field '{name}'{hint}"
+
+
+def _fields_at(model: type[BaseModel], loc: Loc) -> list[str]:
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return []
+        field = current.model_fields.get(part) or next(
+            (f for f in current.model_fields.values() if f.alias == part), None
+        )
+        if field is None:
+            return []
+        current = _model_in(field.annotation)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return [f.alias or n for n, f in current.model_fields.items()]
+    return []
+
+
+def _model_in(annotation: Any) -> Any:
+    """The BaseModel inside `X`, `X | None` or `list[X]`, if there is one."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None

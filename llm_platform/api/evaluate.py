@@ -1,0 +1,27 @@
+"""The `eval` stage: metrics on held-out data, benchmarks, and sample generations."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from .base import SpecModel
+
+
+class GenerateSpec(SpecModel):
+    prompts: list[str] = Field(min_length=1)
+    max_new_tokens: int = Field(64, ge=1, le=32768)
+    temperature: float = Field(0.8, ge=0, description="0 means greedy decoding.")
+    top_k: int | None = Field(50, ge=1)
+    top_p: float | None = Field(None, gt=0, le=1)
+    seed: int = 0
+
+
+class EvalSpec(SpecModel):
+    metrics: list[Literal["perplexity"]] = Field(default_factory=lambda: ["perplexity"])
+    tasks: list[str] = Field(default_factory=list, description="lm-eval task names, e.g. hellaswag, mmlu.")
+    limit: int | None = Field(None, ge=1, description="Examples per task (or validation batches) at most.")
+    batch_size: int = Field(8, ge=1)
+    seq_len: int | None = Field(None, ge=8, description="Context for perplexity; default is the model's training length.")
+    generate: GenerateSpec | None = None

@@ -1,0 +1,41 @@
+"""The `finetune` (SFT, adapters) and `align` (preference optimisation) stages."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from .base import SpecModel
+
+
+class DatasetRef(SpecModel):
+    """A dataset of examples: JSONL (local or s3://) with named fields."""
+
+    path: str = Field(description="Glob or URI of JSONL files.")
+    format: Literal["instruction", "chat", "text", "preference"] = Field(
+        "instruction",
+        description="instruction: prompt/response fields; chat: a `messages` list; text: one `text` field; "
+        "preference: prompt/chosen/rejected (for align).",
+    )
+    max_examples: int | None = Field(None, ge=1)
+
+
+class LoraSpec(SpecModel):
+    rank: int = Field(16, ge=1, le=4096)
+    alpha: float = Field(32.0, gt=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    targets: list[str] | Literal["all-linear"] = Field("all-linear", description="Module names, or all-linear.")
+
+
+class FinetuneSpec(SpecModel):
+    method: Literal["full", "lora", "qlora", "dora"] = "lora"
+    lora: LoraSpec = Field(default_factory=LoraSpec)
+    dataset: DatasetRef
+    mask_prompt: bool = Field(True, description="Compute the loss on responses only.")
+
+
+class AlignSpec(SpecModel):
+    method: Literal["dpo"] = "dpo"
+    beta: float = Field(0.1, gt=0, le=10, description="DPO temperature: how far the policy may move from the reference.")
+    dataset: DatasetRef

@@ -1,0 +1,143 @@
+"""The LLMJob resource: metadata, spec (storage, image, model, stages) and status.
+
+These models are the single source of truth: the CRD, the field reference in docs/ and the REST API's request bodies are
+generated from them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from .base import SpecModel
+from .dag import graph_problems
+from .stage import NAME_PATTERN, Stage
+
+API_VERSION = "llmplatform.dev/v1alpha1"
+KIND = "LLMJob"
+
+
+class Metadata(BaseModel):
+    """Kubernetes object metadata; fields the API server adds (uid, resourceVersion, ...) are accepted and ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: str = Field(pattern=NAME_PATTERN, max_length=30,
+                      description="Lowercase letters, digits and '-', at most 30 characters.")
+    namespace: str = "default"
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class StorageSpec(SpecModel):
+    uri: str | None = Field(
+        None, description="Where artifacts live: s3://bucket/prefix or file:///path. Locally defaults to the workdir."
+    )
+    secret_ref: str | None = Field(
+        None, description="Kubernetes Secret with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (and optional AWS_ENDPOINT_URL)."
+    )
+    endpoint_url: str | None = Field(None, description="S3-compatible endpoint (MinIO, Ceph, ...).")
+
+    @field_validator("uri")
+    @classmethod
+    def _scheme(cls, uri: str | None) -> str | None:
+        if uri is not None and "://" in uri and not uri.startswith(("s3://", "file://")):
+            raise ValueError("storage URI must start with s3:// or file:// (or be a plain local path)")
+        return uri
+
+
+class ModelSpec(SpecModel):
+    preset: str | None = Field(None, description="A named architecture, e.g. llama-125m (see `llmp model presets`).")
+    overrides: dict[str, Any] = Field(default_factory=dict, description="Fields of the model config to change.")
+    from_: str | None = Field(None, alias="from", description="Start from this Hugging Face-format checkpoint (URI).")
+
+    @model_validator(mode="after")
+    def _known(self) -> ModelSpec:
+        from llm_platform.trainer.model.config import PRESETS, ModelConfig
+
+        if (self.preset is None) == (self.from_ is None):
+            raise ValueError("give exactly one of `preset` (a new model) or `from` (an existing checkpoint)")
+        if self.preset is not None and self.preset not in PRESETS:
+            raise ValueError(f"unknown preset '{self.preset}'; known presets: {', '.join(sorted(PRESETS))}")
+        fields = {f.name for f in dataclasses.fields(ModelConfig)}
+        unknown = sorted(set(self.overrides) - fields)
+        if unknown:
+            raise ValueError(f"unknown model override(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(fields))}")
+        return self
+
+
+class JobSpec(SpecModel):
+    storage: StorageSpec = Field(default_factory=StorageSpec)
+    image: str | None = Field(None, description="Default container image for every stage (cluster runs).")
+    model: ModelSpec | None = Field(None, description="The model architecture, or a checkpoint to start from.")
+    stages: list[Stage] = Field(min_length=1)
+    suspend: bool = Field(False, description="Pause the job: no new stage starts and running children are suspended.")
+    cleanup: Literal["keep", "delete"] = Field("keep", description="On deletion: keep or delete stored artifacts.")
+    max_retries: int = Field(2, ge=0, le=100, description="Retries of a failed training stage from its last checkpoint.")
+
+    @model_validator(mode="after")
+    def _graph(self) -> JobSpec:
+        external = ["model"] if self.model is not None and self.model.from_ else []
+        problems = graph_problems(self.stages, external)
+        if any(s.kind == "pretrain" for s in self.stages) and (self.model is None or self.model.preset is None):
+            problems.append(_problem_no_preset(self.stages))
+        if problems:
+            raise PydanticCustomError("job_graph", "{count} problem(s) in the stage graph",
+                                      {"count": len(problems), "problems": problems})
+        return self
+
+    def stage(self, name: str) -> Stage:
+        for stage in self.stages:
+            if stage.name == name:
+                return stage
+        raise KeyError(f"no stage named '{name}'; stages are: {', '.join(s.name for s in self.stages)}")
+
+
+def _problem_no_preset(stages: list[Stage]):
+    from .errors import Problem
+
+    i = next(i for i, s in enumerate(stages) if s.kind == "pretrain")
+    return Problem(("spec", "model"), f"stages[{i}] pretrains a new model; set spec.model.preset (e.g. llama-125m)")
+
+
+class StageStatus(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    phase: Literal["Pending", "Running", "Succeeded", "Failed", "Suspended", "Skipped"] = "Pending"
+    child: str | None = Field(None, description="The workload running the stage, as Kind/name.")
+    started: str | None = None
+    finished: str | None = None
+    message: str | None = None
+    attempts: int = 0
+    step: int | None = None
+    checkpoint: str | None = None
+    version: str | None = Field(None, description="Version id of the committed artifacts.")
+
+
+class JobStatus(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    phase: Literal["Pending", "Running", "Succeeded", "Failed", "Suspended"] = "Pending"
+    current_stage: str | None = None
+    stages: dict[str, StageStatus] = Field(default_factory=dict)
+    conditions: list[dict[str, Any]] = Field(default_factory=list)
+    message: str | None = None
+    observed_generation: int | None = None
+
+
+class LLMJob(BaseModel):
+    """An LLM pipeline as a Kubernetes-style resource."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    api_version: Literal["llmplatform.dev/v1alpha1"] = Field(API_VERSION, alias="apiVersion")
+    kind: Literal["LLMJob"] = KIND
+    metadata: Metadata
+    spec: JobSpec
+    status: JobStatus | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)

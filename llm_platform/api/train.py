@@ -1,0 +1,61 @@
+"""Training hyperparameters shared by `pretrain`, `finetune` and `align` stages."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from .base import SpecModel
+
+
+class ParallelSpec(SpecModel):
+    """How the work is spread; the operator renders it into a PyTorchJob (torchrun) or a RayJob (Ray Train)."""
+
+    strategy: Literal["auto", "ddp", "fsdp", "deepspeed"] = Field(
+        "auto", description="auto: single process on one device, DDP on several."
+    )
+    nodes: int = Field(1, ge=1, le=1024)
+    gpus_per_node: int = Field(0, ge=0, le=16, description="0 runs on CPU.")
+    zero_stage: Literal[1, 2, 3] = Field(2, description="DeepSpeed ZeRO stage (strategy: deepspeed only).")
+    launcher: Literal["torchrun", "ray"] = Field("torchrun", description="torchrun: PyTorchJob; ray: RayJob + Ray Train.")
+
+
+class TrainSpec(SpecModel):
+    steps: int | None = Field(None, ge=1, description="Optimizer steps. Give `steps` or `tokens`.")
+    tokens: float | None = Field(None, gt=0, description="Training tokens; steps = tokens / (batch tokens).")
+    micro_batch: int = Field(8, ge=1, description="Sequences per device per forward pass.")
+    grad_accum: int = Field(1, ge=1, description="Micro-batches accumulated per optimizer step.")
+    seq_len: int = Field(2048, ge=8, le=1_048_576, description="Tokens per training sequence.")
+    lr: float = Field(3e-4, gt=0, lt=1, description="Peak learning rate.")
+    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="Final learning rate as a fraction of `lr`.")
+    warmup_steps: int = Field(100, ge=0)
+    schedule: Literal["cosine", "linear", "wsd", "constant"] = "cosine"
+    weight_decay: float = Field(0.1, ge=0)
+    betas: tuple[float, float] = (0.9, 0.95)
+    grad_clip: float = Field(1.0, gt=0)
+    precision: Literal["fp32", "bf16", "fp16"] = Field("bf16", description="bf16/fp16 autocast; fp32 on CPU.")
+    seed: int = 0
+    log_every: int = Field(10, ge=1)
+    eval_every: int = Field(0, ge=0, description="Evaluate validation loss every N steps (0: only at the end).")
+    eval_batches: int = Field(8, ge=1)
+    checkpoint_every: int = Field(0, ge=0, description="Checkpoint every N steps (0: only at the end).")
+    keep_checkpoints: int = Field(2, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    parallel: ParallelSpec = Field(default_factory=ParallelSpec)
+
+    @model_validator(mode="after")
+    def _length(self) -> TrainSpec:
+        if (self.steps is None) == (self.tokens is None):
+            raise ValueError("give exactly one of `steps` or `tokens` to say how long to train")
+        if self.betas[0] >= 1 or self.betas[1] >= 1 or min(self.betas) < 0:
+            raise ValueError(f"`betas` must lie in [0, 1), got {list(self.betas)}")
+        return self
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.micro_batch * self.grad_accum * self.seq_len * max(1, self.parallel.nodes * self.parallel.gpus_per_node)
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps if self.steps is not None else max(1, int(self.tokens // self.tokens_per_step))

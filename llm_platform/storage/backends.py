@@ -1,0 +1,137 @@
+"""Object backends: the few primitive operations the artifact store needs, over local files and S3.
+
+Keys are '/'-separated paths relative to the store's root. Each `put_*` makes one object visible at once: an S3 PUT
+is atomic per object, and the local backend writes to a temporary name and renames it into place.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Protocol
+
+
+class Backend(Protocol):
+    def put_file(self, key: str, source: Path) -> None: ...
+    def put_bytes(self, key: str, data: bytes) -> None: ...
+    def get_bytes(self, key: str) -> bytes | None: ...
+    def get_file(self, key: str, dest: Path) -> None: ...
+    def list(self, prefix: str) -> Iterator[str]: ...
+    def delete_prefix(self, prefix: str) -> None: ...
+    def local_path(self, key: str) -> Path | None: ...
+
+
+class LocalBackend:
+    """Files under a root folder. `local_path` lets readers use committed files in place, without a copy."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root).expanduser().resolve()
+
+    def _path(self, key: str) -> Path:
+        return self.root / key
+
+    def put_file(self, key: str, source: Path) -> None:
+        dest = self._path(key)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, dest)
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        dest = self._path(key)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, dest)
+
+    def get_bytes(self, key: str) -> bytes | None:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def get_file(self, key: str, dest: Path) -> None:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(self._path(key), dest)
+
+    def list(self, prefix: str) -> Iterator[str]:
+        base = self._path(prefix)
+        if not base.is_dir():
+            return
+        for path in sorted(base.rglob("*")):
+            if path.is_file() and not path.name.startswith("."):
+                yield path.relative_to(self.root).as_posix()
+
+    def delete_prefix(self, prefix: str) -> None:
+        shutil.rmtree(self._path(prefix), ignore_errors=True)
+
+    def local_path(self, key: str) -> Path | None:
+        return self._path(key)
+
+
+class S3Backend:
+    """An S3 bucket and prefix through boto3. Endpoint and credentials come from the environment (AWS_* variables,
+    AWS_ENDPOINT_URL for MinIO/moto), or from a mounted Secret folder named by LLMP_S3_SECRET_DIR."""
+
+    def __init__(self, bucket: str, prefix: str = "", endpoint_url: str | None = None, client=None):
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.client = client or make_s3_client(endpoint_url)
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def put_file(self, key: str, source: Path) -> None:
+        self.client.upload_file(str(source), self.bucket, self._key(key))
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+
+    def get_bytes(self, key: str) -> bytes | None:
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+        except self.client.exceptions.NoSuchKey:
+            return None
+
+    def get_file(self, key: str, dest: Path) -> None:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        self.client.download_file(self.bucket, self._key(key), str(dest))
+
+    def list(self, prefix: str) -> Iterator[str]:
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix)):
+            for item in page.get("Contents", []):
+                yield item["Key"][strip:]
+
+    def delete_prefix(self, prefix: str) -> None:
+        keys = [self._key(k) for k in self.list(prefix)]
+        for start in range(0, len(keys), 1000):
+            batch = [{"Key": k} for k in keys[start:start + 1000]]
+            self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+
+    def local_path(self, key: str) -> Path | None:
+        return None
+
+
+def make_s3_client(endpoint_url: str | None = None):
+    import boto3
+
+    secret_dir = os.environ.get("LLMP_S3_SECRET_DIR")
+    kwargs: dict[str, str] = {}
+    if secret_dir:
+        for name, arg in [("AWS_ACCESS_KEY_ID", "aws_access_key_id"), ("AWS_SECRET_ACCESS_KEY", "aws_secret_access_key"),
+                          ("AWS_ENDPOINT_URL", "endpoint_url"), ("AWS_DEFAULT_REGION", "region_name")]:
+            path = Path(secret_dir) / name
+            if path.is_file():
+                kwargs[arg] = path.read_text().strip()
+    if endpoint_url:
+        kwargs["endpoint_url"] = endpoint_url
+    kwargs.setdefault("region_name", os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
+    return boto3.client("s3", **kwargs)
