@@ -6,7 +6,22 @@ from .load import load_job, parse_job, parse_job_text
 from .stage import OUTPUTS, SECTIONS, STAGE_KINDS, Stage
 
 __all__ = [
-    "API_VERSION", "KIND", "OUTPUTS", "SECTIONS", "STAGE_KINDS", "JobSpec", "JobStatus", "LLMJob", "Metadata",
-    "ModelSpec", "Problem", "SpecError", "Stage", "StageStatus", "StorageSpec", "load_job", "parse_job",
+    "API_VERSION",
+    "KIND",
+    "OUTPUTS",
+    "SECTIONS",
+    "STAGE_KINDS",
+    "JobSpec",
+    "JobStatus",
+    "LLMJob",
+    "Metadata",
+    "ModelSpec",
+    "Problem",
+    "SpecError",
+    "Stage",
+    "StageStatus",
+    "StorageSpec",
+    "load_job",
+    "parse_job",
     "parse_job_text",
 ]

@@ -14,6 +14,7 @@ class StageLike(Protocol):
     name: str
     needs: list[str]
 
+
 EXTERNAL = "<spec.model.from>"
 
 
@@ -30,11 +31,15 @@ def graph_problems(stages: Sequence[Stage], external: Sequence[str] = ()) -> lis
         for artifact in stage.inputs:
             if artifact not in sources:
                 producers = [kind for kind, outs in OUTPUTS.items() if artifact in outs]
-                problems.append(Problem(("spec", "stages", i, "needs"),
-                                        f"{_a(stage.kind)} stage reads `{artifact}`, but none of the stages it needs "
-                                        f"(directly or through their needs) produces it; add a stage of kind "
-                                        f"{' or '.join(producers)} to `needs`" +
-                                        (" or set spec.model.from" if artifact == "model" else "")))
+                problems.append(
+                    Problem(
+                        ("spec", "stages", i, "needs"),
+                        f"{_a(stage.kind)} stage reads `{artifact}`, but none of the stages it needs "
+                        f"(directly or through their needs) produces it; add a stage of kind "
+                        f"{' or '.join(producers)} to `needs`"
+                        + (" or set spec.model.from" if artifact == "model" else ""),
+                    )
+                )
     return problems
 
 
@@ -45,21 +50,33 @@ def naming_problems(stages: Sequence[StageLike]) -> list[Problem]:
     seen: dict[str, int] = {}
     for i, stage in enumerate(stages):
         if stage.name in seen:
-            problems.append(Problem(("spec", "stages", i, "name"),
-                                    f"duplicate stage name '{stage.name}' (also stages[{seen[stage.name]}]); "
-                                    "give every stage a unique name"))
+            problems.append(
+                Problem(
+                    ("spec", "stages", i, "name"),
+                    f"duplicate stage name '{stage.name}' (also stages[{seen[stage.name]}]); "
+                    "give every stage a unique name",
+                )
+            )
         seen.setdefault(stage.name, i)
     for i, stage in enumerate(stages):
         for j, need in enumerate(stage.needs):
             if need not in seen:
-                problems.append(Problem(("spec", "stages", i, "needs", j),
-                                        f"'{need}' is not a stage of this job; stages are: {', '.join(seen)}"))
+                problems.append(
+                    Problem(
+                        ("spec", "stages", i, "needs", j),
+                        f"'{need}' is not a stage of this job; stages are: {', '.join(seen)}",
+                    )
+                )
     if problems:
         return problems
     cycle = find_cycle(stages)
     if cycle:
-        return [Problem(("spec", "stages", seen[cycle[0]], "needs"),
-                        f"stages form a cycle: {' -> '.join(cycle + [cycle[0]])}; remove one of these `needs`")]
+        return [
+            Problem(
+                ("spec", "stages", seen[cycle[0]], "needs"),
+                f"stages form a cycle: {' -> '.join(cycle + [cycle[0]])}; remove one of these `needs`",
+            )
+        ]
     return []
 
 
@@ -78,7 +95,7 @@ def find_cycle(stages: Sequence[StageLike]) -> list[str]:
         path.append(name)
         for need in needs.get(name, ()):
             if state.get(need) == 1:
-                return path[path.index(need):]
+                return path[path.index(need) :]
             if need not in state and (found := visit(need)):
                 return found
         path.pop()

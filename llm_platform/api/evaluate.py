@@ -23,5 +23,7 @@ class EvalSpec(SpecModel):
     tasks: list[str] = Field(default_factory=list, description="lm-eval task names, e.g. hellaswag, mmlu.")
     limit: int | None = Field(None, ge=1, description="Examples per task (or validation batches) at most.")
     batch_size: int = Field(8, ge=1)
-    seq_len: int | None = Field(None, ge=8, description="Context for perplexity; default is the model's training length.")
+    seq_len: int | None = Field(
+        None, ge=8, description="Context for perplexity; default is the model's training length."
+    )
     generate: GenerateSpec | None = None

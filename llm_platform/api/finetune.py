@@ -37,5 +37,7 @@ class FinetuneSpec(SpecModel):
 
 class AlignSpec(SpecModel):
     method: Literal["dpo"] = "dpo"
-    beta: float = Field(0.1, gt=0, le=10, description="DPO temperature: how far the policy may move from the reference.")
+    beta: float = Field(
+        0.1, gt=0, le=10, description="DPO temperature: how far the policy may move from the reference."
+    )
     dataset: DatasetRef

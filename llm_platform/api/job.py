@@ -25,8 +25,9 @@ class Metadata(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    name: str = Field(pattern=NAME_PATTERN, max_length=30,
-                      description="Lowercase letters, digits and '-', at most 30 characters.")
+    name: str = Field(
+        pattern=NAME_PATTERN, max_length=30, description="Lowercase letters, digits and '-', at most 30 characters."
+    )
     namespace: str = "default"
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
@@ -37,7 +38,8 @@ class StorageSpec(SpecModel):
         None, description="Where artifacts live: s3://bucket/prefix or file:///path. Locally defaults to the workdir."
     )
     secret_ref: str | None = Field(
-        None, description="Kubernetes Secret with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (and optional AWS_ENDPOINT_URL)."
+        None,
+        description="Kubernetes Secret with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (and optional AWS_ENDPOINT_URL).",
     )
     endpoint_url: str | None = Field(None, description="S3-compatible endpoint (MinIO, Ceph, ...).")
 
@@ -76,7 +78,9 @@ class JobSpec(SpecModel):
     stages: list[Stage] = Field(min_length=1)
     suspend: bool = Field(False, description="Pause the job: no new stage starts and running children are suspended.")
     cleanup: Literal["keep", "delete"] = Field("keep", description="On deletion: keep or delete stored artifacts.")
-    max_retries: int = Field(2, ge=0, le=100, description="Retries of a failed training stage from its last checkpoint.")
+    max_retries: int = Field(
+        2, ge=0, le=100, description="Retries of a failed training stage from its last checkpoint."
+    )
 
     @model_validator(mode="after")
     def _graph(self) -> JobSpec:
@@ -85,8 +89,9 @@ class JobSpec(SpecModel):
         if any(s.kind == "pretrain" for s in self.stages) and (self.model is None or self.model.preset is None):
             problems.append(_problem_no_preset(self.stages))
         if problems:
-            raise PydanticCustomError("job_graph", "{count} problem(s) in the stage graph",
-                                      {"count": len(problems), "problems": problems})
+            raise PydanticCustomError(
+                "job_graph", "{count} problem(s) in the stage graph", {"count": len(problems), "problems": problems}
+            )
         return self
 
     def stage(self, name: str) -> Stage:

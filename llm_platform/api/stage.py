@@ -33,8 +33,12 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "serve": ("serve",),
 }
 _DEFAULTABLE = {"tokenizer", "eval", "serve"}
-_EXAMPLE = {"data": "data: {sources: [{type: stdlib}]}", "pretrain": "train: {steps: 1000}",
-            "finetune": "finetune: {dataset: {path: sft.jsonl}}", "align": "align: {dataset: {path: prefs.jsonl}}"}
+_EXAMPLE = {
+    "data": "data: {sources: [{type: stdlib}]}",
+    "pretrain": "train: {steps: 1000}",
+    "finetune": "finetune: {dataset: {path: sft.jsonl}}",
+    "align": "align: {dataset: {path: prefs.jsonl}}",
+}
 
 OUTPUTS: dict[str, tuple[str, ...]] = {
     "data": ("corpus",),
@@ -51,7 +55,8 @@ NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
 class Stage(SpecModel):
     name: str = Field(
-        pattern=NAME_PATTERN, max_length=16,
+        pattern=NAME_PATTERN,
+        max_length=16,
         description="Lowercase letters, digits and '-'; at most 16 characters (it becomes part of Kubernetes names).",
     )
     kind: StageKind
@@ -78,9 +83,15 @@ class Stage(SpecModel):
         allowed = SECTIONS[self.kind]
         own = allowed[0]
         if getattr(self, own) is None:
-            raise ValueError(f"{_a(self.kind)} stage needs a `{own}` section, e.g. {_EXAMPLE.get(self.kind, own + ': {}')}")
-        stray = [s for kind_sections in SECTIONS.values() for s in kind_sections
-                 if s not in allowed and getattr(self, s) is not None]
+            raise ValueError(
+                f"{_a(self.kind)} stage needs a `{own}` section, e.g. {_EXAMPLE.get(self.kind, own + ': {}')}"
+            )
+        stray = [
+            s
+            for kind_sections in SECTIONS.values()
+            for s in kind_sections
+            if s not in allowed and getattr(self, s) is not None
+        ]
         if stray:
             raise ValueError(
                 f"{_a(self.kind)} stage takes only {', '.join(f'`{s}`' for s in allowed)}; "

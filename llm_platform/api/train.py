@@ -18,7 +18,9 @@ class ParallelSpec(SpecModel):
     nodes: int = Field(1, ge=1, le=1024)
     gpus_per_node: int = Field(0, ge=0, le=16, description="0 runs on CPU.")
     zero_stage: Literal[1, 2, 3] = Field(2, description="DeepSpeed ZeRO stage (strategy: deepspeed only).")
-    launcher: Literal["torchrun", "ray"] = Field("torchrun", description="torchrun: PyTorchJob; ray: RayJob + Ray Train.")
+    launcher: Literal["torchrun", "ray"] = Field(
+        "torchrun", description="torchrun: PyTorchJob; ray: RayJob + Ray Train."
+    )
 
 
 class TrainSpec(SpecModel):
@@ -54,7 +56,12 @@ class TrainSpec(SpecModel):
 
     @property
     def tokens_per_step(self) -> int:
-        return self.micro_batch * self.grad_accum * self.seq_len * max(1, self.parallel.nodes * self.parallel.gpus_per_node)
+        return (
+            self.micro_batch
+            * self.grad_accum
+            * self.seq_len
+            * max(1, self.parallel.nodes * self.parallel.gpus_per_node)
+        )
 
     @property
     def total_steps(self) -> int:

@@ -1,0 +1,131 @@
+"""`llmp`: validate, run and render LLMJobs; run one stage (what pods execute); tokenizer and model tools."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+stage_app = typer.Typer(no_args_is_help=True, help="Run a single stage (this is what a pod executes).")
+model_app = typer.Typer(no_args_is_help=True, help="Model presets, Hugging Face import and export.")
+app.add_typer(stage_app, name="stage")
+app.add_typer(model_app, name="model")
+
+console = Console()
+err = Console(stderr=True)
+
+
+def _load(path: Path):
+    from llm_platform.api import SpecError, load_job
+
+    try:
+        return load_job(path)
+    except SpecError as e:
+        err.print(str(e), markup=False)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def validate(files: Annotated[list[Path], typer.Argument(help="LLMJob YAML files.")]) -> None:
+    """Check LLMJob files; print OK or every problem with its field path and line. Exit code 2 if any is invalid."""
+    from llm_platform.api import SpecError, load_job
+
+    bad = 0
+    for path in files:
+        try:
+            job = load_job(path)
+            console.print(f"{path}: OK ({job.metadata.name}, {len(job.spec.stages)} stages)", markup=False)
+        except SpecError as e:
+            bad += 1
+            err.print(str(e), markup=False)
+    raise typer.Exit(2 if bad else 0)
+
+
+@app.command()
+def run(
+    job_file: Annotated[Path, typer.Argument(help="The LLMJob YAML file.")],
+    workdir: Annotated[Path | None, typer.Option(help="Where artifacts go (default: runs/<job name>).")] = None,
+    from_stage: Annotated[str | None, typer.Option("--from", help="Re-run this stage and everything after it.")] = None,
+    only: Annotated[str | None, typer.Option(help="Run only this stage (its inputs must be committed).")] = None,
+) -> None:
+    """Run an LLMJob on this machine, stage by stage; committed, up-to-date stages are skipped."""
+    from llm_platform.executor import run_job
+
+    job = _load(job_file)
+    workdir = workdir or Path("runs") / job.metadata.name
+    try:
+        outcomes = run_job(job, job_file.resolve(), workdir, from_stage, only, console)
+    except ValueError as e:
+        err.print(str(e), markup=False)
+        raise typer.Exit(2) from None
+    raise typer.Exit(1 if any(o.result == "failed" for o in outcomes) else 0)
+
+
+@app.command()
+def crd() -> None:
+    """Print the LLMJob CustomResourceDefinition generated from the API models."""
+    from llm_platform.api.crd import crd_yaml
+
+    typer.echo(crd_yaml(), nl=False)
+
+
+@stage_app.command("run")
+def stage_run(
+    job: Annotated[Path, typer.Option(help="The LLMJob YAML file.")],
+    stage: Annotated[str, typer.Option(help="The stage to run.")],
+    storage: Annotated[str | None, typer.Option(help="Artifact store URI (default: spec.storage.uri).")] = None,
+) -> None:
+    """Run one stage and commit its artifacts."""
+    from llm_platform.storage import ArtifactStore
+    from llm_platform.trainer.stages import run_stage
+
+    spec = _load(job)
+    uri = storage or spec.spec.storage.uri
+    if not uri:
+        err.print("no storage: pass --storage or set spec.storage.uri")
+        raise typer.Exit(2)
+    try:
+        spec.spec.stage(stage)
+    except KeyError as e:
+        err.print(e.args[0])
+        raise typer.Exit(2) from None
+    run_stage(spec, stage, ArtifactStore.open(uri, spec.spec.storage.endpoint_url))
+
+
+@model_app.command("presets")
+def model_presets() -> None:
+    """List the model presets with their sizes."""
+    from rich.table import Table
+
+    from llm_platform.trainer.model.config import PRESETS, num_params
+
+    table = Table("preset", "params", "layers", "heads / kv", "vocab", "context")
+    for name, cfg in PRESETS.items():
+        table.add_row(
+            name,
+            f"{num_params(cfg) / 1e6:,.1f}M",
+            str(cfg.n_layers),
+            f"{cfg.n_heads}/{cfg.num_kv_heads}",
+            str(cfg.vocab_size),
+            str(cfg.max_seq_len),
+        )
+    console.print(table)
+
+
+def main() -> None:
+    _mount_optional()
+    app()
+
+
+def _mount_optional() -> None:
+    """Sub-apps that live in other modules; mounted lazily so `llmp --help` stays fast."""
+    from llm_platform.cli_tokenizer import app as tokenizer_app
+
+    app.add_typer(tokenizer_app, name="tokenizer", help="Train, use, inspect and convert tokenizers.")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,161 @@
+"""The embedded executor behind `llmp run`: the stage graph on one machine, one subprocess per stage.
+
+Each stage runs as `python -m llm_platform.cli stage run --job ... --stage ...`, exactly the command a pod runs on a
+cluster (under torchrun when a training stage asks for several local GPUs). A stage whose committed artifacts match
+its settings and inputs is skipped, so an interrupted job resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from llm_platform.api import LLMJob
+from llm_platform.api.dag import descendants, topological_order
+from llm_platform.storage import ArtifactStore
+
+HEADLINE_METRICS = (
+    "train_docs",
+    "vocab_size",
+    "train_tokens",
+    "loss_start",
+    "loss_end",
+    "tokens_per_s",
+    "val_loss",
+    "perplexity",
+)
+
+
+@dataclass
+class StageOutcome:
+    name: str
+    kind: str
+    result: str  # ran | skipped | failed | not run
+    seconds: float = 0.0
+    reason: str = ""
+    metrics: dict = field(default_factory=dict)
+
+
+def storage_uri(job: LLMJob, workdir: Path) -> str:
+    return job.spec.storage.uri or f"file://{workdir.resolve()}"
+
+
+def stages_to_force(job: LLMJob, from_stage: str | None, only: str | None) -> tuple[list[str], set[str]]:
+    """Which stages to consider, in order, and which of them to re-run even if committed. Pure."""
+    order = topological_order(job.spec.stages)
+    for name in (from_stage, only):
+        if name is not None and name not in order:
+            raise ValueError(f"no stage named '{name}'; stages are: {', '.join(order)}")
+    if only is not None:
+        return [only], {only}
+    if from_stage is not None:
+        return order, {from_stage, *descendants(job.spec.stages, from_stage)}
+    return order, set()
+
+
+def stage_command(job_path: Path, stage: str, uri: str, local_gpus: int = 0) -> list[str]:
+    """The command line of one stage: what a pod runs, here in a subprocess."""
+    cmd = ["-m", "llm_platform.cli", "stage", "run", "--job", str(job_path), "--stage", stage, "--storage", uri]
+    if local_gpus > 1:
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={local_gpus}", *cmd]
+    return [sys.executable, *cmd]
+
+
+def run_job(
+    job: LLMJob,
+    job_path: Path,
+    workdir: Path,
+    from_stage: str | None = None,
+    only: str | None = None,
+    console: Console | None = None,
+) -> list[StageOutcome]:
+    from llm_platform.trainer.stages import is_up_to_date
+
+    console = console or Console()
+    uri = storage_uri(job, workdir)
+    store = ArtifactStore.open(uri, job.spec.storage.endpoint_url)
+    order, forced = stages_to_force(job, from_stage, only)
+    outcomes: list[StageOutcome] = []
+    console.rule(f"[bold]LLMJob {job.metadata.name}[/] → {uri}")
+    failed = False
+    for name in order:
+        stage = job.spec.stage(name)
+        if failed:
+            outcomes.append(StageOutcome(name, stage.kind, "not run", reason="an earlier stage failed"))
+            continue
+        if name not in forced:
+            fresh, why = is_up_to_date(job, name, store)
+            if fresh:
+                manifest = store.manifest(name)
+                console.print(f"[dim]⏭  {name} ({stage.kind}): up to date, {why}[/]")
+                outcomes.append(
+                    StageOutcome(name, stage.kind, "skipped", reason=why, metrics=manifest.meta.get("metrics", {}))
+                )
+                continue
+        console.print(f"[bold cyan]▶  {name}[/] ({stage.kind})")
+        t0 = time.perf_counter()
+        gpus = _local_gpus(stage) if stage.trains else 0
+        code = subprocess.call(stage_command(job_path, name, uri, gpus), preexec_fn=_die_with_parent)
+        seconds = time.perf_counter() - t0
+        if code != 0:
+            reason = f"exit code {code}" if code > 0 else f"killed by signal {-code}"
+            console.print(f"[bold red]✗  {name} failed[/] ({reason}) after {seconds:.1f}s")
+            outcomes.append(StageOutcome(name, stage.kind, "failed", seconds, reason))
+            failed = True
+            continue
+        manifest = store.manifest(name)
+        outcomes.append(StageOutcome(name, stage.kind, "ran", seconds, metrics=manifest.meta.get("metrics", {})))
+        console.print(f"[bold green]✓  {name}[/] in {seconds:.1f}s")
+    console.print(summary_table(outcomes))
+    return outcomes
+
+
+def summary_table(outcomes: list[StageOutcome]) -> Table:
+    table = Table(title="Summary")
+    for column in ("stage", "kind", "result", "time", "highlights"):
+        table.add_column(column)
+    colors = {"ran": "green", "skipped": "dim", "failed": "red", "not run": "yellow"}
+    for o in outcomes:
+        shown = [f"{k}={_fmt(o.metrics[k])}" for k in HEADLINE_METRICS if k in o.metrics][:4]
+        table.add_row(
+            o.name,
+            o.kind,
+            f"[{colors[o.result]}]{o.result}[/]",
+            f"{o.seconds:.1f}s" if o.seconds else "",
+            ", ".join(shown) or o.reason,
+        )
+    return table
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, int) and value >= 10_000:
+        return f"{value:,}"
+    return str(value)
+
+
+def _local_gpus(stage) -> int:
+    wanted = max(stage.resources.gpus, stage.train.parallel.gpus_per_node if stage.train else 0)
+    if wanted <= 1:
+        return 0
+    try:
+        import torch
+
+        return min(wanted, torch.cuda.device_count())
+    except ImportError:
+        return 0
+
+
+def _die_with_parent() -> None:
+    """Linux: the stage process gets SIGKILL when `llmp run` dies, so no orphan keeps writing."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG

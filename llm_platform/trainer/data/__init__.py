@@ -1,0 +1,1 @@
+"""The data pipeline: sources, cleaning, deduplication, filters, tokenize-and-pack, loaders."""

@@ -1,0 +1,75 @@
+"""What a stage runner gets: the job, its stage, the store, and its inputs as local folders."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+
+from llm_platform.api import LLMJob, Stage
+from llm_platform.api.dag import EXTERNAL, input_sources
+from llm_platform.storage import ArtifactStore
+
+
+@dataclass
+class StageContext:
+    job: LLMJob
+    stage: Stage
+    store: ArtifactStore
+    scratch: Path
+    console: Console = field(default_factory=lambda: Console(stderr=True))
+
+    @property
+    def sources(self) -> dict[str, str]:
+        """Artifact name -> the stage that produces it (or EXTERNAL for spec.model.from)."""
+        external = ["model"] if self.job.spec.model and self.job.spec.model.from_ else []
+        return input_sources(self.job.spec.stages, self.stage.name, external)
+
+    def input(self, artifact: str) -> Path:
+        """A local folder holding `artifact` (e.g. 'tokens'), fetched from the stage that committed it."""
+        source = self.sources.get(artifact)
+        if source is None:
+            raise RuntimeError(f"stage '{self.stage.name}' has no input '{artifact}'")
+        if source == EXTERNAL:
+            return fetch_uri(self.job.spec.model.from_, self.store)
+        return self.store.fetch(source) / artifact
+
+    def input_versions(self) -> dict[str, dict[str, str]]:
+        """Which committed version each input comes from: recorded in the manifest, and part of the fingerprint."""
+        versions: dict[str, dict[str, str]] = {}
+        for artifact, source in self.sources.items():
+            if source == EXTERNAL:
+                versions[artifact] = {"uri": self.job.spec.model.from_}
+                continue
+            manifest = self.store.manifest(source)
+            versions[artifact] = {"stage": source, "version": manifest.version if manifest else "missing"}
+        return versions
+
+    def fingerprint(self) -> str:
+        """Hash of everything that determines this stage's output: its settings, the model spec, its inputs' versions.
+
+        A committed stage whose fingerprint still matches is up to date and is skipped on re-runs."""
+        settings = self.stage.model_dump(mode="json", exclude={"resources", "image", "needs"})
+        model = self.job.spec.model.model_dump(mode="json") if self.job.spec.model else None
+        payload = json.dumps({"stage": settings, "model": model, "inputs": self.input_versions()}, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def fetch_uri(uri: str, store: ArtifactStore) -> Path:
+    """A local folder for an external URI: a local path as is, an s3:// folder downloaded through a store."""
+    if uri.startswith("s3://"):
+        bucket_prefix = uri.rstrip("/")
+        parent, _, name = bucket_prefix.rpartition("/")
+        other = ArtifactStore.open(parent)
+        dest = store.cache_dir / "external" / bucket_prefix.replace("://", "_").replace("/", "_")
+        if not dest.is_dir():
+            for key in other.backend.list(name):
+                other.backend.get_file(key, dest / key[len(name) + 1 :])
+        return dest
+    path = Path(uri.removeprefix("file://")).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"spec.model.from: {uri} does not exist")
+    return path
