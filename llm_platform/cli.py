@@ -72,6 +72,14 @@ def crd() -> None:
     typer.echo(crd_yaml(), nl=False)
 
 
+@app.command(hidden=True)
+def reference() -> None:
+    """Print the LLMJob field reference (docs/reference.md) generated from the API models."""
+    from llm_platform.api.reference import reference_markdown
+
+    typer.echo(reference_markdown())
+
+
 @stage_app.command("run")
 def stage_run(
     job: Annotated[Path, typer.Option(help="The LLMJob YAML file.")],

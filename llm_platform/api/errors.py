@@ -78,9 +78,19 @@ def _unknown_field_message(model: type[BaseModel], loc: Loc) -> str:
     fields = _fields_at(model, loc[:-1])
     hint = ""
     if fields:
-        close = difflib.get_close_matches(name, fields, n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else f"; valid fields: {', '.join(sorted(fields))}"
+        close = _closest(name, fields)
+        hint = f"; did you mean '{close}'?" if close else f"; valid fields: {', '.join(sorted(fields))}"
     return f"unknown field '{name}'{hint}"
+
+
+def _closest(name: str, fields: list[str]) -> str | None:
+    """The field a typo most likely meant: an abbreviation (learning_rate -> lr) or the most similar spelling."""
+    initials = "".join(word[0] for word in name.split("_") if word)
+    for field in fields:
+        if field == initials or "".join(w[0] for w in field.split("_") if w) == name:
+            return field
+    close = difflib.get_close_matches(name, fields, n=1, cutoff=0.6)
+    return close[0] if close else None
 
 
 def _fields_at(model: type[BaseModel], loc: Loc) -> list[str]:

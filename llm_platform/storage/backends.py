@@ -69,7 +69,11 @@ class LocalBackend:
                 yield path.relative_to(self.root).as_posix()
 
     def delete_prefix(self, prefix: str) -> None:
-        shutil.rmtree(self._path(prefix), ignore_errors=True)
+        path = self._path(prefix)
+        if path.is_file():
+            path.unlink()
+        else:
+            shutil.rmtree(path, ignore_errors=True)
 
     def local_path(self, key: str) -> Path | None:
         return self._path(key)
@@ -113,7 +117,7 @@ class S3Backend:
     def delete_prefix(self, prefix: str) -> None:
         keys = [self._key(k) for k in self.list(prefix)]
         for start in range(0, len(keys), 1000):
-            batch = [{"Key": k} for k in keys[start:start + 1000]]
+            batch = [{"Key": k} for k in keys[start : start + 1000]]
             self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
 
     def local_path(self, key: str) -> Path | None:
@@ -126,8 +130,12 @@ def make_s3_client(endpoint_url: str | None = None):
     secret_dir = os.environ.get("LLMP_S3_SECRET_DIR")
     kwargs: dict[str, str] = {}
     if secret_dir:
-        for name, arg in [("AWS_ACCESS_KEY_ID", "aws_access_key_id"), ("AWS_SECRET_ACCESS_KEY", "aws_secret_access_key"),
-                          ("AWS_ENDPOINT_URL", "endpoint_url"), ("AWS_DEFAULT_REGION", "region_name")]:
+        for name, arg in [
+            ("AWS_ACCESS_KEY_ID", "aws_access_key_id"),
+            ("AWS_SECRET_ACCESS_KEY", "aws_secret_access_key"),
+            ("AWS_ENDPOINT_URL", "endpoint_url"),
+            ("AWS_DEFAULT_REGION", "region_name"),
+        ]:
             path = Path(secret_dir) / name
             if path.is_file():
                 kwargs[arg] = path.read_text().strip()

@@ -110,7 +110,9 @@ class ArtifactStore:
     def keys(self, prefix: str) -> list[str]:
         """Committed keys directly or indirectly under `prefix`."""
         suffix = "/" + MANIFEST
-        return sorted(k[: -len(suffix)] for k in self.backend.list(prefix) if k.endswith(suffix) and "/versions/" not in k)
+        return sorted(
+            k[: -len(suffix)] for k in self.backend.list(prefix) if k.endswith(suffix) and "/versions/" not in k
+        )
 
     # -- writing -------------------------------------------------------------------------------------------------
     @contextmanager
@@ -129,8 +131,14 @@ class ArtifactStore:
             name = path.relative_to(folder).as_posix()
             self.backend.put_file(f"{key}/versions/{version}/{name}", path)
             files[name] = {"size": path.stat().st_size, "sha256": _sha256(path)}
-        manifest = Manifest(key=key, version=version, created=datetime.now(UTC).isoformat(timespec="seconds"),
-                            files=files, meta=meta or {}, previous=previous.version if previous else None)
+        manifest = Manifest(
+            key=key,
+            version=version,
+            created=datetime.now(UTC).isoformat(timespec="seconds"),
+            files=files,
+            meta=meta or {},
+            previous=previous.version if previous else None,
+        )
         self.backend.put_bytes(f"{key}/{MANIFEST}", manifest.to_json())
         self.gc(key)
         return manifest
