@@ -1,6 +1,5 @@
 from llm_platform.api import load_job
 from llm_platform.api.dag import EXTERNAL, ancestors, descendants, input_sources, topological_order
-
 from tests.api.test_validation import GOOD
 
 
