@@ -1,0 +1,121 @@
+"""`llmp run` end to end on a tiny job: real subprocesses per stage, resumption, and recovery from SIGKILL."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from llm_platform.storage import ArtifactStore
+
+JOB = """\
+apiVersion: llmplatform.dev/v1alpha1
+kind: LLMJob
+metadata: {name: tiny}
+spec:
+  model:
+    preset: llama-tiny
+    overrides: {dim: 64, n_layers: 2, n_heads: 4, num_kv_heads: 2, ffn_dim: 128, max_seq_len: 64}
+  stages:
+  - name: data
+    kind: data
+    data:
+      sources: [{type: stdlib, include: "json/*.py"}, {type: stdlib, include: "email/*.py"}]
+      clean: {min_chars: 100}
+      val_fraction: 0.2
+  - {name: tokenizer, kind: tokenizer, needs: [data], tokenizer: {vocab_size: 384}}
+  - name: pretrain
+    kind: pretrain
+    needs: [tokenizer]
+    train: {steps: STEPS, micro_batch: 4, seq_len: 32, lr: 3.0e-3, warmup_steps: 2, precision: fp32, log_every: 2}
+  - name: eval
+    kind: eval
+    needs: [pretrain]
+    eval: {limit: 2, batch_size: 2, generate: {prompts: ["def "], max_new_tokens: 4}}
+"""
+
+
+def llmp(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "llm_platform.cli", *args], capture_output=True, text=True, timeout=600, **kwargs
+    )
+
+
+def write_job(tmp_path: Path, steps: int) -> Path:
+    path = tmp_path / "job.yaml"
+    path.write_text(JOB.replace("STEPS", str(steps)))
+    return path
+
+
+def assert_every_commit_complete(store: ArtifactStore, stages: list[str]) -> None:
+    """Each committed stage has all the files its manifest lists, byte for byte."""
+    for stage in stages:
+        manifest = store.manifest(stage)
+        if manifest is None:
+            continue
+        folder = store.fetch(stage)
+        for name, info in manifest.files.items():
+            assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == info["sha256"], f"{stage}/{name}"
+
+
+@pytest.mark.slow
+def test_quickstart_shape_runs_then_resumes_then_reruns_what_changed(tmp_path):
+    job = write_job(tmp_path, steps=6)
+    first = llmp("run", str(job), "--workdir", str(tmp_path / "w"))
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "Summary" in first.stdout and "perplexity=" in first.stdout
+    store = ArtifactStore.open(str(tmp_path / "w"))
+    assert all(store.exists(s) for s in ("data", "tokenizer", "pretrain", "eval"))
+    assert (store.fetch("pretrain") / "model" / "config.json").is_file()
+
+    again = llmp("run", str(job), "--workdir", str(tmp_path / "w"))
+    assert again.returncode == 0 and again.stdout.count("up to date") == 4, again.stdout
+
+    write_job(tmp_path, steps=7)  # a changed training setting re-runs pretrain and what depends on it, only
+    changed = llmp("run", str(job), "--workdir", str(tmp_path / "w"))
+    assert changed.returncode == 0, changed.stdout + changed.stderr
+    assert changed.stdout.count("up to date") == 2
+    assert store.manifest("pretrain").meta["metrics"]["steps"] == 7
+
+
+@pytest.mark.slow
+def test_sigkill_during_a_stage_then_resume_completes(tmp_path):
+    job = write_job(tmp_path, steps=400)
+    workdir = tmp_path / "w"
+    store = ArtifactStore.open(str(workdir))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llm_platform.cli", "run", str(job), "--workdir", str(workdir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 300
+    while not store.exists("tokenizer") and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert store.exists("tokenizer"), "the run never reached the pretrain stage"
+    time.sleep(4)  # well inside pretraining
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not store.exists("pretrain")
+    assert_every_commit_complete(store, ["data", "tokenizer", "pretrain", "eval"])
+
+    resumed = llmp("run", str(job), "--workdir", str(workdir))
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert resumed.stdout.count("up to date") == 2  # data and tokenizer were not redone
+    assert_every_commit_complete(store, ["data", "tokenizer", "pretrain", "eval"])
+    assert store.manifest("eval").meta["metrics"]["perplexity"] > 1
+
+
+def test_bad_spec_exits_2_before_running_anything(tmp_path):
+    path = tmp_path / "job.yaml"
+    path.write_text(JOB.replace("STEPS", "0"))
+    result = llmp("run", str(path), "--workdir", str(tmp_path / "w"))
+    assert result.returncode == 2
+    assert "spec.stages[2].train.steps" in result.stderr
+    assert not (tmp_path / "w").exists()
