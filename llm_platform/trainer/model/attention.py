@@ -1,0 +1,77 @@
+"""Grouped-query self-attention: MHA, GQA and MQA are the same module with ``num_kv_heads`` = H, H/g or 1."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from .alibi import alibi_bias
+from .config import ModelConfig
+from .kernels import attention
+from .norm import RMSNorm
+from .rope import apply_rotary
+
+
+@dataclass
+class AttentionContext:
+    """What every attention layer needs besides its input, computed once per forward by the Transformer.
+
+    positions: absolute positions of the current tokens, [T].
+    rope: (cos, sin) for those positions, or None without RoPE.
+    alibi_slopes: per-head ALiBi slopes, or None.
+    cache: a KV cache (``llm_platform.trainer.inference.kv_cache.StaticKVCache``) or None.
+    start_pos: position of the first current token (0 without a cache).
+    """
+
+    positions: torch.Tensor
+    rope: tuple[torch.Tensor, torch.Tensor] | None
+    alibi_slopes: torch.Tensor | None = None
+    cache: Any = None
+    start_pos: int = 0
+
+
+class Attention(nn.Module):
+    def __init__(self, config: ModelConfig, layer: int) -> None:
+        super().__init__()
+        self.layer = layer
+        self.n_heads, self.n_kv_heads, self.head_dim = config.n_heads, config.kv_heads, config.head_size
+        self.window = config.window_for_layer(layer)
+        self.impl = config.attn_impl
+        self.q_proj = nn.Linear(config.dim, self.n_heads * self.head_dim, bias=config.qkv_bias)
+        self.k_proj = nn.Linear(config.dim, self.n_kv_heads * self.head_dim, bias=config.qkv_bias)
+        self.v_proj = nn.Linear(config.dim, self.n_kv_heads * self.head_dim, bias=config.qkv_bias)
+        self.o_proj = nn.Linear(self.n_heads * self.head_dim, config.dim, bias=config.attn_out_bias)
+        self.q_norm = RMSNorm(self.head_dim, config.norm_eps) if config.qk_norm else None
+        self.k_norm = RMSNorm(self.head_dim, config.norm_eps) if config.qk_norm else None
+
+    def forward(self, x: torch.Tensor, ctx: AttentionContext) -> torch.Tensor:
+        batch, seq, _ = x.shape
+        q = self.q_proj(x).view(batch, seq, self.n_heads, self.head_dim).transpose(1, 2)
+        k = self.k_proj(x).view(batch, seq, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        v = self.v_proj(x).view(batch, seq, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
+        if ctx.rope is not None:
+            q, k = apply_rotary(q, *ctx.rope), apply_rotary(k, *ctx.rope)
+
+        k_positions = None
+        if ctx.cache is not None:
+            k, v, k_positions = ctx.cache.update(self.layer, k, v, ctx.start_pos)
+        bias = None
+        if ctx.alibi_slopes is not None:
+            bias = alibi_bias(ctx.alibi_slopes, ctx.positions, ctx.positions if k_positions is None else k_positions)
+        out = attention(
+            q,
+            k,
+            v,
+            scale=self.head_dim**-0.5,
+            q_positions=ctx.positions,
+            k_positions=k_positions,
+            window=self.window,
+            bias=bias,
+            impl=self.impl,
+        )
+        return self.o_proj(out.transpose(1, 2).reshape(batch, seq, -1))

@@ -1,0 +1,412 @@
+"""Model configuration: one dataclass for every decoder we build, plus named presets.
+
+This module must import without torch: the LLMJob API validates ``spec.model.overrides`` keys against
+``dataclasses.fields(ModelConfig)`` and the CLI has to start fast.
+
+Field names follow Hugging Face Llama where that reads well (``vocab_size``, ``num_kv_heads``, ``rope_theta``)
+and the short nanoGPT/litgpt names elsewhere (``dim``, ``n_layers``, ``n_heads``, ``ffn_dim``).
+``hf.py`` maps them to and from each family's ``config.json``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+NORMS = ("rmsnorm", "layernorm")
+MLPS = ("swiglu", "geglu", "geglu_tanh", "reglu", "gelu")
+POSITION_ENCODINGS = ("rope", "alibi", "none")
+ATTENTIONS = ("gqa", "mla")
+ROUTER_SCORES = ("softmax", "sigmoid")
+ATTN_IMPLS = ("auto", "sdpa", "flash_attn", "cudnn", "flash", "efficient", "math")
+ROPE_SCALING_KEYS = {
+    "linear": {"type", "factor"},
+    "dynamic-ntk": {"type", "factor", "original_max_seq_len"},
+    "yarn": {
+        "type",
+        "factor",
+        "original_max_seq_len",
+        "beta_fast",
+        "beta_slow",
+        "mscale",
+        "mscale_all_dim",
+        "attention_factor",
+        "truncate",
+    },
+    "llama3": {"type", "factor", "original_max_seq_len", "low_freq_factor", "high_freq_factor"},
+}
+
+
+@dataclass
+class ModelConfig:
+    """Architecture of a decoder-only transformer.
+
+    Sizes
+        vocab_size: tokens in the embedding and LM head.
+        dim: residual stream width (HF ``hidden_size``).
+        n_layers: decoder blocks (HF ``num_hidden_layers``).
+        n_heads: query heads (HF ``num_attention_heads``).
+        num_kv_heads: key/value heads; ``None`` means ``n_heads`` (MHA), 1 is MQA, anything between is GQA.
+        head_dim: width of one head; ``None`` means ``dim // n_heads``.
+        ffn_dim: hidden width of the dense MLP (HF ``intermediate_size``).
+        max_seq_len: longest sequence the model is meant for (HF ``max_position_embeddings``).
+        tie_embeddings: share the token embedding with the LM head.
+
+    Block
+        norm: ``rmsnorm`` or ``layernorm``; norm_eps its epsilon.
+        mlp: ``swiglu`` (default), ``geglu`` (exact GELU gate), ``geglu_tanh``, ``reglu`` or ``gelu`` (not gated).
+        mlp_bias / qkv_bias / attn_out_bias: biases on the MLP, the q/k/v projections (Qwen2) and the output projection.
+        qk_norm: RMSNorm over each query and key head before RoPE (Qwen3, OLMo-2 style).
+        sliding_window: each token sees itself and the ``sliding_window - 1`` tokens before it; ``None`` = full causal.
+        sliding_window_layers: the layer indices that use the window; ``None`` means all layers.
+
+    Positions
+        position_encoding: ``rope`` (default), ``alibi`` or ``none``.
+        rope_theta: RoPE base.
+        rope_scaling: ``None`` or a dict with ``type`` (``linear``, ``dynamic-ntk``, ``yarn``, ``llama3``), ``factor``,
+            ``original_max_seq_len`` (the pre-training context; defaults to ``max_seq_len``); yarn also takes
+            ``beta_fast``, ``beta_slow``, ``mscale``, ``mscale_all_dim``, ``attention_factor``, ``truncate``;
+            llama3 takes ``low_freq_factor`` and ``high_freq_factor``.
+
+    Multi-head latent attention (``attention="mla"``, DeepSeek-V2/V3)
+        q_lora_rank: rank of the query compression; ``None`` projects queries directly.
+        kv_lora_rank: width of the compressed key/value latent (what the KV cache stores).
+        qk_nope_head_dim / qk_rope_head_dim / v_head_dim: per-head widths of the position-free query/key part,
+            the decoupled RoPE part and the values.
+
+    Mixture of experts (``n_experts > 0``)
+        n_experts: routed experts per MoE layer; n_experts_per_token: top-k.
+        n_shared_experts: experts every token goes through (DeepSeek); moe_ffn_dim: hidden width of one expert
+            (``None`` = ``ffn_dim``).
+        first_dense_layers: leading layers that keep a dense MLP; moe_layer_interval: every k-th layer after them is
+            MoE.
+        router_score: ``softmax`` (Mixtral) or ``sigmoid`` (DeepSeek-V3); router_norm_topk renormalises the top-k
+            weights; router_scale multiplies them (DeepSeek ``routed_scaling_factor``).
+        router_groups / router_topk_groups: group-limited routing (DeepSeek-V3): experts are picked only inside the
+            best groups.
+        router_aux_loss_coef: weight of the load-balancing loss that ``Transformer.aux_loss()`` returns.
+        router_bias_update_rate: step of the auxiliary-loss-free balancing bias (0 disables the update).
+        moe_capacity_factor: ``None`` routes without dropping; a number caps each expert at
+            ``ceil(factor * tokens * top_k / n_experts)`` tokens and drops the overflow.
+
+    Runtime
+        init_std: standard deviation of the initial weights.
+        attn_impl: attention kernel: ``auto`` (flash_attn package if installed, else SDPA with the fastest backend),
+            ``sdpa``, ``flash_attn``, or one SDPA backend (``cudnn``, ``flash``, ``efficient``, ``math``).
+    """
+
+    vocab_size: int = 32000
+    dim: int = 4096
+    n_layers: int = 32
+    n_heads: int = 32
+    num_kv_heads: int | None = None
+    head_dim: int | None = None
+    ffn_dim: int = 11008
+    max_seq_len: int = 4096
+    tie_embeddings: bool = False
+
+    norm: str = "rmsnorm"
+    norm_eps: float = 1e-5
+    mlp: str = "swiglu"
+    mlp_bias: bool = False
+    qkv_bias: bool = False
+    attn_out_bias: bool = False
+    qk_norm: bool = False
+    sliding_window: int | None = None
+    sliding_window_layers: list[int] | None = None
+
+    position_encoding: str = "rope"
+    rope_theta: float = 10000.0
+    rope_scaling: dict[str, Any] | None = None
+
+    attention: str = "gqa"
+    q_lora_rank: int | None = None
+    kv_lora_rank: int = 512
+    qk_nope_head_dim: int = 128
+    qk_rope_head_dim: int = 64
+    v_head_dim: int = 128
+
+    n_experts: int = 0
+    n_experts_per_token: int = 2
+    n_shared_experts: int = 0
+    moe_ffn_dim: int | None = None
+    first_dense_layers: int = 0
+    moe_layer_interval: int = 1
+    router_score: str = "softmax"
+    router_norm_topk: bool = True
+    router_scale: float = 1.0
+    router_groups: int = 1
+    router_topk_groups: int = 1
+    router_aux_loss_coef: float = 0.01
+    router_bias_update_rate: float = 0.0
+    moe_capacity_factor: float | None = None
+
+    init_std: float = 0.02
+    attn_impl: str = "auto"
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    # Derived sizes. Kept as properties, not resolved fields, so that overriding ``dim`` or ``n_heads`` on a preset
+    # re-derives them instead of keeping the preset's numbers.
+    @property
+    def kv_heads(self) -> int:
+        return self.num_kv_heads or self.n_heads
+
+    @property
+    def head_size(self) -> int:
+        return self.head_dim or self.dim // self.n_heads
+
+    @property
+    def expert_ffn_dim(self) -> int:
+        return self.moe_ffn_dim or self.ffn_dim
+
+    def is_moe_layer(self, layer: int) -> bool:
+        """Whether block ``layer`` uses a mixture of experts instead of the dense MLP."""
+        after_dense = layer - self.first_dense_layers
+        return self.n_experts > 0 and after_dense >= 0 and after_dense % self.moe_layer_interval == 0
+
+    def window_for_layer(self, layer: int) -> int | None:
+        """The sliding window of block ``layer`` (``None`` = full causal attention)."""
+        if self.sliding_window is None:
+            return None
+        if self.sliding_window_layers is None or layer in self.sliding_window_layers:
+            return self.sliding_window
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown ModelConfig field(s) {unknown}; valid fields: {field_names()}")
+        return cls(**data)
+
+
+def field_names() -> list[str]:
+    return [f.name for f in dataclasses.fields(ModelConfig)]
+
+
+def _require(ok: bool, name: str, message: str) -> None:
+    if not ok:
+        raise ValueError(f"ModelConfig.{name}: {message}")
+
+
+def _validate(c: ModelConfig) -> None:
+    for name in ("vocab_size", "dim", "n_layers", "n_heads", "ffn_dim", "max_seq_len", "moe_layer_interval"):
+        _require(isinstance(getattr(c, name), int) and getattr(c, name) > 0, name, "must be a positive integer")
+    for name, choices in (
+        ("norm", NORMS),
+        ("mlp", MLPS),
+        ("position_encoding", POSITION_ENCODINGS),
+        ("attention", ATTENTIONS),
+        ("router_score", ROUTER_SCORES),
+        ("attn_impl", ATTN_IMPLS),
+    ):
+        _require(getattr(c, name) in choices, name, f"{getattr(c, name)!r} is not one of {list(choices)}")
+    _require(c.num_kv_heads is None or c.num_kv_heads > 0, "num_kv_heads", "must be positive (or None for n_heads)")
+    _require(
+        c.n_heads % c.kv_heads == 0,
+        "num_kv_heads",
+        f"n_heads={c.n_heads} must be a multiple of num_kv_heads={c.kv_heads}",
+    )
+    _require(
+        c.head_dim is not None or c.dim % c.n_heads == 0,
+        "head_dim",
+        f"dim={c.dim} is not divisible by n_heads={c.n_heads}; set head_dim explicitly",
+    )
+    _require(c.head_size % 2 == 0 or c.position_encoding != "rope", "head_dim", "RoPE needs an even head size")
+    _require(c.sliding_window is None or c.sliding_window > 0, "sliding_window", "must be positive or None")
+    if c.attention == "mla":
+        _require(c.position_encoding == "rope", "position_encoding", "MLA uses decoupled RoPE; set 'rope'")
+        _require(c.qk_rope_head_dim % 2 == 0, "qk_rope_head_dim", "must be even")
+        _require(not c.qk_norm and not c.qkv_bias, "qk_norm", "qk_norm and qkv_bias are not defined for MLA")
+    if c.n_experts:
+        _require(c.mlp != "gelu", "mlp", "experts are gated MLPs; choose swiglu, geglu, geglu_tanh or reglu")
+        _require(
+            0 < c.n_experts_per_token <= c.n_experts,
+            "n_experts_per_token",
+            f"must be in 1..n_experts={c.n_experts}",
+        )
+        _require(c.n_experts % c.router_groups == 0, "router_groups", "must divide n_experts")
+        _require(0 < c.router_topk_groups <= c.router_groups, "router_topk_groups", "must be in 1..router_groups")
+        _require(
+            c.n_experts_per_token <= c.router_topk_groups * (c.n_experts // c.router_groups),
+            "n_experts_per_token",
+            "is larger than the experts left after group-limited routing",
+        )
+        _require(c.moe_capacity_factor is None or c.moe_capacity_factor > 0, "moe_capacity_factor", "must be positive")
+    if c.rope_scaling is not None:
+        _validate_rope_scaling(c.rope_scaling)
+
+
+def _validate_rope_scaling(scaling: dict[str, Any]) -> None:
+    kind = scaling.get("type")
+    _require(kind in ROPE_SCALING_KEYS, "rope_scaling", f"type {kind!r} is not one of {list(ROPE_SCALING_KEYS)}")
+    unknown = sorted(set(scaling) - ROPE_SCALING_KEYS[kind])
+    _require(not unknown, "rope_scaling", f"unknown key(s) {unknown} for type {kind!r}")
+    factor = scaling.get("factor")
+    _require(isinstance(factor, int | float) and factor > 0, "rope_scaling", "needs a positive 'factor'")
+    if kind == "llama3":
+        missing = sorted({"low_freq_factor", "high_freq_factor", "original_max_seq_len"} - set(scaling))
+        _require(not missing, "rope_scaling", f"llama3 scaling needs {missing}")
+
+
+def _tiny(**kw: Any) -> ModelConfig:
+    base: dict[str, Any] = dict(
+        vocab_size=512, dim=128, n_layers=2, n_heads=4, num_kv_heads=2, ffn_dim=352, max_seq_len=256
+    )
+    return ModelConfig(**{**base, **kw})
+
+
+PRESETS: dict[str, ModelConfig] = {
+    # Test and quickstart sizes: run a training step on a laptop CPU in milliseconds.
+    "llama-tiny": _tiny(tie_embeddings=True),
+    "mistral-tiny": _tiny(sliding_window=64),
+    "qwen2-tiny": _tiny(qkv_bias=True, rope_theta=1_000_000.0, norm_eps=1e-6),
+    "mixtral-tiny": _tiny(n_experts=4, n_experts_per_token=2, ffn_dim=256),
+    "deepseek-tiny": _tiny(
+        attention="mla",
+        n_heads=4,
+        num_kv_heads=None,
+        q_lora_rank=64,
+        kv_lora_rank=32,
+        qk_nope_head_dim=32,
+        qk_rope_head_dim=16,
+        v_head_dim=32,
+        n_experts=8,
+        n_experts_per_token=2,
+        n_shared_experts=1,
+        moe_ffn_dim=64,
+        first_dense_layers=1,
+        router_score="sigmoid",
+        router_scale=2.5,
+        router_groups=4,
+        router_topk_groups=2,
+        router_bias_update_rate=1e-3,
+    ),
+    # Research sizes (GPT-3 paper widths/depths with a Llama block).
+    "llama-125m": ModelConfig(
+        vocab_size=32000, dim=768, n_layers=12, n_heads=12, ffn_dim=2048, max_seq_len=2048, tie_embeddings=True
+    ),
+    "llama-350m": ModelConfig(
+        vocab_size=32000, dim=1024, n_layers=24, n_heads=16, ffn_dim=2816, max_seq_len=2048, tie_embeddings=True
+    ),
+    # Published architectures.
+    "llama-1b": ModelConfig(  # Llama 3.2 1B
+        vocab_size=128256,
+        dim=2048,
+        n_layers=16,
+        n_heads=32,
+        num_kv_heads=8,
+        ffn_dim=8192,
+        max_seq_len=131072,
+        tie_embeddings=True,
+        rope_theta=500000.0,
+        rope_scaling={
+            "type": "llama3",
+            "factor": 32.0,
+            "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0,
+            "original_max_seq_len": 8192,
+        },
+    ),
+    "llama-7b": ModelConfig(vocab_size=32000, dim=4096, n_layers=32, n_heads=32, ffn_dim=11008, max_seq_len=4096),
+    "llama3-8b": ModelConfig(
+        vocab_size=128256,
+        dim=4096,
+        n_layers=32,
+        n_heads=32,
+        num_kv_heads=8,
+        ffn_dim=14336,
+        max_seq_len=8192,
+        rope_theta=500000.0,
+    ),
+    "mistral-7b": ModelConfig(
+        vocab_size=32000,
+        dim=4096,
+        n_layers=32,
+        n_heads=32,
+        num_kv_heads=8,
+        ffn_dim=14336,
+        max_seq_len=32768,
+        sliding_window=4096,
+        norm_eps=1e-5,
+    ),
+    "mixtral-8x7b": ModelConfig(
+        vocab_size=32000,
+        dim=4096,
+        n_layers=32,
+        n_heads=32,
+        num_kv_heads=8,
+        ffn_dim=14336,
+        max_seq_len=32768,
+        rope_theta=1_000_000.0,
+        n_experts=8,
+        n_experts_per_token=2,
+    ),
+    "deepseek-v3": ModelConfig(
+        vocab_size=129280,
+        dim=7168,
+        n_layers=61,
+        n_heads=128,
+        ffn_dim=18432,
+        max_seq_len=163840,
+        norm_eps=1e-6,
+        attention="mla",
+        q_lora_rank=1536,
+        kv_lora_rank=512,
+        qk_nope_head_dim=128,
+        qk_rope_head_dim=64,
+        v_head_dim=128,
+        rope_scaling={
+            "type": "yarn",
+            "factor": 40.0,
+            "original_max_seq_len": 4096,
+            "beta_fast": 32,
+            "beta_slow": 1,
+            "mscale": 1.0,
+            "mscale_all_dim": 1.0,
+        },
+        n_experts=256,
+        n_experts_per_token=8,
+        n_shared_experts=1,
+        moe_ffn_dim=2048,
+        first_dense_layers=3,
+        router_score="sigmoid",
+        router_scale=2.5,
+        router_groups=8,
+        router_topk_groups=4,
+        router_aux_loss_coef=0.0001,
+        router_bias_update_rate=1e-3,
+    ),
+}
+
+
+def get_config(preset: str, **overrides: Any) -> ModelConfig:
+    """The named preset with ``overrides`` applied (validated again as a whole).
+
+    Raises ValueError naming the unknown preset or override key, with the valid choices.
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"unknown model preset {preset!r}; choose one of {sorted(PRESETS)}")
+    unknown = sorted(set(overrides) - set(field_names()))
+    if unknown:
+        raise ValueError(f"unknown model override(s) {unknown} for preset {preset!r}; valid keys: {field_names()}")
+    # Deep copies: a config never shares a mutable field (rope_scaling, sliding_window_layers) with a preset or caller.
+    return dataclasses.replace(copy.deepcopy(PRESETS[preset]), **copy.deepcopy(overrides))
+
+
+def capacity(config: ModelConfig, n_tokens: int) -> int:
+    """Tokens one expert may take when ``moe_capacity_factor`` is set."""
+    assert config.moe_capacity_factor is not None
+    expected = n_tokens * config.n_experts_per_token / config.n_experts
+    return max(1, math.ceil(config.moe_capacity_factor * expected))
+
+
+__all__ = ["ModelConfig", "PRESETS", "get_config", "field_names", "capacity"]

@@ -1,0 +1,47 @@
+"""Feed-forward blocks: gated linear units (SwiGLU by default, GeGLU, ReGLU) and the plain GELU MLP."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .config import ModelConfig
+
+ACTIVATIONS = {
+    "swiglu": F.silu,
+    "geglu": F.gelu,
+    "geglu_tanh": lambda x: F.gelu(x, approximate="tanh"),
+    "reglu": F.relu,
+    "gelu": F.gelu,
+}
+
+
+class GatedMLP(nn.Module):
+    """down(act(gate(x)) * up(x)) (Shazeer, 2020): Llama's MLP when act is SiLU."""
+
+    def __init__(self, config: ModelConfig, hidden: int) -> None:
+        super().__init__()
+        self.act = ACTIVATIONS[config.mlp]
+        self.gate_proj = nn.Linear(config.dim, hidden, bias=config.mlp_bias)
+        self.up_proj = nn.Linear(config.dim, hidden, bias=config.mlp_bias)
+        self.down_proj = nn.Linear(hidden, config.dim, bias=config.mlp_bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(self.act(self.gate_proj(x)) * self.up_proj(x))
+
+
+class PlainMLP(nn.Module):
+    """down(gelu(up(x))): the GPT-2 MLP."""
+
+    def __init__(self, config: ModelConfig, hidden: int) -> None:
+        super().__init__()
+        self.up_proj = nn.Linear(config.dim, hidden, bias=config.mlp_bias)
+        self.down_proj = nn.Linear(hidden, config.dim, bias=config.mlp_bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(F.gelu(self.up_proj(x)))
+
+
+def build_mlp(config: ModelConfig, hidden: int) -> nn.Module:
+    return PlainMLP(config, hidden) if config.mlp == "gelu" else GatedMLP(config, hidden)

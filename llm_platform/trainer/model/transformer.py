@@ -1,0 +1,174 @@
+"""The decoder: token embedding, N pre-norm blocks (attention + MLP or MoE), final norm, LM head.
+
+Usage
+    model = Transformer(get_config("llama-tiny"))
+    logits = model(input_ids)                                   # [B, T] -> [B, T, vocab]
+    loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten()) + model.aux_loss()
+
+Generation with a KV cache (``llm_platform.trainer.inference.kv_cache.StaticKVCache``)
+    cache = StaticKVCache(model.config, batch_size=B, max_len=L, dtype=..., device=...)
+    logits = model(prompt, cache=cache, start_pos=0)            # prefill (may be split into chunks)
+    logits = model(next_tokens, cache=cache, start_pos=prompt_len)  # one or more new tokens per call
+
+MoE models
+    ``model.aux_loss()``: coefficient-weighted load-balancing loss of the latest forward (0 for dense models); add it
+    to the language-model loss. ``model.expert_load()``: tokens per expert per MoE layer (for metrics).
+    ``model.update_router_biases()``: the auxiliary-loss-free balancing step; call it after each optimizer step.
+
+Parallelism, precision and compilation are applied from outside (FSDP, autocast, ``torch.compile(model)``); the
+block forward has no graph breaks on dense layers and on MoE layers with a capacity factor.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from .alibi import alibi_slopes
+from .attention import Attention, AttentionContext
+from .config import ModelConfig
+from .mla import LatentAttention
+from .mlp import build_mlp
+from .moe import MoE
+from .norm import build_norm
+from .rope import rope_cos_sin
+
+
+class Block(nn.Module):
+    """Pre-norm residual block: x + attn(norm(x)), then x + mlp(norm(x))."""
+
+    def __init__(self, config: ModelConfig, layer: int) -> None:
+        super().__init__()
+        self.attn_norm = build_norm(config, config.dim)
+        self.attn = LatentAttention(config, layer) if config.attention == "mla" else Attention(config, layer)
+        self.mlp_norm = build_norm(config, config.dim)
+        self.mlp = MoE(config) if config.is_moe_layer(layer) else build_mlp(config, config.ffn_dim)
+
+    def forward(self, x: torch.Tensor, ctx: AttentionContext) -> torch.Tensor:
+        x = x + self.attn(self.attn_norm(x), ctx)
+        return x + self.mlp(self.mlp_norm(x))
+
+
+class Transformer(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.dim)
+        self.layers = nn.ModuleList(Block(config, i) for i in range(config.n_layers))
+        self.norm = build_norm(config, config.dim)
+        self.lm_head = nn.Linear(config.dim, config.vocab_size, bias=False)
+        if config.tie_embeddings:
+            self.lm_head.weight = self.embed_tokens.weight
+        if config.position_encoding == "alibi":
+            self.register_buffer("alibi_slopes", alibi_slopes(config.n_heads), persistent=False)
+        else:
+            self.alibi_slopes = None
+        self.activation_checkpointing = False
+        self.init_weights()
+
+    # ------------------------------------------------------------------ forward
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        *,
+        cache=None,
+        start_pos: int = 0,
+    ) -> torch.Tensor:
+        """Logits [B, T, vocab] for token ids [B, T].
+
+        cache / start_pos: with a KV cache, the tokens sit at positions start_pos .. start_pos + T - 1 and attend to
+        everything the cache holds before them; the cache is updated in place.
+        """
+        return self.lm_head(self.hidden_states(input_ids, cache=cache, start_pos=start_pos))
+
+    def hidden_states(self, input_ids: torch.Tensor, *, cache=None, start_pos: int = 0) -> torch.Tensor:
+        """Final-norm hidden states [B, T, dim] (what the LM head reads; reward and value heads read it too)."""
+        x = self.embed_tokens(input_ids)
+        ctx = self._context(input_ids.shape[1], start_pos, cache, x.dtype, x.device)
+        for block in self.layers:
+            if self.activation_checkpointing and self.training:
+                x = checkpoint(block, x, ctx, use_reentrant=False)
+            else:
+                x = block(x, ctx)
+        return self.norm(x)
+
+    def _context(self, seq: int, start_pos: int, cache, dtype: torch.dtype, device: torch.device) -> AttentionContext:
+        c = self.config
+        positions = torch.arange(start_pos, start_pos + seq, device=device)
+        rope = None
+        if c.position_encoding == "rope":
+            rope_dim = c.qk_rope_head_dim if c.attention == "mla" else c.head_size
+            rope = rope_cos_sin(
+                positions,
+                rope_dim,
+                c.rope_theta,
+                c.rope_scaling,
+                seq_len=start_pos + seq,
+                max_seq_len=c.max_seq_len,
+                dtype=dtype,
+            )
+        return AttentionContext(positions, rope, self.alibi_slopes, cache, start_pos)
+
+    # ------------------------------------------------------------------ training hooks
+    def set_activation_checkpointing(self, enabled: bool = True) -> None:
+        """Recompute each block in the backward pass instead of keeping its activations (training mode only)."""
+        self.activation_checkpointing = enabled
+
+    def _moe_layers(self) -> list[tuple[int, MoE]]:
+        return [(i, b.mlp) for i, b in enumerate(self.layers) if isinstance(b.mlp, MoE)]
+
+    def aux_loss(self) -> torch.Tensor:
+        """router_aux_loss_coef x the sum of the MoE layers' balancing losses from the latest forward (0 if dense)."""
+        losses = [m.last_balance_loss for _, m in self._moe_layers() if m.last_balance_loss is not None]
+        if not losses:
+            return torch.zeros((), device=self.embed_tokens.weight.device)
+        return self.config.router_aux_loss_coef * torch.stack(losses).sum()
+
+    def expert_load(self) -> dict[int, torch.Tensor]:
+        """Tokens each expert processed in the latest forward, per MoE layer index (for metrics and balancing)."""
+        return {i: m.last_load for i, m in self._moe_layers() if m.last_load is not None}
+
+    def update_router_biases(self, loads: dict[int, torch.Tensor] | None = None) -> None:
+        """Auxiliary-loss-free balancing step (DeepSeek-V3); a no-op when router_bias_update_rate is 0.
+
+        loads: tokens per expert per layer accumulated over the step (e.g. summed ``expert_load()`` over
+        micro-batches); defaults to the latest forward's.
+        """
+        rate = self.config.router_bias_update_rate
+        if rate <= 0:
+            return
+        loads = self.expert_load() if loads is None else loads
+        for i, moe in self._moe_layers():
+            if i in loads:
+                moe.router.update_bias(loads[i], rate)
+
+    # ------------------------------------------------------------------ init
+    def materialize_non_persistent(self, device: torch.device | str) -> None:
+        """Recomputes buffers that checkpoints do not hold, after building the model on the meta device."""
+        if self.alibi_slopes is not None:
+            self.alibi_slopes = alibi_slopes(self.config.n_heads).to(device)
+
+    @torch.no_grad()
+    def init_weights(self, seed: int | None = None) -> None:
+        """Normal(0, init_std) weights, zero biases, unit norms; residual output projections (o_proj, down_proj) get
+        init_std / sqrt(2 * n_layers) so the residual stream's variance does not grow with depth (GPT-2)."""
+        generator = None
+        if seed is not None:
+            generator = torch.Generator(device=self.embed_tokens.weight.device).manual_seed(seed)
+        std = self.config.init_std
+        out_std = std / math.sqrt(2 * self.config.n_layers)
+        for name, param in self.named_parameters():
+            leaf = name.rsplit(".", 1)[-1]
+            if param.dim() == 1:
+                if leaf == "weight" and "norm" in name:
+                    param.fill_(1.0)
+                else:
+                    param.zero_()
+            else:
+                is_output = "o_proj" in name or "down_proj" in name
+                nn.init.normal_(param, 0.0, out_std if is_output else std, generator=generator)
+        for _, moe in self._moe_layers():
+            moe.router.bias.zero_()
