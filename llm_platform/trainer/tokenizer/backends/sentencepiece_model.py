@@ -80,7 +80,8 @@ class SentencePieceBackend:
             else:
                 pieces = self.processor.encode(part, return_type="proto").pieces
                 ids.extend(piece.id for piece in pieces)
-                spans.extend(_fill_byte_fallback_spans([(base + p.begin, base + p.end) for p in pieces]))
+                byte_pieces = [self.processor.is_byte(p.id) for p in pieces]
+                spans.extend(_fill_byte_fallback_spans([(base + p.begin, base + p.end) for p in pieces], byte_pieces))
             base += size
         return ids, char_offsets_from_byte_spans(text, spans)
 
@@ -116,11 +117,11 @@ class SentencePieceBackend:
         return [path]
 
 
-def _fill_byte_fallback_spans(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+def _fill_byte_fallback_spans(spans: list[tuple[int, int]], byte_pieces: list[bool]) -> list[tuple[int, int]]:
     """Byte-fallback pieces of one character get empty spans from sentencepiece; give them the character's span."""
     filled = list(spans)
     for i in range(len(filled) - 2, -1, -1):
         start, end = filled[i]
-        if start == end and filled[i + 1][0] == start:
+        if byte_pieces[i] and start == end and filled[i + 1][0] == start:
             filled[i] = filled[i + 1]
     return filled
