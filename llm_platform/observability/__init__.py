@@ -1,0 +1,1 @@
+"""Prometheus metrics shared by the trainer, the operator and the services."""

@@ -1,0 +1,133 @@
+"""The `pretrain` stage: a new model from `spec.model`, trained on the packed token files, exported in HF format.
+
+Writes `model/` (config.json, model.safetensors, tokenizer files, train_log.jsonl). Checkpoints go to the store
+under `<stage>/checkpoints/<fingerprint>/`, so re-running the stage after a crash resumes from the newest one, and a
+changed spec (a new fingerprint) starts afresh instead of resuming a stale run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from llm_platform.trainer.data.loader import PretrainLoader
+from llm_platform.trainer.data.pack import open_split
+from llm_platform.trainer.model import flops_per_token, get_config, num_params
+from llm_platform.trainer.model.config import ModelConfig
+from llm_platform.trainer.model.transformer import Transformer
+from llm_platform.trainer.tokenizer import Tokenizer
+from llm_platform.trainer.train.checkpoint import Checkpointer
+from llm_platform.trainer.train.config import TrainConfig
+from llm_platform.trainer.train.distributed import setup_distributed
+from llm_platform.trainer.train.export import export_pretrained
+from llm_platform.trainer.train.loop import train
+from llm_platform.trainer.train.metrics import MetricsLog
+
+from .context import StageContext
+
+
+def run(ctx: StageContext, out: Path) -> dict:
+    config = TrainConfig.from_dict(ctx.stage.train.model_dump())
+    tokens_dir = ctx.input("tokens")
+    meta = json.loads((tokens_dir / "meta.json").read_text())
+    model_config = build_model_config(ctx, meta["vocab_size"], config.seq_len)
+    env = setup_distributed(config.device)
+    seed_everything(config.seed)
+    model = Transformer(model_config)
+    loader = PretrainLoader(
+        open_split(tokens_dir, "train"),
+        config.seq_len,
+        config.micro_batch,
+        config.grad_accum,
+        env.rank,
+        env.world_size,
+        config.seed,
+        env.device,
+    )
+    val = _val_split(tokens_dir)
+    if env.is_main:
+        ctx.console.print(
+            f"[bold]pretrain[/]: {num_params(model_config) / 1e6:.1f}M parameters, "
+            f"{config.total_steps(env.world_size)} steps x {config.tokens_per_step(env.world_size):,} tokens, "
+            f"{env.world_size} process(es) on {env.device.type}"
+        )
+    model_dir = out / "model"
+    log = MetricsLog(
+        model_dir if env.is_main else None,
+        tensorboard=config.tensorboard,
+        wandb_project=config.wandb_project,
+        metrics_port=config.metrics_port,
+        run_name=f"{ctx.job.metadata.name}-{ctx.stage.name}",
+        job=ctx.job.metadata.name,
+        stage=ctx.stage.name,
+        config={"train": ctx.stage.train.model_dump(mode="json"), "model": model_config.to_dict()},
+    )
+    checkpointer = Checkpointer(
+        ctx.store,
+        f"{ctx.stage.name}/checkpoints/{ctx.fingerprint()}",
+        env,
+        staging=_staging_dir(ctx.fingerprint()),
+        keep=config.keep_checkpoints,
+        async_save=config.async_checkpoint,
+    )
+    try:
+        result = train(
+            model,
+            config,
+            loader,
+            env,
+            val_tokens=val,
+            checkpointer=checkpointer,
+            log=log,
+            console=ctx.console,
+            flops_per_token=flops_per_token(model_config, config.seq_len),
+        )
+    finally:
+        log.close()
+    export_pretrained(model, env, model_dir)
+    if env.is_main:
+        Tokenizer.load(ctx.input("tokenizer")).save(model_dir)
+    return {"params": num_params(model_config), **result.metrics()}
+
+
+def build_model_config(ctx: StageContext, vocab_size: int, seq_len: int) -> ModelConfig:
+    """The preset with the job's overrides, the tokenizer's vocabulary, and room for `train.seq_len` positions."""
+    spec = ctx.job.spec.model
+    if spec is None or spec.preset is None:
+        raise ValueError(f"stage '{ctx.stage.name}' pretrains a new model: set spec.model.preset (e.g. llama-125m)")
+    overrides = dict(spec.overrides)
+    if overrides.get("vocab_size", vocab_size) != vocab_size:
+        raise ValueError(
+            f"spec.model.overrides.vocab_size={overrides['vocab_size']} differs from the tokenizer's {vocab_size}; "
+            "remove the override (pretraining takes the tokenizer's vocabulary size)"
+        )
+    overrides["vocab_size"] = vocab_size
+    config = get_config(spec.preset, **overrides)
+    if config.max_seq_len < seq_len:
+        config = get_config(spec.preset, **{**overrides, "max_seq_len": seq_len})
+    return config
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _val_split(tokens_dir: Path) -> np.ndarray | None:
+    try:
+        return open_split(tokens_dir, "val")
+    except FileNotFoundError:
+        return None
+
+
+def _staging_dir(fingerprint: str) -> Path:
+    """A folder every rank on this node agrees on (torchrun gives the launch a run id) to write shards into."""
+    run = os.environ.get("TORCHELASTIC_RUN_ID") or str(os.getpid())
+    return Path(tempfile.gettempdir()) / "llmp-checkpoints" / f"{fingerprint}-{run}"

@@ -1,0 +1,209 @@
+"""Sharded checkpoints in the artifact store, resumable at any world size.
+
+A checkpoint of step N is a torch distributed checkpoint (DCP: model and optimizer, every rank writing its own
+shards, with a `.metadata` index that lets any number of ranks read it back) plus `train_state.json` (step,
+data-loader position, loss scaler, running summary) and one `rng_rank<r>.pt` per rank.
+
+Publishing it, crash-safe at every point:
+1. every rank writes its files into a staging folder shared by the ranks of its node, then drops a marker file;
+2. the first rank of each node, once all its node's markers are there, commits the folder as the store key
+   `<key>/step_<N>/node_<k>` (an atomic commit);
+3. rank 0, once every node's key exists, writes the `<key>/latest` pointer, last, then deletes all but the
+   newest `keep` checkpoints.
+A run killed anywhere before step 3 leaves `latest` on the previous complete checkpoint. With `async_save`, steps
+1-3 run in a background thread while training goes on (DCP's async save, over its own gloo group).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import re
+import shutil
+import threading
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.distributed.checkpoint as dcp
+from torch import nn
+from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
+from llm_platform.storage import ArtifactStore
+
+from .distributed import DistEnv, barrier
+
+TRAIN_STATE = "train_state.json"
+PUBLISH_TIMEOUT_S = 3600.0
+_STEP = re.compile(r"/step_(\d+)/node_\d+$")
+
+
+class Checkpointer:
+    def __init__(
+        self,
+        store: ArtifactStore,
+        key: str,
+        env: DistEnv,
+        staging: Path,
+        keep: int = 2,
+        async_save: bool = False,
+    ) -> None:
+        self.store = store
+        self.key = key.rstrip("/")
+        self.env = env
+        self.staging = staging
+        self.keep = keep
+        self.async_save = async_save
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._async_group = None
+
+    # ------------------------------------------------------------------------------------------------ reading
+    def latest(self) -> dict[str, Any] | None:
+        """The pointer to the newest complete checkpoint: {"step", "nodes"}; None if there is none."""
+        return self.store.read_json(f"{self.key}/latest")
+
+    def restore(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any] | None:
+        """Load the newest checkpoint into `model` and `optimizer` (in place, resharded to this world size) and
+        this rank's RNG; returns the saved train state, or None when there is no checkpoint."""
+        pointer = self.latest()
+        if pointer is None:
+            return None
+        folder = self._local_copy(pointer)
+        model_sd, optim_sd = get_state_dict(model, optimizer)
+        state = {"model": model_sd, "optim": optim_sd}
+        with _single_process_quiet():
+            dcp.load(state, checkpoint_id=folder)
+        set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
+        rng_file = folder / f"rng_rank{self.env.rank}.pt"
+        if rng_file.exists():
+            _set_rng_state(torch.load(rng_file, weights_only=False), self.env.device)
+        return json.loads((folder / TRAIN_STATE).read_text())
+
+    def _local_copy(self, pointer: dict[str, Any]) -> Path:
+        """One local folder holding every node's files of the checkpoint (what DCP's reader needs)."""
+        step_key = _step_key(self.key, pointer["step"])
+        node_keys = [f"{step_key}/node_{k}" for k in range(pointer["nodes"])]
+        # The first rank of a node downloads into the store's cache; the others then find it there.
+        if self.env.local_rank == 0:
+            folders = [self.store.fetch(k) for k in node_keys]
+        barrier(self.env)
+        if self.env.local_rank != 0:
+            folders = [self.store.fetch(k) for k in node_keys]
+        if len(folders) == 1:
+            return folders[0]
+        merged = self.staging / f"restore_{pointer['step']:08d}_rank{self.env.rank}"
+        merged.mkdir(parents=True, exist_ok=True)
+        for folder in folders:
+            for file in folder.iterdir():
+                link = merged / file.name
+                if not link.exists():
+                    link.symlink_to(file)
+        return merged
+
+    # ------------------------------------------------------------------------------------------------ writing
+    def save(self, step: int, model: nn.Module, optimizer: torch.optim.Optimizer, train_state: dict) -> None:
+        """Checkpoint step `step` (every rank calls it). Returns once the state is safe from further training:
+        at once with `async_save` (the write and upload continue in the background), else when published."""
+        self.wait()
+        folder = self.staging / f"step_{step:08d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        model_sd, optim_sd = get_state_dict(model, optimizer)
+        torch.save(_rng_state(self.env.device), folder / f"rng_rank{self.env.rank}.pt")
+        if self.env.is_main:
+            (folder / TRAIN_STATE).write_text(json.dumps(train_state, indent=2))
+        state = {"model": model_sd, "optim": optim_sd}
+        if not self.async_save:
+            with _single_process_quiet():
+                dcp.save(state, checkpoint_id=folder)
+            self._publish(step, folder)
+            return
+        if self.env.world_size > 1 and self._async_group is None:
+            self._async_group = dist.new_group(backend="gloo")
+        future = dcp.async_save(state, checkpoint_id=folder, process_group=self._async_group)
+        self._thread = threading.Thread(target=self._finish_async, args=(future, step, folder), daemon=True)
+        self._thread.start()
+
+    def wait(self) -> None:
+        """Block until a background save is published; re-raise its error, if it failed."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise RuntimeError("saving a checkpoint in the background failed") from error
+
+    def _finish_async(self, future, step: int, folder: Path) -> None:
+        try:
+            future.result()
+            self._publish(step, folder)
+        except BaseException as e:  # reported by wait(), on the training thread
+            self._error = e
+
+    def _publish(self, step: int, folder: Path) -> None:
+        env = self.env
+        markers = self.staging / "markers" / f"step_{step:08d}"
+        markers.mkdir(parents=True, exist_ok=True)
+        (markers / f"rank_{env.rank}").touch()
+        step_key = _step_key(self.key, step)
+        if env.local_rank == 0:
+            local_ranks = range(env.node * env.local_world_size, (env.node + 1) * env.local_world_size)
+            _wait_for(lambda: all((markers / f"rank_{r}").exists() for r in local_ranks), "the node's ranks")
+            self.store.commit(f"{step_key}/node_{env.node}", folder, {"step": step, "node": env.node})
+            shutil.rmtree(folder, ignore_errors=True)
+            shutil.rmtree(markers, ignore_errors=True)
+        if env.is_main:
+            node_keys = [f"{step_key}/node_{k}" for k in range(env.nodes)]
+            _wait_for(lambda: all(self.store.exists(k) for k in node_keys), "every node's upload")
+            self.store.write_json(f"{self.key}/latest", {"step": step, "nodes": env.nodes})
+            self._prune()
+
+    def _prune(self) -> None:
+        by_step: dict[int, list[str]] = {}
+        for key in self.store.keys(self.key):
+            match = _STEP.search(key)
+            if match:
+                by_step.setdefault(int(match.group(1)), []).append(key)
+        for step in sorted(by_step)[: -self.keep]:
+            for key in by_step[step]:
+                self.store.delete(key)
+
+
+@contextlib.contextmanager
+def _single_process_quiet():
+    """DCP warns that it 'assumes a single process' whenever no process group exists: that is intended here."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        yield
+
+
+def _step_key(key: str, step: int) -> str:
+    return f"{key}/step_{step:08d}"
+
+
+def _wait_for(condition, what: str, timeout: float = PUBLISH_TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"checkpoint: gave up after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def _rng_state(device: torch.device) -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)

@@ -1,0 +1,172 @@
+"""Process group setup under torchrun, and `parallelize`: activation checkpointing, compile, DDP or FSDP2.
+
+Parallelism stays outside the model: `parallelize` takes the plain module and returns what the loop trains.
+DeepSpeed is set up by `deepspeed_backend.py`, because it also owns the optimizer and the backward pass.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selective_checkpoint_contexts
+
+from .config import TrainConfig
+from .precision import Precision
+
+
+@dataclass(frozen=True)
+class DistEnv:
+    """Where this process sits: global rank, world size, rank on its node, processes per node, device."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    local_world_size: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def node(self) -> int:
+        return self.rank // self.local_world_size
+
+    @property
+    def nodes(self) -> int:
+        return self.world_size // self.local_world_size
+
+
+def pick_device(preference: str, local_rank: int = 0) -> torch.device:
+    if preference == "cpu" or (preference == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise RuntimeError("train.device is 'cuda' but no CUDA device is visible; set device: auto or cpu")
+    return torch.device("cuda", local_rank)
+
+
+def setup_distributed(device_preference: str = "auto") -> DistEnv:
+    """Read torchrun's RANK / WORLD_SIZE / LOCAL_RANK and join the process group (NCCL on GPUs, gloo on CPU)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
+    device = pick_device(device_preference, local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return DistEnv(rank, world, local_rank, local_world, device)
+
+
+def resolve_strategy(strategy: str, world_size: int) -> str:
+    """`auto` is plain single-process training alone and DDP with several processes."""
+    if strategy == "auto":
+        return "ddp" if world_size > 1 else "single"
+    return strategy
+
+
+# --------------------------------------------------------------------------------------------- activation checkpointing
+_SAVE_OPS = {
+    torch.ops.aten.mm.default,
+    torch.ops.aten.addmm.default,
+    torch.ops.aten.bmm.default,
+    torch.ops.aten._scaled_dot_product_flash_attention.default,
+    torch.ops.aten._scaled_dot_product_efficient_attention.default,
+    torch.ops.aten._scaled_dot_product_cudnn_attention.default,
+}
+
+
+def _keep_matmuls(ctx, op, *args, **kwargs) -> CheckpointPolicy:
+    """Selective checkpointing: keep matmul and attention outputs (costly to redo), recompute the cheap
+    element-wise ops (norms, activations, RoPE), whose outputs take most of the memory."""
+    return CheckpointPolicy.MUST_SAVE if op in _SAVE_OPS else CheckpointPolicy.PREFER_RECOMPUTE
+
+
+def apply_activation_checkpointing(model: nn.Module, mode: str) -> None:
+    """Recompute each transformer block in the backward pass: all of it (`full`) or its cheap ops (`selective`).
+
+    The block's forward is wrapped in place, so parameter names (and so checkpoints and exports) do not change."""
+    if mode == "none":
+        return
+    context_fn = functools.partial(create_selective_checkpoint_contexts, _keep_matmuls)
+    for block in _blocks(model):
+        inner = block.forward
+        kwargs = {"use_reentrant": False}
+        if mode == "selective":
+            kwargs["context_fn"] = context_fn
+        block.forward = functools.partial(checkpoint, inner, **kwargs)
+
+
+def _blocks(model: nn.Module) -> list[nn.Module]:
+    layers = getattr(model, "layers", None)
+    if layers is None:
+        raise ValueError(f"{type(model).__name__} has no `layers`; activation checkpointing and FSDP wrap its blocks")
+    return list(layers)
+
+
+# --------------------------------------------------------------------------------------------- wrapping
+def parallelize(objective: nn.Module, model: nn.Module, config: TrainConfig, env: DistEnv, precision: Precision):
+    """Apply activation checkpointing, torch.compile and the data-parallel wrapper; returns the module to train.
+
+    `objective` is the loss module (`NextTokenLoss`) around `model`. Blocks are compiled one by one under FSDP (the
+    all-gathers sit between them) and the whole objective is compiled otherwise, which lets the compiler fuse the
+    loss with the LM head."""
+    strategy = resolve_strategy(config.parallel.strategy, env.world_size)
+    apply_activation_checkpointing(model, config.activation_checkpointing)
+    if strategy == "fsdp":
+        if config.compile:
+            for block in _blocks(model):
+                block.compile()
+        return _fully_shard(objective, model, env, precision)
+    if config.compile:
+        objective.compile()
+    if strategy == "ddp":
+        ids = [env.device.index] if env.device.type == "cuda" else None
+        return nn.parallel.DistributedDataParallel(objective, device_ids=ids)
+    if strategy == "single":
+        return objective
+    raise ValueError(f"train.parallel.strategy {strategy!r} is not handled by parallelize")
+
+
+def _fully_shard(objective: nn.Module, model: nn.Module, env: DistEnv, precision: Precision) -> nn.Module:
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+    mesh = init_device_mesh(env.device.type, (env.world_size,))
+    policy = MixedPrecisionPolicy(param_dtype=precision.dtype, reduce_dtype=torch.float32)
+    blocks = _blocks(model)
+    for i, block in enumerate(blocks):
+        # The last block's parameters are needed again at once by the backward pass: keep them gathered.
+        fully_shard(block, mesh=mesh, mp_policy=policy, reshard_after_forward=i < len(blocks) - 1)
+    fully_shard(objective, mesh=mesh, mp_policy=policy)
+    return objective
+
+
+def set_grad_sync(module: nn.Module, enabled: bool):
+    """A context for one micro-batch: skip the gradient all-reduce/reduce-scatter on all but the last one."""
+    import contextlib
+
+    if isinstance(module, nn.parallel.DistributedDataParallel):
+        return contextlib.nullcontext() if enabled else module.no_sync()
+    if hasattr(module, "set_requires_gradient_sync"):  # FSDP2
+        module.set_requires_gradient_sync(enabled)
+    return contextlib.nullcontext()
+
+
+def all_reduce_mean(value: torch.Tensor, env: DistEnv) -> torch.Tensor:
+    if env.world_size > 1:
+        value = value.clone()
+        dist.all_reduce(value, op=dist.ReduceOp.SUM)
+        value /= env.world_size
+    return value
+
+
+def barrier(env: DistEnv) -> None:
+    if env.world_size > 1:
+        dist.barrier()
