@@ -17,8 +17,11 @@ SMALL = dict(vocab_size=128, hidden_size=64, intermediate_size=96, num_hidden_la
 CASES = {
     # Llama: GQA ratios 1 (MHA), 4 and full MQA.
     "llama-mha": ("LlamaConfig", dict(num_attention_heads=4, num_key_value_heads=4)),
-    "llama-gqa4": ("LlamaConfig", dict(num_attention_heads=8, num_key_value_heads=2)),
-    "llama-mqa": ("LlamaConfig", dict(num_attention_heads=8, num_key_value_heads=1)),
+    "llama-gqa4-geglu-tanh": (
+        "LlamaConfig",
+        dict(num_attention_heads=8, num_key_value_heads=2, hidden_act="gelu_pytorch_tanh"),
+    ),
+    "llama-mqa-reglu": ("LlamaConfig", dict(num_attention_heads=8, num_key_value_heads=1, hidden_act="relu")),
     "llama-tied-bias-geglu": (
         "LlamaConfig",
         dict(
