@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from llm_platform.trainer.tokenizer.hf_json import NotTiktokenCompatible, ranks_
 from llm_platform.trainer.tokenizer.patterns import resolve_pattern
 from llm_platform.trainer.tokenizer.specials import roles_for
 
+FORMATS = ("hf", "tiktoken", "sentencepiece")
 CONFIG_FILE = "tokenizer_config.json"
 HF_FILE = "tokenizer.json"
 ROLES = ("bos", "eos", "pad", "unk")
@@ -105,9 +107,9 @@ def load_files(
     return backend, roles, chat_template
 
 
-def tokenizer_config(backend: Backend, roles: dict[str, str], chat_template: str | None) -> dict[str, Any]:
+def tokenizer_config(roles: dict[str, str], chat_template: str | None, formats: tuple[str, ...]) -> dict[str, Any]:
     config: dict[str, Any] = {f"{role}_token": roles[role] for role in ROLES if role in roles}
-    if backend.kind != "sentencepiece":
+    if "hf" in formats:
         config["tokenizer_class"] = "PreTrainedTokenizerFast"
     config["clean_up_tokenization_spaces"] = False
     if chat_template is not None:
@@ -115,14 +117,48 @@ def tokenizer_config(backend: Backend, roles: dict[str, str], chat_template: str
     return config
 
 
-def save_files(directory: Path, backend: Backend, roles: dict[str, str], chat_template: str | None) -> list[Path]:
+def _why_not(backend: Backend, name: str) -> str:
+    if name == "tiktoken":
+        reason = getattr(backend, "tiktoken_incompatibility", None)
+        return "tiktoken holds only byte-level BPE ranks" + (
+            f"; this tokenizer.json differs: {reason}" if reason else ""
+        )
+    if name == "sentencepiece":
+        return "a SentencePiece .model can only come from SentencePiece training"
+    return "writing a SentencePiece model as tokenizer.json is not supported (keep the .model)"
+
+
+def check_formats(backend: Backend, formats: Iterable[str] | None) -> tuple[str, ...]:
+    """The formats to write (None: all the backend has); a format this vocabulary cannot take is an error saying why."""
+    if formats is None:
+        return backend.formats
+    formats = tuple(formats)
+    for name in formats:
+        if name not in FORMATS:
+            raise ValueError(f"unknown tokenizer format {name!r}; choose from {', '.join(FORMATS)}")
+        if name not in backend.formats:
+            can = ", ".join(backend.formats)
+            raise ValueError(
+                f"this {backend.kind} tokenizer cannot be saved as {name} ({_why_not(backend, name)}); use {can}"
+            )
+    return formats
+
+
+def save_files(
+    directory: Path,
+    backend: Backend,
+    roles: dict[str, str],
+    chat_template: str | None,
+    formats: Iterable[str] | None = None,
+) -> list[Path]:
     """Write all files into a staging folder first, then move them in, so a failure leaves no half-written set."""
+    formats = check_formats(backend, formats)
     directory.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=directory, prefix=".staging-") as staging_name:
         staging = Path(staging_name)
-        written = backend.save(staging, bos_token=roles.get("bos"))
+        written = backend.save(staging, bos_token=roles.get("bos"), formats=formats)
         config_path = staging / CONFIG_FILE
-        config = tokenizer_config(backend, roles, chat_template)
+        config = tokenizer_config(roles, chat_template, formats)
         config_path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         final = []
         for file in [*written, config_path]:

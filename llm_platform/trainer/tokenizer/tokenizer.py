@@ -151,13 +151,13 @@ class Tokenizer:
         """Ids of the rendered chat; the template's role tokens become special ids (as `apply_chat_template` does)."""
         return self.encode(self.render_chat(messages, add_generation_prompt), allow_special=True)
 
-    def save(self, directory: str | Path) -> list[Path]:
-        """Write every format this vocabulary has, plus `tokenizer_config.json`; returns the files written.
+    def save(self, directory: str | Path, formats: Iterable[str] | None = None) -> list[Path]:
+        """Write `formats` (default: all this vocabulary has) plus `tokenizer_config.json`; returns the files written.
 
-        Byte-level BPE writes HF `tokenizer.json` and `tokenizer.tiktoken` + `tiktoken_config.json`; a SentencePiece
-        vocabulary writes its `tokenizer.model`.
+        `hf`: `tokenizer.json`; `tiktoken`: `tokenizer.tiktoken` + `tiktoken_config.json` (byte-level BPE only);
+        `sentencepiece`: `tokenizer.model` (SentencePiece vocabularies only).
         """
-        return save_files(Path(directory), self.backend, self.roles, self.chat_template)
+        return save_files(Path(directory), self.backend, self.roles, self.chat_template, formats)
 
     @classmethod
     def load(cls, path: str | Path, **options: Any) -> Tokenizer:

@@ -11,6 +11,8 @@ from typing import Protocol
 class Backend(Protocol):
     kind: str
     """`tiktoken`, `hf` or `sentencepiece`: the engine that produces the ids."""
+    formats: tuple[str, ...]
+    """The file formats this vocabulary can be written in, out of `hf`, `tiktoken` and `sentencepiece`."""
 
     @property
     def vocab_size(self) -> int: ...
@@ -30,7 +32,11 @@ class Backend(Protocol):
 
     def token_to_id(self, token: str) -> int | None: ...
 
-    def save(self, directory: Path) -> list[Path]: ...
+    def is_byte_fallback(self, token_id: int) -> bool:
+        """Whether the id is a `<0xNN>` piece that spells one raw byte of text the vocabulary had no piece for."""
+        ...
+
+    def save(self, directory: Path, *, bos_token: str | None, formats: tuple[str, ...]) -> list[Path]: ...
 
 
 def char_offsets_from_byte_spans(text: str, spans: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:

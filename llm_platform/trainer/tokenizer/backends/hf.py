@@ -5,14 +5,21 @@ Used for files that tiktoken cannot reproduce exactly; see `hf_json.ranks_from_h
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
 from tokenizers import Tokenizer as HFTokenizer
 
+BYTE_PIECE = re.compile(r"<0x[0-9A-F]{2}>")
+
 
 class HFBackend:
     kind = "hf"
+    formats = ("hf",)
+    tiktoken_incompatibility: str | None = None
+    """Why tiktoken could not encode this file with the same ids (set when loaded from a file)."""
 
     def __init__(self, tokenizer: HFTokenizer):
         self.tokenizer = tokenizer
@@ -23,6 +30,7 @@ class HFBackend:
         self._special_tokens = {
             token.content: token_id for token_id, token in tokenizer.get_added_tokens_decoder().items() if token.special
         }
+        self._byte_fallback = bool(json.loads(tokenizer.to_str())["model"].get("byte_fallback"))
         self._size = max([*tokenizer.get_vocab(with_added_tokens=True).values(), -1]) + 1
 
     @property
@@ -56,7 +64,10 @@ class HFBackend:
     def token_to_id(self, token: str) -> int | None:
         return self.tokenizer.token_to_id(token)
 
-    def save(self, directory: Path, *, bos_token: str | None) -> list[Path]:
+    def is_byte_fallback(self, token_id: int) -> bool:
+        return self._byte_fallback and BYTE_PIECE.fullmatch(self.tokenizer.id_to_token(token_id) or "") is not None
+
+    def save(self, directory: Path, *, bos_token: str | None, formats: tuple[str, ...]) -> list[Path]:
         path = directory / "tokenizer.json"
         self.tokenizer.save(str(path))
         return [path]

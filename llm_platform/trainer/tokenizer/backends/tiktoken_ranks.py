@@ -30,6 +30,7 @@ of Shakespeare with 2 threads, 15 -> 20 MB/s on 5,000-character documents)."""
 
 class TiktokenBackend:
     kind = "tiktoken"
+    formats = ("hf", "tiktoken")
 
     def __init__(self, ranks: dict[bytes, int], pattern: str, special_tokens: dict[str, int], name: str = "llmp"):
         missing = [b for b in range(256) if bytes([b]) not in ranks]
@@ -131,13 +132,21 @@ class TiktokenBackend:
         except KeyError:
             return None
 
+    def is_byte_fallback(self, token_id: int) -> bool:
+        return False
+
     def to_hf(self, bos_token: str | None):
         return hf_json_from_ranks(self.ranks, self.pattern, self._special_tokens, bos_token)
 
-    def save(self, directory: Path, *, bos_token: str | None) -> list[Path]:
-        ranks_path, config_path = directory / tiktoken_file.RANKS_FILE, directory / tiktoken_file.CONFIG_FILE
-        hf_path = directory / "tokenizer.json"
-        tiktoken_file.write_ranks(ranks_path, self.ranks)
-        tiktoken_file.write_config(config_path, self.pattern, self._special_tokens)
-        self.to_hf(bos_token).save(str(hf_path))
-        return [hf_path, ranks_path, config_path]
+    def save(self, directory: Path, *, bos_token: str | None, formats: tuple[str, ...]) -> list[Path]:
+        written = []
+        if "hf" in formats:
+            hf_path = directory / "tokenizer.json"
+            self.to_hf(bos_token).save(str(hf_path))
+            written.append(hf_path)
+        if "tiktoken" in formats:
+            ranks_path, config_path = directory / tiktoken_file.RANKS_FILE, directory / tiktoken_file.CONFIG_FILE
+            tiktoken_file.write_ranks(ranks_path, self.ranks)
+            tiktoken_file.write_config(config_path, self.pattern, self._special_tokens)
+            written += [ranks_path, config_path]
+        return written
