@@ -2,8 +2,21 @@ import json
 
 import pytest
 import tokenizers
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from llm_platform.trainer.tokenizer import Tokenizer
+
+
+@pytest.fixture(scope="module")
+def tiny_hf(tiny_tokenizer, tmp_path_factory):
+    """HF `tokenizers` reading our tokenizer.json, told to treat special-token strings as text like we do."""
+    directory = tmp_path_factory.mktemp("tiny")
+    tiny_tokenizer.save(directory)
+    hf = tokenizers.Tokenizer.from_file(str(directory / "tokenizer.json"))
+    hf.encode_special_tokens = True
+    return hf
+
 
 CHAT = [
     {"role": "system", "content": "You are terse."},
@@ -24,6 +37,12 @@ def test_hf_tokenizers_gives_our_ids_on_shared_texts(shared_tokenizer, saved_sha
     hf = tokenizers.Tokenizer.from_file(str(saved_shared_tokenizer / "tokenizer.json"))
     theirs = [e.ids for e in hf.encode_batch(texts, add_special_tokens=False)]
     assert shared_tokenizer.encode_batch(texts) == theirs
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text())
+def test_hf_tokenizers_gives_our_ids_on_random_unicode(tiny_tokenizer, tiny_hf, text):
+    assert tiny_tokenizer.encode(text) == tiny_hf.encode(text, add_special_tokens=False).ids
 
 
 def test_offsets_equal_hf_offsets(shared_tokenizer, saved_shared_tokenizer):
