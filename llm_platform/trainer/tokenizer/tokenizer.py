@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -120,17 +121,27 @@ class Tokenizer:
         """Ids and, for each, the (start, end) character span of `text` it covers."""
         return self.backend.encode_with_offsets(text, allow_special)
 
-    def decode(self, ids: Sequence[int], *, skip_special: bool = False) -> str:
-        ids = list(ids)
+    @cached_property
+    def _unused_ids(self) -> frozenset[int]:
+        """Ids below vocab_size that name no token (vocabularies such as cl100k leave gaps before their specials)."""
+        return frozenset(i for i in range(self.vocab_size) if self.backend.id_to_token(i) is None)
+
+    def _check_ids(self, ids: list[int]) -> None:
+        try:
+            valid = not ids or (min(ids) >= 0 and max(ids) < self.vocab_size and self._unused_ids.isdisjoint(ids))
+        except TypeError:
+            valid = False
+        if valid:
+            return
         for i, token_id in enumerate(ids):
-            if (
-                not isinstance(token_id, int)
-                or not 0 <= token_id < self.vocab_size
-                or self.id_to_token(token_id) is None
-            ):
+            if not isinstance(token_id, int) or not 0 <= token_id < self.vocab_size or token_id in self._unused_ids:
                 raise ValueError(
                     f"ids[{i}] = {token_id!r} is not a token id of this vocabulary (size {self.vocab_size})"
                 )
+
+    def decode(self, ids: Sequence[int], *, skip_special: bool = False) -> str:
+        ids = list(ids)
+        self._check_ids(ids)
         if skip_special:
             special = set(self.special_tokens.values())
             ids = [token_id for token_id in ids if token_id not in special]

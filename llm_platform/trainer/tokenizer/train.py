@@ -8,6 +8,7 @@ so the vocabulary always has exactly `vocab_size` ids.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -26,6 +27,8 @@ from llm_platform.trainer.tokenizer.specials import (
     roles_for,
 )
 from llm_platform.trainer.tokenizer.tokenizer import Tokenizer
+
+logger = logging.getLogger(__name__)
 
 
 def checked_texts(texts: Iterable[str]) -> Iterator[str]:
@@ -88,6 +91,15 @@ def train_bpe(
     regex = resolve_pattern(pattern)
     ranks = learn_ranks(texts, num_ranks, regex, min_frequency)
     reserved_start = sum(token.startswith("<|reserved_") for token in specials)
+    if len(ranks) < num_ranks:
+        logger.warning(
+            "the corpus has no more pairs seen %d times after %d tokens; %d of the %d ids are reserved specials "
+            "(more text or a lower min_frequency gives more learned tokens)",
+            min_frequency,
+            len(ranks),
+            num_ranks - len(ranks),
+            vocab_size,
+        )
     specials += reserved_tokens(num_ranks - len(ranks), start=reserved_start)
     special_ids = {token: len(ranks) + i for i, token in enumerate(specials)}
     backend = TiktokenBackend(ranks, regex, special_ids)
