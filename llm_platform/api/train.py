@@ -33,17 +33,35 @@ class TrainSpec(SpecModel):
     min_lr_ratio: float = Field(0.1, ge=0, le=1, description="Final learning rate as a fraction of `lr`.")
     warmup_steps: int = Field(100, ge=0)
     schedule: Literal["cosine", "linear", "wsd", "constant"] = "cosine"
+    decay_fraction: float = Field(
+        0.2, gt=0, le=1, description="wsd only: fraction of the steps spent decaying to min_lr_ratio at the end."
+    )
     weight_decay: float = Field(0.1, ge=0)
     betas: tuple[float, float] = (0.9, 0.95)
     grad_clip: float = Field(1.0, gt=0)
+    optimizer: Literal["adamw", "adamw8bit"] = Field(
+        "adamw", description="adamw8bit: 8-bit optimizer state (bitsandbytes on CUDA, blockwise-quantized elsewhere)."
+    )
+    z_loss: float = Field(0.0, ge=0, description="Weight of the z-loss, mean(logsumexp(logits)^2); 1e-4 is common.")
     precision: Literal["fp32", "bf16", "fp16"] = Field("bf16", description="bf16/fp16 autocast; fp32 on CPU.")
+    fp8: bool = Field(False, description="FP8 matmuls through torchao float8 (H100/H200 class GPUs).")
+    activation_checkpointing: Literal["none", "full", "selective"] = Field(
+        "none", description="Recompute blocks in the backward pass: all ops (full) or all but matmuls (selective)."
+    )
+    compile: bool = Field(False, description="torch.compile the model (per block under FSDP).")
     seed: int = 0
     log_every: int = Field(10, ge=1)
     eval_every: int = Field(0, ge=0, description="Evaluate validation loss every N steps (0: only at the end).")
     eval_batches: int = Field(8, ge=1)
     checkpoint_every: int = Field(0, ge=0, description="Checkpoint every N steps (0: only at the end).")
     keep_checkpoints: int = Field(2, ge=1)
+    async_checkpoint: bool = Field(False, description="Write and upload checkpoints in the background.")
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    tensorboard: bool = Field(False, description="Also write TensorBoard event files beside train_log.jsonl.")
+    wandb_project: str | None = Field(None, description="Log to this Weights & Biases project (needs `wandb`).")
+    metrics_port: int | None = Field(
+        None, ge=1, le=65535, description="Serve Prometheus metrics on this port (rank 0)."
+    )
     parallel: ParallelSpec = Field(default_factory=ParallelSpec)
 
     @model_validator(mode="after")

@@ -249,7 +249,7 @@ def _flush(pending, config: TrainConfig) -> list[dict[str, Any]]:
                 f"step {step + 1}: loss {loss}, grad norm {norm}; stopping without saving this state. Lower "
                 "train.lr or raise warmup_steps, then re-run: training resumes from the last good checkpoint"
             )
-        out.append({"step": step + 1, "loss": round(loss, 6), "lr": lr, "grad_norm": round(norm, 5)})
+        out.append({"step": step + 1, "loss": loss, "lr": lr, "grad_norm": norm})
     return out
 
 

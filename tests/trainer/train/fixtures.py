@@ -10,8 +10,6 @@ import json
 import textwrap
 from pathlib import Path
 
-import numpy as np
-
 from llm_platform.api import parse_job
 from llm_platform.storage import ArtifactStore
 from llm_platform.trainer.data.pack import write_meta, write_split
@@ -61,5 +59,9 @@ def pretrain_job(train: dict, model: dict | None = None, name: str = "tiny"):
     )
 
 
-def random_tokens(n: int, vocab_size: int, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, vocab_size, n).astype(np.uint16)
+def corpus_token_file(folder: Path, vocab_size: int = 384) -> Path:
+    """The stdlib corpus, tokenized and concatenated with EOS after each document, as a raw uint16 file."""
+    texts = stdlib_texts()
+    tokenizer = train_bpe(texts[:200], vocab_size)
+    write_split(folder, "train", tokenizer.encode_batch(texts), tokenizer.eos_id, vocab_size)
+    return folder / "train.bin"
