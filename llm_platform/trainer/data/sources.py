@@ -1,24 +1,29 @@
-"""Reading documents from where they live: this Python's standard library, text files, JSONL and Parquet, local or S3.
+"""Reading documents from where they live: this Python's standard library, text files, JSONL and Parquet (local or
+S3), and Hugging Face datasets.
 
-Sources stream: documents are yielded one at a time and never all held in memory.
+Sources stream: documents are yielded one at a time, S3 objects are read as streams, nothing is loaded whole. A
+source can be read as one of `num_shards` disjoint shards, so parallel workers split it without coordination: whole
+files go to workers when there are enough files, otherwise records are dealt round-robin.
+
+A source is any object with the attributes of `api.data.Source` (`type`, `path`, `include`, `field`, `max_docs`,
+`config`, `split`); the library does not import the API models.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import itertools
 import json
 import sysconfig
+import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from contextlib import contextmanager
 from pathlib import Path
 
+from .document import Document
 
-@dataclass(frozen=True)
-class Document:
-    id: str
-    text: str
-    source: str
+__all__ = ["Document", "expand", "iter_documents", "stdlib_root"]
 
 
 def stdlib_root() -> Path:
@@ -26,17 +31,32 @@ def stdlib_root() -> Path:
     return Path(sysconfig.get_paths()["stdlib"])
 
 
-def iter_documents(source) -> Iterator[Document]:
-    """Documents of one `api.data.Source`, at most `source.max_docs` of them."""
-    readers = {"stdlib": _stdlib, "files": _files, "jsonl": _jsonl, "parquet": _parquet}
-    docs = readers[source.type](source)
-    yield from (docs if source.max_docs is None else itertools.islice(docs, source.max_docs))
+def iter_documents(source, shard: int = 0, num_shards: int = 1) -> Iterator[Document]:
+    """Documents of one source that fall in `shard`; `source.max_docs` bounds the total over all shards."""
+    if not 0 <= shard < num_shards:
+        raise ValueError(f"shard {shard} is not in 0..{num_shards - 1}")
+    readers = {"stdlib": _stdlib, "files": _files, "jsonl": _jsonl, "parquet": _parquet, "hf": _huggingface}
+    docs = readers[source.type](source, shard, num_shards)
+    limit = getattr(source, "max_docs", None)
+    if limit is not None:  # split evenly: the shards' limits add up to max_docs
+        docs = itertools.islice(docs, limit // num_shards + (shard < limit % num_shards))
+    yield from docs
 
 
-def _stdlib(source) -> Iterator[Document]:
+def _units(items: list, shard: int, num_shards: int) -> tuple[list, bool]:
+    """Whole items for this shard when there are enough to go round, else all items with records dealt out."""
+    if num_shards == 1:
+        return items, False
+    if len(items) >= num_shards:
+        return items[shard::num_shards], False
+    return items, True
+
+
+def _stdlib(source, shard: int, num_shards: int) -> Iterator[Document]:
     root = stdlib_root()
-    for path in sorted(root.rglob(source.include)):
-        if "site-packages" in path.parts or not path.is_file():
+    paths = [p for p in sorted(root.rglob(source.include)) if "site-packages" not in p.parts and p.is_file()]
+    for index, path in enumerate(paths):
+        if index % num_shards != shard:
             continue
         yield Document(
             id=f"stdlib:{path.relative_to(root)}",
@@ -48,45 +68,73 @@ def _stdlib(source) -> Iterator[Document]:
 def expand(pattern: str) -> list[str]:
     """Files matching a local glob or an s3://bucket/prefix* pattern, sorted; an error names a pattern with no match."""
     if pattern.startswith("s3://"):
-        from llm_platform.storage import ArtifactStore
-
-        bucket_and_prefix = pattern[5:]
-        bucket, _, key_pattern = bucket_and_prefix.partition("/")
+        bucket, _, key_pattern = pattern[5:].partition("/")
         prefix = key_pattern.split("*", 1)[0]
-        store = ArtifactStore.open(f"s3://{bucket}")
-        import fnmatch
-
-        matches = [f"s3://{bucket}/{k}" for k in store.backend.list(prefix) if fnmatch.fnmatch(k, key_pattern)]
+        keys = _s3_backend(bucket).list(prefix)
+        matches = [f"s3://{bucket}/{k}" for k in keys if fnmatch.fnmatch(k, key_pattern)]
     else:
-        matches = sorted(glob.glob(str(Path(pattern).expanduser()), recursive=True))
+        matches = glob.glob(str(Path(pattern).expanduser()), recursive=True)
     if not matches:
         raise FileNotFoundError(f"source path '{pattern}' matches no file")
     return sorted(matches)
 
 
-def _open_text(path: str):
-    if path.startswith("s3://"):
-        import io
+def _s3_backend(bucket: str):
+    from llm_platform.storage.backends import S3Backend
 
-        from llm_platform.storage import ArtifactStore
+    return S3Backend(bucket)
+
+
+@contextmanager
+def _open_text(path: str) -> Iterator:
+    """A text stream over a local file or an S3 object (read in chunks, never whole)."""
+    if path.startswith("s3://"):
+        import codecs
 
         bucket, _, key = path[5:].partition("/")
-        data = ArtifactStore.open(f"s3://{bucket}").backend.get_bytes(key)
-        return io.StringIO(data.decode("utf-8", errors="replace"))
-    return open(path, encoding="utf-8", errors="replace")
+        body = _s3_backend(bucket).client.get_object(Bucket=bucket, Key=key)["Body"]
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        try:
+            yield (decoder.decode(line) for line in body.iter_lines(keepends=True))
+        finally:
+            body.close()
+    else:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            yield f
 
 
-def _files(source) -> Iterator[Document]:
-    for path in expand(source.path):
+@contextmanager
+def _local_copy(path: str) -> Iterator[str]:
+    """A local path for a file that needs random access (Parquet): S3 objects are downloaded to a temporary file."""
+    if not path.startswith("s3://"):
+        yield path
+        return
+    bucket, _, key = path[5:].partition("/")
+    with tempfile.TemporaryDirectory(prefix="llmp-src-") as tmp:
+        local = Path(tmp) / Path(key).name
+        _s3_backend(bucket).client.download_file(bucket, key, str(local))
+        yield str(local)
+
+
+def _files(source, shard: int, num_shards: int) -> Iterator[Document]:
+    paths = expand(source.path)
+    for index, path in enumerate(paths):
+        if index % num_shards != shard:
+            continue
         with _open_text(path) as f:
-            yield Document(id=path, text=f.read(), source=path)
+            yield Document(id=path, text="".join(f), source=path)
 
 
-def _jsonl(source) -> Iterator[Document]:
-    for path in expand(source.path):
+def _jsonl(source, shard: int, num_shards: int) -> Iterator[Document]:
+    paths, deal = _units(expand(source.path), shard, num_shards)
+    index = 0
+    for path in paths:
         with _open_text(path) as f:
             for lineno, line in enumerate(f, 1):
                 if not line.strip():
+                    continue
+                index += 1
+                if deal and (index - 1) % num_shards != shard:
                     continue
                 try:
                     record = json.loads(line)
@@ -95,21 +143,53 @@ def _jsonl(source) -> Iterator[Document]:
                 text = record.get(source.field) if isinstance(record, dict) else None
                 if not isinstance(text, str):
                     raise ValueError(f"{path}:{lineno}: no string field '{source.field}'; set `field` on the source")
-                yield Document(id=str(record.get("id", f"{path}:{lineno}")), text=text, source=path)
+                doc_id = str(record.get("id", f"{path}:{lineno}"))
+                yield Document(id=doc_id, text=text, source=path)
 
 
-def _parquet(source) -> Iterator[Document]:
+def _parquet(source, shard: int, num_shards: int) -> Iterator[Document]:
     try:
         import pyarrow.parquet as pq
     except ImportError as e:
         raise ImportError("Parquet sources need pyarrow: pip install 'llm-platform[data]'") from e
-    for path in expand(source.path):
-        parquet = pq.ParquetFile(path)
-        if source.field not in parquet.schema_arrow.names:
-            raise ValueError(f"{path}: no column '{source.field}'; columns are {parquet.schema_arrow.names}")
-        row = 0
-        for batch in parquet.iter_batches(columns=[source.field], batch_size=1024):
-            for text in batch.column(0).to_pylist():
-                row += 1
-                if isinstance(text, str):
-                    yield Document(id=f"{path}:{row}", text=text, source=path)
+    paths, deal = _units(expand(source.path), shard, num_shards)
+    index = 0
+    for path in paths:
+        with _local_copy(path) as local:
+            parquet = pq.ParquetFile(local)
+            if source.field not in parquet.schema_arrow.names:
+                raise ValueError(f"{path}: no column '{source.field}'; columns are {parquet.schema_arrow.names}")
+            row = 0
+            for batch in parquet.iter_batches(columns=[source.field], batch_size=1024):
+                for text in batch.column(0).to_pylist():
+                    row += 1
+                    index += 1
+                    if deal and (index - 1) % num_shards != shard:
+                        continue
+                    if isinstance(text, str):
+                        yield Document(id=f"{path}:{row}", text=text, source=path)
+
+
+def _huggingface(source, shard: int, num_shards: int) -> Iterator[Document]:
+    """A Hugging Face dataset streamed with `datasets` (hub name when the network allows, or a local folder)."""
+    try:
+        import datasets
+    except ImportError as e:
+        raise ImportError("Hugging Face sources need the `datasets` package: pip install datasets") from e
+    try:
+        stream = datasets.load_dataset(source.path, source.config, split=source.split, streaming=True)
+    except Exception as e:  # the hub's and the filesystem's errors differ; both leave the user the same fix
+        raise ValueError(
+            f"hf source '{source.path}' (config {source.config!r}, split {source.split!r}) could not be opened: "
+            f"{e}. Check the name, `config` and `split`, and that the hub is reachable or the path is local."
+        ) from e
+    if num_shards > 1:  # whole data files per worker when there are enough, else every num_shards-th record
+        from datasets.distributed import split_dataset_by_node
+
+        stream = split_dataset_by_node(stream, rank=shard, world_size=num_shards)
+    for index, record in enumerate(stream):
+        text = record.get(source.field)
+        if not isinstance(text, str):
+            raise ValueError(f"hf source '{source.path}' row {index}: no string field '{source.field}'; set `field`")
+        doc_id = str(record.get("id", f"{source.path}:{shard}:{index}"))
+        yield Document(id=doc_id, text=text, source=source.path)
