@@ -49,6 +49,20 @@ def held_out_texts() -> list[str]:
     return read_shared_lines(*HELD_OUT_FILES)
 
 
+ALL_TEXT_FILES = [
+    *(f"corpus/gutenberg/{name}" for name in ("1342-0.txt", "1661.txt", "84-0.txt", "11-0.txt", "345.txt")),
+    "corpus/tinyshakespeare/input.txt",
+    *(f"flores200/{split}/{lang}_Latn.{split}" for split in ("dev", "devtest") for lang in ("eng", "deu", "fra")),
+    "wikitext2/valid.txt",
+]
+
+
+@pytest.fixture(scope="session")
+def all_shared_texts() -> list[str]:
+    """Every line of every text corpus in ../shared/data (6.7 MB): what the id-parity tests run on."""
+    return read_shared_lines(*ALL_TEXT_FILES)
+
+
 @pytest.fixture(scope="session")
 def inline_corpus() -> list[str]:
     return INLINE_CORPUS

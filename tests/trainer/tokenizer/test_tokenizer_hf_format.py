@@ -32,8 +32,8 @@ def test_save_writes_hf_tiktoken_and_config_files(tiny_tokenizer, tmp_path):
     assert config["bos_token"] == "<|bos|>" and "chat_template" in config
 
 
-def test_hf_tokenizers_gives_our_ids_on_shared_texts(shared_tokenizer, saved_shared_tokenizer, held_out_texts):
-    texts = held_out_texts
+def test_hf_tokenizers_gives_our_ids_on_shared_texts(shared_tokenizer, saved_shared_tokenizer, all_shared_texts):
+    texts = all_shared_texts
     hf = tokenizers.Tokenizer.from_file(str(saved_shared_tokenizer / "tokenizer.json"))
     theirs = [e.ids for e in hf.encode_batch(texts, add_special_tokens=False)]
     assert shared_tokenizer.encode_batch(texts) == theirs

@@ -16,9 +16,9 @@ def tiktoken_from_saved(directory) -> tiktoken.Encoding:
     )
 
 
-def test_tiktoken_encoding_from_our_file_gives_our_ids(shared_tokenizer, saved_shared_tokenizer, held_out_texts):
+def test_tiktoken_encoding_from_our_file_gives_our_ids(shared_tokenizer, saved_shared_tokenizer, all_shared_texts):
     encoding = tiktoken_from_saved(saved_shared_tokenizer)
-    texts = held_out_texts
+    texts = all_shared_texts
     assert shared_tokenizer.encode_batch(texts) == encoding.encode_ordinary_batch(texts)
 
 
