@@ -1,0 +1,102 @@
+"""`llmp render` (the manifests a job becomes on a cluster, as a dry run) and `llmp operator` (run the operator)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+
+
+def render_manifests(
+    job_file: Path, stage: str | None = None, namespace: str | None = None, image: str | None = None
+) -> str:
+    """Multi-document YAML of everything the operator would create for the job (or one stage of it)."""
+    from llm_platform.api import load_job
+    from llm_platform.operator.options import RenderOptions
+    from llm_platform.operator.render import render_job, to_yaml
+
+    job = load_job(job_file)
+    if stage is not None:
+        job.spec.stage(stage)  # KeyError names the stages there are
+    defaults = RenderOptions()
+    options = RenderOptions(image=image or defaults.image, namespace=namespace)
+    return to_yaml(render_job(job, options, stage=stage))
+
+
+@app.command()
+def render(
+    job_file: Annotated[Path, typer.Argument(help="The LLMJob YAML file.")],
+    stage: Annotated[str | None, typer.Option(help="Render only this stage (and the spec ConfigMap).")] = None,
+    namespace: Annotated[str | None, typer.Option(help="Namespace to render into (default: the job's).")] = None,
+    image: Annotated[str | None, typer.Option(help="Default image for stages that name none.")] = None,
+) -> None:
+    """Print the Kubernetes manifests the operator creates for a job: a dry run to read or diff."""
+    from llm_platform.api import SpecError
+    from llm_platform.operator.options import RenderError
+
+    try:
+        text = render_manifests(job_file, stage, namespace, image)
+    except (SpecError, RenderError) as e:
+        typer.echo(str(e), err=True)
+        raise typer.Exit(2) from None
+    except KeyError as e:
+        typer.echo(e.args[0], err=True)
+        raise typer.Exit(2) from None
+    typer.echo(text, nl=False)
+
+
+@app.command()
+def operator(
+    namespace: Annotated[
+        list[str] | None, typer.Option(help="Watch only this namespace (repeatable); default: all namespaces.")
+    ] = None,
+    peering: Annotated[
+        str | None, typer.Option(help="kopf peering object (one active operator per peering).")
+    ] = "llm-platform",
+    standalone: Annotated[
+        bool, typer.Option(help="No peering: only for a single operator (e.g. on a laptop).")
+    ] = False,
+    metrics_port: Annotated[int, typer.Option(help="Prometheus metrics port (0: off).")] = 9090,
+    liveness_port: Annotated[int, typer.Option(help="Liveness probe port, /healthz (0: off).")] = 8080,
+    webhook_port: Annotated[int, typer.Option(help="Admission webhook HTTPS port (0: no webhook).")] = 0,
+    webhook_service: Annotated[
+        str | None, typer.Option(help="NAME.NAMESPACE of the Service in front of the webhook.")
+    ] = None,
+    webhook_cert: Annotated[Path | None, typer.Option(help="TLS certificate (default: self-signed).")] = None,
+    webhook_key: Annotated[Path | None, typer.Option(help="TLS key for --webhook-cert.")] = None,
+    image: Annotated[str | None, typer.Option(help="Default trainer image (env LLMP_TRAINER_IMAGE).")] = None,
+    vllm_image: Annotated[str | None, typer.Option(help="vLLM image for engine: vllm.")] = None,
+    resync_seconds: Annotated[float, typer.Option(help="Re-check every job this often.")] = 60.0,
+    read_artifacts: Annotated[
+        bool, typer.Option(help="Read checkpoints/versions from storage (needs the operator to have access).")
+    ] = True,
+    kubeconfig: Annotated[Path | None, typer.Option(help="Kubeconfig (default: in-cluster, then ~/.kube).")] = None,
+) -> None:
+    """Run the LLMJob operator (kopf): render stages into PyTorchJob / RayJob / Job / Deployment and follow them."""
+    from llm_platform.operator.handlers import HandlerSettings
+    from llm_platform.operator.options import RenderOptions
+    from llm_platform.operator.runner import OperatorConfig, run_operator
+
+    defaults = RenderOptions()
+    render_options = RenderOptions(
+        image=image or os.environ.get("LLMP_TRAINER_IMAGE") or defaults.image,
+        vllm_image=vllm_image or os.environ.get("LLMP_VLLM_IMAGE") or defaults.vllm_image,
+    )
+    config = OperatorConfig(
+        handlers=HandlerSettings(render=render_options, resync_seconds=resync_seconds),
+        namespaces=tuple(namespace or ()),
+        peering=None if standalone else peering,
+        metrics_port=metrics_port or None,
+        liveness_port=liveness_port or None,
+        webhook_port=webhook_port or None,
+        webhook_service=webhook_service,
+        webhook_cert=str(webhook_cert) if webhook_cert else None,
+        webhook_key=str(webhook_key) if webhook_key else None,
+        read_artifacts=read_artifacts,
+        kubeconfig=str(kubeconfig) if kubeconfig else None,
+    )
+    run_operator(config)

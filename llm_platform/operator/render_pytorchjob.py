@@ -1,0 +1,135 @@
+"""`pretrain` / `finetune` / `align` stages -> a Kubeflow PyTorchJob (kubeflow.org/v1) running torchrun.
+
+One Master and `nodes - 1` Workers (Worker replicas only, for elastic training), every pod a node of `nproc` ranks.
+The training operator injects the rendezvous (PET_MASTER_ADDR, PET_NODE_RANK, ...), which torchrun reads from the
+environment; failed pods are not restarted in place (`backoffLimit: 0`): the LLMJob operator decides retries and
+re-creates the job, which resumes from the stage's latest checkpoint.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from llm_platform.api import LLMJob, Stage
+from llm_platform.api.train import ParallelSpec
+
+from .naming import child_name
+from .options import JobOptions, RenderError, RenderOptions, job_options, namespace_of
+from .pods import (
+    child_metadata,
+    container,
+    image_of,
+    pod_spec,
+    pod_template,
+    resource_requirements,
+    stage_args,
+    starts_suspended,
+    volumes,
+)
+
+API_VERSION = "kubeflow.org/v1"
+KIND = "PyTorchJob"
+CONTAINER = "pytorch"  # the training operator finds the container to configure by this name
+MASTER_PORT = 23456
+
+
+def parallel_of(stage: Stage) -> ParallelSpec:
+    """How a training stage spreads; `finetune` / `align` may leave out `train`, and so take the defaults."""
+    if not stage.trains:
+        raise RenderError(f"stage '{stage.name}': a '{stage.kind}' stage does not train; it has no parallel layout")
+    return stage.train.parallel if stage.train is not None else ParallelSpec()
+
+
+def training_shape(stage: Stage) -> tuple[int, int]:
+    """(nodes, GPUs per node) of a training stage: `train.parallel`, else `resources.gpus` on one node."""
+    parallel = parallel_of(stage)
+    return parallel.nodes, parallel.gpus_per_node or stage.resources.gpus
+
+
+def torchrun_command(job: LLMJob, stage: Stage, jopts: JobOptions, nodes: str, nproc: int) -> list[str]:
+    return [
+        "torchrun",
+        f"--nnodes={nodes}",
+        f"--nproc-per-node={nproc}",
+        "-m",
+        "llm_platform.cli",
+        *stage_args(job, stage, jopts),
+    ]
+
+
+def render_pytorchjob(
+    job: LLMJob,
+    stage: Stage,
+    options: RenderOptions | None = None,
+    *,
+    attempt: int = 1,
+    owner_uid: str | None = None,
+) -> dict[str, Any]:
+    options = options or RenderOptions()
+    jopts = job_options(job)
+    nodes, gpus = training_shape(stage)
+    nproc = gpus or 1  # on CPU one process per node
+    elastic = jopts.elastic_nodes
+    if elastic is not None:
+        low, high = elastic
+        replicas = min(max(nodes, low), high)
+        nnodes = f"{low}:{high}"
+    else:
+        replicas, nnodes = nodes, str(nodes)
+
+    vols, mounts = volumes(job, jopts, shm=True)
+    main = container(
+        CONTAINER,
+        image_of(job, stage, options),
+        job,
+        jopts,
+        resource_requirements(stage.resources.cpu, stage.resources.memory, gpus),
+        mounts,
+        command=torchrun_command(job, stage, jopts, nnodes, nproc),
+        ports=[{"name": "pytorchjob-port", "containerPort": MASTER_PORT, "protocol": "TCP"}],
+    )
+    template = pod_template(job.metadata.name, stage, attempt, pod_spec(stage, jopts, [main], vols, None))
+
+    def replica(count: int) -> dict[str, Any]:
+        return {"replicas": count, "restartPolicy": "Never", "template": copy.deepcopy(template)}
+
+    if elastic is not None:
+        replica_specs = {"Worker": replica(replicas)}
+    else:
+        replica_specs = {"Master": replica(1)}
+        if nodes > 1:
+            replica_specs["Worker"] = replica(nodes - 1)
+
+    scheduling: dict[str, Any] = {"minAvailable": elastic[0] if elastic else nodes}
+    if jopts.scheduling_queue:
+        scheduling["queue"] = jopts.scheduling_queue
+    if jopts.priority_class:
+        scheduling["priorityClass"] = jopts.priority_class
+
+    spec: dict[str, Any] = {
+        "nprocPerNode": str(nproc),
+        "pytorchReplicaSpecs": replica_specs,
+        "runPolicy": {
+            "backoffLimit": 0,
+            "cleanPodPolicy": "Running",
+            "ttlSecondsAfterFinished": options.ttl_seconds_after_finished,
+            "suspend": starts_suspended(job, jopts),
+            "schedulingPolicy": scheduling,
+        },
+    }
+    if elastic is not None:
+        spec["elasticPolicy"] = {
+            "minReplicas": elastic[0],
+            "maxReplicas": elastic[1],
+            "rdzvBackend": "c10d",
+            "maxRestarts": job.spec.max_retries,
+        }
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": child_metadata(
+            job, stage, namespace_of(job, options), attempt, jopts, owner_uid, child_name(job.metadata.name, stage.name)
+        ),
+        "spec": spec,
+    }

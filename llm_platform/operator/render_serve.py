@@ -1,0 +1,201 @@
+"""`serve` stages -> a Deployment + a Service (+ a HorizontalPodAutoscaler with `autoscale`).
+
+`engine: builtin` runs our OpenAI-compatible server through `llmp stage run` like every other stage. `engine: vllm`
+runs the vLLM OpenAI image on the model the stage serves, which an init container (our image) copies from the
+artifact store into a shared volume first. Both answer `GET /v1/models` once the model is loaded: the probes use it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llm_platform.api import LLMJob, Stage
+
+from .naming import SPEC_FILE, child_name, labels, selector_labels
+from .options import JobOptions, RenderError, RenderOptions, job_options, namespace_of
+from .pods import (
+    child_metadata,
+    container,
+    image_of,
+    llmp_command,
+    pod_spec,
+    resource_requirements,
+    storage_uri,
+    volumes,
+)
+
+MODEL_VOLUME = "models"
+MODEL_DIR = "/models/model"
+VLLM_SERVER = ["python3", "-m", "vllm.entrypoints.openai.api_server"]
+
+
+def desired_replicas(stage: Stage) -> int:
+    serve = stage.serve
+    return serve.autoscale.min_replicas if serve.autoscale else serve.replicas
+
+
+def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
+    return {"httpGet": {"path": path, "port": "http"}, "periodSeconds": period, "failureThreshold": failures}
+
+
+def _vllm_args(job: LLMJob, stage: Stage, gpus: int) -> list[str]:
+    serve = stage.serve
+    if serve.quantization != "none":
+        raise RenderError(
+            f"stage '{stage.name}': serve.quantization '{serve.quantization}' is done by the builtin engine; vLLM "
+            "serves the exported checkpoint as it is. Use engine: builtin, or quantization: none with engine: vllm"
+        )
+    args = [
+        "--model",
+        MODEL_DIR,
+        "--served-model-name",
+        job.metadata.name,
+        "--port",
+        str(serve.port),
+        "--max-num-seqs",
+        str(serve.max_batch),
+    ]
+    if gpus > 1:
+        args += ["--tensor-parallel-size", str(gpus)]
+    return args
+
+
+def _fetch_model_container(job: LLMJob, stage: Stage, jopts: JobOptions, image: str, mounts: list) -> dict[str, Any]:
+    command = [
+        "python",
+        "-m",
+        "llm_platform.operator.fetch_model",
+        "--job",
+        SPEC_FILE,
+        "--stage",
+        stage.name,
+        "--storage",
+        storage_uri(job, jopts),
+        "--dest",
+        MODEL_DIR,
+    ]
+    return container("fetch-model", image, job, jopts, {}, mounts, command=command)
+
+
+def render_deployment(
+    job: LLMJob,
+    stage: Stage,
+    options: RenderOptions | None = None,
+    *,
+    attempt: int = 1,
+    owner_uid: str | None = None,
+    replicas: int | None = None,
+) -> dict[str, Any]:
+    options = options or RenderOptions()
+    jopts = job_options(job)
+    serve, res = stage.serve, stage.resources
+    vols, mounts = volumes(job, jopts, shm=res.gpus > 0)
+    ports = [{"name": "http", "containerPort": serve.port, "protocol": "TCP"}]
+    resources = resource_requirements(res.cpu, res.memory, res.gpus)
+    init_containers: list[dict[str, Any]] = []
+    if serve.engine == "vllm":
+        model_mount = {"name": MODEL_VOLUME, "mountPath": "/models"}
+        vols = [*vols, {"name": MODEL_VOLUME, "emptyDir": {}}]
+        init_containers.append(
+            _fetch_model_container(job, stage, jopts, image_of(job, stage, options), [*mounts, model_mount])
+        )
+        server = container(
+            "server",
+            options.vllm_image,
+            job,
+            jopts,
+            resources,
+            [*mounts, model_mount],
+            command=VLLM_SERVER,
+            ports=ports,
+        )
+        server["args"] = _vllm_args(job, stage, res.gpus)
+    else:
+        server = container(
+            "server",
+            image_of(job, stage, options),
+            job,
+            jopts,
+            resources,
+            mounts,
+            command=llmp_command(job, stage, jopts),
+            ports=ports,
+        )
+    server["readinessProbe"] = _probe("/v1/models", 10, 3)
+    server["startupProbe"] = _probe("/v1/models", 10, 90)  # loading a large model takes minutes
+    spec = pod_spec(stage, jopts, [server], vols, None)
+    if init_containers:
+        spec = {"initContainers": init_containers, **spec}
+    name = child_name(job.metadata.name, stage.name)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": child_metadata(job, stage, namespace_of(job, options), attempt, jopts, owner_uid, name),
+        "spec": {
+            "replicas": desired_replicas(stage) if replicas is None else replicas,
+            "selector": {"matchLabels": selector_labels(job.metadata.name, stage.name)},
+            "template": {"metadata": {"labels": labels(job.metadata.name, stage.name)}, "spec": spec},
+        },
+    }
+
+
+def render_service(
+    job: LLMJob, stage: Stage, options: RenderOptions | None = None, *, owner_uid: str | None = None
+) -> dict[str, Any]:
+    options = options or RenderOptions()
+    name = child_name(job.metadata.name, stage.name)
+    if not name[0].isalpha():
+        raise RenderError(
+            f"metadata.name: a Service name must start with a letter, and '{name}' (job-stage) does not; rename the "
+            "job to start with a letter"
+        )
+    meta = child_metadata(job, stage, namespace_of(job, options), 1, job_options(job), owner_uid, name)
+    meta["labels"] = labels(job.metadata.name, stage.name)
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": meta,
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector_labels(job.metadata.name, stage.name),
+            "ports": [{"name": "http", "port": stage.serve.port, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def render_autoscaler(
+    job: LLMJob, stage: Stage, options: RenderOptions | None = None, *, owner_uid: str | None = None
+) -> dict[str, Any] | None:
+    """An autoscaling/v2 HPA on CPU utilisation, or None without `serve.autoscale`."""
+    autoscale = stage.serve.autoscale
+    if autoscale is None:
+        return None
+    if not stage.resources.cpu:
+        index = next(i for i, s in enumerate(job.spec.stages) if s.name == stage.name)
+        raise RenderError(
+            f"spec.stages[{index}].resources.cpu: autoscaling on CPU utilisation needs a CPU request; set "
+            "resources.cpu (e.g. '4')"
+        )
+    options = options or RenderOptions()
+    name = child_name(job.metadata.name, stage.name)
+    meta = child_metadata(job, stage, namespace_of(job, options), 1, job_options(job), owner_uid, name)
+    meta["labels"] = labels(job.metadata.name, stage.name)
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": meta,
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+            "minReplicas": autoscale.min_replicas,
+            "maxReplicas": autoscale.max_replicas,
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {"type": "Utilization", "averageUtilization": autoscale.target_cpu_percent},
+                    },
+                }
+            ],
+        },
+    }
