@@ -35,14 +35,19 @@ def _backend_from_hf_json(path: Path) -> Backend:
     text = path.read_text(encoding="utf-8")
     try:
         data = json.loads(text)
-        ranks, pattern, special_tokens = ranks_from_hf_json(data)
-    except NotTiktokenCompatible as reason:
-        backend = HFBackend(HFTokenizer.from_str(text))
-        backend.tiktoken_incompatibility = str(reason)
-        return backend
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
-        raise ValueError(f"{path}: not a valid HF tokenizer.json ({err!r})") from None
-    return TiktokenBackend(ranks, pattern, special_tokens)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}:{err.lineno}: not valid JSON ({err.msg}); expected an HF tokenizer.json") from None
+    try:
+        return TiktokenBackend(*ranks_from_hf_json(data))
+    except (NotTiktokenCompatible, KeyError, TypeError) as reason:
+        why = str(reason) if isinstance(reason, NotTiktokenCompatible) else f"unexpected layout ({reason!r})"
+    try:
+        hf = HFTokenizer.from_str(text)
+    except Exception as err:  # tokenizers raises a bare Exception for files it cannot parse
+        raise ValueError(f"{path}: not a valid HF tokenizer.json ({err})") from None
+    backend = HFBackend(hf)
+    backend.tiktoken_incompatibility = why
+    return backend
 
 
 def _backend_from_tiktoken(path: Path, pattern: str | None, special_tokens: dict[str, int] | None) -> Backend:

@@ -99,3 +99,19 @@ def test_hf_backend_treats_special_strings_as_text_unless_allowed(tmp_path, tiny
     assert loaded.format == "hf"
     assert loaded.encode("a<|eos|>", allow_special=True)[-1] == tok.eos_id
     assert tok.eos_id not in loaded.encode("a<|eos|>")
+
+
+def test_saving_a_wordpiece_tokenizer_as_tiktoken_says_why_not(tmp_path, inline_corpus):
+    hf = tokenizers.Tokenizer(tokenizers.models.WordPiece(unk_token="[UNK]"))
+    hf.train_from_iterator(
+        inline_corpus, tokenizers.trainers.WordPieceTrainer(vocab_size=300, special_tokens=["[UNK]"])
+    )
+    hf.save(str(tmp_path / "tokenizer.json"))
+    with pytest.raises(ValueError, match="its model is WordPiece"):
+        Tokenizer.load(tmp_path).save(tmp_path / "out", formats=["tiktoken"])
+
+
+def test_broken_tokenizer_json_names_the_file_and_line(tmp_path):
+    (tmp_path / "tokenizer.json").write_text('{\n  "model": \n')
+    with pytest.raises(ValueError, match=r"tokenizer\.json:3: not valid JSON"):
+        Tokenizer.load(tmp_path)
