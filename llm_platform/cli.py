@@ -72,6 +72,21 @@ def crd() -> None:
     typer.echo(crd_yaml(), nl=False)
 
 
+@app.command("serve-api")
+def serve_api(
+    root: Annotated[Path, typer.Option(help="Folder holding submitted jobs and their artifacts.")] = Path("runs/api"),
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8080,
+) -> None:
+    """Serve the jobs REST API (POST /v1/jobs) with the embedded executor."""
+    import uvicorn
+
+    from llm_platform.services.jobs_api import create_app
+    from llm_platform.services.local_jobs import LocalJobs
+
+    uvicorn.run(create_app(LocalJobs(root)), host=host, port=port)
+
+
 @app.command(hidden=True)
 def reference() -> None:
     """Print the LLMJob field reference (docs/reference.md) generated from the API models."""

@@ -1,0 +1,1 @@
+"""HTTP services: the jobs REST API (`llmp serve-api`)."""

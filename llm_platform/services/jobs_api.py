@@ -1,0 +1,63 @@
+"""The jobs REST API: `POST /v1/jobs` takes an LLMJob (JSON or YAML) and runs it; GET lists and reads status.
+
+Validation is the same `llm_platform.api` code as `llmp validate` and the admission webhook, so a bad spec gets the same
+messages here (as a 422 whose body lists every problem with its field path).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
+
+from llm_platform.api import SpecError, parse_job
+
+from .local_jobs import JobExists, JobNotFound, LocalJobs
+
+
+def create_app(jobs: LocalJobs) -> FastAPI:
+    app = FastAPI(title="llm-platform jobs API", version="v1")
+
+    @app.exception_handler(SpecError)
+    async def _invalid(_: Request, err: SpecError) -> JSONResponse:
+        problems = [{"path": p.path, "message": p.message} for p in err.problems]
+        return JSONResponse(status_code=422, content={"error": "invalid LLMJob", "problems": problems})
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/v1/jobs", status_code=201)
+    async def submit(request: Request) -> dict[str, Any]:
+        body = await request.body()
+        try:
+            data = yaml.safe_load(body)  # JSON is YAML, so one parser takes both content types
+        except yaml.YAMLError as e:
+            raise HTTPException(400, f"request body is neither JSON nor YAML: {e}") from None
+        job = parse_job(data)
+        try:
+            return jobs.submit(job)
+        except JobExists as e:
+            raise HTTPException(409, str(e)) from None
+
+    @app.get("/v1/jobs")
+    def list_jobs() -> dict[str, list[dict[str, Any]]]:
+        return {"items": [jobs.get(name) for name in jobs.names()]}
+
+    @app.get("/v1/jobs/{name}")
+    def get_job(name: str) -> dict[str, Any]:
+        try:
+            return jobs.get(name)
+        except JobNotFound:
+            raise HTTPException(404, f"no job named '{name}'") from None
+
+    @app.delete("/v1/jobs/{name}", status_code=204)
+    def delete_job(name: str) -> None:
+        try:
+            jobs.delete(name)
+        except JobNotFound:
+            raise HTTPException(404, f"no job named '{name}'") from None
+
+    return app
