@@ -47,12 +47,18 @@ class StaticKVCache:
             self.second.append(torch.zeros(batch_size, heads, length, widths[1], device=device, dtype=dtype))
             self.slot_positions.append(torch.full((length,), -1, device=device, dtype=torch.long) if ring else None)
         self.seen = 0
+        # Attention ignores key order unless a position bias (ALiBi) reads the positions.
+        self.order_free = config.position_encoding != "alibi"
 
     def update(
         self, layer: int, first: torch.Tensor, second: torch.Tensor, start_pos: int
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Stores the new entries ([B, heads, T, width]) at positions start_pos.. and returns what the current tokens
-        attend to: (keys-or-latent, values-or-rope-key, their absolute positions)."""
+        attend to: (keys-or-latent, values-or-rope-key, their absolute positions).
+
+        Positions are None when the keys are exactly positions start_pos + T - len(keys) .. start_pos + T - 1 (or, for
+        one decoded token, any order of them), which lets attention use the unmasked (bottom-right causal) kernels.
+        """
         seq = first.shape[2]
         if start_pos + seq > self.max_len:
             raise ValueError(f"KV cache holds {self.max_len} positions; got tokens up to {start_pos + seq}")
@@ -64,17 +70,26 @@ class StaticKVCache:
                 )
             self.seen = start_pos + seq
         slots = self.slot_positions[layer]
-        new_positions = torch.arange(start_pos, start_pos + seq, device=first.device)
         if slots is None:
             end = start_pos + seq
             self.first[layer][:, :, start_pos:end] = first
             self.second[layer][:, :, start_pos:end] = second
-            return self.first[layer][:, :, :end], self.second[layer][:, :, :end], torch.arange(end, device=first.device)
+            return self.first[layer][:, :, :end], self.second[layer][:, :, :end], None
+        window = slots.shape[0]
+        if seq == 1 and self.order_free:
+            # Decoding: the token's slot holds the one position that just left its window, so write first and attend
+            # to the filled slots without a mask.
+            slot = start_pos % window
+            self.first[layer][:, :, slot] = first[:, :, 0]
+            self.second[layer][:, :, slot] = second[:, :, 0]
+            slots[slot] = start_pos
+            filled = min(start_pos + 1, window)
+            return self.first[layer][:, :, :filled], self.second[layer][:, :, :filled], None
+        new_positions = torch.arange(start_pos, start_pos + seq, device=first.device)
         # Ring buffer: attend to the window kept so far plus the new tokens, then keep the newest `window` of them.
         keys = torch.cat((self.first[layer], first), dim=2)
         values = torch.cat((self.second[layer], second), dim=2)
         positions = torch.cat((slots, new_positions))
-        window = slots.shape[0]
         keep = slice(max(0, seq - window), seq)
         index = new_positions[keep] % window
         self.first[layer][:, :, index] = first[:, :, keep]

@@ -10,7 +10,7 @@ from torch import nn
 
 from .alibi import alibi_bias
 from .config import ModelConfig
-from .kernels import attention
+from .kernels import attention, prefix_positions
 from .norm import RMSNorm
 from .rope import apply_rotary
 
@@ -62,7 +62,8 @@ class Attention(nn.Module):
             k, v, k_positions = ctx.cache.update(self.layer, k, v, ctx.start_pos)
         bias = None
         if ctx.alibi_slopes is not None:
-            bias = alibi_bias(ctx.alibi_slopes, ctx.positions, ctx.positions if k_positions is None else k_positions)
+            keys = prefix_positions(ctx.positions, k.shape[2]) if k_positions is None else k_positions
+            bias = alibi_bias(ctx.alibi_slopes, ctx.positions, keys)
         out = attention(
             q,
             k,

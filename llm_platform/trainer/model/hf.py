@@ -164,6 +164,8 @@ def state_dict_to_hf(model: Transformer) -> dict[str, torch.Tensor]:
         if rest == "mlp.router.bias":
             if family == "deepseek_v3":
                 out[prefix + "mlp.gate.e_score_correction_bias"] = tensor
+            elif tensor.any():
+                raise UnsupportedCheckpoint(f"layer {layer}: Mixtral has no expert balancing bias; this one is nonzero")
             continue
         if rest == "mlp.router.weight":
             out[prefix + ("block_sparse_moe.gate.weight" if family == "mixtral" else "mlp.gate.weight")] = tensor

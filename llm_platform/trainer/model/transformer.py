@@ -117,19 +117,20 @@ class Transformer(nn.Module):
         """Recompute each block in the backward pass instead of keeping its activations (training mode only)."""
         self.activation_checkpointing = enabled
 
-    def _moe_layers(self) -> list[tuple[int, MoE]]:
+    def moe_layers(self) -> list[tuple[int, MoE]]:
+        """(layer index, MoE module) for every mixture-of-experts block."""
         return [(i, b.mlp) for i, b in enumerate(self.layers) if isinstance(b.mlp, MoE)]
 
     def aux_loss(self) -> torch.Tensor:
         """router_aux_loss_coef x the sum of the MoE layers' balancing losses from the latest forward (0 if dense)."""
-        losses = [m.last_balance_loss for _, m in self._moe_layers() if m.last_balance_loss is not None]
+        losses = [m.last_balance_loss for _, m in self.moe_layers() if m.last_balance_loss is not None]
         if not losses:
             return torch.zeros((), device=self.embed_tokens.weight.device)
         return self.config.router_aux_loss_coef * torch.stack(losses).sum()
 
     def expert_load(self) -> dict[int, torch.Tensor]:
         """Tokens each expert processed in the latest forward, per MoE layer index (for metrics and balancing)."""
-        return {i: m.last_load for i, m in self._moe_layers() if m.last_load is not None}
+        return {i: m.last_load for i, m in self.moe_layers() if m.last_load is not None}
 
     def update_router_biases(self, loads: dict[int, torch.Tensor] | None = None) -> None:
         """Auxiliary-loss-free balancing step (DeepSeek-V3); a no-op when router_bias_update_rate is 0.
@@ -141,7 +142,7 @@ class Transformer(nn.Module):
         if rate <= 0:
             return
         loads = self.expert_load() if loads is None else loads
-        for i, moe in self._moe_layers():
+        for i, moe in self.moe_layers():
             if i in loads:
                 moe.router.update_bias(loads[i], rate)
 
@@ -170,5 +171,5 @@ class Transformer(nn.Module):
             else:
                 is_output = "o_proj" in name or "down_proj" in name
                 nn.init.normal_(param, 0.0, out_std if is_output else std, generator=generator)
-        for _, moe in self._moe_layers():
+        for _, moe in self.moe_layers():
             moe.router.bias.zero_()

@@ -14,6 +14,7 @@ CONFIGS = {
     "window-on-one-layer": dict(preset="mistral-tiny", sliding_window=5, sliding_window_layers=[1]),
     "mla-latent": dict(preset="deepseek-tiny"),
     "alibi": dict(preset="llama-tiny", position_encoding="alibi"),
+    "alibi-sliding-window": dict(preset="mistral-tiny", position_encoding="alibi", sliding_window=5),
     "yarn": dict(preset="llama-tiny", rope_scaling={"type": "yarn", "factor": 4.0, "original_max_seq_len": 8}),
 }
 
