@@ -125,7 +125,8 @@ class Checkpointer:
             return
         if self.env.world_size > 1 and self._async_group is None:
             self._async_group = dist.new_group(backend="gloo")
-        future = dcp.async_save(state, checkpoint_id=folder, process_group=self._async_group)
+        with _single_process_quiet():
+            future = dcp.async_save(state, checkpoint_id=folder, process_group=self._async_group)
         self._thread = threading.Thread(target=self._finish_async, args=(future, step, folder), daemon=True)
         self._thread.start()
 

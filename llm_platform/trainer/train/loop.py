@@ -166,12 +166,10 @@ def train(
                     last_val = evaluate(module, val_tokens, config, env, precision)
                     record["val_loss"] = round(last_val, 5)
                     module.train()
-                records.extend(flushed[:-1])
                 records.append(record)
                 if env.is_main:
-                    for r in flushed[:-1]:
-                        log and log.write(r)
-                    log and log.write(record)
+                    if log is not None:
+                        log.write(record)
                     _print(progress, console, record, total)
                 if wants_ckpt:
                     summary["val_loss"] = last_val

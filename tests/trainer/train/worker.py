@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -51,15 +52,17 @@ def inject_nan_at(model: Transformer, step: int, grad_accum: int) -> None:
     model.norm.register_forward_hook(hook)
 
 
-class StopAfter:
-    """The loader, but the process exits (as if preempted) when asked for the batches of step `steps + 1`."""
+class Controlled:
+    """The loader, slowed by `delay` seconds a step (so a test can kill the run mid-way), and exiting as if
+    preempted when asked for the batches of step `stop_after + 1`."""
 
-    def __init__(self, loader: PretrainLoader, steps: int) -> None:
-        self.loader, self.steps = loader, steps
+    def __init__(self, loader: PretrainLoader, stop_after: int = 0, delay: float = 0.0) -> None:
+        self.loader, self.stop_after, self.delay = loader, stop_after, delay
 
     def next_step(self):
-        if self.loader.sample >= self.steps * self.loader.samples_per_step:
+        if self.stop_after and self.loader.sample >= self.stop_after * self.loader.samples_per_step:
             raise SystemExit(0)
+        time.sleep(self.delay)
         return self.loader.next_step()
 
     def __getattr__(self, name):
@@ -81,6 +84,7 @@ def main() -> None:
     parser.add_argument("--optimizer", default="adamw")
     parser.add_argument("--nan-at", type=int, default=0)
     parser.add_argument("--stop-after", type=int, default=0)
+    parser.add_argument("--step-delay", type=float, default=0.0)
     args = parser.parse_args()
 
     env = setup_distributed("cpu")
@@ -103,8 +107,7 @@ def main() -> None:
         inject_nan_at(model, args.nan_at, args.grad_accum)
     tokens = np.fromfile(args.tokens, dtype=np.uint16)
     loader = PretrainLoader(tokens, SEQ_LEN, args.micro_batch, args.grad_accum, env.rank, env.world_size, seed=0)
-    if args.stop_after:
-        loader = StopAfter(loader, args.stop_after)
+    loader = Controlled(loader, args.stop_after, args.step_delay)
     checkpointer = None
     if args.store:
         run = os.environ.get("TORCHELASTIC_RUN_ID") or str(os.getpid())

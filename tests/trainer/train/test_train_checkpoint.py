@@ -1,0 +1,107 @@
+"""Checkpoints through the artifact store: exact resume after SIGKILL, resharding to another world size on a real
+S3 server, background saves and keep-last-N."""
+
+import random
+import signal
+import subprocess
+import time
+
+import pytest
+
+from llm_platform.storage import ArtifactStore
+from llm_platform.trainer.data.loader import PretrainLoader
+from llm_platform.trainer.train.checkpoint import Checkpointer
+from llm_platform.trainer.train.config import TrainConfig
+from llm_platform.trainer.train.distributed import DistEnv
+from llm_platform.trainer.train.loop import train
+
+from .launch import REPO, logged_losses, run_worker, worker_command, worker_env
+from .worker import SEQ_LEN, tiny_model
+
+STEPS = 16
+
+
+@pytest.fixture(scope="module")
+def reference(token_file, tmp_path_factory):
+    """Losses of an uninterrupted single-process run."""
+    out = tmp_path_factory.mktemp("reference")
+    run_worker(token_file, out, 1, "--steps", str(STEPS))
+    return logged_losses(out)
+
+
+@pytest.mark.slow
+def test_sigkill_at_a_random_step_then_restart_continues_the_loss_sequence_exactly(token_file, tmp_path, reference):
+    store, out = tmp_path / "store", tmp_path / "out"
+    args = ["--steps", str(STEPS), "--store", str(store), "--checkpoint-every", "3"]
+    kill_after = random.Random().randint(4, STEPS - 2)
+    proc = subprocess.Popen(
+        worker_command(token_file, out, 1, *args, "--step-delay", "0.3"),
+        cwd=REPO,
+        env=worker_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    log = out / "train_log.jsonl"
+    deadline = time.monotonic() + 120
+    while not (log.exists() and len(log.read_text().splitlines()) >= kill_after):
+        assert proc.poll() is None and time.monotonic() < deadline, "the run ended before it could be killed"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed = logged_losses(out)
+    assert max(killed) < STEPS, f"killed after step {kill_after}"
+
+    run_worker(token_file, out, 1, *args)
+    resumed_from = ArtifactStore.open(str(store)).read_json("run/checkpoints/latest")
+    assert resumed_from == {"step": STEPS, "nodes": 1}
+    combined = logged_losses(out)  # the killed run's lines, overwritten by the resumed run's from its checkpoint
+    assert list(combined) == list(range(1, STEPS + 1))
+    assert combined == reference  # bit for bit
+
+
+@pytest.mark.slow
+def test_fsdp_checkpoint_on_s3_resumes_in_one_process(token_file, tmp_path, reference, s3_bucket):
+    uri = f"s3://{s3_bucket}/job"
+    common = ["--steps", str(STEPS), "--store", uri, "--checkpoint-every", "3"]
+    run_worker(token_file, tmp_path, 2, *common, "--strategy", "fsdp", "--micro-batch", "2", "--stop-after", "7")
+    store = ArtifactStore.open(uri)
+    assert store.read_json("run/checkpoints/latest") == {"step": 6, "nodes": 1}
+    files = store.manifest("run/checkpoints/step_00000006/node_0").files
+    assert {"__0_0.distcp", "__1_0.distcp", ".metadata", "train_state.json", "rng_rank1.pt"} <= set(files)
+
+    run_worker(token_file, tmp_path, 1, *common[:-1], "0", "--micro-batch", "4")  # no checkpoints but the last
+    losses = logged_losses(tmp_path)
+    for step in range(1, STEPS + 1):
+        assert losses[step] == pytest.approx(reference[step], abs=1e-5), f"step {step}"
+
+
+def _fit(tokens, store, tmp_path, steps, **kw):
+    config = TrainConfig(
+        steps=steps,
+        micro_batch=4,
+        seq_len=SEQ_LEN,
+        lr=3e-3,
+        warmup_steps=2,
+        precision="fp32",
+        log_every=1,
+        checkpoint_every=2,
+        **kw,
+    )
+    ckpt = Checkpointer(store, "run/ckpt", DistEnv(), tmp_path / "staging", keep=2, async_save=config.async_checkpoint)
+    return train(tiny_model(), config, PretrainLoader(tokens, SEQ_LEN, 4), DistEnv(), checkpointer=ckpt)
+
+
+def test_async_saves_publish_in_order_and_keep_the_newest_two(tokens, tmp_path):
+    store = ArtifactStore.open(str(tmp_path / "store"))
+    first = _fit(tokens, store, tmp_path, steps=8, async_checkpoint=True)
+    assert store.read_json("run/ckpt/latest") == {"step": 8, "nodes": 1}
+    assert [k.rsplit("/", 2)[1] for k in store.keys("run/ckpt")] == ["step_00000006", "step_00000008"]
+    assert not (tmp_path / "staging" / "step_00000008").exists()
+    again = _fit(tokens, store, tmp_path, steps=8, async_checkpoint=True)
+    assert again.resumed_from == 8 and again.records == []
+    assert again.loss_start == first.loss_start and again.loss_end == first.loss_end
+
+
+def test_a_fresh_key_starts_from_scratch(tokens, tmp_path):
+    result = _fit(tokens, ArtifactStore.open(str(tmp_path / "store")), tmp_path, steps=2)
+    assert result.resumed_from is None and [r["step"] for r in result.records] == [1, 2]
