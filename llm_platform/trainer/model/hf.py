@@ -84,6 +84,8 @@ def _permute_mla_rope(state: dict[str, torch.Tensor], config: ModelConfig, *, to
 
 def _our_name(hf_name: str, n_layers: int) -> str | None:
     """Our parameter name for a HF one; None for tensors we deliberately skip (MTP layers, rotary caches)."""
+    if hf_name.endswith("rotary_emb.inv_freq"):
+        return None  # a cache some older exports saved; we recompute frequencies
     if hf_name in _TOP_LEVEL:
         return _TOP_LEVEL[hf_name]
     if hf_name == "lm_head.weight":
@@ -92,7 +94,7 @@ def _our_name(hf_name: str, n_layers: int) -> str | None:
     if match is None:
         raise UnsupportedCheckpoint(f"unexpected tensor {hf_name!r} in checkpoint")
     layer, rest = int(match.group(1)), match.group(2)
-    if layer >= n_layers or rest.endswith("rotary_emb.inv_freq"):
+    if layer >= n_layers:
         return None  # DeepSeek's multi-token-prediction layers sit past the last decoder layer
     for hf_part, ours in _LAYER_RENAMES:
         if rest.startswith(hf_part):

@@ -105,6 +105,11 @@ def _sliding_from_hf(hf: dict[str, Any], n_layers: int) -> tuple[int | None, lis
 def config_from_hf(hf: dict[str, Any]) -> ModelConfig:
     """ModelConfig from a Hugging Face ``config.json`` dict."""
     family = hf.get("model_type")
+    if "quantization_config" in hf:
+        method = hf["quantization_config"].get("quant_method", "?")
+        raise UnsupportedCheckpoint(
+            f"config.json has quantization_config ({method}); load a bf16/fp16/fp32 checkpoint instead"
+        )
     if family not in ARCHITECTURES:
         raise UnsupportedCheckpoint(
             f"config.json model_type {family!r} is not supported; supported: {sorted(ARCHITECTURES)}"

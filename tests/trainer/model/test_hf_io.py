@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from llm_platform.trainer.model import Transformer, get_config
-from llm_platform.trainer.model.hf import load_pretrained, save_pretrained
+from llm_platform.trainer.model.hf import load_pretrained, save_pretrained, state_dict_from_hf
 from llm_platform.trainer.model.hf_config import UnsupportedCheckpoint, config_from_hf
 
-from .hf_parity import TOLERANCE, randomize
+from .hf_parity import TOLERANCE, build_hf_model, randomize
 
 transformers = pytest.importorskip("transformers")
 
@@ -101,3 +101,22 @@ def test_checkpoint_config_maps_to_preset_fields():
                          "original_max_position_embeddings": 8192, "rope_type": "llama3"},
     }  # fmt: skip
     assert config_from_hf(hf) == get_config("llama-1b")
+
+
+@pytest.mark.parametrize("case", ["mixtral", "deepseek-v3"])
+def test_fused_expert_layout_of_transformers_5_loads(case):
+    hf = build_hf_model(case).eval()
+    fused = hf.state_dict()  # in memory, transformers 5 stacks experts into gate_up_proj / down_proj
+    assert any(name.endswith("experts.gate_up_proj") for name in fused)
+    config = config_from_hf(hf.config.to_dict())
+    model = Transformer(config).eval()
+    missing, unexpected = model.load_state_dict(state_dict_from_hf(iter(fused.items()), config), strict=False)
+    assert not unexpected and all(name.endswith("router.bias") for name in missing)  # Mixtral has no such bias
+    ids = torch.randint(0, config.vocab_size, (1, 16))
+    with torch.no_grad():
+        assert (model(ids) - hf(ids).logits).abs().max().item() <= TOLERANCE
+
+
+def test_quantized_checkpoints_are_refused_with_a_reason():
+    with pytest.raises(UnsupportedCheckpoint, match="fp8"):
+        config_from_hf({"model_type": "deepseek_v3", "quantization_config": {"quant_method": "fp8"}})
