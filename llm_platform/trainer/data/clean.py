@@ -105,8 +105,11 @@ def clean_text(
         text = _CONTROL.sub("", text)
     if boilerplate:
         text = remove_boilerplate_lines(text)
-    text = _TRAILING_SPACE.sub("", text)
-    text = _BLANK_RUNS.sub("\n\n", text).strip()
+    if " \n" in text or "\t\n" in text:  # substring tests are far cheaper than a multiline regex scan
+        text = _TRAILING_SPACE.sub("", text)
+    if "\n\n\n" in text:
+        text = _BLANK_RUNS.sub("\n\n", text)
+    text = text.strip()
     if max_chars is not None:
         text = text[:max_chars]
     return text

@@ -1,16 +1,13 @@
-"""Exact deduplication by a hash of the normalised text."""
+"""Exact deduplication by a hash of the normalised text, and the train/validation split by the same hash."""
 
 from __future__ import annotations
 
 import hashlib
-import re
-
-_WS = re.compile(r"\s+")
 
 
 def content_hash(text: str) -> bytes:
     """Hash of the text with case and whitespace differences removed, so trivially reformatted copies collide."""
-    return hashlib.blake2b(_WS.sub(" ", text.lower()).strip().encode(), digest_size=16).digest()
+    return hashlib.blake2b(" ".join(text.lower().split()).encode(), digest_size=16).digest()
 
 
 class ExactDedup:
@@ -20,7 +17,9 @@ class ExactDedup:
         self.seen: set[bytes] = set()
 
     def is_new(self, text: str) -> bool:
-        digest = content_hash(text)
+        return self.is_new_hash(content_hash(text))
+
+    def is_new_hash(self, digest: bytes) -> bool:
         if digest in self.seen:
             return False
         self.seen.add(digest)
@@ -29,6 +28,8 @@ class ExactDedup:
 
 def is_validation(text: str, fraction: float) -> bool:
     """Deterministic held-out split by content: a document lands in the same split on every run and machine."""
-    if fraction <= 0:
-        return False
-    return int.from_bytes(content_hash(text)[:4], "big") / 2**32 < fraction
+    return fraction > 0 and is_validation_hash(content_hash(text), fraction)
+
+
+def is_validation_hash(digest: bytes, fraction: float) -> bool:
+    return fraction > 0 and int.from_bytes(digest[:4], "big") / 2**32 < fraction

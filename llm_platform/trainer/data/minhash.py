@@ -5,23 +5,18 @@ hashes with probability 1 - (1 - s^rows)^bands; with datatrove's defaults (5-gra
 at s = 0.8 and 0.03 at s = 0.5. Candidate pairs are joined into clusters (connected components), and each cluster
 keeps only its first document in input order, so the result does not depend on which pair was found first.
 
-Hashing is vectorised and stable across processes and machines: a shingle's hash is a polynomial hash of its bytes
-in the normalised text, read off prefix sums in O(1) per shingle; the permutations are multiply-shift hashes.
+Shingle hashes are stable across processes and machines (see `hashing`); the permutations are multiply-shift
+hashes, applied to all shingles of a document at once.
 """
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from dataclasses import dataclass
 
 import numpy as np
 
-_NON_WORD = re.compile(r"[\W_]+")
-_DIGIT = re.compile(r"\d")
-_COMBINING = re.compile(r"[\u0300-\u036f]")
-_BASE = np.uint64(0x100000001B3)
-_BASE_INVERSE = np.uint64(pow(0x100000001B3, -1, 2**64))
+from .hashing import mix, ngram_hashes, normalize_words
+
 _MAX_CHUNK = 1 << 14  # shingles hashed per step: bounds memory on huge documents
 
 
@@ -35,59 +30,9 @@ class MinHashConfig:
     seed: int = 1
 
 
-def normalize_for_dedup(text: str) -> str:
-    """Lowercase words without accents, punctuation or digit differences, one space apart: formatting changes, a
-    fixed typo in an accent, or renumbering do not make two copies of a page look different."""
-    text = _COMBINING.sub("", unicodedata.normalize("NFD", text.lower()))
-    return _DIGIT.sub("0", _NON_WORD.sub(" ", text)).strip()
-
-
-class _Powers:
-    """Powers of the polynomial base and of its inverse modulo 2^64, grown on demand and shared."""
-
-    def __init__(self) -> None:
-        self.up = np.ones(1, dtype=np.uint64)
-        self.down = np.ones(1, dtype=np.uint64)
-
-    def ensure(self, n: int) -> None:
-        if n <= len(self.up):
-            return
-        size = max(n, 2 * len(self.up))
-        with np.errstate(over="ignore"):
-            self.up = np.cumprod(np.full(size, _BASE, dtype=np.uint64))
-            self.up = np.concatenate(([np.uint64(1)], self.up[:-1]))
-            self.down = np.cumprod(np.full(size, _BASE_INVERSE, dtype=np.uint64))
-            self.down = np.concatenate(([np.uint64(1)], self.down[:-1]))
-
-
-_POWERS = _Powers()
-
-
-def _mix(x: np.ndarray) -> np.ndarray:
-    """The splitmix64 finaliser: spreads a polynomial hash's bits so nearby inputs get unrelated outputs."""
-    x = x ^ (x >> np.uint64(30))
-    x = x * np.uint64(0xBF58476D1CE4E5B9)
-    x = x ^ (x >> np.uint64(27))
-    x = x * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
-
-
 def shingle_hashes(text: str, ngram: int) -> np.ndarray:
-    """A stable 64-bit hash for each word n-gram of the normalised text (one shingle if it has fewer words)."""
-    data = np.frombuffer(normalize_for_dedup(text).encode(), dtype=np.uint8)
-    if data.size == 0:
-        return np.zeros(1, dtype=np.uint64)
-    spaces = np.flatnonzero(data == 32)
-    starts = np.concatenate(([0], spaces + 1))
-    ends = np.concatenate((spaces, [data.size]))
-    n_shingles = max(1, len(starts) - ngram + 1)
-    first = starts[:n_shingles]
-    last = ends[np.minimum(np.arange(n_shingles) + ngram - 1, len(ends) - 1)]
-    _POWERS.ensure(data.size + 1)
-    with np.errstate(over="ignore"):
-        prefix = np.concatenate(([np.uint64(0)], np.cumsum(data.astype(np.uint64) * _POWERS.up[: data.size])))
-        raw = (prefix[last] - prefix[first]) * _POWERS.down[first]
-        return _mix(raw + (last - first).astype(np.uint64))
+    """Stable 64-bit hashes of the document's word n-grams after normalisation (one shingle if it is shorter)."""
+    return ngram_hashes(normalize_words(text), ngram)
 
 
 class MinHasher:
@@ -117,7 +62,7 @@ class MinHasher:
         """One uint64 key per band: documents sharing any band key are candidate near-duplicates."""
         rows = signature.reshape(self.config.bands, self.config.rows).astype(np.uint64)
         with np.errstate(over="ignore"):
-            return _mix((rows * self._band_weights).sum(axis=1, dtype=np.uint64) + self._band_ids)
+            return mix((rows * self._band_weights).sum(axis=1, dtype=np.uint64) + self._band_ids)
 
     def keys(self, text: str) -> np.ndarray:
         return self.band_keys(self.signature(text))

@@ -1,49 +1,111 @@
-"""The `data` stage: read every source, clean, drop exact duplicates, split train/validation, write the corpus."""
+"""The `data` stage: read every source, run the configured steps (cleaning, language, filters, decontamination,
+PII), drop exact and near duplicates, split train/validation, write the corpus and the run's report.
+
+Artifacts: `corpus/{train,val}-NNNNN.jsonl` (what the tokenizer stage reads), `report/report.json` (+ PNG plots),
+and `synthetic/instructions.jsonl` when the spec asks for synthetic data.
+"""
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from rich.progress import Progress
 
-from llm_platform.trainer.data.clean import clean_text
-from llm_platform.trainer.data.corpus import CorpusWriter
-from llm_platform.trainer.data.dedup import ExactDedup, is_validation
+from llm_platform.api.data import DataSpec
+from llm_platform.trainer.data.clean import CleanConfig
+from llm_platform.trainer.data.decontaminate import DecontaminationConfig, EvalIndex
+from llm_platform.trainer.data.language import LanguageConfig
+from llm_platform.trainer.data.minhash import MinHashConfig
+from llm_platform.trainer.data.pii import PIIConfig
+from llm_platform.trainer.data.pipeline import FILTER_CONFIGS, PipelineConfig
+from llm_platform.trainer.data.report import RunReport, write_report
+from llm_platform.trainer.data.run import run_pipeline
 from llm_platform.trainer.data.sources import iter_documents
+from llm_platform.trainer.data.synthetic import SyntheticConfig, generate_instructions, write_jsonl
 
 from .context import StageContext
 
 
-def run(ctx: StageContext, out: Path) -> dict:
-    spec = ctx.stage.data
-    counts: Counter[str] = Counter()
-    dedup = ExactDedup() if spec.dedup.exact else None
-    writer = CorpusWriter(out / "corpus")
-    with Progress(console=ctx.console, transient=True) as progress:
-        task = progress.add_task("reading documents", total=None)
-        for source in spec.sources:
-            for doc in iter_documents(source):
-                counts["docs_in"] += 1
-                progress.advance(task)
-                text = clean_text(doc.text, spec.clean.normalize, spec.clean.strip_control, spec.clean.max_chars)
-                if len(text) < spec.clean.min_chars:
-                    counts["dropped_short"] += 1
-                    continue
-                if dedup is not None and not dedup.is_new(text):
-                    counts["dropped_duplicate"] += 1
-                    continue
-                split = "val" if is_validation(text, spec.val_fraction) else "train"
-                writer.write(split, doc.id, text)
-                counts[f"{split}_docs"] += 1
-                counts[f"{split}_chars"] += len(text)
-    writer.close()
-    if counts["train_docs"] == 0:
-        raise ValueError("the data stage kept no training documents; check the sources and `clean.min_chars`")
-    kept = counts["train_docs"] + counts["val_docs"]
-    ctx.console.print(
-        f"[bold]data[/]: {counts['docs_in']} documents in, {kept} kept "
-        f"({counts['dropped_duplicate']} duplicates, {counts['dropped_short']} too short), "
-        f"{(counts['train_chars'] + counts['val_chars']) / 1e6:.1f}M characters"
+def _frozen(values: dict[str, Any]) -> dict[str, Any]:
+    """Spec values as the library's frozen configs hold them: lists become tuples."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+
+
+def pipeline_config(spec: DataSpec) -> PipelineConfig:
+    """The library's settings for a `data:` section (the spec models mirror the config dataclasses field for field)."""
+    filters = tuple(
+        (kind, FILTER_CONFIGS[kind](**_frozen(getattr(step, kind).model_dump())))
+        for step in spec.filters
+        for kind in step.kinds()
     )
-    return dict(counts)
+    return PipelineConfig(
+        clean=CleanConfig(**spec.clean.model_dump()),
+        language=LanguageConfig(**_frozen(spec.language.model_dump())) if spec.language else None,
+        filters=filters,
+        decontaminate=(
+            DecontaminationConfig(**spec.decontaminate.model_dump(exclude={"sources"})) if spec.decontaminate else None
+        ),
+        pii=PIIConfig(**_frozen(spec.pii.model_dump())) if spec.pii else None,
+        exact_dedup=spec.dedup.exact,
+        minhash=MinHashConfig(**spec.dedup.minhash.model_dump()) if spec.dedup.minhash else None,
+    )
+
+
+def metrics(report: RunReport) -> dict[str, Any]:
+    """The manifest's metrics: documents in and out, and drops per step under stable names."""
+    steps = report.steps
+    first = next(iter(steps.values()), None)
+    out: dict[str, Any] = {"docs_in": first.seen if first else 0}
+    out |= {k: report.splits.get(k, 0) for k in ("train_docs", "val_docs", "train_chars", "val_chars")}
+    out["dropped_short"] = steps["clean"].dropped.get("too_short", 0) if "clean" in steps else 0
+    out["dropped_duplicate"] = steps["exact_dedup"].seen - steps["exact_dedup"].kept if "exact_dedup" in steps else 0
+    if "minhash_dedup" in steps:
+        out["dropped_near_duplicate"] = steps["minhash_dedup"].seen - steps["minhash_dedup"].kept
+    for name, stats in steps.items():
+        if name not in ("clean", "exact_dedup", "minhash_dedup", "minhash_signature") and stats.seen:
+            out[f"dropped_{name}"] = stats.seen - stats.kept
+    if "pii" in steps:
+        out["pii_docs_redacted"] = steps["pii"].changed
+    return out
+
+
+def run(ctx: StageContext, out: Path) -> dict:
+    spec: DataSpec = ctx.stage.data
+    config = pipeline_config(spec)
+    eval_index = None
+    if spec.decontaminate is not None:
+        d = spec.decontaminate
+        items = (doc.text for source in d.sources for doc in iter_documents(source))
+        eval_index = EvalIndex(items, d.ngram, d.min_item_words)
+    with Progress(console=ctx.console, transient=True) as progress:
+        task = progress.add_task("processing documents", total=None)
+        report = run_pipeline(
+            spec.sources,
+            config,
+            out / "corpus",
+            ctx.scratch,
+            val_fraction=spec.val_fraction,
+            engine=spec.engine,
+            workers=spec.workers,
+            eval_index=eval_index,
+            on_batch=lambda n: progress.advance(task, n),
+        )
+    write_report(report, out / "report", plots=spec.plots)
+    result = metrics(report)
+    if result["train_docs"] == 0:
+        raise ValueError(
+            "the data stage kept no training documents; check the sources, `clean.min_chars` and the filters "
+            f"(see report/report.json: {', '.join(f'{k}={v}' for k, v in result.items() if k.startswith('dropped'))})"
+        )
+    if spec.synthetic is not None:
+        rows, counts = generate_instructions(SyntheticConfig(**_frozen(spec.synthetic.model_dump())))
+        write_jsonl(rows, out / "synthetic" / "instructions.jsonl")
+        result |= {f"synthetic_{k}": v for k, v in counts.items()}
+    kept = result["train_docs"] + result["val_docs"]
+    ctx.console.print(
+        f"[bold]data[/]: {result['docs_in']} documents in, {kept} kept "
+        f"({result['dropped_duplicate']} duplicates, {result['dropped_short']} too short), "
+        f"{(result['train_chars'] + result['val_chars']) / 1e6:.1f}M characters"
+    )
+    return result

@@ -1,0 +1,191 @@
+"""Synthetic instruction data: generate -> deduplicate -> respond -> critique -> filter, over any OpenAI-compatible
+chat endpoint (our own server, vLLM, or a hosted API).
+
+A generator model writes instructions per seed topic; near-duplicate instructions (word 3-gram MinHash similarity
+above `max_similarity` to one already kept) are dropped so the set stays diverse; the model answers each; a judge
+model (the same one by default) scores every pair 1-5 for helpfulness, correctness and coherence as JSON; pairs whose
+mean score is below `min_score`, or whose critique cannot be read, are dropped. Output rows are instruction JSONL
+(`prompt`, `response`, plus `scores` and `topic`), the format the finetune stage reads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .minhash import MinHashConfig, MinHasher
+
+CRITERIA = ("helpfulness", "correctness", "coherence")
+
+INSTRUCTION_PROMPT = (
+    "Write one new, self-contained instruction that a user might give an AI assistant about the topic: {topic}.\n"
+    "Make it specific and different from typical examples (variation {variant}). "
+    "Reply with the instruction only, no preamble."
+)
+CRITIQUE_PROMPT = (
+    "Rate the assistant's response to the instruction below on three criteria, each an integer from 1 (poor) "
+    "to 5 (excellent): helpfulness, correctness, coherence.\n"
+    'Reply with JSON only, e.g. {{"helpfulness": 4, "correctness": 5, "coherence": 4}}.\n\n'
+    "Instruction:\n{instruction}\n\nResponse:\n{response}"
+)
+_JSON_OBJECT = re.compile(r"\{[^{}]*\}")
+_PREAMBLE = re.compile(r"^\s*(?:instruction|task|prompt)\s*:\s*", re.IGNORECASE)
+
+
+class EndpointError(RuntimeError):
+    pass
+
+
+class ChatClient:
+    """Minimal client for `POST {base_url}/chat/completions`, with retries on rate limits and server errors."""
+
+    def __init__(self, base_url: str, model: str, api_key: str | None = None, timeout_s: float = 120, retries: int = 3):
+        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.model = model
+        self.api_key = api_key
+        self.timeout_s = timeout_s
+        self.retries = retries
+
+    def chat(self, prompt: str, temperature: float = 0.7, max_tokens: int = 512) -> str:
+        body = {
+            "model": self.model,
+            "messages": [{"role": "user", "content": prompt}],
+            "temperature": temperature,
+            "max_tokens": max_tokens,
+        }
+        headers = {"Content-Type": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        request = urllib.request.Request(self.url, json.dumps(body).encode(), headers, method="POST")
+        attempt = 0
+        while True:
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                    payload = json.loads(response.read())
+                return payload["choices"][0]["message"]["content"] or ""
+            except urllib.error.HTTPError as e:
+                if e.code not in (429, 500, 502, 503, 504) or attempt >= self.retries:
+                    detail = e.read()[:300].decode("utf-8", "replace")
+                    raise EndpointError(f"{self.url} answered HTTP {e.code}: {detail}") from None
+            except urllib.error.URLError as e:
+                if attempt >= self.retries:
+                    raise EndpointError(f"{self.url} is unreachable ({e.reason}); check `endpoint`") from None
+            except (KeyError, IndexError, TypeError, json.JSONDecodeError) as e:
+                raise EndpointError(f"{self.url} did not answer in the OpenAI chat format ({e!r})") from None
+            time.sleep(0.5 * 2**attempt)  # rate limited, overloaded or not up yet: back off and retry
+            attempt += 1
+
+
+def parse_scores(critique: str) -> dict[str, float] | None:
+    """The criteria scores from a judge's reply (the first JSON object holding all of them), or None."""
+    for candidate in _JSON_OBJECT.findall(critique):
+        try:
+            data = json.loads(candidate)
+        except json.JSONDecodeError:
+            continue
+        try:
+            scores = {c: float(data[c]) for c in CRITERIA}
+        except (KeyError, TypeError, ValueError):
+            continue
+        if all(1 <= v <= 5 for v in scores.values()):
+            return scores
+    return None
+
+
+def clean_instruction(text: str) -> str:
+    return _PREAMBLE.sub("", text.strip().strip('"').strip()).strip()
+
+
+class DiversityFilter:
+    """Keeps an item unless its word 3-gram MinHash similarity to an item already kept exceeds `max_similarity`."""
+
+    def __init__(self, max_similarity: float = 0.6):
+        self.max_similarity = max_similarity
+        self.hasher = MinHasher(MinHashConfig(ngram=3, bands=16, rows=8))
+        self.kept: list[np.ndarray] = []
+
+    def admit(self, text: str) -> bool:
+        signature = self.hasher.signature(text)
+        if self.kept and float(np.max(np.mean(np.stack(self.kept) == signature, axis=1))) > self.max_similarity:
+            return False
+        self.kept.append(signature)
+        return True
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    """The `synthetic` section of a data stage."""
+
+    endpoint: str
+    model: str
+    topics: tuple[str, ...]
+    per_topic: int = 4
+    judge_endpoint: str | None = None
+    judge_model: str | None = None
+    api_key_env: str | None = "OPENAI_API_KEY"
+    temperature: float = 0.9
+    max_tokens: int = 512
+    min_score: float = 4.0
+    max_similarity: float = 0.6
+    concurrency: int = 4
+
+
+def generate_instructions(config: SyntheticConfig) -> tuple[list[dict], Counter[str]]:
+    """Run generate -> dedup -> respond -> critique -> filter; returns the kept rows and counts per outcome."""
+    key = os.environ.get(config.api_key_env) if config.api_key_env else None
+    writer = ChatClient(config.endpoint, config.model, key)
+    judge = ChatClient(config.judge_endpoint or config.endpoint, config.judge_model or config.model, key)
+    counts: Counter[str] = Counter()
+    jobs = [(topic, v) for topic in config.topics for v in range(config.per_topic)]
+    with ThreadPoolExecutor(max_workers=config.concurrency) as pool:
+        prompts = [INSTRUCTION_PROMPT.format(topic=t, variant=v + 1) for t, v in jobs]
+        drafts = list(pool.map(lambda p: writer.chat(p, config.temperature, config.max_tokens), prompts))
+        counts["generated"] = len(drafts)
+        diversity = DiversityFilter(config.max_similarity)
+        chosen: list[tuple[str, str]] = []
+        for (topic, _), draft in zip(jobs, drafts, strict=True):
+            instruction = clean_instruction(draft)
+            if not instruction:
+                counts["dropped_empty"] += 1
+            elif not diversity.admit(instruction):
+                counts["dropped_similar"] += 1
+            else:
+                chosen.append((topic, instruction))
+        responses = list(pool.map(lambda c: writer.chat(c[1], config.temperature, config.max_tokens), chosen))
+        critiques = list(
+            pool.map(
+                lambda pair: judge.chat(CRITIQUE_PROMPT.format(instruction=pair[0][1], response=pair[1]), 0.0, 100),
+                zip(chosen, responses, strict=True),
+            )
+        )
+    rows = []
+    for (topic, instruction), response, critique in zip(chosen, responses, critiques, strict=True):
+        scores = parse_scores(critique)
+        if not response.strip():
+            counts["dropped_empty"] += 1
+        elif scores is None:
+            counts["dropped_unreadable_critique"] += 1
+        elif sum(scores.values()) / len(scores) < config.min_score:
+            counts["dropped_low_score"] += 1
+        else:
+            rows.append({"prompt": instruction, "response": response.strip(), "scores": scores, "topic": topic})
+    counts["kept"] = len(rows)
+    return rows, counts
+
+
+def write_jsonl(rows: Sequence[dict], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
