@@ -10,7 +10,7 @@ from torch import nn
 
 from .alibi import alibi_bias
 from .config import ModelConfig
-from .kernels import attention, prefix_positions
+from .kernels import attention, prefix_positions, resolve_flash_attn
 from .norm import RMSNorm
 from .rope import apply_rotary
 
@@ -40,6 +40,7 @@ class Attention(nn.Module):
         self.n_heads, self.n_kv_heads, self.head_dim = config.n_heads, config.kv_heads, config.head_size
         self.window = config.window_for_layer(layer)
         self.impl = config.attn_impl
+        self.flash_fn = resolve_flash_attn(config.attn_impl)
         self.q_proj = nn.Linear(config.dim, self.n_heads * self.head_dim, bias=config.qkv_bias)
         self.k_proj = nn.Linear(config.dim, self.n_kv_heads * self.head_dim, bias=config.qkv_bias)
         self.v_proj = nn.Linear(config.dim, self.n_kv_heads * self.head_dim, bias=config.qkv_bias)
@@ -74,5 +75,6 @@ class Attention(nn.Module):
             window=self.window,
             bias=bias,
             impl=self.impl,
+            flash_fn=self.flash_fn,
         )
         return self.o_proj(out.transpose(1, 2).reshape(batch, seq, -1))

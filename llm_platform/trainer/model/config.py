@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .config_checks import validate
+from .counting import flops_per_token, num_params
 
 
 @dataclass
@@ -187,7 +188,7 @@ PRESETS: dict[str, ModelConfig] = {
     "deepseek-tiny": _tiny(
         attention="mla",
         n_heads=4,
-        num_kv_heads=None,
+        num_kv_heads=4,  # MLA has no separate KV heads; kept equal to n_heads as in DeepSeek's config.json
         q_lora_rank=64,
         kv_lora_rank=32,
         qk_nope_head_dim=32,
@@ -204,12 +205,27 @@ PRESETS: dict[str, ModelConfig] = {
         router_topk_groups=2,
         router_bias_update_rate=1e-3,
     ),
-    # Research sizes (GPT-3 paper widths/depths with a Llama block).
+    # Research sizes: GPT-3 "Small" and "Medium" widths and depths with a Llama block (110M and 341M parameters
+    # with a 32K vocabulary and tied embeddings).
     "llama-125m": ModelConfig(
-        vocab_size=32000, dim=768, n_layers=12, n_heads=12, ffn_dim=2048, max_seq_len=2048, tie_embeddings=True
+        vocab_size=32000,
+        dim=768,
+        n_layers=12,
+        n_heads=12,
+        num_kv_heads=12,
+        ffn_dim=2048,
+        max_seq_len=2048,
+        tie_embeddings=True,
     ),
     "llama-350m": ModelConfig(
-        vocab_size=32000, dim=1024, n_layers=24, n_heads=16, ffn_dim=2816, max_seq_len=2048, tie_embeddings=True
+        vocab_size=32000,
+        dim=1024,
+        n_layers=24,
+        n_heads=16,
+        num_kv_heads=16,
+        ffn_dim=2816,
+        max_seq_len=2048,
+        tie_embeddings=True,
     ),
     # Published architectures.
     "llama-1b": ModelConfig(  # Llama 3.2 1B
@@ -230,7 +246,9 @@ PRESETS: dict[str, ModelConfig] = {
             "original_max_seq_len": 8192,
         },
     ),
-    "llama-7b": ModelConfig(vocab_size=32000, dim=4096, n_layers=32, n_heads=32, ffn_dim=11008, max_seq_len=4096),
+    "llama-7b": ModelConfig(
+        vocab_size=32000, dim=4096, n_layers=32, n_heads=32, num_kv_heads=32, ffn_dim=11008, max_seq_len=4096
+    ),
     "llama3-8b": ModelConfig(
         vocab_size=128256,
         dim=4096,
@@ -269,6 +287,7 @@ PRESETS: dict[str, ModelConfig] = {
         dim=7168,
         n_layers=61,
         n_heads=128,
+        num_kv_heads=128,
         ffn_dim=18432,
         max_seq_len=163840,
         norm_eps=1e-6,
@@ -323,4 +342,4 @@ def capacity(config: ModelConfig, n_tokens: int) -> int:
     return max(1, math.ceil(config.moe_capacity_factor * expected))
 
 
-__all__ = ["ModelConfig", "PRESETS", "get_config", "field_names", "capacity"]
+__all__ = ["ModelConfig", "PRESETS", "get_config", "field_names", "capacity", "num_params", "flops_per_token"]

@@ -5,7 +5,10 @@
 
 from __future__ import annotations
 
-from .config import ModelConfig
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # no runtime import: config.py re-exports these functions
+    from .config import ModelConfig
 
 _GATED = ("swiglu", "geglu", "geglu_tanh", "reglu")
 

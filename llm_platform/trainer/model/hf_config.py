@@ -164,7 +164,7 @@ def config_from_hf(hf: dict[str, Any]) -> ModelConfig:
 def _deepseek_from_hf(hf: dict[str, Any], get) -> dict[str, Any]:
     return dict(
         attention="mla",
-        num_kv_heads=None,
+        num_kv_heads=hf["num_attention_heads"],
         head_dim=None,
         qkv_bias=False,
         attn_out_bias=False,

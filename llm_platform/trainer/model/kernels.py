@@ -1,7 +1,7 @@
 """The attention kernel shared by GQA and MLA: SDPA with the fastest backend, or the flash_attn package.
 
 Masks are described by positions, not tensors, so that the common case (causal, no window, no bias) reaches the
-fused kernels with ``is_causal=True`` and no T x T mask is ever built.
+fused kernels with ``is_causal=True`` and builds no T x T mask.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from torch.nn import functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.attention.bias import CausalBias, causal_lower_right
 
-# Fastest first: on an H200 (torch 2.11), causal fwd+bwd at 32K tokens ran at 549 TFLOP/s with cuDNN against 325 with
+# Fastest first: on an H200 (torch 2.11), causal fwd+bwd at 32K tokens ran at 551 TFLOP/s with cuDNN against 326 with
 # the flash backend (bench/RESULTS.md). Backends that cannot take a call (dtype, mask, head size) are skipped.
 _CUDA_PRIORITY = [
     SDPBackend.CUDNN_ATTENTION,
@@ -48,6 +48,14 @@ def require_flash_attn() -> Callable:
             "(the 'gpu' extra), or set attn_impl='auto' to use PyTorch SDPA"
         )
     return fn
+
+
+def resolve_flash_attn(impl: str) -> Callable | None:
+    """The flash_attn function an attention layer should use, looked up once when the layer is built (not inside
+    forward, where an import would break a torch.compile graph)."""
+    if impl == "flash_attn":
+        return require_flash_attn()
+    return flash_attn_func() if impl == "auto" else None
 
 
 def position_mask(
@@ -86,6 +94,7 @@ def attention(
     window: int | None = None,
     bias: torch.Tensor | None = None,
     impl: str = "auto",
+    flash_fn: Callable | None = None,
 ) -> torch.Tensor:
     """Softmax attention over [B, H, Tq, D] queries and [B, H_kv, Tk, D] keys/values (H a multiple of H_kv).
 
@@ -93,15 +102,15 @@ def attention(
         (training, prefill, and a full KV cache), which keeps the unmasked fused kernels in play.
     window: sliding window (a query sees itself and window - 1 earlier positions); None = full causal.
     bias: an additive [H, Tq, Tk] float bias (ALiBi), applied on top of the mask.
+    impl / flash_fn: the layer's ``attn_impl`` and what ``resolve_flash_attn`` gave for it.
     """
     q_len, k_len = q.shape[2], k.shape[2]
     if window is not None and k_positions is None and k_len <= window:
         window = None  # every key is within the window of every query: plain causal attention, fused kernels
-    if impl in ("auto", "flash_attn") and q.is_cuda and q.dtype in (torch.float16, torch.bfloat16):
-        fn = require_flash_attn() if impl == "flash_attn" else flash_attn_func()
-        if fn is not None and bias is None and k_positions is None and q.shape[-1] == v.shape[-1]:
+    if flash_fn is not None and q.is_cuda and q.dtype in (torch.float16, torch.bfloat16):
+        if bias is None and k_positions is None and q.shape[-1] == v.shape[-1]:
             left = -1 if window is None else window - 1  # flash_attn aligns causal masks bottom-right, as we need
-            out = fn(
+            out = flash_fn(
                 q.transpose(1, 2),
                 k.transpose(1, 2),
                 v.transpose(1, 2),

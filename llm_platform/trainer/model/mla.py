@@ -12,7 +12,7 @@ from torch import nn
 
 from .attention import AttentionContext
 from .config import ModelConfig
-from .kernels import attention
+from .kernels import attention, resolve_flash_attn
 from .norm import RMSNorm
 from .rope import apply_rotary, yarn_mscale
 
@@ -34,6 +34,7 @@ class LatentAttention(nn.Module):
         super().__init__()
         c = config
         self.layer, self.n_heads, self.impl = layer, c.n_heads, c.attn_impl
+        self.flash_fn = resolve_flash_attn(c.attn_impl)
         self.window = c.window_for_layer(layer)
         self.nope_dim, self.rope_dim, self.v_dim = c.qk_nope_head_dim, c.qk_rope_head_dim, c.v_head_dim
         self.kv_lora_rank = c.kv_lora_rank
@@ -85,5 +86,6 @@ class LatentAttention(nn.Module):
             k_positions=k_positions,
             window=self.window,
             impl=self.impl,
+            flash_fn=self.flash_fn,
         )
         return self.o_proj(out.transpose(1, 2).reshape(batch, seq, -1))

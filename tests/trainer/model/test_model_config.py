@@ -26,7 +26,7 @@ def test_llama_tiny_is_tiny():
 def test_get_config_applies_overrides_without_touching_the_preset():
     c = get_config("llama-125m", num_kv_heads=4, vocab_size=1000)
     assert (c.num_kv_heads, c.vocab_size) == (4, 1000)
-    assert PRESETS["llama-125m"].num_kv_heads is None
+    assert PRESETS["llama-125m"].num_kv_heads == 12
 
 
 def test_overrides_of_nested_fields_are_copied():
