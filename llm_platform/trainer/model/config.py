@@ -75,7 +75,8 @@ class ModelConfig:
     Runtime
         init_std: standard deviation of the initial weights.
         attn_impl: attention kernel: ``auto`` (flash_attn package if installed, else SDPA with the fastest backend),
-            ``sdpa``, ``flash_attn``, or one SDPA backend (``cudnn``, ``flash``, ``efficient``, ``math``).
+            ``sdpa``, ``flash_attn``, or one SDPA backend (``cudnn``, ``flash``, ``efficient``, ``math``). It picks
+            among CUDA kernels; on CPU, PyTorch's CPU attention always runs (``flash_attn`` then raises).
     """
 
     vocab_size: int = 32000
