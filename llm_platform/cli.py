@@ -138,6 +138,70 @@ def model_presets() -> None:
     console.print(table)
 
 
+_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
+def _save_model_folder(src: Path, dest: Path, dtype: str | None) -> None:
+    """Load a Hugging Face checkpoint with our loader (so an unsupported one fails here, with the reason) and save it
+    canonically to `dest`, carrying the tokenizer files along."""
+    import shutil
+
+    import torch
+
+    from llm_platform.trainer.model.hf import load_pretrained, save_pretrained
+    from llm_platform.trainer.model.hf_config import hf_family
+
+    model = load_pretrained(src)
+    save_pretrained(model, dest, dtype=getattr(torch, _DTYPES[dtype]) if dtype else None)
+    for tokenizer_file in (
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "tokenizer.model",
+        "tokenizer.tiktoken",
+        "tiktoken_config.json",
+        "special_tokens_map.json",
+    ):
+        if (src / tokenizer_file).is_file():
+            shutil.copy2(src / tokenizer_file, dest / tokenizer_file)
+    console.print(
+        f"{hf_family(model.config)} model, {sum(p.numel() for p in model.parameters()) / 1e6:,.1f}M "
+        f"parameters → {dest}",
+        markup=False,
+    )
+
+
+@model_app.command("import")
+def model_import(
+    src: Annotated[Path, typer.Argument(help="A Hugging Face checkpoint folder (config.json + safetensors).")],
+    dest: Annotated[Path, typer.Argument(help="Where to write the checked, canonical copy.")],
+    dtype: Annotated[str | None, typer.Option(help="Cast weights: fp32, bf16 or fp16.")] = None,
+) -> None:
+    """Check that a Llama/Mistral/Qwen2/Qwen3/Mixtral/DeepSeek-V3 checkpoint loads, and write it where a job's
+    `spec.model.from` can point."""
+    _save_model_folder(src, dest, dtype)
+
+
+@model_app.command("export")
+def model_export(
+    storage: Annotated[str, typer.Argument(help="The job's artifact store URI (s3://... or a local folder).")],
+    stage: Annotated[str, typer.Argument(help="The stage whose model to export, e.g. pretrain.")],
+    dest: Annotated[Path, typer.Argument(help="Destination folder (Hugging Face format).")],
+    dtype: Annotated[str | None, typer.Option(help="Cast weights: fp32, bf16 or fp16.")] = None,
+) -> None:
+    """Write the committed model of a stage as a Hugging Face folder (loads in transformers, vLLM, PEFT)."""
+    from llm_platform.storage import ArtifactStore, StoreError
+
+    try:
+        folder = ArtifactStore.open(storage).fetch(stage) / "model"
+    except StoreError as e:
+        err.print(str(e))
+        raise typer.Exit(2) from None
+    if not folder.is_dir():
+        err.print(f"stage '{stage}' committed no model/ folder")
+        raise typer.Exit(2)
+    _save_model_folder(folder, dest, dtype)
+
+
 def main() -> None:
     _mount_optional()
     app()
