@@ -17,6 +17,7 @@ from kubernetes.dynamic.exceptions import ConflictError, NotFoundError, Resource
 
 MERGE_PATCH = "application/merge-patch+json"
 REQUEST_TIMEOUT_S = 30
+USER_AGENT = "llm-platform-operator"
 
 
 class KindNotServed(RuntimeError):
@@ -52,9 +53,10 @@ class ObjectRef:
 class Kube:
     """A thread-safe, synchronous API client (kopf runs our sync handlers in its thread pool)."""
 
-    def __init__(self, configuration: k8s_client.Configuration):
+    def __init__(self, configuration: k8s_client.Configuration, user_agent: str = USER_AGENT):
         self.configuration = configuration
         self._api = k8s_client.ApiClient(configuration)
+        self._api.user_agent = user_agent
         self._dynamic: DynamicClient | None = None
         self._lock = threading.Lock()
 

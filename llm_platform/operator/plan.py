@@ -122,19 +122,22 @@ def _advance(
             status.phase, status.message = "Pending", "not started: another stage failed"
         else:
             status.attempts = 1
-            _start(name, status, observed, out)
+            _start(job, name, status, observed, out)
         return
     # started before, and its child is gone: deleted for a retry, or by someone else; create it (again)
     if job.spec.suspend:
         status.phase, status.message = "Suspended", "job suspended; the stage continues on resume"
     else:
-        _start(name, status, observed, out)
+        _start(job, name, status, observed, out)
 
 
-def _start(name: str, status: StageStatus, observed: Observed, out: Plan) -> None:
+def _start(job: LLMJob, name: str, status: StageStatus, observed: Observed, out: Plan) -> None:
     status.phase = "Pending"
     status.child = observed.workload_refs.get(name, status.child)
-    status.message = f"creating {status.child} (attempt {status.attempts})"
+    status.message = f"creating {status.child}"
+    if status.attempts > 1:
+        source = f"checkpoint {status.checkpoint}" if status.checkpoint else "the beginning (no checkpoint)"
+        status.message += f" (attempt {status.attempts} of {job.spec.max_retries + 1}, resuming from {source})"
     status.started = status.started or observed.now
     out.create.append(name)
 

@@ -28,6 +28,7 @@ from .naming import (
     LLMJOB_API_VERSION,
     MANAGED_BY,
     RERUN_ANNOTATION,
+    STAGE_LABEL,
     child_name,
     rerun_requests,
 )
@@ -148,7 +149,9 @@ class Reconciler:
             except KindNotServed:
                 continue
             for obj in objects:
-                stage = obj["metadata"]["labels"].get("llmplatform.dev/stage")
+                if not _owned_by(obj, job.metadata.name):
+                    continue  # e.g. a Job KubeRay made for a RayJob, carrying copied labels
+                stage = obj["metadata"]["labels"].get(STAGE_LABEL)
                 state = child_state(obj)
                 if stage and (stage not in found or state.attempt > found[stage].attempt):
                     found[stage] = state
@@ -324,7 +327,7 @@ class Reconciler:
                     objects = self.kube.list(api_version, kind, namespace, {JOB_LABEL: name})
                 except KindNotServed:
                     continue
-                for obj in objects:
+                for obj in (o for o in objects if _owned_by(o, name)):
                     if not obj["metadata"].get("deletionTimestamp"):
                         self.kube.delete(api_version, kind, namespace, obj["metadata"]["name"])
                     if self.kube.get(api_version, kind, namespace, obj["metadata"]["name"]) is not None:
@@ -354,6 +357,11 @@ class Reconciler:
     def _lock_for(self, namespace: str, name: str) -> threading.Lock:
         with self._locks_guard:
             return self._locks.setdefault((namespace, name), threading.Lock())
+
+
+def _owned_by(obj: dict[str, Any], job_name: str) -> bool:
+    owners = obj["metadata"].get("ownerReferences") or []
+    return any(o.get("kind") == "LLMJob" and o.get("name") == job_name for o in owners)
 
 
 def _without_none(value: Any) -> Any:

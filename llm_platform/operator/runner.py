@@ -87,17 +87,19 @@ async def run(
     config: OperatorConfig,
     *,
     configuration=None,
+    reconciler: Reconciler | None = None,
     stop_flag: asyncio.Event | None = None,
     ready_flag: asyncio.Event | None = None,
 ) -> None:
-    """The operator as a coroutine (for `llmp operator`, and for tests that run it next to an API emulator)."""
+    """The operator as a coroutine (for `llmp operator`, and for tests that run it next to an API emulator, with
+    their own client `configuration` or `reconciler`). The flags may be asyncio or threading events."""
     handlers = HandlerSettings(
         render=config.handlers.render,
         resync_seconds=config.handlers.resync_seconds,
         retry_delay_seconds=config.handlers.retry_delay_seconds,
         webhook=config.webhook_port is not None,
     )
-    reconciler = build_reconciler(config, configuration)
+    reconciler = reconciler or build_reconciler(config, configuration)
     if config.metrics_port is not None:
         reconciler.metrics.serve(config.metrics_port)
     await kopf.operator(

@@ -2,8 +2,9 @@
 with the gaps that matter to an operator filled in so that tests catch what a real API server would refuse.
 
 Filled in here: `resourceVersion`, `uid`, `generation` and `creationTimestamp` on writes (kopf's JSON patches test
-the resourceVersion); the status subresource (a write to the object ignores `status`, a write to `/status` changes
-only `status`); `kind` on list responses. Not emulated (left to `make e2e-kind`): admission, schema validation,
+the resourceVersion) and 422 for a failed JSON-patch test; `apiVersion` and `kind` on created objects; the status
+subresource (a write to the object ignores `status`, a write to `/status` changes only `status`); `kind` on list
+responses. Not emulated (left to `make e2e-kind`): admission, schema validation,
 garbage collection, optimistic concurrency, label selectors (the operator filters labels itself as well).
 """
 
@@ -68,6 +69,9 @@ class StrictEmulator(kmock.KubernetesEmulator):
         status_sub = request.subresource == "status"
         has_status = request.resource in self._with_status
         if action == "CREATE" and isinstance(data, dict):
+            group, api = request.resource.group, request.resource.version
+            data.setdefault("apiVersion", f"{group}/{api}" if group else api)
+            data.setdefault("kind", self._kinds.get(request.resource))
             meta = data.setdefault("metadata", {})
             meta.update(
                 resourceVersion=version,
@@ -144,4 +148,4 @@ class EmulatorThread:
         self._thread.join(10)
 
     def requests(self) -> list:
-        return list(self.emulator.requests)
+        return list(self.emulator)  # kmock handlers iterate over the requests they received

@@ -1,0 +1,44 @@
+"""Small builders for operator tests: LLMJobs from dicts and the examples folder."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+from llm_platform.api import LLMJob, load_job, parse_job
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = REPO / "examples"
+CLUSTER_EXAMPLES = sorted(p for p in EXAMPLES.glob("*.yaml") if p.name != "quickstart.yaml")
+
+
+def example(name: str) -> LLMJob:
+    return load_job(EXAMPLES / name)
+
+
+def job_dict(*stages: dict[str, Any], name: str = "demo", **spec: Any) -> dict[str, Any]:
+    """An LLMJob as the API would hold it: S3 storage and a preset model unless the test says otherwise."""
+    body = {
+        "apiVersion": "llmplatform.dev/v1alpha1",
+        "kind": "LLMJob",
+        "metadata": {"name": name, "namespace": "team"},
+        "spec": {
+            "storage": {"uri": "s3://bucket/demo"},
+            "model": {"preset": "llama-tiny"},
+            "stages": copy.deepcopy(list(stages)),
+        },
+    }
+    body["spec"].update(copy.deepcopy(spec))
+    return body
+
+
+def job(*stages: dict[str, Any], **spec: Any) -> LLMJob:
+    return parse_job(job_dict(*stages, **spec))
+
+
+DATA = {"name": "data", "kind": "data", "data": {"sources": [{"type": "stdlib"}]}}
+TOKENIZER = {"name": "tok", "kind": "tokenizer", "needs": ["data"]}
+PRETRAIN = {"name": "pretrain", "kind": "pretrain", "needs": ["tok"], "train": {"steps": 100}}
+EVAL = {"name": "eval", "kind": "eval", "needs": ["pretrain"]}
+SERVE = {"name": "serve", "kind": "serve", "needs": ["pretrain"]}

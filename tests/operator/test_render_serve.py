@@ -1,0 +1,83 @@
+"""Serving stages render to a Deployment + Service (+ HPA), with our server or vLLM's."""
+
+from __future__ import annotations
+
+import pytest
+
+from llm_platform.operator.options import RenderError, RenderOptions
+from llm_platform.operator.render_serve import render_autoscaler, render_deployment, render_service
+
+from .helpers import DATA, PRETRAIN, SERVE, TOKENIZER, job
+
+
+def serving(serve=None, resources=None, name="demo"):
+    stage = {**SERVE, "serve": serve or {}, **({"resources": resources} if resources else {})}
+    j = job(DATA, TOKENIZER, PRETRAIN, stage, name=name)
+    return j, j.spec.stage("serve")
+
+
+def test_builtin_engine_runs_the_stage_command_and_is_ready_when_it_lists_models():
+    j, stage = serving({"replicas": 3, "port": 9000})
+    out = render_deployment(j, stage)
+    assert out["spec"]["replicas"] == 3
+    container = out["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"][:3] == ["llmp", "stage", "run"]
+    assert container["ports"] == [{"name": "http", "containerPort": 9000, "protocol": "TCP"}]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/v1/models", "port": "http"}
+
+
+def test_vllm_engine_copies_the_model_in_first_and_serves_it_under_the_job_name():
+    j, stage = serving({"engine": "vllm", "max_batch": 64}, {"gpus": 2})
+    pod = render_deployment(j, stage, RenderOptions(vllm_image="vllm/vllm-openai:test"))["spec"]["template"]["spec"]
+    (fetch,) = pod["initContainers"]
+    assert fetch["command"][:3] == ["python", "-m", "llm_platform.operator.fetch_model"]
+    assert fetch["command"][-2:] == ["--dest", "/models/model"]
+    server = pod["containers"][0]
+    assert server["image"] == "vllm/vllm-openai:test"
+    args = server["args"]
+    assert args[args.index("--model") + 1] == "/models/model"
+    assert args[args.index("--served-model-name") + 1] == "demo"
+    assert args[args.index("--tensor-parallel-size") + 1] == "2"
+    assert args[args.index("--max-num-seqs") + 1] == "64"
+
+
+def test_vllm_with_builtin_quantization_is_refused_with_the_fix():
+    j, stage = serving({"engine": "vllm", "quantization": "int8"})
+    with pytest.raises(RenderError, match="engine: builtin"):
+        render_deployment(j, stage)
+
+
+def test_service_selects_the_stage_pods_on_the_serving_port():
+    j, stage = serving({"port": 8080})
+    service = render_service(j, stage)
+    assert service["metadata"]["name"] == "demo-serve"
+    assert service["spec"]["selector"] == {"llmplatform.dev/job": "demo", "llmplatform.dev/stage": "serve"}
+    deployment = render_deployment(j, stage)
+    assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    assert service["spec"]["ports"][0]["port"] == 8080
+
+
+def test_service_names_must_start_with_a_letter():
+    j, stage = serving(name="7b-chat")
+    with pytest.raises(RenderError, match="start with a letter"):
+        render_service(j, stage)
+
+
+def test_autoscale_makes_an_hpa_and_starts_at_its_minimum():
+    j, stage = serving({"autoscale": {"min_replicas": 2, "max_replicas": 6, "target_cpu_percent": 50}}, {"cpu": "4"})
+    hpa = render_autoscaler(j, stage)
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "demo-serve"}
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 6)
+    assert hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"] == 50
+    assert render_deployment(j, stage)["spec"]["replicas"] == 2
+
+
+def test_no_autoscale_no_hpa():
+    j, stage = serving()
+    assert render_autoscaler(j, stage) is None
+
+
+def test_cpu_autoscaling_without_a_cpu_request_names_the_field():
+    j, stage = serving({"autoscale": {}})
+    with pytest.raises(RenderError, match=r"spec\.stages\[3\]\.resources\.cpu"):
+        render_autoscaler(j, stage)

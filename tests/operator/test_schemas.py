@@ -1,0 +1,72 @@
+"""Everything the operator creates, and the operator's own manifests, validate against the schemas the cluster
+checks them with: the upstream Kubeflow / KubeRay / Prometheus-operator CRDs, and Kubernetes' own for built-ins."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from llm_platform.api import parse_job
+from llm_platform.operator.render import render_job
+
+from .helpers import CLUSTER_EXAMPLES, DATA, PRETRAIN, REPO, SERVE, TOKENIZER, example, job_dict
+from .schemas import schema_errors
+
+MANIFESTS = sorted((REPO / "manifests" / "operator").glob("*.yaml"))
+
+
+def _variants():
+    """Rendering paths the examples do not take on their own."""
+    elastic = job_dict(
+        DATA, TOKENIZER, {**PRETRAIN, "train": {"steps": 5, "parallel": {"nodes": 3, "gpus_per_node": 8}}}
+    )
+    elastic["metadata"]["annotations"] = {"llmplatform.dev/elastic-nodes": "2:4"}
+    queued = job_dict(DATA, TOKENIZER, PRETRAIN, suspend=True)
+    queued["metadata"]["labels"] = {"kueue.x-k8s.io/queue-name": "q"}
+    local = job_dict(DATA, TOKENIZER, PRETRAIN, SERVE, storage={"uri": "file:///mnt/llm"})
+    local["metadata"]["annotations"] = {"llmplatform.dev/storage-claim": "shared"}
+    ray_train = job_dict(
+        DATA,
+        TOKENIZER,
+        {**PRETRAIN, "train": {"steps": 5, "parallel": {"nodes": 2, "gpus_per_node": 1, "launcher": "ray"}}},
+    )
+    return {"elastic": elastic, "kueue-suspended": queued, "storage-claim": local, "ray-train": ray_train}
+
+
+@pytest.mark.parametrize("path", CLUSTER_EXAMPLES, ids=lambda p: p.stem)
+def test_every_rendered_object_of_the_examples_validates(path: Path):
+    docs = render_job(example(path.name), owner_uid="9a8b7c6d-0000-0000-0000-000000000000")
+    assert [e for d in docs for e in schema_errors(d)] == []
+
+
+@pytest.mark.parametrize("name", list(_variants()))
+def test_every_rendering_variant_validates(name):
+    docs = render_job(parse_job(_variants()[name]), owner_uid="uid")
+    assert [e for d in docs for e in schema_errors(d)] == []
+
+
+def test_the_validators_do_reject_a_broken_child():
+    # guards against a validator that accepts anything (e.g. a schema that failed to load)
+    docs = render_job(example("pretrain.yaml"))
+    pytorchjob = copy.deepcopy(next(d for d in docs if d["kind"] == "PyTorchJob"))
+    pytorchjob["spec"]["pytorchReplicaSpecs"]["Master"]["replicas"] = "one"
+    rayjob = copy.deepcopy(next(d for d in docs if d["kind"] == "RayJob"))
+    rayjob["spec"]["rayClusterSpec"]["workerGroupSpecs"][0].pop("groupName")
+    configmap = copy.deepcopy(docs[0])
+    configmap["data"]["job.yaml"] = 1
+    assert all(schema_errors(d) for d in (pytorchjob, rayjob, configmap))
+
+
+@pytest.mark.parametrize("path", MANIFESTS, ids=lambda p: p.name)
+def test_operator_manifests_validate(path: Path):
+    docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+    crds = {
+        (f"{d['spec']['group']}/{v['name']}", d["spec"]["names"]["kind"]): v["schema"]["openAPIV3Schema"]
+        for d in docs
+        if d["kind"] == "CustomResourceDefinition"
+        for v in d["spec"]["versions"]
+    }
+    assert [e for d in docs for e in schema_errors(d, crds)] == []
