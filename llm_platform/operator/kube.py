@@ -6,7 +6,10 @@ such as KubeRay's RayJob is not installed). Everything else in the operator work
 
 from __future__ import annotations
 
+import os
+import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +20,7 @@ from kubernetes.dynamic.exceptions import ConflictError, NotFoundError, Resource
 
 MERGE_PATCH = "application/merge-patch+json"
 REQUEST_TIMEOUT_S = 30
+MISSING_KIND_RECHECK_S = 60.0
 USER_AGENT = "llm-platform-operator"
 
 
@@ -59,18 +63,30 @@ class Kube:
         self._api.user_agent = user_agent
         self._dynamic: DynamicClient | None = None
         self._lock = threading.Lock()
+        self._missing: dict[tuple[str, str], float] = {}
+        self._discovery_dir = tempfile.TemporaryDirectory(prefix="llmp-discovery-")  # this process's own cache
 
     def _resource(self, api_version: str, kind: str):
+        """The kind's API resource. A kind the cluster does not serve is remembered as missing for a while: every
+        miss makes the client rediscover the whole API, which must not happen on every reconcile."""
+        key = (api_version, kind)
         with self._lock:
-            if self._dynamic is None:
-                self._dynamic = DynamicClient(self._api)
-            try:
-                return self._dynamic.resources.get(api_version=api_version, kind=kind)
-            except ResourceNotFoundError:
-                raise KindNotServed(
-                    f"the cluster does not serve {api_version} {kind}; install its CRD "
-                    f"({_INSTALL_HINTS.get(kind, 'see docs/operator.md')})"
-                ) from None
+            missing_since = self._missing.get(key)
+            if missing_since is None or time.monotonic() - missing_since > MISSING_KIND_RECHECK_S:
+                if self._dynamic is None:
+                    cache = os.path.join(self._discovery_dir.name, "discovery.json")
+                    self._dynamic = DynamicClient(self._api, cache_file=cache)
+                try:
+                    resource = self._dynamic.resources.get(api_version=api_version, kind=kind)
+                except ResourceNotFoundError:
+                    self._missing[key] = time.monotonic()
+                else:
+                    self._missing.pop(key, None)
+                    return resource
+        raise KindNotServed(
+            f"the cluster does not serve {api_version} {kind}; install its CRD "
+            f"({_INSTALL_HINTS.get(kind, 'see docs/operator.md')})"
+        )
 
     def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
         try:

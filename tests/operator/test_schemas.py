@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+import jsonschema
 import pytest
 import yaml
 
@@ -70,3 +71,25 @@ def test_operator_manifests_validate(path: Path):
         for v in d["spec"]["versions"]
     }
     assert [e for d in docs for e in schema_errors(d, crds)] == []
+
+
+def test_the_status_the_operator_writes_fits_the_llmjob_crd():
+    # the API server prunes fields the CRD's status schema does not declare: nothing we write may be lost
+    from llm_platform.api.crd import crd
+    from llm_platform.operator.children import ChildState
+    from llm_platform.operator.plan import Observed, StageArtifacts, plan
+
+    job = example("pretrain.yaml")
+    observed = Observed(
+        children={"data": ChildState("RayJob", "llama-125m-data", 1, "Running", started="2025-01-01T00:00:00Z")},
+        artifacts={"data": StageArtifacts(checkpoint="s3://b/p/data/checkpoints/x/step_00000001", step=1)},
+        now="2025-01-01T00:00:01Z",
+        generation=3,
+    )
+    # as stored: the status patch sets unset fields to null, which a merge patch turns into "absent"
+    status = plan(job, None, observed).status.model_dump(mode="json", exclude_none=True)
+    schema = crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
+    assert [e.message for e in jsonschema.Draft4Validator(schema).iter_errors(status)] == []
+    declared = schema["properties"]
+    assert set(status) <= set(declared)
+    assert set(status["stages"]["data"]) <= set(declared["stages"]["additionalProperties"]["properties"])
