@@ -32,8 +32,15 @@ def _cp1252_byte_table() -> dict[str, int]:
 
 _TO_BYTE = _cp1252_byte_table()
 _CONT = "[" + re.escape("".join(c for c, b in _TO_BYTE.items() if 0x80 <= b <= 0xBF)) + "]"
+_C1 = "[" + re.escape("".join(c for c, b in _TO_BYTE.items() if 0x80 <= b <= 0x9F)) + "]"
 # A run of UTF-8 sequences (lead byte + continuation bytes) as they look after a wrong cp1252 decode: "Ã©", "â€™".
-_MOJIBAKE = re.compile(f"(?:[\u00c2-\u00df]{_CONT}|[\u00e0-\u00ef]{_CONT}{{2}}|[\u00f0-\u00f4]{_CONT}{{3}})+")
+# Three- and four-byte sequences must show a continuation byte from 0x80-0x9F (€, ™, ‚, Ÿ...): correct text puts
+# "é\xa0»" (French: accent, no-break space, guillemet) together, which would otherwise re-decode as "頻".
+_MOJIBAKE = re.compile(
+    f"(?:[\u00c2-\u00df]{_CONT}"
+    f"|[\u00e0-\u00ef](?:{_C1}{_CONT}|{_CONT}{_C1})"
+    f"|[\u00f0-\u00f4](?={_CONT}{{0,2}}{_C1}){_CONT}{{3}})+"
+)
 
 
 def _redecode(match: re.Match[str]) -> str:
@@ -48,7 +55,8 @@ def fix_mojibake(text: str) -> str:
     """Repair UTF-8 text that was decoded as Windows-1252 or latin-1 ("cafÃ©" -> "café", "itâ€™s" -> "it’s").
 
     Only runs that re-encode to valid UTF-8 are changed, so correct accented text is left alone; applied twice it
-    also undoes a double wrong decode."""
+    also undoes a double wrong decode. Western text, punctuation and emoji are covered; CJK text decoded wrongly
+    is not (its bytes look too much like correct accented Latin text)."""
     for _ in range(2):
         fixed = _MOJIBAKE.sub(_redecode, text)
         if fixed == text:
