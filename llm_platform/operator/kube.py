@@ -149,12 +149,14 @@ class Kube:
         return result.to_dict()
 
     def delete(self, api_version: str, kind: str, namespace: str | None, name: str) -> bool:
-        """Delete in the background (dependents such as pods follow); False if it was already gone."""
+        """Delete in the foreground: the object stays (terminating) until its dependents, e.g. its pods, are gone, so
+        a retry's pods never overlap the failed attempt's, and a deleted job's finalizer waits for every pod.
+        False if it was already gone."""
         try:
             self._resource(api_version, kind).delete(
                 name=name,
                 namespace=namespace,
-                propagation_policy="Background",
+                propagation_policy="Foreground",
                 _request_timeout=REQUEST_TIMEOUT_S,
             )
         except NotFoundError:
