@@ -69,8 +69,8 @@ class HashedNgramClassifier:
         self,
         texts: Sequence[str],
         labels: Sequence[str],
-        epochs: int = 5,
-        lr: float = 0.5,
+        epochs: int = 10,
+        lr: float = 1.0,
         batch_size: int = 16,
         seed: int = 0,
     ) -> HashedNgramClassifier:
