@@ -1,0 +1,334 @@
+"""Training benchmark (issue 6), on one CUDA GPU: our model + engine vs transformers' LlamaForCausalLM.
+
+Both models are built from the same ModelConfig (via our HF config export) and trained by the same loop
+(`llm_platform.trainer.train.loop.train`): same batch, data, fused AdamW with fp32 master weights, bf16 autocast and
+`torch.compile` of the whole loss module. Only the module differs: ours (with the LM head fused into the loss, or
+not) or `LlamaForCausalLM` (SDPA attention) whose logits go through the plain cross-entropy.
+
+Phases
+    throughput  tokens/s and MFU at 125M (d768 L12 GQA 12/4, vocab 32000, 16 x 2048) and 1.1B (d2048 L22 GQA 32/4,
+                ffn 5632, 8 x 2048); ratio = ours / HF.
+    profile     the CUDA kernels of three steps of ours at 125M, grouped (matmul, attention, fused element-wise,
+                optimizer, other).
+    fp8         ours at the last size with torchao float8 linears (needs torchao), against its bf16 throughput row.
+    quality     ours vs HF at 125M on a real corpus (`--corpus`: a folder from `trainer.data.pack`), same token budget;
+                validation loss curves to JSON and a PNG.
+
+    PYTHONPATH=. python3 bench/train.py --json train.json --plot quality.png --corpus .bench_data/corpus
+    PYTHONPATH=. python3 bench/train.py --device cpu --tiny          # a smoke test of this script
+
+This script and what it imports must not need pydantic (the GPU machine has none).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import gc
+import io
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+from torch import nn
+
+from llm_platform.trainer.data.loader import PretrainLoader
+from llm_platform.trainer.data.pack import open_split
+from llm_platform.trainer.model import flops_per_token, get_config, num_params
+from llm_platform.trainer.model.hf_config import config_to_hf
+from llm_platform.trainer.model.transformer import Transformer
+from llm_platform.trainer.train.config import TrainConfig
+from llm_platform.trainer.train.distributed import DistEnv, compile_for_training
+from llm_platform.trainer.train.loop import train
+from llm_platform.trainer.train.objective import NextTokenLoss
+
+SIZES = {
+    "125m": (dict(preset="llama-125m", num_kv_heads=4), 16),
+    "1.1b": (
+        dict(
+            preset="llama-125m",
+            dim=2048,
+            n_layers=22,
+            n_heads=32,
+            num_kv_heads=4,
+            ffn_dim=5632,
+            tie_embeddings=False,
+        ),
+        8,
+    ),
+}
+TINY = (dict(preset="llama-tiny", vocab_size=512), 2)
+
+
+class HFLogits(nn.Module):
+    """transformers' causal LM as a plain `ids -> logits` module, for `NextTokenLoss`."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=ids, use_cache=False).logits
+
+
+def model_config(spec: dict, seq_len: int):
+    spec = dict(spec)
+    return get_config(spec.pop("preset"), max_seq_len=seq_len, **spec)
+
+
+def build(kind: str, config, device: torch.device, seed: int = 0) -> tuple[nn.Module, nn.Module]:
+    """(model, loss module) for `ours-fused`, `ours-plain` or `hf`, initialised from `seed`."""
+    torch.manual_seed(seed)
+    if kind == "hf":
+        import transformers
+
+        hf_config = transformers.AutoConfig.for_model(**config_to_hf(config))
+        hf_config._attn_implementation = "sdpa"
+        model = transformers.AutoModelForCausalLM.from_config(hf_config).to(device)
+        return model, NextTokenLoss(HFLogits(model))
+    model = Transformer(config).to(device)
+    return model, NextTokenLoss(model, fused_loss=kind == "ours-fused")
+
+
+def run(kind: str, config, micro_batch: int, seq_len: int, steps: int, args, tokens=None, val=None, **train_kw):
+    """Train one model with the engine; returns its numbers."""
+    device = torch.device(args.device)
+    fp8 = train_kw.pop("fp8", False)
+    model, objective = build(kind, config, device)
+    tc = TrainConfig(
+        steps=steps,
+        micro_batch=micro_batch,
+        seq_len=seq_len,
+        precision="bf16",
+        compile=not args.no_compile,
+        log_every=args.log_every,
+        fp8=fp8,
+        **train_kw,
+    )
+    if tokens is None:
+        n = micro_batch * seq_len * (steps + 1) + 1
+        tokens = np.random.default_rng(0).integers(0, config.vocab_size, n).astype(np.uint16)
+    loader = PretrainLoader(tokens, seq_len, micro_batch, seed=0, device=device)
+    sink = Console(file=io.StringIO())
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    result = train(
+        model,
+        tc,
+        loader,
+        DistEnv(device=device),
+        objective=objective,
+        val_tokens=val,
+        console=sink,
+        flops_per_token=flops_per_token(config, seq_len),
+    )
+    wall = time.perf_counter() - t0
+    windows = [r["tokens_per_s"] for r in result.records if "tokens_per_s" in r]
+    steady = windows[1:] or windows  # the first window can hold recompilations
+    memory = [r["memory_bytes"] for r in result.records if "memory_bytes" in r]
+    tps = float(np.median(steady)) if steady else None
+    peak = 989.5e12 if device.type == "cuda" else None
+    out = {
+        "model": kind + ("+fp8" if fp8 else ""),
+        "params": num_params(config),
+        "tokens_per_s": round(tps, 1) if tps else None,
+        "mfu": round(flops_per_token(config, seq_len) * tps / peak, 4) if tps and peak else None,
+        "first_step_s": round(wall - (steps - 1) * micro_batch * seq_len / tps, 1) if tps else None,
+        "peak_memory_gib": round(max(memory) / 2**30, 1) if memory else None,
+        "loss_end": result.loss_end,
+        "val_curve": [(r["step"], r["val_loss"]) for r in result.records if "val_loss" in r],
+    }
+    del model, objective, result
+    release()
+    return out
+
+
+def release() -> None:
+    gc.collect()
+    torch._dynamo.reset()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def profile(config, micro_batch: int, seq_len: int, args) -> dict:
+    """Kernel time of three steps of ours (fused loss), grouped by kind."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    device = torch.device(args.device)
+    model, objective = build("ours-fused", config, device)
+    if not args.no_compile:
+        compile_for_training(objective, model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
+    ids = torch.randint(0, config.vocab_size, (micro_batch, seq_len + 1), device=device)
+
+    def step() -> None:
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            loss = objective(ids)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    for _ in range(3):
+        step()
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with torch_profile(activities=activities) as prof:
+        for _ in range(3):
+            step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    kernels = [e for e in prof.key_averages() if e.device_type.name == "CUDA"] if device.type == "cuda" else []
+    total = sum(e.self_device_time_total for e in kernels) or 1.0
+    groups: dict[str, float] = {}
+    for e in kernels:
+        groups[kernel_group(e.key)] = groups.get(kernel_group(e.key), 0.0) + e.self_device_time_total
+    top = sorted(kernels, key=lambda e: -e.self_device_time_total)[:15]
+    return {
+        "step_ms": round(total / 3 / 1e3, 2),
+        "groups": {k: round(100 * v / total, 1) for k, v in sorted(groups.items(), key=lambda kv: -kv[1])},
+        "top": [(e.key[:90], round(100 * e.self_device_time_total / total, 1), e.count) for e in top],
+    }
+
+
+def kernel_group(name: str) -> str:
+    n = name.lower()
+    if any(s in n for s in ("sdpa", "fmha", "flash", "attention")):  # before matmul: cuDNN's names hold "wgmma"
+        return "attention"
+    if any(s in n for s in ("gemm", "nvjet", "cutlass", "sm90_xmma", "matmul", "wgmma")):
+        return "matmul"
+    if "adam" in n or "multi_tensor" in n or "foreach" in n:
+        return "optimizer"
+    if n.startswith("triton") or "triton" in n:
+        return "fused element-wise (triton)"
+    return "other"
+
+
+def plot(curves: dict[str, list], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, points in curves.items():
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker=".", label=name)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("validation loss")
+    ax.set_title("125M, same corpus, batch, optimizer and schedule")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--phases", default="throughput,profile,fp8,quality")
+    parser.add_argument("--sizes", default="125m,1.1b")
+    parser.add_argument("--variants", default="ours-fused,ours-plain,hf")
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--log-every", type=int, default=5)
+    parser.add_argument("--seq-len", type=int, default=2048)
+    parser.add_argument("--corpus", type=Path, help="packed token folder for the quality phase")
+    parser.add_argument("--quality-steps", type=int, default=400)
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--tiny", action="store_true", help="tiny sizes (smoke test)")
+    parser.add_argument("--no-compile", action="store_true")
+    parser.add_argument("--budget-s", type=float, default=540, help="skip what is left after this many seconds")
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--plot", type=Path)
+    args = parser.parse_args()
+    started = time.monotonic()
+    phases = args.phases.split(",")
+    seq_len = 64 if args.tiny else args.seq_len
+    report: dict = {"date": datetime.date.today().isoformat(), "torch": torch.__version__, "seq_len": seq_len}
+    if args.device == "cuda":
+        report["gpu"] = torch.cuda.get_device_name()
+    sizes = {"tiny": TINY} if args.tiny else {s: SIZES[s] for s in args.sizes.split(",")}
+
+    def time_left() -> bool:
+        return time.monotonic() - started < args.budget_s
+
+    def save() -> None:
+        if args.json:
+            args.json.write_text(json.dumps(report, indent=2))
+
+    if "throughput" in phases:
+        report["throughput"] = {}
+        for size, (spec, micro_batch) in sizes.items():
+            config = model_config(spec, seq_len)
+            rows = []
+            for kind in args.variants.split(","):
+                if not time_left():
+                    break
+                rows.append(run(kind, config, micro_batch, seq_len, args.steps, args))
+                print(f"[{size}] {json.dumps(rows[-1])}", flush=True)
+            report["throughput"][size] = rows
+            hf = next((r for r in rows if r["model"] == "hf"), None)
+            for r in rows:
+                if hf and r["tokens_per_s"] and hf["tokens_per_s"]:
+                    r["ratio_vs_hf"] = round(r["tokens_per_s"] / hf["tokens_per_s"], 3)
+                    print(
+                        f"[{size}] {r['model']}: {r['tokens_per_s']:,.0f} tok/s, MFU {r['mfu']}, "
+                        f"{r['ratio_vs_hf']}x HF",
+                        flush=True,
+                    )
+            save()
+    if "profile" in phases and time_left():
+        spec, micro_batch = next(iter(sizes.values()))
+        report["profile"] = profile(model_config(spec, seq_len), micro_batch, seq_len, args)
+        release()
+        print(json.dumps(report["profile"], indent=1), flush=True)
+        save()
+    if "fp8" in phases and time_left():
+        size, (spec, micro_batch) = list(sizes.items())[-1]
+        bf16 = next((r for r in report.get("throughput", {}).get(size, []) if r["model"] == "ours-fused"), None)
+        try:
+            row = run("ours-fused", model_config(spec, seq_len), micro_batch, seq_len, args.steps, args, fp8=True)
+            if bf16 and bf16["tokens_per_s"] and row["tokens_per_s"]:
+                row["ratio_vs_bf16"] = round(row["tokens_per_s"] / bf16["tokens_per_s"], 3)
+        except (ImportError, RuntimeError) as e:
+            row = {"model": "ours-fused+fp8", "error": f"{type(e).__name__}: {e}"[:300]}
+        print(f"[fp8 {size}] {json.dumps(row)}", flush=True)
+        report["fp8"] = {size: row}
+        save()
+    if "quality" in phases and args.corpus and time_left():
+        spec, _ = next(iter(sizes.values()))
+        q_seq, q_batch = (64, 4) if args.tiny else (1024, 8)
+        tokens, val = open_split(args.corpus, "train"), open_split(args.corpus, "val")
+        meta = json.loads((args.corpus / "meta.json").read_text())
+        config = model_config({**spec, "vocab_size": meta["vocab_size"]}, q_seq)
+        curves, rows = {}, []
+        for kind in ("ours-fused", "hf"):
+            rows.append(
+                run(
+                    kind,
+                    config,
+                    q_batch,
+                    q_seq,
+                    args.quality_steps,
+                    args,
+                    tokens=tokens,
+                    val=val,
+                    lr=6e-4,
+                    warmup_steps=args.quality_steps // 10,
+                    eval_every=max(1, args.quality_steps // 16),
+                    eval_batches=6,
+                )
+            )
+            curves[kind] = rows[-1]["val_curve"]
+            print(f"[quality] {kind}: final val loss {curves[kind][-1][1]:.4f}", flush=True)
+        report["quality"] = {"tokens": args.quality_steps * q_batch * q_seq, "runs": rows}
+        if args.plot:
+            plot(curves, args.plot)
+        save()
+    save()
+
+
+if __name__ == "__main__":
+    main()
