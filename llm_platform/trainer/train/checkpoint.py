@@ -16,7 +16,6 @@ A run killed anywhere before step 3 leaves `latest` on the previous complete che
 
 from __future__ import annotations
 
-import contextlib
 import json
 import random
 import re
@@ -41,6 +40,9 @@ from .distributed import DistEnv, barrier
 TRAIN_STATE = "train_state.json"
 PUBLISH_TIMEOUT_S = 3600.0
 _STEP = re.compile(r"/step_(\d+)/node_\d+$")
+
+# DCP warns on every save without a process group, including the background thread's; one process is intended.
+warnings.filterwarnings("ignore", message="torch.distributed is disabled, unavailable or uninitialized")
 
 
 class Checkpointer:
@@ -77,8 +79,7 @@ class Checkpointer:
         folder = self._local_copy(pointer)
         model_sd, optim_sd = get_state_dict(model, optimizer)
         state = {"model": model_sd, "optim": optim_sd}
-        with _single_process_quiet():
-            dcp.load(state, checkpoint_id=folder)
+        dcp.load(state, checkpoint_id=folder, no_dist=not dist.is_initialized())
         set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
         rng_file = folder / f"rng_rank{self.env.rank}.pt"
         if rng_file.exists():
@@ -119,14 +120,14 @@ class Checkpointer:
             (folder / TRAIN_STATE).write_text(json.dumps(train_state, indent=2))
         state = {"model": model_sd, "optim": optim_sd}
         if not self.async_save:
-            with _single_process_quiet():
-                dcp.save(state, checkpoint_id=folder)
+            dcp.save(state, checkpoint_id=folder, no_dist=not dist.is_initialized())
             self._publish(step, folder)
             return
         if self.env.world_size > 1 and self._async_group is None:
             self._async_group = dist.new_group(backend="gloo")
-        with _single_process_quiet():
-            future = dcp.async_save(state, checkpoint_id=folder, process_group=self._async_group)
+        future = dcp.async_save(
+            state, checkpoint_id=folder, process_group=self._async_group, no_dist=not dist.is_initialized()
+        )
         self._thread = threading.Thread(target=self._finish_async, args=(future, step, folder), daemon=True)
         self._thread.start()
 
@@ -173,14 +174,6 @@ class Checkpointer:
         for step in sorted(by_step)[: -self.keep]:
             for key in by_step[step]:
                 self.store.delete(key)
-
-
-@contextlib.contextmanager
-def _single_process_quiet():
-    """DCP warns that it 'assumes a single process' whenever no process group exists: that is intended here."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
-        yield
 
 
 def _step_key(key: str, step: int) -> str:

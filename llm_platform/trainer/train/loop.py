@@ -92,7 +92,7 @@ def train(
 
         convert_to_fp8(model, env.device)
     if objective is None:
-        objective = NextTokenLoss(model, config.z_loss, chunked=env.device.type == "cuda")
+        objective = NextTokenLoss(model, config.z_loss, fused_loss=env.device.type == "cuda")
     module = parallelize(objective, model, config, env, precision)
     optimizer = build_optimizer(module, config)
     scaler = precision.grad_scaler()

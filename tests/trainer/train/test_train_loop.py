@@ -93,3 +93,15 @@ def test_nan_stops_training_and_leaves_the_last_good_checkpoint(tokens, tmp_path
     resumed = fit(tokens, steps=8, checkpointer=Checkpointer(store, "run/ckpt", DistEnv(), tmp_path / "staging"))
     assert resumed.resumed_from == 4
     assert losses(resumed) == reference[4:]
+
+
+def test_fp8_without_an_fp8_gpu_is_refused_with_the_reason(tokens):
+    with pytest.raises(RuntimeError, match="train.fp8 needs a GPU with FP8 tensor cores"):
+        fit(tokens, steps=1, fp8=True)
+
+
+def test_an_unavailable_strategy_names_the_alternatives(tokens):
+    from llm_platform.trainer.train.config import ParallelConfig
+
+    with pytest.raises(NotImplementedError, match="'deepspeed' is not available.*use 'fsdp'"):
+        fit(tokens, steps=1, parallel=ParallelConfig(strategy="deepspeed"))
