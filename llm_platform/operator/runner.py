@@ -55,6 +55,11 @@ def operator_settings(config: OperatorConfig) -> kopf.OperatorSettings:
     settings.posting.enabled = config.kopf_events
     settings.posting.level = logging.WARNING
     settings.scanning.disabled = not config.scanning
+    # On deletion kopf stops the job's resync timer before releasing the finalizer. A timer in the middle of a
+    # (synchronous, uncancellable) reconcile gets a moment to finish, then is polled often: the default poll of 60 s
+    # would hold a deleted job that long.
+    settings.background.instant_exit_timeout = 2.0
+    settings.background.cancellation_polling = 2.0
     if config.webhook_port is not None:
         settings.admission.server = _webhook_server(config)
         settings.admission.managed = WEBHOOK_CONFIGURATION

@@ -22,6 +22,8 @@ def test_kopf_keeps_its_state_in_annotations_because_status_is_pruned():
     assert isinstance(settings.persistence.progress_storage, kopf.AnnotationsProgressStorage)
     assert isinstance(settings.persistence.diffbase_storage, kopf.AnnotationsDiffBaseStorage)
     assert settings.admission.server is None
+    # a deleted job waits for its resync timer to stop: that must take seconds, not kopf's default minute
+    assert settings.background.cancellation_polling <= 5
 
 
 def test_a_webhook_port_makes_kopf_serve_and_manage_the_webhook():
