@@ -117,7 +117,7 @@ class Reconciler:
             return "Failed", "invalid"
 
         previous = JobStatus.model_validate(body.get("status") or {})
-        children = self.observe_children(job)
+        children = self.observe_children(job, body["metadata"].get("uid"))
         observed = Observed(
             children=children,
             artifacts=self.probe.probe(job, *self._probe_targets(job, previous, children)),
@@ -139,7 +139,7 @@ class Reconciler:
             raise ReconcileError("; ".join(errors))
         return decided.status.phase, "ok"
 
-    def observe_children(self, job: LLMJob) -> dict[str, ChildState]:
+    def observe_children(self, job: LLMJob, uid: str | None) -> dict[str, ChildState]:
         """Each stage's live workload (the newest attempt if, after a spec change, there are several)."""
         namespace = namespace_of(job, self.options)
         found: dict[str, ChildState] = {}
@@ -149,8 +149,8 @@ class Reconciler:
             except KindNotServed:
                 continue
             for obj in objects:
-                if not _owned_by(obj, job.metadata.name):
-                    continue  # e.g. a Job KubeRay made for a RayJob, carrying copied labels
+                if not _owned_by(obj, job.metadata.name, uid):
+                    continue  # e.g. a Job KubeRay made for a RayJob carrying copied labels, or an earlier job's
                 stage = obj["metadata"]["labels"].get(STAGE_LABEL)
                 state = child_state(obj)
                 if stage and (stage not in found or state.attempt > found[stage].attempt):
@@ -327,7 +327,7 @@ class Reconciler:
                     objects = self.kube.list(api_version, kind, namespace, {JOB_LABEL: name})
                 except KindNotServed:
                     continue
-                for obj in (o for o in objects if _owned_by(o, name)):
+                for obj in (o for o in objects if _owned_by(o, name, meta.get("uid"))):
                     if not obj["metadata"].get("deletionTimestamp"):
                         self.kube.delete(api_version, kind, namespace, obj["metadata"]["name"])
                     if self.kube.get(api_version, kind, namespace, obj["metadata"]["name"]) is not None:
@@ -359,9 +359,12 @@ class Reconciler:
             return self._locks.setdefault((namespace, name), threading.Lock())
 
 
-def _owned_by(obj: dict[str, Any], job_name: str) -> bool:
+def _owned_by(obj: dict[str, Any], job_name: str, uid: str | None) -> bool:
+    """Controlled by this very LLMJob (not merely labelled with its name, nor left by a deleted namesake)."""
     owners = obj["metadata"].get("ownerReferences") or []
-    return any(o.get("kind") == "LLMJob" and o.get("name") == job_name for o in owners)
+    return any(
+        o.get("kind") == "LLMJob" and o.get("name") == job_name and (uid is None or o.get("uid") == uid) for o in owners
+    )
 
 
 def _without_none(value: Any) -> Any:

@@ -241,3 +241,20 @@ def test_the_rerun_annotation_runs_a_finished_stage_and_its_dependents_again(clu
     wait_for(lambda: cluster.stage("demo", "tok").get("phase") in ("Pending", "Running"), what="tok restarted")
     cluster.finish("Job", "demo-tok", "Succeeded")
     wait_for(lambda: cluster.phase("demo") == "Succeeded", what="phase Succeeded again")
+
+
+def test_objects_merely_labelled_with_the_job_are_neither_followed_nor_deleted(cluster):
+    # e.g. the submitter Job KubeRay creates for a RayJob, or a leftover of a deleted job of the same name
+    labels = {"llmplatform.dev/job": "demo", "llmplatform.dev/stage": "data", "llmplatform.dev/attempt": "5"}
+    meta = {"name": "stranger", "namespace": "team", "labels": labels}
+    cluster.kube.create({"apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": {}})
+    cluster.finish("Job", "stranger", "Failed", "not ours")
+    cluster.start_operator()
+    cluster.apply(job_dict(DATA))
+    wait_for(lambda: cluster.child("Job", "demo-data"), what="the data Job")
+    cluster.finish("Job", "demo-data", "Succeeded")
+    wait_for(lambda: cluster.phase("demo") == "Succeeded", what="phase Succeeded")
+    assert cluster.stage("demo", "data")["child"] == "Job/demo-data"
+    cluster.delete_job("demo")
+    wait_for(lambda: cluster.job("demo") is None, what="deletion")
+    assert cluster.child("Job", "stranger") is not None
