@@ -1,9 +1,10 @@
 """What the heuristic filters measure about a text, computed once per text and shared between filters.
 
 Tokens are runs of word characters (a leading apostrophe kept: `she’ll` -> `she`, `’ll`), numbers with separators
-(`2,000`, `3.5`), initialisms (`U.S.`), runs of dashes or dots, or single other non-space characters, from one regex pass in C; close to spaCy's English tokenizer, which the
-reference implementations use. Repetition statistics hash tokens and n-grams into numpy arrays, so counting repeated
-10-grams over a long document is a handful of vector operations instead of a Python loop over joined strings.
+(`2,000`, `3.5`), initialisms (`U.S.`), runs of dashes or dots, or single other non-space characters, from one regex
+pass in C; close to spaCy's English tokenizer, which the reference implementations use. Repetition statistics hash
+tokens and n-grams into numpy arrays, so counting repeated 10-grams over a long document is a handful of vector
+operations instead of a Python loop over joined strings.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Where the per-document steps run: in this process, in a pool of local processes, or on a Ray cluster.
 
 Each engine yields `(kept documents, BatchStats)` per batch. The local engines keep input order, so a run's output
-is the same for any number of processes. The Ray engine reads every source as shards in parallel tasks and applies
-the steps with `ray.data` `map_batches` over a pool of actors (each builds the steps once); with order preserved it
-is deterministic for a given shard count.
+is the same for any number of processes. The Ray engine splits every source into shards and applies
+the steps with `ray.data` `map_batches` over the shards, on a pool of actors that each build the steps once; with
+order preserved it is deterministic for a given shard count.
 """
 
 from __future__ import annotations
@@ -91,18 +91,20 @@ def _from_columns(batch: dict[str, np.ndarray]) -> Batch:
     return docs, stats
 
 
-class _RayStepsActor:
-    """A Ray actor holding built steps; Ray Data calls it with each batch of documents."""
+class _RayShardWorker:
+    """A Ray actor with the steps built once: given a batch of shard descriptions, it reads each shard and yields
+    its processed documents batch by batch (a generator, so a shard never sits in memory whole)."""
 
-    def __init__(self, config: PipelineConfig, eval_index: EvalIndex | None):
+    def __init__(self, sources: list[Any], config: PipelineConfig, eval_index: EvalIndex | None):
+        self.sources = sources
+        self.batch_size = config.batch_size
         self.processor = BatchProcessor(config, eval_index)
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        docs = [
-            Document(id=str(i), text=str(t), source=str(s))
-            for i, t, s in zip(batch["id"], batch["text"], batch["source"], strict=True)
-        ]
-        return _to_columns(*self.processor(docs))
+    def __call__(self, shards: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
+        for source, shard, num_shards in zip(shards["source"], shards["shard"], shards["num_shards"], strict=True):
+            docs = iter_documents(self.sources[int(source)], int(shard), int(num_shards))
+            for batch in _batches(docs, self.batch_size):
+                yield _to_columns(*self.processor(batch))
 
 
 def ray_batches(
@@ -112,7 +114,8 @@ def ray_batches(
     workers: int = 2,
     shards_per_source: int | None = None,
 ) -> Iterator[Batch]:
-    """The steps as a Ray Data pipeline: shards read in parallel, `map_batches` over `workers` actors.
+    """The steps as a Ray Data pipeline: `map_batches` over the sources' shards, on a pool of `workers` actors that
+    each read a shard and process it (one CPU per actor, reading included).
 
     Uses the Ray cluster this process is connected to (`ray.init` already called, or `RAY_ADDRESS` set as in a
     RayJob); otherwise starts a local one."""
@@ -125,22 +128,12 @@ def ray_batches(
     ray.data.DataContext.get_current().execution_options.preserve_order = True
     n = shards_per_source or 2 * workers
     shards = [{"source": i, "shard": k, "num_shards": n} for i in range(len(sources)) for k in range(n)]
-    sources = list(sources)
-
-    def read_shard(row: dict[str, Any]) -> Iterator[dict[str, str]]:
-        for doc in iter_documents(sources[row["source"]], row["shard"], row["num_shards"]):
-            yield {"id": doc.id, "text": doc.text, "source": doc.source}
-
-    dataset = (
-        ray.data.from_items(shards, override_num_blocks=len(shards))
-        .flat_map(read_shard)
-        .map_batches(
-            _RayStepsActor,
-            fn_constructor_kwargs={"config": config, "eval_index": eval_index},
-            batch_size=config.batch_size,
-            batch_format="numpy",
-            concurrency=workers,
-        )
+    dataset = ray.data.from_items(shards, override_num_blocks=len(shards)).map_batches(
+        _RayShardWorker,
+        fn_constructor_kwargs={"sources": list(sources), "config": config, "eval_index": eval_index},
+        batch_size=1,
+        batch_format="numpy",
+        concurrency=workers,
     )
     for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
         yield _from_columns(batch)
