@@ -8,6 +8,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from llm_platform.cli_operator import app as operator_app
+from llm_platform.cli_tokenizer import app as tokenizer_app
+
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 stage_app = typer.Typer(no_args_is_help=True, help="Run a single stage (this is what a pod executes).")
 model_app = typer.Typer(no_args_is_help=True, help="Model presets, Hugging Face import and export.")
@@ -202,16 +205,12 @@ def model_export(
     _save_model_folder(folder, dest, dtype)
 
 
+app.add_typer(tokenizer_app, name="tokenizer", help="Train, use, inspect and convert tokenizers.")
+app.registered_commands.extend(operator_app.registered_commands)  # `llmp render`, `llmp operator`
+
+
 def main() -> None:
-    _mount_optional()
     app()
-
-
-def _mount_optional() -> None:
-    """Sub-apps that live in other modules; mounted lazily so `llmp --help` stays fast."""
-    from llm_platform.cli_tokenizer import app as tokenizer_app
-
-    app.add_typer(tokenizer_app, name="tokenizer", help="Train, use, inspect and convert tokenizers.")
 
 
 if __name__ == "__main__":
