@@ -99,11 +99,15 @@ def eval_batches(
     world_size: int = 1,
 ) -> Iterator[torch.Tensor]:
     """The first `n_batches * batch_size` non-overlapping windows of a split, in order, dealt out across ranks:
-    the same validation tokens every time, whatever the world size."""
+    the same validation tokens every time. Every rank gets as many windows (and batches) as the others, since under
+    FSDP each forward is a collective; so when the windows do not divide evenly, the last few are left out."""
     n_windows = (len(tokens) - 1) // seq_len
-    if n_windows < 1:
-        raise ValueError(f"the validation split holds {len(tokens)} tokens, too few for one window of {seq_len + 1}")
     wanted = min(n_windows, n_batches * batch_size)
+    wanted -= wanted % world_size
+    if wanted < 1:
+        raise ValueError(
+            f"the validation split holds {len(tokens)} tokens, too few for one window of {seq_len + 1} per process"
+        )
     mine = np.arange(rank, wanted, world_size)
     for first in range(0, len(mine), batch_size):
         starts = mine[first : first + batch_size] * seq_len

@@ -58,11 +58,12 @@ def run(ctx: StageContext, out: Path) -> dict:
             f"{env.world_size} process(es) on {env.device.type}"
         )
     model_dir = out / "model"
+    main = env.is_main  # one process writes the log and serves the metrics
     log = MetricsLog(
-        model_dir if env.is_main else None,
-        tensorboard=config.tensorboard,
-        wandb_project=config.wandb_project,
-        metrics_port=config.metrics_port,
+        model_dir if main else None,
+        tensorboard=config.tensorboard and main,
+        wandb_project=config.wandb_project if main else None,
+        metrics_port=config.metrics_port if main else None,
         run_name=f"{ctx.job.metadata.name}-{ctx.stage.name}",
         job=ctx.job.metadata.name,
         stage=ctx.stage.name,

@@ -24,6 +24,7 @@ from llm_platform.trainer.model.transformer import Transformer
 from llm_platform.trainer.train.checkpoint import Checkpointer
 from llm_platform.trainer.train.config import ParallelConfig, TrainConfig
 from llm_platform.trainer.train.distributed import setup_distributed
+from llm_platform.trainer.train.export import export_pretrained
 from llm_platform.trainer.train.loop import NonFiniteLossError, train
 from llm_platform.trainer.train.metrics import MetricsLog
 
@@ -85,6 +86,7 @@ def main() -> None:
     parser.add_argument("--nan-at", type=int, default=0)
     parser.add_argument("--stop-after", type=int, default=0)
     parser.add_argument("--step-delay", type=float, default=0.0)
+    parser.add_argument("--export", type=Path, help="write the trained model here in Hugging Face format")
     args = parser.parse_args()
 
     env = setup_distributed("cpu")
@@ -123,6 +125,8 @@ def main() -> None:
         raise SystemExit(3) from None
     finally:
         log.close()
+    if args.export:
+        export_pretrained(model, env, args.export)
     if env.is_main:
         (args.out / "result.json").write_text(json.dumps({"resumed_from": result.resumed_from}))
     if env.world_size > 1:
