@@ -14,7 +14,7 @@ from functools import cached_property, lru_cache
 
 import numpy as np
 
-_HAS_LETTER = re.compile(r"[^\W\d_]").search
+_NOT_LETTERS = "0123456789_.,:'’"  # what a word token holds besides letters (digits, separators, apostrophes)
 _WORD_PATTERN = r"['’]\w+|\d+(?:[.,:]\d+)+|(?:[^\W\d_]\.){2,}|\w+"
 _TOKEN = re.compile(_WORD_PATTERN + r"|-+|\.+|[^\w\s]")
 _WORD = re.compile(_WORD_PATTERN)  # the same word tokens, without the punctuation and symbol tokens
@@ -39,7 +39,7 @@ class TextView:
     @cached_property
     def alpha_token_count(self) -> int:
         """Tokens holding at least one letter."""
-        return sum(1 for w in self.words if _HAS_LETTER(w))
+        return sum(1 for w in self.words if w.strip(_NOT_LETTERS))
 
     @cached_property
     def lines(self) -> list[str]:
@@ -73,6 +73,32 @@ class TextView:
     def _ngram_cache(self) -> dict[int, np.ndarray]:
         return {}
 
+    def recurring(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Positions of n-grams that occur more than once (ascending), a group id per position (equal n-grams, equal
+        id) and each group's size.
+
+        An n-gram can only recur where the two (n-1)-grams it spans both recur, so from n = 3 on, only those
+        positions are sorted: on prose that is a handful, which keeps the ten n-gram sizes of the repetition rules
+        cheap."""
+        cache = self._recurring_cache
+        if n not in cache:
+            hashes = self.ngram_hashes(n)
+            m = hashes.size
+            if n <= 2:
+                candidates = np.arange(m)
+            else:
+                shorter = np.zeros(m + 1, dtype=bool)
+                shorter[self.recurring(n - 1)[0]] = True
+                candidates = np.flatnonzero(shorter[:m] & shorter[1:])
+            _, inverse, counts = np.unique(hashes[candidates], return_inverse=True, return_counts=True)
+            repeated = counts[inverse] > 1
+            cache[n] = (candidates[repeated], inverse[repeated], counts)
+        return cache[n]
+
+    @cached_property
+    def _recurring_cache(self) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        return {}
+
 
 @lru_cache(maxsize=1024)
 def view(text: str) -> TextView:
@@ -97,14 +123,15 @@ def duplicate_count_and_chars(items: list[str]) -> tuple[int, int]:
 def top_ngram_chars(v: TextView, n: int) -> int:
     """Characters covered by the most frequent token n-gram (the earliest one on ties), counting every occurrence,
     with the n-gram's tokens joined by single spaces."""
-    hashes = v.ngram_hashes(n)
-    if hashes.size == 0:
+    if v.ngram_hashes(n).size == 0:
         return 0
-    _, first, counts = np.unique(hashes, return_index=True, return_counts=True)
-    top = counts.max()
-    start = int(first[counts == top].min())
-    length = int(v.token_lengths[start : start + n].sum()) + n - 1
-    return length * int(top)
+    positions, groups, counts = v.recurring(n)
+    top, start = 1, 0  # nothing recurs: every n-gram occurs once, and the first one wins the tie
+    if positions.size:
+        sizes = counts[groups]
+        top = int(sizes.max())
+        start = int(positions[sizes == top][0])
+    return (int(v.token_lengths[start : start + n].sum()) + n - 1) * top
 
 
 def repeated_ngram_chars(v: TextView, n: int) -> int:
@@ -113,18 +140,16 @@ def repeated_ngram_chars(v: TextView, n: int) -> int:
 
     Only positions whose n-gram occurs more than once can change the count, so the scan visits just those; on
     ordinary prose that is a small fraction of the tokens."""
-    hashes = v.ngram_hashes(n)
-    if hashes.size < 2:
+    if v.ngram_hashes(n).size < 2:
         return 0
-    _, inverse, counts = np.unique(hashes, return_inverse=True, return_counts=True)
-    recurring = np.flatnonzero(counts[inverse] > 1)
-    if recurring.size == 0:
+    positions, groups, _ = v.recurring(n)
+    if positions.size == 0:
         return 0
     ends = np.concatenate(([0], np.cumsum(v.token_lengths)))
     seen: set[int] = set()
     next_free = 0
     chars = 0
-    for j, key in zip(recurring.tolist(), inverse[recurring].tolist(), strict=True):
+    for j, key in zip(positions.tolist(), groups.tolist(), strict=True):
         if j < next_free:
             continue
         if key in seen:

@@ -40,7 +40,8 @@ def c4_clean(text: str, c: C4Config = C4Config()) -> str | Drop:
     for raw in text.split("\n"):
         line = raw.strip()
         words = line.split()
-        if c.max_word_length != -1 and any(len(w) > c.max_word_length for w in words):
+        too_long = c.max_word_length != -1 and len(line) > c.max_word_length
+        if too_long and any(len(w) > c.max_word_length for w in words):
             continue
         if c.remove_citations and "[" in line:
             line = _CITATION.sub("", line)
