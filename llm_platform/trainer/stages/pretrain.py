@@ -50,7 +50,9 @@ def run(ctx: StageContext, out: Path) -> dict:
         config.seed,
         env.device,
     )
-    val = _val_split(tokens_dir)
+    val = _val_split(tokens_dir, config.seq_len, env.world_size)
+    if val is None and env.is_main:
+        ctx.console.print("[yellow]pretrain[/]: the validation split is too short for one window; no val_loss")
     if env.is_main:
         ctx.console.print(
             f"[bold]pretrain[/]: {num_params(model_config) / 1e6:.1f}M parameters, "
@@ -121,11 +123,13 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _val_split(tokens_dir: Path) -> np.ndarray | None:
+def _val_split(tokens_dir: Path, seq_len: int, world_size: int) -> np.ndarray | None:
+    """The validation tokens, or None when there are too few for one window per process."""
     try:
-        return open_split(tokens_dir, "val")
+        tokens = open_split(tokens_dir, "val")
     except FileNotFoundError:
         return None
+    return tokens if (len(tokens) - 1) // seq_len >= world_size else None
 
 
 def _staging_dir(fingerprint: str) -> Path:
