@@ -1,9 +1,10 @@
-"""Autoregressive generation with a model and a tokenizer (no cache: simple and exact; the engine does it fast)."""
+"""Autoregressive generation for one prompt: prefill once, then decode token by token through a static KV cache."""
 
 from __future__ import annotations
 
 import torch
 
+from .kv_cache import StaticKVCache
 from .sampling import sample_next
 
 
@@ -19,18 +20,21 @@ def generate(
     seed: int = 0,
     max_context: int | None = None,
 ) -> list[int]:
-    """New token ids continuing `prompt_ids`, stopping at `eos_id` or after `max_new_tokens`."""
-    device = next(model.parameters()).device
-    generator = torch.Generator(device=device).manual_seed(seed)
-    ids = torch.tensor([prompt_ids], dtype=torch.long, device=device)
-    new: list[int] = []
+    """New token ids continuing `prompt_ids`, stopping at `eos_id`, after `max_new_tokens`, or when the context
+    (`max_context`, default the model's `max_seq_len`) is full. The prompt keeps its last tokens if it is too long."""
+    param = next(model.parameters())
+    limit = max_context or model.config.max_seq_len
+    prompt = prompt_ids[-max(1, limit - 1) :]
+    budget = min(max_new_tokens, limit - len(prompt))
+    generator = torch.Generator(device=param.device).manual_seed(seed)
+    cache = StaticKVCache(model.config, 1, len(prompt) + budget, device=param.device, dtype=param.dtype)
     model.eval()
-    for _ in range(max_new_tokens):
-        context = ids if max_context is None else ids[:, -max_context:]
-        logits = model(context)[:, -1, :]
+    logits = model(torch.tensor([prompt], device=param.device), cache=cache, start_pos=0)[:, -1, :]
+    new: list[int] = []
+    for position in range(len(prompt), len(prompt) + budget):
         token = sample_next(logits, temperature, top_k, top_p, generator)
         if eos_id is not None and token.item() == eos_id:
             break
         new.append(token.item())
-        ids = torch.cat([ids, token.view(1, 1)], dim=1)
+        logits = model(token.view(1, 1), cache=cache, start_pos=position)[:, -1, :]
     return new
