@@ -43,7 +43,6 @@ def run(ctx: StageContext, out: Path) -> dict:
                 g.top_p,
                 tokenizer.eos_id,
                 g.seed,
-                max_context=model.config.max_seq_len,
             )
             samples.append({"prompt": prompt, "completion": tokenizer.decode(ids)})
             ctx.console.print(f"[bold]sample[/]: [cyan]{prompt}[/]{tokenizer.decode(ids)}")
