@@ -129,7 +129,9 @@ def train(
                 decay_fraction=config.decay_fraction,
             )
             set_lr(optimizer, lr)
-            loss, grad_norm, loads = _optimizer_step(module, model, optimizer, scaler, loader.next_step(), config)
+            loss, grad_norm, loads = _optimizer_step(
+                module, model, optimizer, scaler, loader.next_step(), precision, config.grad_clip
+            )
             pending.append((step, lr, all_reduce_mean(loss, env), grad_norm))
             done = step + 1
             if window_start is None:  # the first step compiles and warms up: time from its end
@@ -200,22 +202,23 @@ def train(
     )
 
 
-def _optimizer_step(module, model, optimizer, scaler, micro_batches, config: TrainConfig):
-    """Forward/backward over the micro-batches, then clip and step. Returns the mean loss, the grad norm (both
-    device tensors) and the MoE expert loads summed over the micro-batches."""
-    total = torch.zeros((), device=micro_batches[0].device)
+def _optimizer_step(module, model, optimizer, scaler, micro_batches, precision: Precision, grad_clip: float):
+    """Forward/backward over the micro-batches (tensors, or dicts of tensors such as input_ids/labels), then clip
+    and step. Returns the mean loss, the grad norm (both device tensors) and the MoE expert loads summed over the
+    micro-batches."""
+    total = None
     loads: dict[int, torch.Tensor] = {}
     last = len(micro_batches) - 1
     for i, batch in enumerate(micro_batches):
         with set_grad_sync(module, i == last):
-            with _autocast(config, batch.device):
+            with precision.autocast():
                 loss = module(batch)
             scaler.scale(loss / len(micro_batches)).backward()
-        total += loss.detach()
+        total = loss.detach() if total is None else total + loss.detach()
         for layer, load in _expert_load(model).items():
             loads[layer] = loads.get(layer, 0) + load.detach()
     scaler.unscale_(optimizer)
-    grad_norm = nn.utils.clip_grad_norm_(module.parameters(), config.grad_clip, foreach=True)
+    grad_norm = nn.utils.clip_grad_norm_(module.parameters(), grad_clip, foreach=True)
     if hasattr(grad_norm, "full_tensor"):
         grad_norm = grad_norm.full_tensor()
     scaler.step(optimizer)
@@ -224,10 +227,6 @@ def _optimizer_step(module, model, optimizer, scaler, micro_batches, config: Tra
     if loads and hasattr(model, "update_router_biases"):
         model.update_router_biases(loads)
     return total / len(micro_batches), grad_norm.detach(), loads
-
-
-def _autocast(config: TrainConfig, device: torch.device):
-    return Precision.resolve(config.precision, device).autocast()
 
 
 def _expert_load(model: nn.Module) -> dict[int, torch.Tensor]:

@@ -13,6 +13,7 @@ from llm_platform.trainer.train.checkpoint import Checkpointer
 from llm_platform.trainer.train.config import TrainConfig
 from llm_platform.trainer.train.distributed import DistEnv
 from llm_platform.trainer.train.loop import NonFiniteLossError, train
+from llm_platform.trainer.train.loss import lm_loss
 from llm_platform.trainer.train.metrics import MetricsLog
 
 from .worker import SEQ_LEN, inject_nan_at, tiny_model
@@ -105,3 +106,32 @@ def test_an_unavailable_strategy_names_the_alternatives(tokens):
 
     with pytest.raises(NotImplementedError, match="'deepspeed' is not available.*use 'fsdp'"):
         fit(tokens, steps=1, parallel=ParallelConfig(strategy="deepspeed"))
+
+
+class MaskedBatches:
+    """A fine-tuning style loader: dict micro-batches whose labels score only the second half of each sequence."""
+
+    def __init__(self, tokens):
+        self.windows = PretrainLoader(tokens, SEQ_LEN, micro_batch=4, seed=0)
+
+    def next_step(self):
+        (ids,) = self.windows.next_step()
+        labels = ids[:, 1:].clone()
+        labels[:, : SEQ_LEN // 2] = -100
+        return [{"input_ids": ids[:, :-1], "labels": labels}]
+
+    def state_dict(self):
+        return self.windows.state_dict()
+
+    def load_state_dict(self, state):
+        self.windows.load_state_dict(state)
+
+
+def test_dict_batches_with_masked_labels_train_on_the_scored_tokens_only(tokens):
+    (first,) = MaskedBatches(tokens).next_step()
+    with torch.no_grad():
+        expected = lm_loss(tiny_model()(first["input_ids"]), first["labels"]).item()  # before any update
+    config = TrainConfig(steps=3, micro_batch=4, seq_len=SEQ_LEN, lr=3e-3, warmup_steps=1, precision="fp32")
+    masked = train(tiny_model(), config, MaskedBatches(tokens), DistEnv())
+    assert [r["step"] for r in masked.records] == [3]  # log_every 10: the last step only
+    assert masked.loss_start == pytest.approx(expected, abs=1e-6)
