@@ -58,9 +58,10 @@ class HashedNgramClassifier:
 
     def score(self, texts: Sequence[str], label: str) -> np.ndarray:
         """The probability of `label` for each text."""
-        return self.predict_proba(texts)[:, self._label_index(label)]
+        return self.predict_proba(texts)[:, self.label_index(label)]
 
-    def _label_index(self, label: str) -> int:
+    def label_index(self, label: str) -> int:
+        """The column of `label` in `predict_proba`; an error lists the labels this classifier knows."""
         if label not in self.labels:
             raise ValueError(f"label '{label}' is not one of this classifier's labels {self.labels}")
         return self.labels.index(label)
@@ -77,7 +78,7 @@ class HashedNgramClassifier:
         """Train on labelled texts (in place); returns self. Features are hashed once, then reused every epoch."""
         if len(texts) != len(labels):
             raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
-        targets = np.array([self._label_index(label) for label in labels])
+        targets = np.array([self.label_index(label) for label in labels])
         feats = [self.features(t) for t in texts]
         rng = np.random.default_rng(seed)
         squared = np.zeros_like(self.weights)
@@ -135,7 +136,7 @@ class ClassifierStep:
     def __init__(self, config: ClassifierConfig):
         self.config = config
         self.model = HashedNgramClassifier.load(config.model)
-        self.model._label_index(config.label)
+        self.model.label_index(config.label)  # fail at build time, not on the first batch
         self.name = f"classifier_{config.label}"
 
     def __call__(self, doc: Document) -> Document | Drop:

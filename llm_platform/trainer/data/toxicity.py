@@ -74,7 +74,7 @@ class ToxicityStep:
         self.pattern = _pattern(config.word_list, config.builtin_words)
         self.model = HashedNgramClassifier.load(config.classifier) if config.classifier else None
         if self.model is not None:
-            self.model._label_index(config.label)
+            self.model.label_index(config.label)
 
     def __call__(self, doc: Document) -> Document | Drop:
         return self.process_batch([doc])[0]

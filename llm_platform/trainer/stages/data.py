@@ -63,7 +63,7 @@ def metrics(report: RunReport) -> dict[str, Any]:
     if "minhash_dedup" in steps:
         out["dropped_near_duplicate"] = steps["minhash_dedup"].seen - steps["minhash_dedup"].kept
     for name, stats in steps.items():
-        if name not in ("clean", "exact_dedup", "minhash_dedup", "minhash_signature") and stats.seen:
+        if name not in ("clean", "pii", "exact_dedup", "minhash_dedup", "minhash_signature") and stats.seen:
             out[f"dropped_{name}"] = stats.seen - stats.kept
     if "pii" in steps:
         out["pii_docs_redacted"] = steps["pii"].changed
