@@ -59,7 +59,7 @@ class LanguageSpec(SpecModel):
     keep: list[str] = Field(["en"], description="ISO 639-1 codes to keep; empty: tag every document, drop none.")
     threshold: float = Field(0.65, ge=0, le=1, description="Minimum confidence of the top language.")
     candidates: list[str] | None = Field(None, description="Languages to tell apart (faster); default: all 75.")
-    max_chars: int = Field(1000, ge=1, description="Identify on the first this-many characters.")
+    max_chars: int = Field(2000, ge=1, description="Identify on the first this-many characters.")
     low_accuracy: bool = Field(False, description="lingua's low-accuracy mode: faster, weaker on short texts.")
 
 

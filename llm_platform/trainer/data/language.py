@@ -20,7 +20,7 @@ class LanguageConfig:
     keep: tuple[str, ...] = ("en",)
     threshold: float = 0.65
     candidates: tuple[str, ...] | None = None
-    max_chars: int = 1000
+    max_chars: int = 2000
     low_accuracy: bool = False
 
 
