@@ -33,7 +33,8 @@ spec:
   - name: pretrain
     kind: pretrain
     needs: [tokenizer]
-    train: {steps: STEPS, micro_batch: 4, seq_len: 32, lr: 3.0e-3, warmup_steps: 2, precision: fp32, log_every: 2}
+    train: {steps: STEPS, micro_batch: 4, seq_len: 32, lr: 3.0e-3, warmup_steps: 2, precision: fp32, log_every: 2,
+            checkpoint_every: 20}
   - name: eval
     kind: eval
     needs: [pretrain]
@@ -86,7 +87,7 @@ def test_quickstart_shape_runs_then_resumes_then_reruns_what_changed(tmp_path):
 
 @pytest.mark.slow
 def test_sigkill_during_a_stage_then_resume_completes(tmp_path):
-    job = write_job(tmp_path, steps=400)
+    job = write_job(tmp_path, steps=240)
     workdir = tmp_path / "w"
     store = ArtifactStore.open(str(workdir))
     proc = subprocess.Popen(
@@ -96,10 +97,9 @@ def test_sigkill_during_a_stage_then_resume_completes(tmp_path):
         start_new_session=True,
     )
     deadline = time.monotonic() + 300
-    while not store.exists("tokenizer") and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-    assert store.exists("tokenizer"), "the run never reached the pretrain stage"
-    time.sleep(4)  # well inside pretraining
+    while not store.keys("pretrain/checkpoints") and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    assert store.keys("pretrain/checkpoints"), "the run never wrote a pretraining checkpoint"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not store.exists("pretrain")
@@ -110,6 +110,8 @@ def test_sigkill_during_a_stage_then_resume_completes(tmp_path):
     assert resumed.stdout.count("up to date") == 2  # data and tokenizer were not redone
     assert_every_commit_complete(store, ["data", "tokenizer", "pretrain", "eval"])
     assert store.manifest("eval").meta["metrics"]["perplexity"] > 1
+    # pretraining itself resumed from its last checkpoint rather than starting over
+    assert store.manifest("pretrain").meta["metrics"].get("resumed_from_step", 0) > 0
 
 
 def test_bad_spec_exits_2_before_running_anything(tmp_path):
