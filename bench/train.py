@@ -2,14 +2,16 @@
 
 Both models are built from the same ModelConfig (via our HF config export) and trained by the same loop
 (`llm_platform.trainer.train.loop.train`): same batch, data, fused AdamW with fp32 master weights, bf16 autocast and
-`torch.compile` of the whole loss module. Only the module differs: ours (with the LM head fused into the loss, or
-not) or `LlamaForCausalLM` (SDPA attention) whose logits go through the plain cross-entropy.
+`torch.compile`. Only the module differs: ours (with the LM head fused into the loss, or not) or
+`LlamaForCausalLM` (SDPA attention) whose logits go through the plain cross-entropy. Ours runs once per compile
+granularity in `--granularity`: one graph for the whole loss module (`model`) or one per block plus the head with
+the loss (`block`); HF is always compiled whole.
 
 Phases
     throughput  tokens/s and MFU at 125M (d768 L12 GQA 12/4, vocab 32000, 16 x 2048) and 1.1B (d2048 L22 GQA 32/4,
                 ffn 5632, 8 x 2048); ratio = ours / HF.
-    profile     the CUDA kernels of three steps of ours at 125M, grouped (matmul, attention, fused element-wise,
-                optimizer, other).
+    profile     the CUDA kernels of three steps of ours at 125M (the fastest granularity), grouped (matmul,
+                attention, fused element-wise, optimizer, other), with the wall time of a step beside their sum.
     fp8         ours at the last size with torchao float8 linears (needs torchao), against its bf16 throughput row.
     quality     ours vs HF at 125M on a real corpus (`--corpus`: a folder from `trainer.data.pack`), same token budget;
                 validation loss curves to JSON and a PNG.
@@ -93,7 +95,18 @@ def build(kind: str, config, device: torch.device, seed: int = 0) -> tuple[nn.Mo
     return model, NextTokenLoss(model, fused_loss=kind == "ours-fused")
 
 
-def run(kind: str, config, micro_batch: int, seq_len: int, steps: int, args, tokens=None, val=None, **train_kw):
+def run(
+    kind: str,
+    config,
+    micro_batch: int,
+    seq_len: int,
+    steps: int,
+    args,
+    tokens=None,
+    val=None,
+    granularity: str = "model",
+    **train_kw,
+):
     """Train one model with the engine; returns its numbers."""
     device = torch.device(args.device)
     fp8 = train_kw.pop("fp8", False)
@@ -125,6 +138,7 @@ def run(kind: str, config, micro_batch: int, seq_len: int, steps: int, args, tok
         val_tokens=val,
         console=sink,
         flops_per_token=flops_per_token(config, seq_len),
+        compile_granularity=granularity,
     )
     wall = time.perf_counter() - t0
     windows = [r["tokens_per_s"] for r in result.records if "tokens_per_s" in r]
@@ -133,7 +147,7 @@ def run(kind: str, config, micro_batch: int, seq_len: int, steps: int, args, tok
     tps = float(np.median(steady)) if steady else None
     peak = 989.5e12 if device.type == "cuda" else None
     out = {
-        "model": kind + ("+fp8" if fp8 else ""),
+        "model": kind + ("+fp8" if fp8 else "") + ("" if kind == "hf" or args.no_compile else f"/{granularity}"),
         "params": num_params(config),
         "tokens_per_s": round(tps, 1) if tps else None,
         "mfu": round(flops_per_token(config, seq_len) * tps / peak, 4) if tps and peak else None,
@@ -154,15 +168,15 @@ def release() -> None:
         torch.cuda.empty_cache()
 
 
-def profile(config, micro_batch: int, seq_len: int, args) -> dict:
-    """Kernel time of three steps of ours (fused loss), grouped by kind."""
+def profile(config, micro_batch: int, seq_len: int, args, granularity: str) -> dict:
+    """Kernel time of three steps of ours (fused loss), grouped by kind, and the wall time of a step."""
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
     device = torch.device(args.device)
     model, objective = build("ours-fused", config, device)
     if not args.no_compile:
-        compile_for_training(objective, model)
+        compile_for_training(objective, model, granularity)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
     ids = torch.randint(0, config.vocab_size, (micro_batch, seq_len + 1), device=device)
 
@@ -176,6 +190,13 @@ def profile(config, micro_batch: int, seq_len: int, args) -> dict:
 
     for _ in range(3):
         step()
+    sync = torch.cuda.synchronize if device.type == "cuda" else lambda: None
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(10):
+        step()
+    sync()
+    wall_ms = (time.perf_counter() - t0) / 10 * 1e3
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with torch_profile(activities=activities) as prof:
         for _ in range(3):
@@ -187,8 +208,10 @@ def profile(config, micro_batch: int, seq_len: int, args) -> dict:
     groups: dict[str, float] = {}
     for e in kernels:
         groups[kernel_group(e.key)] = groups.get(kernel_group(e.key), 0.0) + e.self_device_time_total
-    top = sorted(kernels, key=lambda e: -e.self_device_time_total)[:15]
+    top = sorted(kernels, key=lambda e: -e.self_device_time_total)[:20]
     return {
+        "granularity": granularity,
+        "wall_step_ms": round(wall_ms, 2),
         "step_ms": round(total / 3 / 1e3, 2),
         "groups": {k: round(100 * v / total, 1) for k, v in sorted(groups.items(), key=lambda kv: -kv[1])},
         "top": [(e.key[:90], round(100 * e.self_device_time_total / total, 1), e.count) for e in top],
@@ -231,6 +254,7 @@ def main() -> None:
     parser.add_argument("--phases", default="throughput,profile,fp8,quality")
     parser.add_argument("--sizes", default="125m,1.1b")
     parser.add_argument("--variants", default="ours-fused,ours-plain,hf")
+    parser.add_argument("--granularity", default="model,block", help="compile granularities to run ours with")
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--log-every", type=int, default=5)
     parser.add_argument("--seq-len", type=int, default=2048)
@@ -258,15 +282,18 @@ def main() -> None:
         if args.json:
             args.json.write_text(json.dumps(report, indent=2))
 
+    granularities = args.granularity.split(",")
+    runs = [(k, "model") if k == "hf" else (k, g) for k in args.variants.split(",") for g in granularities]
+    runs = list(dict.fromkeys(runs))
     if "throughput" in phases:
         report["throughput"] = {}
         for size, (spec, micro_batch) in sizes.items():
             config = model_config(spec, seq_len)
             rows = []
-            for kind in args.variants.split(","):
+            for kind, granularity in runs:
                 if not time_left():
                     break
-                rows.append(run(kind, config, micro_batch, seq_len, args.steps, args))
+                rows.append(run(kind, config, micro_batch, seq_len, args.steps, args, granularity=granularity))
                 print(f"[{size}] {json.dumps(rows[-1])}", flush=True)
             report["throughput"][size] = rows
             hf = next((r for r in rows if r["model"] == "hf"), None)
@@ -281,15 +308,28 @@ def main() -> None:
             save()
     if "profile" in phases and time_left():
         spec, micro_batch = next(iter(sizes.values()))
-        report["profile"] = profile(model_config(spec, seq_len), micro_batch, seq_len, args)
+        ours = [r for r in report.get("throughput", {}).get(next(iter(sizes)), []) if r["model"].startswith("ours")]
+        fastest = max(ours, key=lambda r: r["tokens_per_s"] or 0)["model"].split("/")[-1] if ours else None
+        granularity = fastest if fastest in granularities else granularities[0]
+        report["profile"] = profile(model_config(spec, seq_len), micro_batch, seq_len, args, granularity)
         release()
         print(json.dumps(report["profile"], indent=1), flush=True)
         save()
     if "fp8" in phases and time_left():
         size, (spec, micro_batch) = list(sizes.items())[-1]
-        bf16 = next((r for r in report.get("throughput", {}).get(size, []) if r["model"] == "ours-fused"), None)
+        name = f"ours-fused/{granularities[0]}"
+        bf16 = next((r for r in report.get("throughput", {}).get(size, []) if r["model"] == name), None)
         try:
-            row = run("ours-fused", model_config(spec, seq_len), micro_batch, seq_len, args.steps, args, fp8=True)
+            row = run(
+                "ours-fused",
+                model_config(spec, seq_len),
+                micro_batch,
+                seq_len,
+                args.steps,
+                args,
+                granularity=granularities[0],
+                fp8=True,
+            )
             if bf16 and bf16["tokens_per_s"] and row["tokens_per_s"]:
                 row["ratio_vs_bf16"] = round(row["tokens_per_s"] / bf16["tokens_per_s"], 3)
         except (ImportError, RuntimeError) as e:
@@ -319,6 +359,7 @@ def main() -> None:
                     warmup_steps=args.quality_steps // 10,
                     eval_every=max(1, args.quality_steps // 16),
                     eval_batches=6,
+                    granularity=granularities[0],
                 )
             )
             curves[kind] = rows[-1]["val_curve"]

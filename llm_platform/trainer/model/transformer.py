@@ -34,7 +34,7 @@ from .mla import LatentAttention
 from .mlp import build_mlp
 from .moe import MoE
 from .norm import build_norm
-from .rope import rope_cos_sin
+from .rope import RotaryTable
 
 
 class Block(nn.Module):
@@ -66,6 +66,10 @@ class Transformer(nn.Module):
             self.register_buffer("alibi_slopes", alibi_slopes(config.n_heads), persistent=False)
         else:
             self.alibi_slopes = None
+        self.rotary = None
+        if config.position_encoding == "rope":
+            rope_dim = config.qk_rope_head_dim if config.attention == "mla" else config.head_size
+            self.rotary = RotaryTable(rope_dim, config.rope_theta, config.rope_scaling, config.max_seq_len)
         self.activation_checkpointing = False
         self.init_weights()
 
@@ -96,20 +100,8 @@ class Transformer(nn.Module):
         return self.norm(x)
 
     def _context(self, seq: int, start_pos: int, cache, dtype: torch.dtype, device: torch.device) -> AttentionContext:
-        c = self.config
         positions = torch.arange(start_pos, start_pos + seq, device=device)
-        rope = None
-        if c.position_encoding == "rope":
-            rope_dim = c.qk_rope_head_dim if c.attention == "mla" else c.head_size
-            rope = rope_cos_sin(
-                positions,
-                rope_dim,
-                c.rope_theta,
-                c.rope_scaling,
-                seq_len=start_pos + seq,
-                max_seq_len=c.max_seq_len,
-                dtype=dtype,
-            )
+        rope = self.rotary(start_pos, seq, dtype) if self.rotary is not None else None
         return AttentionContext(positions, rope, self.alibi_slopes, cache, start_pos)
 
     # ------------------------------------------------------------------ training hooks
@@ -151,6 +143,8 @@ class Transformer(nn.Module):
         """Recomputes buffers that checkpoints do not hold, after building the model on the meta device."""
         if self.alibi_slopes is not None:
             self.alibi_slopes = alibi_slopes(self.config.n_heads).to(device)
+        if self.rotary is not None:
+            self.rotary.rebuild(device)
 
     @torch.no_grad()
     def init_weights(self, seed: int | None = None) -> None:

@@ -110,14 +110,22 @@ def _blocks(model: nn.Module) -> list[nn.Module]:
 
 
 # --------------------------------------------------------------------------------------------- wrapping
-def parallelize(objective: nn.Module, model: nn.Module, config: TrainConfig, env: DistEnv, precision: Precision):
+def parallelize(
+    objective: nn.Module,
+    model: nn.Module,
+    config: TrainConfig,
+    env: DistEnv,
+    precision: Precision,
+    granularity: str | None = None,
+):
     """Apply activation checkpointing, torch.compile and the data-parallel wrapper; returns the module to train.
 
-    `objective` is the loss module (`NextTokenLoss`) around `model`."""
+    `objective` is the loss module (`NextTokenLoss`) around `model`; `granularity` overrides the engine's choice of
+    compile graphs (`compile_granularity`), for benchmarks."""
     strategy = resolve_strategy(config.parallel.strategy, env.world_size)
     apply_activation_checkpointing(model, config.activation_checkpointing)
     if config.compile:
-        compile_for_training(objective, model)
+        compile_for_training(objective, model, granularity or compile_granularity(strategy))
     if strategy == "fsdp":
         return _fully_shard(objective, model, env, precision)
     if strategy == "ddp":
@@ -131,15 +139,29 @@ def parallelize(objective: nn.Module, model: nn.Module, config: TrainConfig, env
     )
 
 
-def compile_for_training(objective: nn.Module, model: nn.Module) -> None:
-    """torch.compile in place: each block on its own, plus the LM head with the loss, when the model has blocks
-    (ours); the whole objective otherwise.
+COMPILE_GRANULARITIES = ("model", "block")
 
-    Per-block graphs compile once for all the identical blocks, leave room for FSDP's all-gathers between them,
-    and take the RoPE tables as inputs: in one whole-model graph the compiler fused their cos/sin into every
-    rotary kernel, recomputing them per element, which cost a fifth of a 125M step on an H200 (bench/RESULTS.md)."""
+
+def compile_granularity(strategy: str) -> str:
+    """The engine's choice for `compile: true`: one graph for the whole loss module, except under FSDP2, whose
+    per-block all-gathers and reshards run as hooks between the blocks and so need a graph per block.
+
+    The whole graph ran the fastest on one H200 (bench/RESULTS.md, MFU round 2) now that the model slices a cached
+    RoPE table instead of computing it in the forward."""
+    return "block" if strategy == "fsdp" else "model"
+
+
+def compile_for_training(objective: nn.Module, model: nn.Module, granularity: str = "model") -> None:
+    """torch.compile in place: the whole objective as one graph (`model`), or each transformer block on its own plus
+    the LM head with the loss (`block`; the whole objective when the model has no blocks or no separate head).
+
+    One graph lets the compiler fuse across block boundaries (a block's last residual add with the next block's
+    norm) and launches the fewest kernels; per-block graphs compile once for all the identical blocks and leave
+    room for FSDP's all-gathers between them."""
+    if granularity not in COMPILE_GRANULARITIES:
+        raise ValueError(f"compile granularity {granularity!r} is not one of {list(COMPILE_GRANULARITIES)}")
     blocks = getattr(model, "layers", None)
-    if blocks is None or not hasattr(objective, "compile_head") or not objective.has_head:
+    if granularity == "model" or blocks is None or not hasattr(objective, "compile_head") or not objective.has_head:
         objective.compile()
         return
     for block in blocks:

@@ -75,6 +75,7 @@ def train(
     log: MetricsLog | None = None,
     console: Console | None = None,
     flops_per_token: float | None = None,
+    compile_granularity: str | None = None,
 ) -> TrainResult:
     """Train `model` (a plain nn.Module on the CPU or already on `env.device`) in place and return the metrics.
 
@@ -83,6 +84,8 @@ def train(
     objective: module whose forward(micro_batch) returns the loss; default `NextTokenLoss(model)`.
     checkpointer: a `Checkpointer`; training resumes from its latest checkpoint if there is one.
     flops_per_token: training FLOPs per token, for MFU (`llm_platform.trainer.model.flops_per_token`).
+    compile_granularity: with `config.compile`, `model` (one graph) or `block` (one per block) instead of the
+        engine's choice (`distributed.compile_granularity`); for benchmarks.
     """
     console = console or Console(stderr=True)
     precision = Precision.resolve(config.precision, env.device)
@@ -93,7 +96,7 @@ def train(
         convert_to_fp8(model, env.device)
     if objective is None:
         objective = NextTokenLoss(model, config.z_loss, fused_loss=env.device.type == "cuda")
-    module = parallelize(objective, model, config, env, precision)
+    module = parallelize(objective, model, config, env, precision, compile_granularity)
     optimizer = build_optimizer(module, config)
     scaler = precision.grad_scaler()
     total = config.total_steps(env.world_size)

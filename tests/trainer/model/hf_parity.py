@@ -18,9 +18,11 @@ def randomize(hf_model: torch.nn.Module, seed: int = 0) -> None:
     """Random values everywhere, norms and biases included, so that a mis-mapped tensor cannot hide behind an init of
     ones or zeros."""
     generator = torch.Generator().manual_seed(seed)
+    # Non-persistent buffers are tables derived from the config (RoPE frequencies, cos/sin), not weights.
+    derived = {name for name, _ in hf_model.named_buffers()} - set(hf_model.state_dict())
     with torch.no_grad():
         for name, tensor in list(hf_model.named_parameters()) + list(hf_model.named_buffers()):
-            if not tensor.is_floating_point() or "inv_freq" in name:
+            if not tensor.is_floating_point() or name in derived:
                 continue
             noise = torch.randn(tensor.shape, generator=generator) * 0.05
             tensor.copy_(noise + 1.0 if "norm" in name else noise)

@@ -1,4 +1,4 @@
-"""RoPE frequencies against transformers' reference functions, and exactness at 128K positions."""
+"""RoPE frequencies against transformers' reference functions, exactness at 128K positions, and the cached table."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from llm_platform.trainer.model.rope import apply_rotary, rope_cos_sin, rope_frequencies
+from llm_platform.trainer.model import Transformer, get_config
+from llm_platform.trainer.model.rope import RotaryTable, apply_rotary, rope_cos_sin, rope_frequencies
 
 transformers = pytest.importorskip("transformers")
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS  # noqa: E402
@@ -133,3 +134,51 @@ def test_rotation_preserves_norm_and_relative_position():
         return (rq * rk).sum().item()
 
     assert score(10, 3) == pytest.approx(score(1007, 1000), rel=1e-9)
+
+
+TABLE_SCALINGS = {
+    "none": None,
+    "linear": SCALINGS["linear"][0],
+    "yarn": SCALINGS["yarn"][0],
+    "llama3": SCALINGS["llama3"][0],
+    "dynamic-ntk": {"type": "dynamic-ntk", "factor": 4.0, "original_max_seq_len": 512},
+}
+
+
+@pytest.mark.parametrize("name", sorted(TABLE_SCALINGS))
+@pytest.mark.parametrize("start, seq", [(0, 300), (200, 40), (500, 100), (1000, 24)])
+def test_cached_table_matches_the_direct_computation(name, start, seq):
+    """Inside the table, past it (1000 + 24 > 1024) and, for dynamic NTK, past its original context (512)."""
+    scaling = TABLE_SCALINGS[name]
+    table = RotaryTable(HEAD_DIM, 500000.0, scaling, max_seq_len=1000)
+    cos, sin = table(start, seq, torch.float32)
+    ref_cos, ref_sin = rope_cos_sin(
+        torch.arange(start, start + seq),
+        HEAD_DIM,
+        500000.0,
+        scaling,
+        seq_len=start + seq,
+        max_seq_len=1000,
+        dtype=torch.float32,
+    )
+    torch.testing.assert_close(cos, ref_cos, rtol=0, atol=0)
+    torch.testing.assert_close(sin, ref_sin, rtol=0, atol=0)
+
+
+def test_cached_table_survives_a_round_trip_through_bf16():
+    model = Transformer(get_config("llama-tiny", rope_scaling=SCALINGS["yarn"][0], max_seq_len=4096))
+    fresh = model.rotary(0, 4096, torch.float32)
+    model.to(torch.bfloat16).to(torch.float32)
+    assert model.rotary.cos_half.dtype == torch.float32
+    for ours, ref in zip(model.rotary(0, 4096, torch.float32), fresh, strict=True):
+        torch.testing.assert_close(ours, ref, rtol=0, atol=0)
+
+
+def test_cached_table_is_rebuilt_after_a_meta_build():
+    config = get_config("llama-tiny", max_seq_len=4096)
+    with torch.device("meta"):
+        model = Transformer(config)
+    model.materialize_non_persistent("cpu")
+    reference = Transformer(config).rotary(100, 50, torch.float32)
+    for ours, ref in zip(model.rotary(100, 50, torch.float32), reference, strict=True):
+        torch.testing.assert_close(ours, ref, rtol=0, atol=0)
