@@ -203,7 +203,10 @@ def profile(config, micro_batch: int, seq_len: int, args, granularity: str) -> d
             step()
         if device.type == "cuda":
             torch.cuda.synchronize()
-    kernels = [e for e in prof.key_averages() if e.device_type.name == "CUDA"] if device.type == "cuda" else []
+    # record_function ranges (e.g. "Optimizer.step#AdamW.step") are also listed on the GPU: not kernels, and their
+    # time would count a second time.
+    events = prof.key_averages() if device.type == "cuda" else []
+    kernels = [e for e in events if e.device_type.name == "CUDA" and "#" not in e.key]
     total = sum(e.self_device_time_total for e in kernels) or 1.0
     groups: dict[str, float] = {}
     for e in kernels:
