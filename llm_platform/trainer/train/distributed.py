@@ -130,7 +130,8 @@ def parallelize(
         return _fully_shard(objective, model, env, precision)
     if strategy == "ddp":
         ids = [env.device.index] if env.device.type == "cuda" else None
-        return nn.parallel.DistributedDataParallel(objective, device_ids=ids)
+        # buffers (the RoPE table) are identical on every rank; broadcasting them each step would only cost bandwidth
+        return nn.parallel.DistributedDataParallel(objective, device_ids=ids, broadcast_buffers=False)
     if strategy == "single":
         return objective
     raise NotImplementedError(
