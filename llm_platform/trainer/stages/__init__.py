@@ -7,6 +7,7 @@ commits the output folder atomically with a manifest that records settings finge
 from __future__ import annotations
 
 import importlib
+import os
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -70,6 +71,4 @@ def run_stage(job: LLMJob, stage_name: str, store: ArtifactStore) -> Manifest:
 
 
 def _is_rank_zero() -> bool:
-    import os
-
     return int(os.environ.get("RANK", "0")) == 0
