@@ -51,6 +51,8 @@ def run_stage(job: LLMJob, stage_name: str, store: ArtifactStore) -> Manifest:
     with tempfile.TemporaryDirectory(prefix=f"llmp-{stage_name}-") as tmp:
         ctx = make_context(job, stage_name, store, Path(tmp))
         runner = importlib.import_module(RUNNERS[ctx.stage.kind])
+        # what the output is derived from, recorded as it was when the stage started
+        fingerprint, inputs = ctx.fingerprint(), ctx.input_versions()
         started = datetime.now(UTC)
         t0 = time.perf_counter()
         out = Path(tmp) / "out"
@@ -59,8 +61,8 @@ def run_stage(job: LLMJob, stage_name: str, store: ArtifactStore) -> Manifest:
         meta = {
             "stage": stage_name,
             "kind": ctx.stage.kind,
-            "fingerprint": ctx.fingerprint(),
-            "inputs": ctx.input_versions(),
+            "fingerprint": fingerprint,
+            "inputs": inputs,
             "metrics": metrics,
             "started": started.isoformat(timespec="seconds"),
             "duration_s": round(time.perf_counter() - t0, 2),
