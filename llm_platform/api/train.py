@@ -71,16 +71,3 @@ class TrainSpec(SpecModel):
         if self.betas[0] >= 1 or self.betas[1] >= 1 or min(self.betas) < 0:
             raise ValueError(f"`betas` must lie in [0, 1), got {list(self.betas)}")
         return self
-
-    @property
-    def tokens_per_step(self) -> int:
-        return (
-            self.micro_batch
-            * self.grad_accum
-            * self.seq_len
-            * max(1, self.parallel.nodes * self.parallel.gpus_per_node)
-        )
-
-    @property
-    def total_steps(self) -> int:
-        return self.steps if self.steps is not None else max(1, int(self.tokens // self.tokens_per_step))

@@ -44,7 +44,7 @@ def test_good_spec_loads_with_defaults():
     job = load_job(GOOD)
     assert [s.name for s in job.spec.stages] == ["data", "tok", "pretrain", "eval"]
     assert job.spec.stage("eval").eval.metrics == ["perplexity"]
-    assert job.spec.stage("pretrain").train.total_steps == 10
+    assert job.spec.stage("pretrain").train.steps == 10
 
 
 @pytest.mark.parametrize(
