@@ -35,6 +35,7 @@ from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_di
 
 from llm_platform.storage import ArtifactStore
 
+from .deepspeed_backend import checkpoint_tag, is_engine
 from .distributed import DistEnv, barrier
 
 TRAIN_STATE = "train_state.json"
@@ -72,15 +73,19 @@ class Checkpointer:
 
     def restore(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any] | None:
         """Load the newest checkpoint into `model` and `optimizer` (in place, resharded to this world size) and
-        this rank's RNG; returns the saved train state, or None when there is no checkpoint."""
+        this rank's RNG; returns the saved train state, or None when there is no checkpoint. `model` may be a
+        DeepSpeed engine, which loads its own files (same world size only)."""
         pointer = self.latest()
         if pointer is None:
             return None
         folder = self._local_copy(pointer)
-        model_sd, optim_sd = get_state_dict(model, optimizer)
-        state = {"model": model_sd, "optim": optim_sd}
-        dcp.load(state, checkpoint_id=folder, no_dist=not dist.is_initialized())
-        set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
+        if is_engine(model):  # DeepSpeed reads its own files: `folder` is <dir>/<tag>
+            model.load_checkpoint(str(folder.parent), tag=folder.name, load_lr_scheduler_states=False)
+        else:
+            model_sd, optim_sd = get_state_dict(model, optimizer)
+            state = {"model": model_sd, "optim": optim_sd}
+            dcp.load(state, checkpoint_id=folder, no_dist=not dist.is_initialized())
+            set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
         rng_file = folder / f"rng_rank{self.env.rank}.pt"
         if rng_file.exists():
             _set_rng_state(torch.load(rng_file, weights_only=False), self.env.device)
@@ -114,10 +119,14 @@ class Checkpointer:
         self.wait()
         folder = self.staging / f"step_{step:08d}"
         folder.mkdir(parents=True, exist_ok=True)
-        model_sd, optim_sd = get_state_dict(model, optimizer)
         torch.save(_rng_state(self.env.device), folder / f"rng_rank{self.env.rank}.pt")
         if self.env.is_main:
             (folder / TRAIN_STATE).write_text(json.dumps(train_state, indent=2))
+        if is_engine(model):  # a DeepSpeed engine writes its files into the folder itself, synchronously
+            model.save_checkpoint(str(self.staging), tag=checkpoint_tag(step), save_latest=False)
+            self._publish(step, folder)
+            return
+        model_sd, optim_sd = get_state_dict(model, optimizer)
         state = {"model": model_sd, "optim": optim_sd}
         if not self.async_save:
             dcp.save(state, checkpoint_id=folder, no_dist=not dist.is_initialized())

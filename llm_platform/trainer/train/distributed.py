@@ -118,7 +118,8 @@ def parallelize(
     precision: Precision,
     granularity: str | None = None,
 ):
-    """Apply activation checkpointing, torch.compile and the data-parallel wrapper; returns the module to train.
+    """Apply activation checkpointing, torch.compile and the data-parallel wrapper; returns the module to train
+    (a DeepSpeed engine under `strategy: deepspeed`).
 
     `objective` is the loss module (`NextTokenLoss`) around `model`; `granularity` overrides the engine's choice of
     compile graphs (`compile_granularity`), for benchmarks."""
@@ -134,10 +135,11 @@ def parallelize(
         return nn.parallel.DistributedDataParallel(objective, device_ids=ids, broadcast_buffers=False)
     if strategy == "single":
         return objective
-    raise NotImplementedError(
-        f"train.parallel.strategy: {strategy!r} is not available in this version of the engine; use 'fsdp' "
-        "(FSDP2 shards parameters, gradients and optimizer state, as ZeRO-3 does) or 'ddp'"
-    )
+    if strategy == "deepspeed":
+        from .deepspeed_backend import wrap
+
+        return wrap(objective, config, env, precision)
+    raise ValueError(f"train.parallel.strategy: {strategy!r} is not one of auto, ddp, fsdp, deepspeed")
 
 
 COMPILE_GRANULARITIES = ("model", "block")

@@ -7,13 +7,17 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .deepspeed_backend import gathered_state_dict, is_partitioned
 from .distributed import DistEnv
 
 
 def full_state_dict(model: nn.Module, env: DistEnv) -> dict[str, torch.Tensor]:
-    """Every parameter and buffer as a whole CPU tensor, gathered from FSDP shards when there are any.
+    """Every parameter and buffer as a whole CPU tensor, gathered from FSDP shards or
+    ZeRO-3 partitions when there are any.
 
     Every rank must call it (the gather is a collective); the tensors are complete on rank 0."""
+    if is_partitioned(model):  # DeepSpeed ZeRO-3
+        return gathered_state_dict(model)
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
     if env.world_size == 1:
@@ -27,7 +31,7 @@ def export_pretrained(model: nn.Module, env: DistEnv, path: Path, dtype: torch.d
     from llm_platform.trainer.model.hf import save_pretrained
     from llm_platform.trainer.model.transformer import Transformer
 
-    if env.world_size == 1:
+    if env.world_size == 1 and not is_partitioned(model):
         save_pretrained(model, path, dtype=dtype)
         return
     state = full_state_dict(model, env)

@@ -22,6 +22,8 @@ from torch import nn
 from llm_platform.trainer.data.loader import eval_batches
 
 from .config import TrainConfig
+from .deepspeed_backend import is_engine
+from .deepspeed_backend import optimizer_step as engine_step
 from .distributed import DistEnv, all_reduce_mean, parallelize, set_grad_sync
 from .metrics import MetricsLog, expert_shares, mfu, peak_flops
 from .objective import NextTokenLoss
@@ -97,10 +99,11 @@ def train(
     if objective is None:
         objective = NextTokenLoss(model, config.z_loss, fused_loss=env.device.type == "cuda")
     module = parallelize(objective, model, config, env, precision, compile_granularity)
-    optimizer = build_optimizer(module, config)
+    optimizer = module.optimizer if is_engine(module) else build_optimizer(module, config)
+    checkpointed = module if is_engine(module) else model  # a DeepSpeed engine saves and loads its own state
     scaler = precision.grad_scaler()
     total = config.total_steps(env.world_size)
-    state = checkpointer.restore(model, optimizer) if checkpointer is not None else None
+    state = checkpointer.restore(checkpointed, optimizer) if checkpointer is not None else None
     start = 0
     summary: dict[str, Any] = {}
     if state is not None:
@@ -179,7 +182,7 @@ def train(
                 if wants_ckpt:
                     summary["val_loss"] = last_val
                     extra = {"step": done, "loader": loader.state_dict(), "scaler": scaler.state_dict()}
-                    checkpointer.save(done, model, optimizer, extra | {"summary": summary})
+                    checkpointer.save(done, checkpointed, optimizer, extra | {"summary": summary})
                 if wants_eval or wants_ckpt:  # throughput counts training only
                     _sync(env.device)
                     window_start = time.perf_counter()
@@ -209,6 +212,8 @@ def _optimizer_step(module, model, optimizer, scaler, micro_batches, precision: 
     """Forward/backward over the micro-batches (tensors, or dicts of tensors such as input_ids/labels), then clip
     and step. Returns the mean loss, the grad norm (both device tensors) and the MoE expert loads summed over the
     micro-batches."""
+    if is_engine(module):
+        return engine_step(module, model, micro_batches, precision)
     total = None
     loads: dict[int, torch.Tensor] = {}
     last = len(micro_batches) - 1

@@ -101,13 +101,6 @@ def test_fp8_without_an_fp8_gpu_is_refused_with_the_reason(tokens):
         fit(tokens, steps=1, fp8=True)
 
 
-def test_an_unavailable_strategy_names_the_alternatives(tokens):
-    from llm_platform.trainer.train.config import ParallelConfig
-
-    with pytest.raises(NotImplementedError, match="'deepspeed' is not available.*use 'fsdp'"):
-        fit(tokens, steps=1, parallel=ParallelConfig(strategy="deepspeed"))
-
-
 class MaskedBatches:
     """A fine-tuning style loader: dict micro-batches whose labels score only the second half of each sequence."""
 

@@ -80,6 +80,7 @@ def main() -> None:
     parser.add_argument("--micro-batch", type=int, default=4)
     parser.add_argument("--grad-accum", type=int, default=1)
     parser.add_argument("--strategy", default="auto")
+    parser.add_argument("--zero-stage", type=int, default=2, help="ZeRO stage under --strategy deepspeed")
     parser.add_argument("--checkpoint-every", type=int, default=0)
     parser.add_argument("--async-checkpoint", action="store_true")
     parser.add_argument("--optimizer", default="adamw")
@@ -102,7 +103,7 @@ def main() -> None:
         log_every=1,
         checkpoint_every=args.checkpoint_every,
         async_checkpoint=args.async_checkpoint,
-        parallel=ParallelConfig(strategy=args.strategy),
+        parallel=ParallelConfig(strategy=args.strategy, zero_stage=args.zero_stage),
     )
     model = tiny_model()
     if args.nan_at:
