@@ -9,6 +9,7 @@ from pathlib import Path
 from llm_platform.trainer.data.corpus import iter_corpus
 from llm_platform.trainer.data.pack import write_meta, write_split
 from llm_platform.trainer.tokenizer import Tokenizer, train_bpe
+from llm_platform.trainer.tokenizer.stats import compression_stats
 
 from .context import StageContext, fetch_uri
 
@@ -30,14 +31,13 @@ def run(ctx: StageContext, out: Path) -> dict:
         docs = _encode_stream(tokenizer, iter_corpus(corpus, split))
         counts |= write_split(out / "tokens", split, docs, tokenizer.eos_id, tokenizer.vocab_size)
     write_meta(out / "tokens", tokenizer.vocab_size, tokenizer.eos_id, counts)
-    chars = sum(len(t) for t in itertools.islice(iter_corpus(corpus, "val"), 1000))
-    val_tokens = counts["val_tokens"] - counts["val_docs"]
     ctx.console.print(
         f"[bold]tokenizer[/]: {counts['train_tokens']:,} train tokens, {counts['val_tokens']:,} val tokens"
     )
-    if val_tokens and counts["val_docs"] <= 1000:
-        counts["chars_per_token"] = round(chars / val_tokens, 3)
-    return counts
+    held_out = compression_stats(tokenizer, iter_corpus(corpus, "val")).as_dict()
+    return counts | {
+        f"val_{k}": round(held_out[k], 4) for k in ("bytes_per_token", "tokens_per_word", "unknown_byte_rate")
+    }
 
 
 def _encode_stream(tokenizer: Tokenizer, texts: Iterator[str]) -> Iterator[list[int]]:
