@@ -58,10 +58,13 @@ def test_a_pipeline_runs_stage_by_stage_to_success(cluster):
     assert status["stages"]["pretrain"]["child"] == "PyTorchJob/demo-pretrain"
     assert status["stages"]["pretrain"]["started"] and status["stages"]["pretrain"]["finished"]
     assert next(c for c in status["conditions"] if c["type"] == "Succeeded")["status"] == "True"
-    events = cluster.events()
-    assert events.count("StageStarted") == 4 and events.count("StageSucceeded") == 4 and "Succeeded" in events
+    # events follow the status write that they describe, so they may land a moment after the phase
+    events = wait_for(
+        lambda: (e := cluster.events()).count("StageSucceeded") == 4 and "Succeeded" in e and e, what="the events"
+    )
+    assert events.count("StageStarted") == 4
     metric = reconciler.metrics.registry.get_sample_value
-    assert metric("llmp_operator_jobs", {"phase": "Succeeded"}) == 1
+    wait_for(lambda: metric("llmp_operator_jobs", {"phase": "Succeeded"}) == 1, what="the Succeeded gauge")
     assert metric("llmp_operator_jobs", {"phase": "Running"}) == 0
     assert metric("llmp_operator_children_created_total", {"kind": "PyTorchJob"}) == 1
     assert metric("llmp_operator_reconciles_total", {"result": "ok"}) > 4
@@ -103,7 +106,7 @@ def test_failed_training_is_retried_from_its_checkpoint_then_given_up(cluster, t
     assert stage["message"] == (
         f"creating PyTorchJob/demo-pretrain (attempt 2 of 2, resuming from checkpoint {checkpoint})"
     )
-    (retrying,) = cluster.event_messages("StageRetrying")
+    (retrying,) = wait_for(lambda: cluster.event_messages("StageRetrying"), what="the StageRetrying event")
     assert retrying == (
         f"stage pretrain: attempt 1 failed: NCCL watchdog timeout; retrying from checkpoint {checkpoint} "
         "(attempt 2 of 2)"
@@ -136,7 +139,7 @@ def test_suspend_pauses_children_and_holds_back_stages_until_resumed(cluster):
     wait_for(lambda: cluster.child("Job", "demo-tok"), what="the tokenizer Job after resume")
     assert cluster.child("Job", "demo-tok")["spec"]["suspend"] is False
     wait_for(lambda: cluster.phase("demo") == "Running", what="phase Running")
-    assert {"Suspended", "Resumed"} <= set(cluster.events())
+    wait_for(lambda: {"Suspended", "Resumed"} <= set(cluster.events()), what="the Suspended and Resumed events")
 
 
 def test_delete_waits_for_children_then_releases_the_finalizer(cluster):
@@ -211,7 +214,7 @@ def test_an_invalid_spec_fails_the_job_with_the_validation_message(cluster):
     wait_for(lambda: cluster.phase("demo") == "Failed", what="phase Failed")
     message = cluster.job("demo")["status"]["message"]
     assert "spec.stages[2].train.lr: Input should be less than 1 (got 5)" in message
-    assert "InvalidSpec" in cluster.events()
+    wait_for(lambda: "InvalidSpec" in cluster.events(), what="the InvalidSpec event")
     assert cluster.child("Job", "demo-data") is None
 
     cluster.patch_job("demo", {"spec": {"stages": pipeline()["spec"]["stages"]}})  # fixed
