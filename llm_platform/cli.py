@@ -56,12 +56,13 @@ def run(
 ) -> None:
     """Run an LLMJob on this machine, stage by stage; committed, up-to-date stages are skipped."""
     from llm_platform.executor import run_job
+    from llm_platform.trainer.stages.preflight import PreflightError
 
     job = _load(job_file)
     workdir = workdir or Path("runs") / job.metadata.name
     try:
         outcomes = run_job(job, job_file.resolve(), workdir, from_stage, only, console)
-    except ValueError as e:
+    except (ValueError, PreflightError) as e:
         err.print(str(e), markup=False)
         raise typer.Exit(2) from None
     raise typer.Exit(1 if any(o.result == "failed" for o in outcomes) else 0)
@@ -107,6 +108,7 @@ def stage_run(
     """Run one stage and commit its artifacts."""
     from llm_platform.storage import ArtifactStore
     from llm_platform.trainer.stages import run_stage
+    from llm_platform.trainer.stages.preflight import PreflightError
 
     spec = _load(job)
     uri = storage or spec.spec.storage.uri
@@ -118,7 +120,11 @@ def stage_run(
     except KeyError as e:
         err.print(e.args[0])
         raise typer.Exit(2) from None
-    run_stage(spec, stage, ArtifactStore.open(uri, spec.spec.storage.endpoint_url))
+    try:
+        run_stage(spec, stage, ArtifactStore.open(uri, spec.spec.storage.endpoint_url))
+    except PreflightError as e:
+        err.print(str(e), markup=False)
+        raise typer.Exit(2) from None
 
 
 @model_app.command("presets")

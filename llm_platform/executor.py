@@ -61,6 +61,14 @@ def stages_to_force(job: LLMJob, from_stage: str | None, only: str | None) -> tu
     return order, set()
 
 
+def stages_that_may_run(job: LLMJob, order: list[str], due: set[str]) -> list[str]:
+    """The stages of `order` that are due, plus those downstream of one (a re-run input makes them stale). Pure."""
+    affected = set(due)
+    for name in due:
+        affected.update(descendants(job.spec.stages, name))
+    return [name for name in order if name in affected]
+
+
 def stage_command(job_path: Path, stage: str, uri: str, local_gpus: int = 0) -> list[str]:
     """The command line of one stage: what a pod runs, here in a subprocess."""
     cmd = ["-m", "llm_platform.cli", "stage", "run", "--job", str(job_path), "--stage", stage, "--storage", uri]
@@ -78,11 +86,14 @@ def run_job(
     console: Console | None = None,
 ) -> list[StageOutcome]:
     from llm_platform.trainer.stages import is_up_to_date
+    from llm_platform.trainer.stages.preflight import check
 
     console = console or Console()
     uri = storage_uri(job, workdir)
     store = ArtifactStore.open(uri, job.spec.storage.endpoint_url)
     order, forced = stages_to_force(job, from_stage, only)
+    stale = {name for name in order if name not in forced and not is_up_to_date(job, name, store)[0]}
+    check(job.spec.stage(name) for name in stages_that_may_run(job, order, forced | stale))
     outcomes: list[StageOutcome] = []
     console.rule(f"[bold]LLMJob {job.metadata.name}[/] → {uri}")
     failed = False

@@ -1,7 +1,8 @@
 """The jobs REST API: `POST /v1/jobs` takes an LLMJob (JSON or YAML) and runs it; GET lists and reads status.
 
 Validation is the same `llm_platform.api` code as `llmp validate` and the admission webhook, so a bad spec gets the same
-messages here (as a 422 whose body lists every problem with its field path).
+messages here (as a 422 whose body lists every problem with its field path). A valid job that asks for what this
+server cannot run (a stage kind without a runner yet, a missing optional package) is a 422 too, before anything starts.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 
 from llm_platform.api import SpecError, parse_job
+from llm_platform.trainer.stages.preflight import PreflightError
 
 from .local_jobs import JobExists, JobNotFound, LocalJobs
 
@@ -24,6 +26,11 @@ def create_app(jobs: LocalJobs) -> FastAPI:
     async def _invalid(_: Request, err: SpecError) -> JSONResponse:
         problems = [{"path": p.path, "message": p.message} for p in err.problems]
         return JSONResponse(status_code=422, content={"error": "invalid LLMJob", "problems": problems})
+
+    @app.exception_handler(PreflightError)
+    async def _not_runnable(_: Request, err: PreflightError) -> JSONResponse:
+        problems = [{"message": p} for p in err.problems]
+        return JSONResponse(status_code=422, content={"error": "cannot run on this server", "problems": problems})
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

@@ -16,6 +16,7 @@ import yaml
 from llm_platform.api import LLMJob, load_job
 from llm_platform.api.dag import topological_order
 from llm_platform.storage import ArtifactStore
+from llm_platform.trainer.stages.preflight import check
 
 
 class JobExists(RuntimeError):
@@ -34,6 +35,8 @@ class LocalJobs:
         self._lock = threading.Lock()
 
     def submit(self, job: LLMJob) -> dict:
+        """Start `llmp run` for the job; raises PreflightError first if a stage asks for what this server cannot do."""
+        check(job.spec.stages)
         folder = self.root / job.metadata.name
         with self._lock:
             if (folder / "job.yaml").exists():

@@ -18,15 +18,15 @@ from llm_platform.api import LLMJob
 from llm_platform.storage import ArtifactStore, Manifest
 
 from .context import StageContext
+from .preflight import check
+
+# kinds without a runner here are listed, with why, in preflight.NOT_BUILT
 
 RUNNERS = {
     "data": "llm_platform.trainer.stages.data",
     "tokenizer": "llm_platform.trainer.stages.tokenizer",
     "pretrain": "llm_platform.trainer.stages.pretrain",
-    "finetune": "llm_platform.trainer.stages.finetune",
-    "align": "llm_platform.trainer.stages.align",
     "eval": "llm_platform.trainer.stages.evaluate",
-    "serve": "llm_platform.trainer.stages.serve",
 }
 
 
@@ -47,7 +47,10 @@ def is_up_to_date(job: LLMJob, stage_name: str, store: ArtifactStore) -> tuple[b
 
 
 def run_stage(job: LLMJob, stage_name: str, store: ArtifactStore) -> Manifest:
-    """Run one stage and commit its artifacts. Nothing is visible in the store unless the runner finished."""
+    """Run one stage and commit its artifacts. Nothing is visible in the store unless the runner finished.
+
+    Raises `PreflightError` before starting if the stage's settings need something this install cannot do."""
+    check([job.spec.stage(stage_name)])
     with tempfile.TemporaryDirectory(prefix=f"llmp-{stage_name}-") as tmp:
         ctx = make_context(job, stage_name, store, Path(tmp))
         runner = importlib.import_module(RUNNERS[ctx.stage.kind])

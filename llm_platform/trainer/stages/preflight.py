@@ -1,0 +1,92 @@
+"""What a stage would fail on partway through, found before anything runs.
+
+A local run that pretrains for an hour and then stops because the eval stage asks for something this version cannot
+do, or because `wandb` is not installed, wastes the hour. `stage_problems` reads a stage's settings and lists, without
+running anything, the optional packages they need that are missing and the settings no runner implements yet;
+`llmp run` checks every stage it is about to run, and `llmp stage run` (what a pod runs) checks its own.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from llm_platform.api import Stage
+
+# stage kinds that validate and render to cluster manifests but have no runner yet
+NOT_BUILT = ("finetune", "align", "serve")
+
+
+@dataclass(frozen=True)
+class Need:
+    """An optional package that a setting asks for: `modules` (any one of them will do), the field, and the extra."""
+
+    field: str
+    modules: tuple[str, ...]
+    install: str
+
+
+def needs(stage: Stage) -> list[Need]:
+    """The optional packages a stage's settings need. Pure: reads the spec only."""
+    found: list[Need] = []
+    if stage.data is not None:
+        data = stage.data
+        for i, source in enumerate(data.sources):
+            if source.type == "parquet":
+                found.append(Need(f"data.sources[{i}].type", ("pyarrow",), "pip install 'llm-platform[data]'"))
+            if source.type == "hf":
+                found.append(Need(f"data.sources[{i}].type", ("datasets",), "pip install 'llm-platform[data]'"))
+        if data.language is not None:
+            found.append(Need("data.language", ("lingua",), "pip install 'llm-platform[data]'"))
+        if data.plots:
+            found.append(Need("data.plots", ("matplotlib",), "pip install 'llm-platform[data]'"))
+        if data.engine == "ray":
+            found.append(Need("data.engine", ("ray",), "pip install 'llm-platform[ray]'"))
+    train = stage.train
+    if train is not None:
+        if train.parallel.strategy == "deepspeed":
+            found.append(Need("train.parallel.strategy", ("deepspeed",), "pip install 'llm-platform[gpu]'"))
+        if train.fp8:
+            found.append(Need("train.fp8", ("torchao",), "pip install 'llm-platform[gpu]'"))
+        if train.tensorboard:
+            found.append(Need("train.tensorboard", ("tensorboard", "tensorboardX"), "pip install tensorboard"))
+        if train.wandb_project:
+            found.append(Need("train.wandb_project", ("wandb",), "pip install wandb"))
+    return found
+
+
+def unsupported(stage: Stage) -> list[str]:
+    """Settings that validate (the operator renders them for a cluster) but that no runner here carries out yet."""
+    if stage.kind in NOT_BUILT:
+        return [f"kind: the '{stage.kind}' runner is not built yet in this version of llm-platform"]
+    if stage.eval is not None and stage.eval.tasks:
+        return ["eval.tasks: lm-eval tasks are not wired into the eval stage yet; remove `tasks` for now"]
+    return []
+
+
+def stage_problems(stage: Stage) -> list[str]:
+    """Everything that would stop this stage partway, each naming the stage and field and what to do."""
+    problems = [f"stage '{stage.name}': {problem}" for problem in unsupported(stage)]
+    for need in needs(stage):
+        if not any(importlib.util.find_spec(module) for module in need.modules):
+            problems.append(
+                f"stage '{stage.name}': {need.field} needs the '{need.modules[0]}' package, which is not installed; "
+                f"{need.install}"
+            )
+    return problems
+
+
+class PreflightError(Exception):
+    """Raised before anything runs; the message lists every problem, one per line."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("cannot run, nothing was started:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+def check(stages: Iterable[Stage]) -> None:
+    """Raise PreflightError naming every problem of every stage given, or return."""
+    problems = [problem for stage in stages for problem in stage_problems(stage)]
+    if problems:
+        raise PreflightError(problems)

@@ -1,0 +1,121 @@
+"""Preflight: what a stage would fail on partway is reported before anything runs, naming the stage and field."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from llm_platform.api import STAGE_KINDS, load_job
+from llm_platform.executor import stages_that_may_run
+from llm_platform.trainer.stages import RUNNERS
+from llm_platform.trainer.stages.preflight import NOT_BUILT, PreflightError, check, stage_problems
+from tests.api.test_validation import GOOD
+
+from .test_run_local import JOB
+
+EVAL_NEEDS = "    needs: [pretrain]\n"
+
+
+def with_stage_settings(old: str, new: str) -> str:
+    assert old in GOOD
+    return GOOD.replace(old, new)
+
+
+def test_every_kind_has_a_runner_or_says_why_not():
+    assert set(RUNNERS) | set(NOT_BUILT) == set(STAGE_KINDS)
+    assert not set(RUNNERS) & set(NOT_BUILT)
+
+
+def test_a_kind_without_a_runner_is_named():
+    job = load_job("examples/finetune-lora.yaml")
+    assert stage_problems(job.spec.stage("sft")) == [
+        "stage 'sft': kind: the 'finetune' runner is not built yet in this version of llm-platform"
+    ]
+
+
+def test_eval_tasks_are_reported_until_wired():
+    job = load_job(with_stage_settings(EVAL_NEEDS, EVAL_NEEDS + "    eval: {tasks: [hellaswag]}\n"))
+    (problem,) = stage_problems(job.spec.stage("eval"))
+    assert problem.startswith("stage 'eval': eval.tasks: lm-eval tasks are not wired")
+
+
+def test_a_missing_optional_package_names_the_field_and_the_install(monkeypatch):
+    job = load_job(with_stage_settings("seq_len: 64}", "seq_len: 64, parallel: {strategy: deepspeed}}"))
+    pytest.importorskip("deepspeed")  # the dev extra has it, so the setting is fine as installed
+    assert stage_problems(job.spec.stage("pretrain")) == []
+    monkeypatch.setitem(sys.modules, "deepspeed", None)  # how Python marks a module as not importable
+    assert stage_problems(job.spec.stage("pretrain")) == [
+        "stage 'pretrain': train.parallel.strategy needs the 'deepspeed' package, which is not installed; "
+        "pip install 'llm-platform[gpu]'"
+    ]
+
+
+def test_any_one_of_alternative_packages_will_do(monkeypatch):
+    job = load_job(with_stage_settings("seq_len: 64}", "seq_len: 64, tensorboard: true}"))
+    monkeypatch.setitem(sys.modules, "tensorboard", None)
+    monkeypatch.setitem(sys.modules, "tensorboardX", None)
+    assert "train.tensorboard needs the 'tensorboard' package" in stage_problems(job.spec.stage("pretrain"))[0]
+    monkeypatch.delitem(sys.modules, "tensorboardX")
+    pytest.importorskip("tensorboardX", reason="tensorboardX is not installed here")
+    assert stage_problems(job.spec.stage("pretrain")) == []
+
+
+def test_data_settings_name_their_source_index(monkeypatch):
+    job = load_job(
+        with_stage_settings(
+            "data: {sources: [{type: stdlib}]}",
+            "data: {sources: [{type: stdlib}, {type: parquet, path: 'x/*.parquet'}], plots: true}",
+        )
+    )
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    assert [p.split(" needs")[0] for p in stage_problems(job.spec.stage("data"))] == [
+        "stage 'data': data.sources[1].type",
+        "stage 'data': data.plots",
+    ]
+
+
+def test_check_lists_every_problem_of_every_stage(monkeypatch):
+    job = load_job(
+        with_stage_settings("seq_len: 64}", "seq_len: 64, wandb_project: p}").replace(
+            EVAL_NEEDS, EVAL_NEEDS + "    eval: {tasks: [mmlu]}\n"
+        )
+    )
+    monkeypatch.setitem(sys.modules, "wandb", None)
+    with pytest.raises(PreflightError) as info:
+        check(job.spec.stages)
+    assert [p.split(":")[0] for p in info.value.problems] == ["stage 'pretrain'", "stage 'eval'"]
+    assert str(info.value).startswith("cannot run, nothing was started:\n  - stage 'pretrain'")
+
+
+def test_stages_downstream_of_a_due_stage_may_run_too():
+    job = load_job(GOOD)
+    order = ["data", "tok", "pretrain", "eval"]
+    assert stages_that_may_run(job, order, {"tok"}) == ["tok", "pretrain", "eval"]
+    assert stages_that_may_run(job, order, {"eval"}) == ["eval"]
+    assert stages_that_may_run(job, order, set()) == []
+
+
+def llmp(*args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "llm_platform.cli", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+def test_llmp_run_refuses_before_the_first_stage(tmp_path):
+    path = tmp_path / "job.yaml"
+    path.write_text(JOB.replace("STEPS", "4").replace("eval: {limit: 2,", "eval: {tasks: [hellaswag], limit: 2,"))
+    result = llmp("run", str(path), "--workdir", str(tmp_path / "w"))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "cannot run, nothing was started:\n  - stage 'eval': eval.tasks:" in result.stderr
+    assert "▶" not in result.stdout
+    assert not (tmp_path / "w" / "data").exists()
+
+
+def test_llmp_stage_run_refuses_what_it_cannot_do(tmp_path):
+    path = tmp_path / "job.yaml"
+    path.write_text(JOB.replace("STEPS", "4").replace("eval: {limit: 2,", "eval: {tasks: [hellaswag], limit: 2,"))
+    result = llmp("stage", "run", "--job", str(path), "--stage", "eval", "--storage", f"file://{tmp_path}/w")
+    assert result.returncode == 2
+    assert "stage 'eval': eval.tasks: lm-eval tasks are not wired" in result.stderr
