@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH := torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: run test lint format install install-dev crd docs e2e-kind clean
+.PHONY: run test lint format install install-dev crd manifests docs e2e-kind clean
 
 run: $(VENV)/.core
 	@start=$$(date +%s); \
@@ -45,6 +45,10 @@ $(VENV)/.dev: pyproject.toml $(VENV)/.core
 
 crd: $(VENV)/.core
 	$(BIN)/llmp crd > manifests/crds/llmplatform.dev_llmjobs.yaml
+
+# manifests/operator and manifests/monitoring: the Helm chart rendered for `kubectl apply` users
+manifests: $(VENV)/.core .tools/bin/kubectl
+	$(BIN)/python hack/render_manifests.py --helm .tools/bin/helm
 
 docs: $(VENV)/.core
 	$(BIN)/llmp reference > docs/reference.md

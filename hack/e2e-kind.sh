@@ -74,14 +74,11 @@ helm upgrade --install kuberay-operator kuberay/kuberay-operator --version "$KUB
   --namespace kuberay --create-namespace --wait
 kubectl -n kubeflow rollout status deploy/training-operator --timeout=300s
 
-log "installing llm-platform: CRD, RBAC, peering, operator"
-kubectl apply -f manifests/crds/
-kubectl apply -f manifests/operator/namespace.yaml
-kubectl apply -f manifests/operator/rbac.yaml -f manifests/operator/peering.yaml -f manifests/operator/deployment.yaml
-kubectl -n llm-platform set image deploy/llm-platform-operator operator="$OPERATOR_IMAGE"
-kubectl -n llm-platform set env deploy/llm-platform-operator LLMP_TRAINER_IMAGE="$TRAINER_IMAGE"
-kubectl -n llm-platform patch deploy/llm-platform-operator --type=json \
-  -p '[{"op": "add", "path": "/spec/template/spec/containers/0/imagePullPolicy", "value": "IfNotPresent"}]'
+log "installing llm-platform with its chart: CRDs, RBAC, peering, operator"
+helm upgrade --install llm-platform helm/llm-platform --namespace llm-platform --create-namespace --wait \
+  --set image.operator.repository="${OPERATOR_IMAGE%:*}" --set image.operator.tag="${OPERATOR_IMAGE##*:}" \
+  --set image.trainer.repository="${TRAINER_IMAGE%:*}" --set image.trainer.tag="${TRAINER_IMAGE##*:}" \
+  --set image.pullPolicy=IfNotPresent
 kubectl -n llm-platform rollout status deploy/llm-platform-operator --timeout=300s
 
 log "waiting for the admission webhook to be registered"

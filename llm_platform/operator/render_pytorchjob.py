@@ -8,7 +8,6 @@ re-creates the job, which resumes from the stage's latest checkpoint.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from llm_platform.api import LLMJob, Stage
@@ -79,27 +78,32 @@ def render_pytorchjob(
         replicas, nnodes = nodes, str(nodes)
 
     vols, mounts = volumes(job, jopts, shm=True)
-    main = container(
-        CONTAINER,
-        image_of(job, stage, options),
-        job,
-        jopts,
-        resource_requirements(stage.resources.cpu, stage.resources.memory, gpus),
-        mounts,
-        command=torchrun_command(job, stage, jopts, nnodes, nproc),
-        ports=[{"name": "pytorchjob-port", "containerPort": MASTER_PORT, "protocol": "TCP"}],
-    )
-    template = pod_template(job.metadata.name, stage, attempt, pod_spec(stage, jopts, [main], vols, None))
 
-    def replica(count: int) -> dict[str, Any]:
-        return {"replicas": count, "restartPolicy": "Never", "template": copy.deepcopy(template)}
+    def replica(count: int, serves_metrics: bool) -> dict[str, Any]:
+        ports = [{"name": "pytorchjob-port", "containerPort": MASTER_PORT, "protocol": "TCP"}]
+        if serves_metrics:
+            ports.append({"name": "metrics", "containerPort": stage.train.metrics_port, "protocol": "TCP"})
+        main = container(
+            CONTAINER,
+            image_of(job, stage, options),
+            job,
+            jopts,
+            resource_requirements(stage.resources.cpu, stage.resources.memory, gpus),
+            mounts,
+            command=torchrun_command(job, stage, jopts, nnodes, nproc),
+            ports=ports,
+        )
+        template = pod_template(job.metadata.name, stage, attempt, pod_spec(stage, jopts, [main], vols, None))
+        return {"replicas": count, "restartPolicy": "Never", "template": template}
 
+    # rank 0 serves the Prometheus metrics: the Master's pod, or any Worker's when training is elastic
+    metrics = stage.train is not None and stage.train.metrics_port is not None
     if elastic is not None:
-        replica_specs = {"Worker": replica(replicas)}
+        replica_specs = {"Worker": replica(replicas, metrics)}
     else:
-        replica_specs = {"Master": replica(1)}
+        replica_specs = {"Master": replica(1, metrics)}
         if nodes > 1:
-            replica_specs["Worker"] = replica(nodes - 1)
+            replica_specs["Worker"] = replica(nodes - 1, False)
 
     scheduling: dict[str, Any] = {"minAvailable": elastic[0] if elastic else nodes}
     if jopts.scheduling_queue:
