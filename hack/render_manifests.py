@@ -1,10 +1,11 @@
 """Render the plain manifests under manifests/ from the Helm chart, so `kubectl apply` users and `helm install` users
 get the same objects from one source.
 
-`helm template` with the chart's defaults (release `llm-platform` in namespace `llm-platform`, monitoring objects
-switched on) is split by template: the operator's objects go to manifests/operator/, the Prometheus-operator objects
-and dashboards to manifests/monitoring/ (apply those only where the monitoring.coreos.com CRDs exist). CRDs are not
-rendered here: manifests/crds/ is their source and the chart links to it.
+`helm template` with the chart's defaults (release `llm-platform` in namespace `llm-platform`, monitoring objects and
+the jobs API switched on) is split by template: the operator's objects go to manifests/operator/, the
+Prometheus-operator objects and dashboards to manifests/monitoring/ (apply those only where the monitoring.coreos.com
+CRDs exist), the jobs API to manifests/api/. CRDs are not rendered here: manifests/crds/ is their source and the chart
+links to it.
 
 Usage: python hack/render_manifests.py [--out ROOT] [--helm PATH]   (ROOT defaults to the repo's manifests/)
 """
@@ -20,7 +21,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 CHART = REPO / "helm" / "llm-platform"
 RELEASE = NAMESPACE = "llm-platform"
-MONITORING = {"servicemonitor.yaml", "podmonitor.yaml", "dashboards.yaml"}
+FOLDERS = {
+    "servicemonitor.yaml": "monitoring",
+    "podmonitor.yaml": "monitoring",
+    "dashboards.yaml": "monitoring",
+    "api.yaml": "api",
+}  # fmt: skip; every other template: operator
 HEADER = "# Generated from helm/llm-platform by hack/render_manifests.py (make manifests); do not edit.\n"
 SOURCE = re.compile(r"^# Source: llm-platform/templates/(\S+)\n", re.MULTILINE)
 
@@ -29,6 +35,7 @@ def helm_template(helm: str) -> str:
     command = [
         helm, "template", RELEASE, str(CHART), "--namespace", NAMESPACE,
         "--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.podMonitor.enabled=true",
+        "--set", "api.enabled=true",
     ]  # fmt: skip
     return subprocess.run(command, check=True, capture_output=True, text=True).stdout
 
@@ -45,7 +52,7 @@ def split_by_template(rendered: str) -> dict[str, str]:
 def write(files: dict[str, str], root: Path) -> list[Path]:
     written = []
     for name, text in files.items():
-        path = root / ("monitoring" if name in MONITORING else "operator") / name
+        path = root / FOLDERS.get(name, "operator") / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
         written.append(path)

@@ -78,17 +78,38 @@ def crd() -> None:
 
 @app.command("serve-api")
 def serve_api(
-    root: Annotated[Path, typer.Option(help="Folder holding submitted jobs and their artifacts.")] = Path("runs/api"),
+    backend: Annotated[
+        str, typer.Option(help="local: run jobs here with the embedded executor; cluster: create LLMJob objects.")
+    ] = "local",
+    root: Annotated[Path, typer.Option(help="local: folder holding submitted jobs and their artifacts.")] = Path(
+        "runs/api"
+    ),
+    namespace: Annotated[
+        str | None, typer.Option(help="cluster: namespace of the jobs (default: this pod's namespace).")
+    ] = None,
+    kubeconfig: Annotated[Path | None, typer.Option(help="cluster: kubeconfig (default: in-cluster).")] = None,
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8080,
 ) -> None:
-    """Serve the jobs REST API (POST /v1/jobs) with the embedded executor."""
+    """Serve the jobs REST API (POST /v1/jobs): run jobs here, or hand them to the operator on a cluster."""
     import uvicorn
 
     from llm_platform.services.jobs_api import create_app
-    from llm_platform.services.local_jobs import LocalJobs
 
-    uvicorn.run(create_app(LocalJobs(root)), host=host, port=port)
+    if backend == "local":
+        from llm_platform.services.local_jobs import LocalJobs
+
+        jobs = LocalJobs(root)
+    elif backend == "cluster":
+        from llm_platform.operator.kube import Kube, load_configuration
+        from llm_platform.services.cluster_jobs import USER_AGENT, ClusterJobs, pod_namespace
+
+        kube = Kube(load_configuration(str(kubeconfig) if kubeconfig else None), user_agent=USER_AGENT)
+        jobs = ClusterJobs(kube, namespace or pod_namespace())
+    else:
+        err.print(f"--backend: expected 'local' or 'cluster', got '{backend}'")
+        raise typer.Exit(2)
+    uvicorn.run(create_app(jobs), host=host, port=port)
 
 
 @app.command(hidden=True)

@@ -1,5 +1,8 @@
 """The jobs REST API: `POST /v1/jobs` takes an LLMJob (JSON or YAML) and runs it; GET lists and reads status.
 
+Two backends behind one interface: the embedded one runs each job here with `llmp run`; the cluster one creates the
+LLMJob object, which the operator runs (`llmp serve-api --backend cluster`, the chart's `api.enabled`).
+
 Validation is the same `llm_platform.api` code as `llmp validate` and the admission webhook, so a bad spec gets the same
 messages here (as a 422 whose body lists every problem with its field path). A valid job that asks for what this
 server cannot run (a stage kind without a runner yet, a missing optional package) is a 422 too, before anything starts.
@@ -7,19 +10,28 @@ server cannot run (a stage kind without a runner yet, a missing optional package
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 
-from llm_platform.api import SpecError, parse_job
+from llm_platform.api import LLMJob, SpecError, parse_job
 from llm_platform.trainer.stages.preflight import PreflightError
 
-from .local_jobs import JobExists, JobNotFound, LocalJobs
+from .local_jobs import JobExists, JobNotFound
 
 
-def create_app(jobs: LocalJobs) -> FastAPI:
+class Jobs(Protocol):
+    """A backend: `LocalJobs` (runs `llmp run` here) or `ClusterJobs` (creates LLMJob objects for the operator)."""
+
+    def submit(self, job: LLMJob) -> dict[str, Any]: ...
+    def names(self) -> list[str]: ...
+    def get(self, name: str) -> dict[str, Any]: ...
+    def delete(self, name: str) -> None: ...
+
+
+def create_app(jobs: Jobs) -> FastAPI:
     app = FastAPI(title="llm-platform jobs API", version="v1")
 
     @app.exception_handler(SpecError)

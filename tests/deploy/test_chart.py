@@ -5,10 +5,8 @@ Service, PodMonitor -> the training pods the operator renders, the operator's fl
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import typer
@@ -19,16 +17,15 @@ from llm_platform.operator.render import render_job
 from tests.operator.helpers import REPO, example
 from tests.operator.schemas import schema_errors
 
-CHART = REPO / "helm" / "llm-platform"
-HELM = shutil.which("helm") or str(REPO / ".tools" / "bin" / "helm")
-pytestmark = pytest.mark.skipif(
-    not Path(HELM).exists(), reason="needs the helm binary: `make test` installs it into .tools/bin"
-)
+from .chart import CHART, HELM, helm, needs_helm, one, template
+
+pytestmark = needs_helm
 
 EVERYTHING_ON = [
     "metrics.serviceMonitor.enabled=true",
     "metrics.podMonitor.enabled=true",
     "operator.watchNamespaces={research,prod}",
+    "api.enabled=true",
 ]
 EVERYTHING_OFF = [
     "operator.webhook.enabled=false",
@@ -39,22 +36,6 @@ EVERYTHING_OFF = [
     "rbac.create=false",
     "dashboards.enabled=false",
 ]
-
-
-def helm(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([HELM, *args], capture_output=True, text=True, timeout=60)
-
-
-def template(*settings: str, crds: bool = False) -> list[dict]:
-    args = ["template", "rel", str(CHART), "--namespace", "llm"] + [a for s in settings for a in ("--set", s)]
-    result = helm(*args, *(["--include-crds"] if crds else []))
-    assert result.returncode == 0, result.stderr
-    return [d for d in yaml.safe_load_all(result.stdout) if d]
-
-
-def one(docs: list[dict], kind: str) -> dict:
-    (found,) = [d for d in docs if d["kind"] == kind]
-    return found
 
 
 def crd_schemas(docs: list[dict]) -> dict:
@@ -99,16 +80,17 @@ def test_bad_values_are_refused_with_their_path():
 
 def test_the_operator_flags_parse_with_the_real_cli():
     for settings in ([], EVERYTHING_ON, EVERYTHING_OFF):
-        container = one(template(*settings), "Deployment")["spec"]["template"]["spec"]["containers"][0]
-        program, command, *args = container["command"]
-        assert (program, command) == ("llmp", "operator")
-        # parse (not run) exactly what the pod runs
-        typer.main.get_command(app).commands["operator"].make_context("operator", list(args))
+        for deployment in (d for d in template(*settings) if d["kind"] == "Deployment"):
+            program, command, *args = deployment["spec"]["template"]["spec"]["containers"][0]["command"]
+            assert program == "llmp" and command in ("operator", "serve-api")
+            # parse (not run) exactly what the pod runs
+            typer.main.get_command(app).commands[command].make_context(command, list(args))
 
 
 def test_the_service_and_servicemonitor_reach_the_operator_metrics_port():
     docs = template(*EVERYTHING_ON, "operator.metricsPort=9191")
-    deployment, service, monitor = one(docs, "Deployment"), one(docs, "Service"), one(docs, "ServiceMonitor")
+    deployment, service = one(docs, "Deployment", "operator"), one(docs, "Service", "operator")
+    monitor = one(docs, "ServiceMonitor")
     pod = deployment["spec"]["template"]
     container = pod["spec"]["containers"][0]
     assert "--metrics-port=9191" in container["command"]
@@ -140,6 +122,21 @@ def test_the_podmonitor_finds_the_training_pods_the_operator_renders():
     assert monitor["namespaceSelector"] == {"matchNames": ["research", "prod"]}
 
 
+def test_the_api_service_reaches_the_api_and_its_role_binds_to_its_account():
+    docs = template("api.enabled=true", "api.namespace=research")
+    deployment, service = one(docs, "Deployment", "api"), one(docs, "Service", "api")
+    pod = deployment["spec"]["template"]
+    assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    assert not service["spec"]["selector"].items() <= one(docs, "Deployment", "operator")["spec"]["template"][
+        "metadata"]["labels"].items()  # fmt: skip
+    assert "--namespace=research" in pod["spec"]["containers"][0]["command"]
+    role, binding = one(docs, "Role"), one(docs, "RoleBinding")
+    assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == "research"
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": pod["spec"]["serviceAccountName"], "namespace": "llm"}
+    ]
+
+
 def test_switching_parts_off_removes_them():
     kinds = [d["kind"] for d in template(*EVERYTHING_OFF)]
     assert sorted(kinds) == ["Deployment", "Service"]
@@ -154,7 +151,7 @@ def test_each_dashboard_ships_as_a_configmap_grafana_picks_up():
     files = sorted((CHART / "dashboards").glob("*.json"))
     if not files:
         pytest.skip("no dashboards in helm/llm-platform/dashboards yet")
-    maps = [d for d in template("dashboards.labels.grafana_dashboard=1") if d["kind"] == "ConfigMap"]
+    maps = [d for d in template() if d["kind"] == "ConfigMap"]
     assert len(maps) == len(files)
     shipped = {name: json.loads(text) for m in maps for name, text in m["data"].items()}
     assert shipped == {f.name: json.loads(f.read_text()) for f in files}
@@ -167,7 +164,7 @@ def test_the_plain_manifests_are_rendered_from_the_chart(tmp_path):
     rendered = {p.relative_to(tmp_path): p.read_text() for p in tmp_path.rglob("*.yaml")}
     committed = {
         p.relative_to(REPO / "manifests"): p.read_text()
-        for folder in ("operator", "monitoring")
+        for folder in ("operator", "monitoring", "api")
         for p in (REPO / "manifests" / folder).glob("*.yaml")
         if p.name != "namespace.yaml"
     }

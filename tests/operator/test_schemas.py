@@ -19,7 +19,7 @@ from .schemas import schema_errors
 # PodMonitor has no upstream schema among ../shared's CRDs; tests/deploy/test_chart.py checks what it must match
 MANIFESTS = [
     path
-    for folder in ("operator", "monitoring")
+    for folder in ("operator", "monitoring", "api")
     for path in sorted((REPO / "manifests" / folder).glob("*.yaml"))
     if path.name != "podmonitor.yaml"
 ]

@@ -19,18 +19,25 @@
 {{- end -}}
 {{- end -}}
 
-{{/* Labels of every object; the selector labels are the stable subset a Deployment may select on. */}}
-{{- define "llmp.selectorLabels" -}}
+{{/* Labels: every object carries llmp.labels; a component's selector labels are the stable subset a Deployment and
+its Service select on, llmp.componentLabels the two together. Call the last two with (dict "ctx" $ "component" NAME). */}}
+{{- define "llmp.labels" -}}
 app.kubernetes.io/name: llm-platform
 app.kubernetes.io/instance: {{ .Release.Name }}
-app.kubernetes.io/component: operator
-{{- end -}}
-
-{{- define "llmp.labels" -}}
-{{ include "llmp.selectorLabels" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{- define "llmp.selectorLabels" -}}
+app.kubernetes.io/name: llm-platform
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "llmp.componentLabels" -}}
+{{ include "llmp.labels" .ctx }}
+app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
 {{- define "llmp.image" -}}

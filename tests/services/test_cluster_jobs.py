@@ -1,0 +1,89 @@
+"""The jobs API's cluster backend over HTTP, against kmock's Kubernetes API emulator with the real operator running:
+POST creates the LLMJob object, the operator picks it up, GET shows its status, DELETE removes it; and every call
+the API makes is allowed by the chart's Role for it."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from llm_platform.operator.kube import Kube
+from llm_platform.services.cluster_jobs import USER_AGENT, ClusterJobs
+from llm_platform.services.jobs_api import create_app
+from tests.operator.cluster import Cluster, wait_for
+from tests.operator.helpers import DATA, TOKENIZER, job_dict
+
+
+@pytest.fixture
+def cluster():
+    c = Cluster()
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def client(cluster):
+    jobs = ClusterJobs(Kube(cluster.configuration, user_agent=USER_AGENT), "team")
+    with TestClient(create_app(jobs)) as c:
+        yield c
+
+
+def job_body() -> dict:
+    body = job_dict(DATA, TOKENIZER)
+    del body["metadata"]["namespace"]
+    return body
+
+
+def test_a_submitted_job_is_created_and_run_by_the_operator(cluster, client):
+    cluster.start_operator()
+    created = client.post("/v1/jobs", json=job_body())
+    assert created.status_code == 201, created.text
+    assert created.json()["metadata"]["namespace"] == "team"
+    wait_for(lambda: cluster.child("Job", "demo-data"), what="the data Job the operator creates")
+    cluster.finish("Job", "demo-data", "Succeeded")
+    wait_for(lambda: client.get("/v1/jobs/demo").json().get("status", {}).get("stages", {}).get("data", {}).get(
+        "phase") == "Succeeded", what="the data stage Succeeded, read through the API")  # fmt: skip
+    assert [j["metadata"]["name"] for j in client.get("/v1/jobs").json()["items"]] == ["demo"]
+    assert client.post("/v1/jobs", json=job_body()).status_code == 409
+
+    assert client.delete("/v1/jobs/demo").status_code == 204
+    wait_for(lambda: cluster.job("demo") is None, what="the job gone (the operator's finalizer done)")
+    assert client.get("/v1/jobs/demo").status_code == 404
+
+
+def test_what_the_cluster_cannot_run_is_refused_with_the_reason(cluster, client):
+    body = job_body()
+    body["spec"]["storage"] = {"uri": "file:///mnt/llm"}  # a local path, and no shared volume claim
+    response = client.post("/v1/jobs", json=body)
+    assert response.status_code == 422
+    (problem,) = response.json()["problems"]
+    assert "file://" in problem["message"]
+    assert cluster.job("demo") is None
+
+    body = job_body()
+    body["metadata"]["namespace"] = "elsewhere"
+    response = client.post("/v1/jobs", json=body)
+    assert response.status_code == 422
+    assert response.json()["problems"][0]["message"].startswith("metadata.namespace: this API creates jobs in 'team'")
+
+
+def test_every_call_the_api_makes_is_allowed_by_its_role(cluster, client):
+    from tests.deploy.test_chart import one, template
+    from tests.operator.test_rbac import VERBS, allowed
+
+    client.post("/v1/jobs", json=job_body())
+    client.get("/v1/jobs")
+    client.get("/v1/jobs/demo")
+    client.delete("/v1/jobs/demo")
+    rules = one(template("api.enabled=true"), "Role")["rules"]
+    calls = set()
+    for request in cluster.server.requests():
+        if request.headers.get("User-Agent") != USER_AGENT or request.resource is None or request.action is None:
+            continue
+        if request.resource.plural is None:
+            continue  # discovery: allowed to every authenticated client
+        calls.add((request.resource.group, request.resource.plural, VERBS[request.action.name], request.name))
+    assert {(g, r, v) for g, r, v, _ in calls} == {
+        ("llmplatform.dev", "llmjobs", verb) for verb in ("create", "get", "list", "delete")
+    }
+    assert [c for c in calls if not allowed(rules, *c)] == []
