@@ -13,7 +13,7 @@ run: $(VENV)/.core
 	$(BIN)/llmp run examples/quickstart.yaml; code=$$?; \
 	echo "quickstart wall time: $$(( $$(date +%s) - start ))s"; exit $$code
 
-test: $(VENV)/.dev .tools/bin/kubectl
+test: $(VENV)/.dev .tools/bin/kubectl .tools/bin/prometheus
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	PATH="$(CURDIR)/.tools/bin:$$PATH" $(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -42,6 +42,10 @@ $(VENV)/.dev: pyproject.toml $(VENV)/.core
 
 .tools/bin/kubectl: | $(BIN)/python
 	$(BIN)/python hack/install_kube_tools.py .tools/bin
+
+# a real Prometheus for the dashboard tests (Debian's package, unpacked without root); elsewhere those tests skip
+.tools/bin/prometheus: | $(BIN)/python
+	$(BIN)/python hack/install_prometheus.py .tools/bin || echo "prometheus not installed: the tests that need it skip"
 
 crd: $(VENV)/.core
 	$(BIN)/llmp crd > manifests/crds/llmplatform.dev_llmjobs.yaml
