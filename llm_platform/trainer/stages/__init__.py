@@ -20,8 +20,7 @@ from llm_platform.storage import ArtifactStore, Manifest
 from .context import StageContext
 from .preflight import check
 
-# kinds without a runner here are listed, with why, in preflight.NOT_BUILT
-
+# the module of each kind's runner; the kinds without one yet are preflight.NOT_BUILT
 RUNNERS = {
     "data": "llm_platform.trainer.stages.data",
     "tokenizer": "llm_platform.trainer.stages.tokenizer",
