@@ -19,6 +19,8 @@ class DatasetRef(SpecModel):
         "preference: prompt/chosen/rejected (for align).",
     )
     max_examples: int | None = Field(None, ge=1)
+    prompt_field: str = Field("prompt", description="instruction/preference: the field holding the prompt.")
+    response_field: str = Field("response", description="instruction: the field holding the response.")
 
 
 class LoraSpec(SpecModel):
@@ -33,6 +35,12 @@ class FinetuneSpec(SpecModel):
     lora: LoraSpec = Field(default_factory=LoraSpec)
     dataset: DatasetRef
     mask_prompt: bool = Field(True, description="Compute the loss on responses only.")
+    epochs: float = Field(
+        1.0, gt=0, le=100, description="Passes over the dataset, when the stage has no `train` section with steps."
+    )
+    val_fraction: float = Field(
+        0.05, ge=0, lt=0.5, description="Share of examples held out (by content hash) for the validation loss."
+    )
 
 
 class AlignSpec(SpecModel):

@@ -86,7 +86,7 @@ def _s3_backend(bucket: str):
 
 
 @contextmanager
-def _open_text(path: str) -> Iterator:
+def open_text(path: str) -> Iterator:
     """A text stream over a local file or an S3 object (read in chunks, never whole)."""
     if path.startswith("s3://"):
         import codecs
@@ -121,7 +121,7 @@ def _files(source, shard: int, num_shards: int) -> Iterator[Document]:
     for index, path in enumerate(paths):
         if index % num_shards != shard:
             continue
-        with _open_text(path) as f:
+        with open_text(path) as f:
             yield Document(id=path, text="".join(f), source=path)
 
 
@@ -129,7 +129,7 @@ def _jsonl(source, shard: int, num_shards: int) -> Iterator[Document]:
     paths, deal = _units(expand(source.path), shard, num_shards)
     index = 0
     for path in paths:
-        with _open_text(path) as f:
+        with open_text(path) as f:
             for lineno, line in enumerate(f, 1):
                 if not line.strip():
                     continue

@@ -8,13 +8,9 @@ changed spec (a new fingerprint) starts afresh instead of resuming a stale run.
 from __future__ import annotations
 
 import json
-import os
-import random
-import tempfile
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from llm_platform.trainer.data.loader import PretrainLoader
 from llm_platform.trainer.data.pack import open_split
@@ -22,14 +18,13 @@ from llm_platform.trainer.model import flops_per_token, get_config, num_params
 from llm_platform.trainer.model.config import ModelConfig
 from llm_platform.trainer.model.transformer import Transformer
 from llm_platform.trainer.tokenizer import Tokenizer
-from llm_platform.trainer.train.checkpoint import Checkpointer
 from llm_platform.trainer.train.config import TrainConfig
 from llm_platform.trainer.train.distributed import setup_distributed
 from llm_platform.trainer.train.export import export_pretrained
 from llm_platform.trainer.train.loop import train
-from llm_platform.trainer.train.metrics import MetricsLog
 
 from .context import StageContext
+from .engine import checkpointer, metrics_log, seed_everything
 
 
 def run(ctx: StageContext, out: Path) -> dict:
@@ -60,25 +55,9 @@ def run(ctx: StageContext, out: Path) -> dict:
             f"{env.world_size} process(es) on {env.device.type}"
         )
     model_dir = out / "model"
-    main = env.is_main  # one process writes the log and serves the metrics
-    log = MetricsLog(
-        model_dir if main else None,
-        tensorboard=config.tensorboard and main,
-        wandb_project=config.wandb_project if main else None,
-        metrics_port=config.metrics_port if main else None,
-        run_name=f"{ctx.job.metadata.name}-{ctx.stage.name}",
-        job=ctx.job.metadata.name,
-        stage=ctx.stage.name,
-        config={"train": ctx.stage.train.model_dump(mode="json"), "model": model_config.to_dict()},
-    )
-    checkpointer = Checkpointer(
-        ctx.store,
-        f"{ctx.stage.name}/checkpoints/{ctx.fingerprint()}",
-        env,
-        staging=_staging_dir(ctx.fingerprint()),
-        keep=config.keep_checkpoints,
-        async_save=config.async_checkpoint,
-    )
+    settings = {"train": ctx.stage.train.model_dump(mode="json"), "model": model_config.to_dict()}
+    log = metrics_log(ctx, config, env, model_dir, settings)
+    checkpoints = checkpointer(ctx, config, env)
     try:
         result = train(
             model,
@@ -86,7 +65,7 @@ def run(ctx: StageContext, out: Path) -> dict:
             loader,
             env,
             val_tokens=val,
-            checkpointer=checkpointer,
+            checkpointer=checkpoints,
             log=log,
             console=ctx.console,
             flops_per_token=flops_per_token(model_config, config.seq_len),
@@ -117,12 +96,6 @@ def build_model_config(ctx: StageContext, vocab_size: int, seq_len: int) -> Mode
     return config
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 def _val_split(tokens_dir: Path, seq_len: int, world_size: int) -> np.ndarray | None:
     """The validation tokens, or None when there are too few for one window per process."""
     try:
@@ -130,9 +103,3 @@ def _val_split(tokens_dir: Path, seq_len: int, world_size: int) -> np.ndarray | 
     except FileNotFoundError:
         return None
     return tokens if (len(tokens) - 1) // seq_len >= world_size else None
-
-
-def _staging_dir(fingerprint: str) -> Path:
-    """A folder every rank on this node agrees on (torchrun gives the launch a run id) to write shards into."""
-    run = os.environ.get("TORCHELASTIC_RUN_ID") or str(os.getpid())
-    return Path(tempfile.gettempdir()) / "llmp-checkpoints" / f"{fingerprint}-{run}"
