@@ -1,0 +1,52 @@
+"""LoRA and DoRA adapters for our Transformer, numerically the same as peft's and saved in peft's folder format.
+
+    config = LoraConfig(rank=16, alpha=32, dropout=0.05, targets="all-linear", dora=False)
+    apply_lora(model, config)                  # adapters in place, the rest frozen; then optimizer, FSDP, compile
+    trainable, total = trainable_parameters(model)
+    ...train...
+    save_peft_adapter(model, "out/adapter", base_model="meta-llama/Llama-3.2-1B")   # PeftModel.from_pretrained reads it
+    merge_lora(model)                          # plain nn.Linear again; save_pretrained exports the merged model
+    load_peft_adapter(other_model, "out/adapter")                                    # an adapter trained anywhere
+
+QLoRA is not here: its 4-bit NF4 base runs on bitsandbytes' CUDA kernels, and this library's adapters are tested
+on CPU against peft. ``from llm_platform.trainer.adapters import LoraConfig`` does not import torch.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .config import ALL_LINEAR, LoraConfig
+
+if TYPE_CHECKING:
+    from .inject import apply_lora, merge_lora, trainable_parameters
+    from .layer import LoraLinear
+    from .peft_format import load_peft_adapter, save_peft_adapter
+
+__all__ = [
+    "ALL_LINEAR",
+    "LoraConfig",
+    "LoraLinear",
+    "apply_lora",
+    "load_peft_adapter",
+    "merge_lora",
+    "save_peft_adapter",
+    "trainable_parameters",
+]
+
+_LAZY = {
+    "apply_lora": "inject",
+    "merge_lora": "inject",
+    "trainable_parameters": "inject",
+    "LoraLinear": "layer",
+    "load_peft_adapter": "peft_format",
+    "save_peft_adapter": "peft_format",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from importlib import import_module
+
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

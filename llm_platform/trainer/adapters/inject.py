@@ -1,0 +1,109 @@
+"""Putting adapters into a model, folding them back out, and counting what trains.
+
+Targets are matched the way peft matches ``target_modules``: a target names a module when it equals the module's
+path or is a dot-separated suffix of it. A module counts under both its own path (``layers.0.attn.q_proj``) and its
+Hugging Face path (``model.layers.0.self_attn.q_proj``), so the names in a peft ``adapter_config.json`` work as they
+are. ``"all-linear"`` is peft's definition: every ``nn.Linear`` except the output head. MoE experts are stacked
+parameters rather than linear layers, here as in transformers 5, so neither side adapts them.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from llm_platform.trainer.model.transformer import Transformer
+
+from .config import ALL_LINEAR, LoraConfig
+from .layer import LoraLinear
+from .naming import hf_module_name
+
+OUTPUT_HEAD = "lm_head"
+
+
+def adapter_modules(model: nn.Module) -> dict[str, LoraLinear]:
+    """Every adapter layer of ``model`` by module path."""
+    return {name: m for name, m in model.named_modules() if isinstance(m, LoraLinear)}
+
+
+def _aliases(model: nn.Module, name: str) -> list[str]:
+    if isinstance(model, Transformer):
+        return [name, hf_module_name(name, model.config)]
+    return [name]
+
+
+def _matches(target: str, aliases: list[str]) -> bool:
+    return any(alias == target or alias.endswith("." + target) for alias in aliases)
+
+
+def select_targets(model: nn.Module, config: LoraConfig) -> list[str]:
+    """Paths of the linear layers ``config.targets`` names, in module order; ValueError for a target naming none."""
+    linear = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if config.targets == ALL_LINEAR:
+        return [name for name in linear if name != OUTPUT_HEAD]
+    aliases = {name: _aliases(model, name) for name in linear}
+    for target in config.targets:
+        if not any(_matches(target, aliases[name]) for name in linear):
+            leaves = sorted({name.rsplit(".", 1)[-1] for name in linear})
+            raise ValueError(
+                f"LoraConfig.targets: {target!r} matches no linear layer of the model; available names: "
+                f"{', '.join(leaves)} (or any longer suffix of a path such as {linear[0]!r}), or {ALL_LINEAR!r}"
+            )
+    return [name for name in linear if any(_matches(t, aliases[name]) for t in config.targets)]
+
+
+def apply_lora(model: nn.Module, config: LoraConfig) -> list[str]:
+    """Replaces the targeted ``nn.Linear`` layers with ``LoraLinear`` in place and freezes every other parameter.
+
+    Returns the replaced module paths. Adapters are created on each base weight's device (float32 over a bf16/fp16
+    base). Call before wrapping the model (FSDP, DDP, ``torch.compile``) and before building the optimizer.
+    QLoRA (a 4-bit NF4 base through bitsandbytes) is not implemented: bitsandbytes' kernels need CUDA.
+    """
+    existing = adapter_modules(model)
+    if existing:
+        raise ValueError(
+            f"model already has adapters on {sorted(existing)[:4]}...; merge_lora(model) first, or start from a "
+            "fresh model"
+        )
+    names = select_targets(model, config)
+    if OUTPUT_HEAD in names and isinstance(model, Transformer) and model.config.tie_embeddings:
+        raise ValueError(
+            "LoraConfig.targets: lm_head shares its weight with embed_tokens (tie_embeddings), and an adapter on it "
+            "would untie them on merge; leave lm_head out of the targets"
+        )
+    for name in names:
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name)
+        base = getattr(parent, child)
+        setattr(parent, child, LoraLinear(base, config.rank, config.alpha, config.dropout, config.dora))
+    adapter_params = {id(p) for m in adapter_modules(model).values() for p in _adapter_parameters(m)}
+    for param in model.parameters():
+        param.requires_grad_(id(param) in adapter_params)
+    return names
+
+
+def _adapter_parameters(module: LoraLinear) -> list[nn.Parameter]:
+    params = [module.lora_A.weight, module.lora_B.weight]
+    return params + ([module.lora_magnitude_vector] if module.lora_magnitude_vector is not None else [])
+
+
+def merge_lora(model: nn.Module) -> list[str]:
+    """Folds every adapter into a plain ``nn.Linear`` (W + s B A for LoRA, m / ||W'|| * W' for DoRA), in place.
+
+    The result is the original architecture again, so ``save_pretrained`` exports it unchanged. The merged weights
+    keep the base weights' dtype, device and (frozen) requires_grad. Returns the merged module paths. Run it on the
+    unwrapped model (not under FSDP or ``torch.compile``).
+    """
+    merged = adapter_modules(model)
+    for name, adapter in merged.items():
+        linear = nn.Linear(adapter.in_features, adapter.out_features, bias=adapter.bias is not None, device="meta")
+        linear.weight = nn.Parameter(adapter.merged_weight(), requires_grad=adapter.weight.requires_grad)
+        linear.bias = adapter.bias
+        parent_name, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent_name), child, linear)
+    return list(merged)
+
+
+def trainable_parameters(model: nn.Module) -> tuple[int, int]:
+    """(parameters that require grad, all parameters), counting tied weights once."""
+    params = list(model.parameters())
+    return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)

@@ -1,0 +1,98 @@
+"""The adapter layer: a frozen linear map plus a trained low-rank update (LoRA), optionally weight-decomposed (DoRA).
+
+LoRA (Hu et al., 2021):  y = W x + b + s * B A dropout(x),  s = alpha / r,  A kaiming-uniform, B zero, so training
+starts from the base model exactly.
+
+DoRA (Liu et al., 2024) splits the adapted weight W' = W + s B A into a direction and a trained magnitude m, one per
+output row: y = m / ||W'||_row * W' x + b. As the paper (section 4.3) and peft do, ||W'|| is detached: it follows the
+update in the forward pass but takes no gradient. The magnitude starts at ||W||_row, so training starts from the base
+model here too. Written like peft's forward, base + (m/||W'|| - 1) * W x + m/||W'|| * s * B A x, so that with
+dropout the base term sees the undropped input, as in peft.
+
+The state-dict names (``weight``, ``bias``, ``lora_A.weight``, ``lora_B.weight``, ``lora_magnitude_vector``) are the
+ones peft writes into adapter files, which keeps the file mapping a rename of the module path only.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+
+def adapter_dtype(base_dtype: torch.dtype) -> torch.dtype:
+    """Adapters stay float32 over a half-precision base (as peft's ``autocast_adapter_dtype``): small updates to a
+    rank-r matrix are lost in bf16 rounding."""
+    return torch.float32 if base_dtype in HALF_DTYPES else base_dtype
+
+
+class LoraLinear(nn.Module):
+    """Stands in for an ``nn.Linear`` whose weight and bias (the same Parameter objects) it keeps, frozen."""
+
+    def __init__(self, base: nn.Linear, rank: int, alpha: float, dropout: float = 0.0, dora: bool = False) -> None:
+        super().__init__()
+        self.in_features, self.out_features = base.in_features, base.out_features
+        self.rank, self.alpha, self.scaling = rank, alpha, alpha / rank
+        self.weight = base.weight
+        self.register_parameter("bias", base.bias)
+        for param in (self.weight, self.bias):
+            if param is not None:
+                param.requires_grad_(False)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        factory = {"device": base.weight.device, "dtype": adapter_dtype(base.weight.dtype)}
+        self.lora_A = nn.Linear(self.in_features, rank, bias=False, **factory)
+        self.lora_B = nn.Linear(rank, self.out_features, bias=False, **factory)
+        self.reset_adapter()
+        magnitude = None
+        if dora:
+            with torch.no_grad():
+                magnitude = nn.Parameter(torch.linalg.vector_norm(self.weight.to(factory["dtype"]), dim=1))
+        self.register_parameter("lora_magnitude_vector", magnitude)
+
+    @property
+    def dora(self) -> bool:
+        return self.lora_magnitude_vector is not None
+
+    @torch.no_grad()
+    def reset_adapter(self) -> None:
+        """A as nn.Linear's default (kaiming-uniform, a = sqrt(5)) and B = 0, as peft and the LoRA paper do."""
+        nn.init.kaiming_uniform_(self.lora_A.weight, a=math.sqrt(5))
+        nn.init.zeros_(self.lora_B.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        result = F.linear(x, self.weight, self.bias)
+        x = x.to(self.lora_A.weight.dtype)
+        dropped = self.dropout(x)
+        update = self.lora_B(self.lora_A(dropped)) * self.scaling
+        if self.lora_magnitude_vector is None:
+            return (result + update).to(result.dtype)
+        scale = self._magnitude_scale(x.dtype)
+        if isinstance(self.dropout, nn.Identity) or not self.training:
+            base = result if self.bias is None else result - self.bias
+        else:
+            base = F.linear(dropped, self.weight.to(x.dtype))
+        return (result + (scale - 1) * base + scale * update).to(result.dtype)
+
+    def _magnitude_scale(self, dtype: torch.dtype) -> torch.Tensor:
+        """m / ||W + s B A||_row with the norm detached (DoRA section 4.3)."""
+        delta = (self.lora_B.weight @ self.lora_A.weight).detach().to(dtype)
+        norm = torch.linalg.vector_norm(self.weight.to(dtype) + self.scaling * delta, dim=1).detach()
+        return self.lora_magnitude_vector / norm
+
+    @torch.no_grad()
+    def merged_weight(self) -> torch.Tensor:
+        """The plain weight that computes what this layer computes in eval mode, in the base weight's dtype."""
+        weight = self.weight.float()
+        adapted = weight + self.scaling * (self.lora_B.weight.float() @ self.lora_A.weight.float())
+        if self.lora_magnitude_vector is not None:
+            norm = torch.linalg.vector_norm(adapted, dim=1, keepdim=True)
+            adapted = self.lora_magnitude_vector.float().unsqueeze(1) / norm * adapted
+        return adapted.to(self.weight.dtype)
+
+    def extra_repr(self) -> str:
+        kind = "dora" if self.dora else "lora"
+        return f"{self.in_features}, {self.out_features}, {kind}, rank={self.rank}, alpha={self.alpha:g}"
