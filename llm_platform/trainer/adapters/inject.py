@@ -74,7 +74,8 @@ def apply_lora(model: nn.Module, config: LoraConfig) -> list[str]:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name)
         base = getattr(parent, child)
-        setattr(parent, child, LoraLinear(base, config.rank, config.alpha, config.dropout, config.dora))
+        adapter = LoraLinear(base, config.rank, config.alpha, config.dropout, config.dora)
+        setattr(parent, child, adapter.train(base.training))  # an eval-mode model stays in eval mode
     adapter_params = {id(p) for m in adapter_modules(model).values() for p in _adapter_parameters(m)}
     for param in model.parameters():
         param.requires_grad_(id(param) in adapter_params)

@@ -10,6 +10,10 @@ adapted layers, as peft records an ``all-linear`` adapter; peft, vLLM and transf
 Loading reads which layers are adapted from the tensors, so any ``target_modules`` form (suffixes, full paths, a
 regular expression) loads. Refused with a message: other peft types, rsLoRA, per-module rank/alpha patterns, trained
 biases, ``modules_to_save``, embedding adapters and pickled ``adapter_model.bin`` files.
+
+Known limit on peft's side: peft (0.21) on transformers 5 reads ``gate_proj``/``up_proj``/``down_proj`` targets of
+DeepSeek-V3 models as the fused routed experts, so it cannot load adapters on DeepSeek's dense or shared-expert MLP
+layers (its own or ours); DeepSeek attention adapters and every Llama/Mistral/Qwen2/Mixtral adapter load.
 """
 
 from __future__ import annotations

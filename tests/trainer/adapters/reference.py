@@ -22,8 +22,12 @@ LOGITS_TOLERANCE = 1e-4
 MODELS = {
     # Llama with grouped-query attention (4 query heads, 2 KV heads) and an untied head, so lm_head can be adapted.
     "llama-gqa": ("llama-tiny", {"tie_embeddings": False}),
-    # DeepSeek's latent attention: its query and kv_a rows are permuted between our layout and Hugging Face's.
-    "deepseek-mla": ("deepseek-tiny", {"n_experts": 0, "tie_embeddings": False}),
+    # DeepSeek's latent attention, dense: its query and kv_a rows are permuted between our layout and Hugging Face's.
+    # One router group, because a dense export with the preset's four does not load back (config_from_hf).
+    "deepseek-mla": (
+        "deepseek-tiny",
+        {"n_experts": 0, "router_groups": 1, "router_topk_groups": 1, "tie_embeddings": False},
+    ),
 }
 
 
