@@ -29,10 +29,18 @@ def test_every_kind_has_a_runner_or_says_why_not():
 
 
 def test_a_kind_without_a_runner_is_named():
-    job = load_job("examples/finetune-lora.yaml")
-    assert stage_problems(job.spec.stage("sft")) == [
-        "stage 'sft': kind: the 'finetune' runner is not built yet in this version of llm-platform"
+    job = load_job("examples/align-dpo.yaml")
+    assert stage_problems(job.spec.stage("dpo")) == [
+        "stage 'dpo': kind: the 'align' runner is not built yet in this version of llm-platform"
     ]
+
+
+def test_a_method_without_an_implementation_is_named():
+    job = load_job("examples/finetune-lora.yaml")
+    assert stage_problems(job.spec.stage("sft")) == []
+    job.spec.stage("sft").finetune.method = "qlora"
+    (problem,) = stage_problems(job.spec.stage("sft"))
+    assert problem.startswith("stage 'sft': finetune.method: qlora (4-bit base weights")
 
 
 def test_eval_tasks_are_reported_until_wired():

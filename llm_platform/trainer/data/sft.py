@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from .batching import Example, FinetuneLoader
+from .batching import Example, FinetuneLoader, collate_padded
 from .sources import expand, open_text
 
 FORMATS = ("instruction", "chat", "text")
@@ -190,6 +190,20 @@ def shifted(batch: Mapping[str, Any], device: torch.device) -> dict[str, torch.T
     ids = torch.from_numpy(batch["input_ids"])
     labels = torch.from_numpy(batch["labels"])
     return {"input_ids": ids[:, :-1].to(device), "labels": labels[:, 1:].to(device)}
+
+
+def validation_batches(
+    examples: Sequence[Example], batch_size: int, pad_id: int, rank: int, world_size: int, device: torch.device
+) -> list[dict[str, torch.Tensor]]:
+    """This rank's share of the held-out examples, in padded batches; every rank gets as many batches (FSDP forwards
+    are collective), so the few examples past a whole round are left out."""
+    per_round = batch_size * world_size
+    usable = len(examples) // per_round * per_round or len(examples) // world_size * world_size
+    if usable == 0:
+        return []
+    size = min(batch_size, usable // world_size)
+    mine = [examples[i] for i in range(rank, usable, world_size)]
+    return [shifted(collate_padded(mine[i : i + size], pad_id), device) for i in range(0, len(mine), size)]
 
 
 class FinetuneSteps:

@@ -25,6 +25,7 @@ RUNNERS = {
     "data": "llm_platform.trainer.stages.data",
     "tokenizer": "llm_platform.trainer.stages.tokenizer",
     "pretrain": "llm_platform.trainer.stages.pretrain",
+    "finetune": "llm_platform.trainer.stages.finetune",
     "eval": "llm_platform.trainer.stages.evaluate",
 }
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from llm_platform.api import Stage
 
 # stage kinds that validate and render to cluster manifests but have no runner yet
-NOT_BUILT = ("finetune", "align", "serve")
+NOT_BUILT = ("align", "serve")
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,11 @@ def unsupported(stage: Stage) -> list[str]:
         return [f"kind: the '{stage.kind}' runner is not built yet in this version of llm-platform"]
     if stage.eval is not None and stage.eval.tasks:
         return ["eval.tasks: lm-eval tasks are not wired into the eval stage yet; remove `tasks` for now"]
+    if stage.finetune is not None and stage.finetune.method == "qlora":
+        return [
+            "finetune.method: qlora (4-bit base weights through bitsandbytes, CUDA only) is not built yet; "
+            "use lora or dora"
+        ]
     return []
 
 

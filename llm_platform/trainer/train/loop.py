@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +26,7 @@ from .config import TrainConfig
 from .deepspeed_backend import is_engine
 from .deepspeed_backend import optimizer_step as engine_step
 from .distributed import DistEnv, all_reduce_mean, parallelize, set_grad_sync
+from .loss import IGNORE_INDEX
 from .metrics import MetricsLog, expert_shares, mfu, peak_flops
 from .objective import NextTokenLoss
 from .optim import build_optimizer, set_lr
@@ -72,6 +74,7 @@ def train(
     env: DistEnv,
     *,
     val_tokens: np.ndarray | None = None,
+    val_batches: Callable[[], Iterable[dict[str, torch.Tensor]]] | None = None,
     objective: nn.Module | None = None,
     checkpointer=None,
     log: MetricsLog | None = None,
@@ -83,6 +86,9 @@ def train(
 
     loader: yields this rank's micro-batches per step (`next_step()`) and saves its position (`state_dict()`);
         `PretrainLoader` for pretraining.
+    val_tokens: the validation split of a pretraining run, evaluated in windows like the training data.
+    val_batches: instead, a function giving this rank's validation batches (dicts with `input_ids` and `labels`,
+        fine-tuning); every rank must get as many batches (under FSDP each forward is a collective).
     objective: module whose forward(micro_batch) returns the loss; default `NextTokenLoss(model)`.
     checkpointer: a `Checkpointer`; training resumes from its latest checkpoint if there is one.
     flops_per_token: training FLOPs per token, for MFU (`llm_platform.trainer.model.flops_per_token`).
@@ -146,7 +152,8 @@ def train(
             else:
                 window_tokens += tokens_per_step
             is_last = done == total
-            wants_eval = val_tokens is not None and (is_last or (config.eval_every and done % config.eval_every == 0))
+            has_val = val_tokens is not None or val_batches is not None
+            wants_eval = has_val and (is_last or (config.eval_every and done % config.eval_every == 0))
             wants_ckpt = checkpointer is not None and (
                 is_last or (config.checkpoint_every and done % config.checkpoint_every == 0)
             )
@@ -171,7 +178,7 @@ def train(
                 if loads:
                     record["expert_load"] = expert_shares(loads)
                 if wants_eval:
-                    last_val = evaluate(module, val_tokens, config, env, precision)
+                    last_val = evaluate(module, _validation(val_tokens, val_batches, config, env), env, precision)
                     record["val_loss"] = round(last_val, 5)
                     module.train()
                 records.append(record)
@@ -259,21 +266,31 @@ def _flush(pending, config: TrainConfig) -> list[dict[str, Any]]:
 
 
 @torch.no_grad()
-def evaluate(module: nn.Module, tokens: np.ndarray, config: TrainConfig, env: DistEnv, precision: Precision) -> float:
-    """Mean next-token loss over the first `eval_batches * micro_batch` windows of the validation split."""
+def evaluate(module: nn.Module, batches: Iterable, env: DistEnv, precision: Precision) -> float:
+    """Mean next-token loss per scored token over this rank's validation batches, averaged over all ranks: token
+    windows [B, T + 1] (every target scored) or dicts whose `labels` mark unscored targets with -100."""
     module.eval()
     sums = torch.zeros(2, device=env.device, dtype=torch.float64)
-    for batch in eval_batches(
-        tokens, config.seq_len, config.micro_batch, config.eval_batches, env.rank, env.world_size
-    ):
-        batch = batch.to(env.device)
+    for batch in batches:
+        if isinstance(batch, dict):
+            batch = {k: v.to(env.device) for k, v in batch.items()}
+            n = int((batch["labels"] != IGNORE_INDEX).sum())
+        else:
+            batch = batch.to(env.device)
+            n = batch.size(0) * (batch.size(1) - 1)
         with precision.autocast():
             loss = module(batch)
-        n = batch.size(0) * (batch.size(1) - 1)
         sums += torch.stack([loss.double() * n, torch.tensor(float(n), device=env.device, dtype=torch.float64)])
     if env.world_size > 1:
         torch.distributed.all_reduce(sums)
     return (sums[0] / sums[1]).item()
+
+
+def _validation(tokens: np.ndarray | None, batches: Callable | None, config: TrainConfig, env: DistEnv) -> Iterable:
+    """This rank's validation batches: windows of the token split (pretraining), or what `batches()` gives."""
+    if tokens is not None:
+        return eval_batches(tokens, config.seq_len, config.micro_batch, config.eval_batches, env.rank, env.world_size)
+    return batches()
 
 
 def _sync(device: torch.device) -> None:

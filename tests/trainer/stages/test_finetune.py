@@ -1,0 +1,115 @@
+"""The `finetune` stage end to end on CPU: a tiny pretrained model fine-tuned on instruction data, fully or with
+LoRA / DoRA; the merged export and the PEFT adapter folder agree with `transformers` + `peft`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+
+from llm_platform.api import parse_job
+from llm_platform.storage import ArtifactStore
+from llm_platform.trainer.model.hf import load_pretrained
+from llm_platform.trainer.stages import run_stage
+from tests.trainer.train.fixtures import commit_tokens, pretrain_job
+
+PRETRAIN = {"steps": 6, "micro_batch": 4, "seq_len": 64, "lr": 3e-3, "warmup_steps": 1, "precision": "fp32"}
+FINETUNE_TRAIN = {"steps": 12, "micro_batch": 8, "seq_len": 64, "lr": 5e-3, "warmup_steps": 1, "precision": "fp32",
+                  "log_every": 4, "weight_decay": 0.0}  # fmt: skip
+WORDS = ["def", "class", "return", "import", "while", "lambda", "yield", "assert"]
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    """A store holding the tokenizer stage and a pretrained tiny model, and an instruction dataset."""
+    root = tmp_path_factory.mktemp("finetune")
+    store = ArtifactStore.open(str(root / "store"))
+    commit_tokens(store)
+    run_stage(pretrain_job(PRETRAIN), "pretrain", store)
+    dataset = root / "sft.jsonl"
+    records = [{"prompt": f"Repeat {a} {b}", "response": f"{a} {b}"} for a in WORDS for b in WORDS]
+    dataset.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return store, dataset
+
+
+def finetune_job(dataset, method: str, train: dict | None = FINETUNE_TRAIN, **finetune):
+    body = pretrain_job(PRETRAIN).to_dict()
+    stage = {
+        "name": "sft",
+        "kind": "finetune",
+        "needs": ["pretrain"],
+        "finetune": {"method": method, "dataset": {"path": str(dataset)}, "lora": {"rank": 4, "alpha": 8},
+                     **finetune},
+    }  # fmt: skip
+    if train is not None:
+        stage["train"] = train
+    body["spec"]["stages"].append(stage)
+    return parse_job(body)
+
+
+@pytest.mark.parametrize("method", ["lora", "dora"])
+def test_adapter_finetuning_learns_and_its_adapter_loads_in_peft(base, method):
+    peft = pytest.importorskip("peft")
+    transformers = pytest.importorskip("transformers")
+    store, dataset = base
+    metrics = run_stage(finetune_job(dataset, method), "sft", store).meta["metrics"]
+    assert metrics["loss_end"] < metrics["loss_start"]
+    total = sum(p.numel() for p in load_pretrained(store.fetch("pretrain") / "model").parameters())
+    assert 0 < metrics["trainable_params"] < total / 5  # the adapters only
+    assert metrics["train_examples"] + metrics["val_examples"] == len(WORDS) ** 2
+    assert "val_loss" in metrics
+
+    out = store.fetch("sft")
+    assert {"adapter_config.json", "adapter_model.safetensors"} <= {p.name for p in (out / "adapter").iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "train_log.jsonl"} <= {
+        p.name for p in (out / "model").iterdir()
+    }
+    ids = torch.randint(0, 384, (2, 12), generator=torch.Generator().manual_seed(1))
+    pretrained = store.fetch("pretrain") / "model"
+    with torch.no_grad():
+        merged = load_pretrained(out / "model").eval()(ids)
+        hf_base = transformers.AutoModelForCausalLM.from_pretrained(pretrained).eval()
+        with_adapter = peft.PeftModel.from_pretrained(hf_base, out / "adapter").eval()
+        torch.testing.assert_close(with_adapter(ids).logits, merged, atol=1e-4, rtol=1e-4)
+        assert not torch.allclose(load_pretrained(pretrained).eval()(ids), merged, atol=1e-3)
+
+
+def test_full_finetuning_without_a_train_section_runs_one_epoch_at_default_settings(base):
+    store, dataset = base
+    job = finetune_job(dataset, "full", train=None, epochs=1.0)
+    metrics = run_stage(job, "sft", store).meta["metrics"]
+    assert metrics["trainable_params"] == sum(p.numel() for p in load_pretrained(store.fetch("pretrain") / "model")
+                                              .parameters())  # fmt: skip
+    assert metrics["steps"] >= 1
+    assert not (store.fetch("sft") / "adapter").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_lora_under_two_processes_exports_whole_weights_from_rank_0(base, tmp_path, strategy):
+    peft = pytest.importorskip("peft")
+    transformers = pytest.importorskip("transformers")
+    store, dataset = base
+    train = {**FINETUNE_TRAIN, "micro_batch": 4, "device": "cpu", "parallel": {"strategy": strategy}}
+    job_file = tmp_path / "job.yaml"
+    job_file.write_text(yaml.safe_dump(finetune_job(dataset, "lora", train=train).to_dict(), sort_keys=False))
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m",
+               "llm_platform.cli", "stage", "run", "--job", str(job_file), "--stage", "sft", "--storage", store.uri]  # fmt: skip
+    proc = subprocess.run(
+        command, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    metrics = store.manifest("sft").meta["metrics"]
+    assert metrics["loss_end"] < metrics["loss_start"]
+    out = store.fetch("sft")
+    ids = torch.randint(0, 384, (2, 12), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        merged = load_pretrained(out / "model").eval()(ids)
+        hf_base = transformers.AutoModelForCausalLM.from_pretrained(store.fetch("pretrain") / "model").eval()
+        with_adapter = peft.PeftModel.from_pretrained(hf_base, out / "adapter").eval()
+        torch.testing.assert_close(with_adapter(ids).logits, merged, atol=1e-4, rtol=1e-4)
