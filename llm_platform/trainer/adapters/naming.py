@@ -13,17 +13,16 @@ import re
 import torch
 
 from llm_platform.trainer.model.config import ModelConfig
-from llm_platform.trainer.model.hf import _LAYER_RENAMES, _TOP_LEVEL, _our_name, _rope_permutation
+from llm_platform.trainer.model.hf import hf_param_name, our_param_name, rope_permutation
 from llm_platform.trainer.model.hf_config import UnsupportedCheckpoint
 
-_OURS_TO_HF_TOP = {ours: hf for hf, ours in _TOP_LEVEL.items()}
 _MLA_QUERY = re.compile(r"layers\.\d+\.attn\.(q_proj|q_b_proj)$")
 _MLA_KV_A = re.compile(r"layers\.\d+\.attn\.kv_a_proj$")
 
 
 def our_module_name(hf_module: str, config: ModelConfig) -> str:
     """``model.layers.0.self_attn.q_proj`` -> ``layers.0.attn.q_proj``."""
-    name = _our_name(hf_module + ".weight", config.n_layers)
+    name = our_param_name(hf_module + ".weight", config.n_layers)
     if name is None:
         raise UnsupportedCheckpoint(f"{hf_module!r} is not a module of this model (layer past n_layers?)")
     return name.removesuffix(".weight")
@@ -31,18 +30,7 @@ def our_module_name(hf_module: str, config: ModelConfig) -> str:
 
 def hf_module_name(ours: str, config: ModelConfig) -> str:
     """``layers.0.attn.q_proj`` -> ``model.layers.0.self_attn.q_proj`` (the inverse of ``our_module_name``)."""
-    weight = ours + ".weight"  # the renames are written for parameter names
-    match = re.match(r"layers\.(\d+)\.(.+)$", weight)
-    if match is None:
-        hf = _OURS_TO_HF_TOP.get(weight, weight)
-    else:
-        layer, rest = match.groups()
-        hf_part, ours_part = next(
-            (pair for pair in sorted(_LAYER_RENAMES, key=lambda pair: -len(pair[1])) if rest.startswith(pair[1])),
-            ("", ""),
-        )
-        hf = f"model.layers.{layer}.{hf_part}{rest[len(ours_part) :]}"
-    hf = hf.removesuffix(".weight")
+    hf = hf_param_name(ours + ".weight").removesuffix(".weight")  # the renames are written for parameter names
     if our_module_name(hf, config) != ours:
         raise UnsupportedCheckpoint(f"module {ours!r} has no Hugging Face name (tried {hf!r})")
     return hf
@@ -53,7 +41,7 @@ def hf_row_order(ours: str, config: ModelConfig, n_rows: int, *, to_hf: bool) ->
     module's rows are the same on both sides (everything but MLA's query and kv_a projections)."""
     if config.attention != "mla":
         return None
-    perm = _rope_permutation(config.qk_rope_head_dim)
+    perm = rope_permutation(config.qk_rope_head_dim)
     if to_hf:
         perm = torch.argsort(perm)
     nope = config.qk_nope_head_dim

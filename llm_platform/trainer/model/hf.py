@@ -62,13 +62,13 @@ def read_safetensors(path: Path) -> Iterator[tuple[str, torch.Tensor]]:
                 yield key, f.get_tensor(key)
 
 
-def _rope_permutation(dim: int) -> torch.Tensor:
+def rope_permutation(dim: int) -> torch.Tensor:
     """Channel order taking DeepSeek's interleaved pairs (x0,x1),(x2,x3).. to rotate-half: evens first, then odds."""
     return torch.cat((torch.arange(0, dim, 2), torch.arange(1, dim, 2)))
 
 
 def _permute_mla_rope(state: dict[str, torch.Tensor], config: ModelConfig, *, to_hf: bool) -> None:
-    perm = _rope_permutation(config.qk_rope_head_dim)
+    perm = rope_permutation(config.qk_rope_head_dim)
     if to_hf:
         perm = torch.argsort(perm)
     nope, rope = config.qk_nope_head_dim, config.qk_rope_head_dim
@@ -82,7 +82,7 @@ def _permute_mla_rope(state: dict[str, torch.Tensor], config: ModelConfig, *, to
         state[prefix + "kv_a_proj.weight"] = torch.cat((kv[:rank], kv[rank:][perm]))
 
 
-def _our_name(hf_name: str, n_layers: int) -> str | None:
+def our_param_name(hf_name: str, n_layers: int) -> str | None:
     """Our parameter name for a HF one; None for tensors we deliberately skip (MTP layers, rotary caches)."""
     if hf_name.endswith("rotary_emb.inv_freq"):
         return None  # a cache some older exports saved; we recompute frequencies
@@ -100,6 +100,22 @@ def _our_name(hf_name: str, n_layers: int) -> str | None:
         if rest.startswith(hf_part):
             return f"layers.{layer}.{ours}{rest[len(hf_part) :]}"
     raise UnsupportedCheckpoint(f"unexpected tensor {hf_name!r} in checkpoint")
+
+
+def hf_param_name(ours: str) -> str:
+    """The HF name of one of our dense parameters (the inverse of `our_param_name`); routed experts and routers,
+    which HF splits or renames per family, are mapped in `state_dict_to_hf`."""
+    top = {v: k for k, v in _TOP_LEVEL.items()}
+    if ours in top or ours == "lm_head.weight":
+        return top.get(ours, ours)
+    match = re.match(r"layers\.(\d+)\.(.+)$", ours)
+    if match is None:
+        raise UnsupportedCheckpoint(f"parameter {ours!r} has no Hugging Face name")
+    layer, rest = match.groups()
+    for hf_part, part in sorted(_LAYER_RENAMES, key=lambda pair: -len(pair[1])):  # most specific first
+        if rest.startswith(part):
+            return f"model.layers.{layer}.{hf_part}{rest[len(part) :]}"
+    raise UnsupportedCheckpoint(f"parameter {ours!r} has no Hugging Face name")
 
 
 def state_dict_from_hf(tensors: Iterator[tuple[str, torch.Tensor]], config: ModelConfig) -> dict[str, torch.Tensor]:
@@ -123,7 +139,7 @@ def state_dict_from_hf(tensors: Iterator[tuple[str, torch.Tensor]], config: Mode
         elif fused:
             state[f"layers.{layer}.mlp.experts.down_proj"] = tensor
         else:
-            name = _our_name(hf_name, config.n_layers)
+            name = our_param_name(hf_name, config.n_layers)
             if name is not None:
                 state[name] = tensor
     for (layer, kind), by_index in experts.items():
@@ -172,10 +188,7 @@ def state_dict_to_hf(model: Transformer) -> dict[str, torch.Tensor]:
         if rest == "mlp.router.weight":
             out[prefix + ("block_sparse_moe.gate.weight" if family == "mixtral" else "mlp.gate.weight")] = tensor
             continue
-        for hf_part, ours in sorted(_LAYER_RENAMES, key=lambda pair: -len(pair[1])):  # most specific first
-            if rest.startswith(ours):
-                out[prefix + hf_part + rest[len(ours) :]] = tensor
-                break
+        out[hf_param_name(name)] = tensor
     if family == "qwen2" and not config.qkv_bias:  # Qwen2 always has q/k/v biases; zeros are exactly "no bias"
         for i in range(config.n_layers):
             for proj in ("q_proj", "k_proj", "v_proj"):

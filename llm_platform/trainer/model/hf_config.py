@@ -173,7 +173,8 @@ def _deepseek_from_hf(hf: dict[str, Any], get) -> dict[str, Any]:
         qk_nope_head_dim=hf["qk_nope_head_dim"],
         qk_rope_head_dim=hf["qk_rope_head_dim"],
         v_head_dim=hf["v_head_dim"],
-        n_experts=hf["n_routed_experts"],
+        # every layer dense (first_k_dense_replace covers them all): the routed experts are a placeholder
+        n_experts=0 if get("first_k_dense_replace", 0) >= hf["num_hidden_layers"] else hf["n_routed_experts"],
         n_experts_per_token=hf["num_experts_per_tok"],
         n_shared_experts=get("n_shared_experts", 1),
         moe_ffn_dim=hf["moe_intermediate_size"],
@@ -304,8 +305,8 @@ def _deepseek_to_hf(c: ModelConfig) -> dict[str, Any]:
         "n_shared_experts": c.n_shared_experts if moe else 1,
         "moe_intermediate_size": c.expert_ffn_dim,
         "first_k_dense_replace": c.first_dense_layers if moe else c.n_layers,
-        "n_group": c.router_groups,
-        "topk_group": c.router_topk_groups,
+        "n_group": c.router_groups if moe else 1,  # a dense model's one placeholder expert sits in one group
+        "topk_group": c.router_topk_groups if moe else 1,
         "norm_topk_prob": c.router_norm_topk,
         "routed_scaling_factor": c.router_scale,
         "rope_interleave": True,

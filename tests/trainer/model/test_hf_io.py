@@ -39,7 +39,11 @@ def test_our_model_exports_to_transformers(name, tmp_path):
     ids = torch.randint(0, model.config.vocab_size, (2, 24), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         diff = (hf(ids).logits - model(ids)).abs().max().item()
-    assert diff <= TOLERANCE
+        assert diff <= TOLERANCE
+        # and back through our loader: the same architecture and logits (a dense MLA model included)
+        again = load_pretrained(tmp_path).eval()
+        assert (again.config.n_experts, again.config.n_layers) == (model.config.n_experts, model.config.n_layers)
+        assert (again(ids) - model(ids)).abs().max().item() <= TOLERANCE
 
 
 def test_loader_ignores_other_files_and_reads_shards(tmp_path):

@@ -98,8 +98,9 @@ def test_lora_under_two_processes_exports_whole_weights_from_rank_0(base, tmp_pa
     train = {**FINETUNE_TRAIN, "micro_batch": 4, "device": "cpu", "parallel": {"strategy": strategy}}
     job_file = tmp_path / "job.yaml"
     job_file.write_text(yaml.safe_dump(finetune_job(dataset, "lora", train=train).to_dict(), sort_keys=False))
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m",
-               "llm_platform.cli", "stage", "run", "--job", str(job_file), "--stage", "sft", "--storage", store.uri]  # fmt: skip
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+    stage = ["-m", "llm_platform.cli", "stage", "run", "--job", str(job_file), "--stage", "sft", "--storage", store.uri]
+    command = torchrun + stage
     proc = subprocess.run(
         command, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}
     )
