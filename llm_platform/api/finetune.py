@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from .base import SpecModel
 
@@ -21,6 +21,8 @@ class DatasetRef(SpecModel):
     max_examples: int | None = Field(None, ge=1)
     prompt_field: str = Field("prompt", description="instruction/preference: the field holding the prompt.")
     response_field: str = Field("response", description="instruction: the field holding the response.")
+    chosen_field: str = Field("chosen", description="preference: the field holding the preferred response.")
+    rejected_field: str = Field("rejected", description="preference: the field holding the dispreferred response.")
 
 
 class LoraSpec(SpecModel):
@@ -42,6 +44,12 @@ class FinetuneSpec(SpecModel):
         0.05, ge=0, lt=0.5, description="Share of examples held out (by content hash) for the validation loss."
     )
 
+    @model_validator(mode="after")
+    def _sft_data(self) -> FinetuneSpec:
+        if self.dataset.format == "preference":
+            raise ValueError("dataset.format 'preference' is for `align` stages (DPO); use instruction, chat or text")
+        return self
+
 
 class AlignSpec(SpecModel):
     method: Literal["dpo"] = "dpo"
@@ -49,3 +57,19 @@ class AlignSpec(SpecModel):
         0.1, gt=0, le=10, description="DPO temperature: how far the policy may move from the reference."
     )
     dataset: DatasetRef
+    lora: LoraSpec | None = Field(None, description="Train LoRA adapters instead of the whole model.")
+    epochs: float = Field(
+        1.0, gt=0, le=100, description="Passes over the pairs, when the stage has no `train` section with steps."
+    )
+    val_fraction: float = Field(
+        0.05, ge=0, lt=0.5, description="Share of pairs held out (by content hash) for the validation metrics."
+    )
+
+    @model_validator(mode="after")
+    def _preference_data(self) -> AlignSpec:
+        if self.dataset.format != "preference":
+            raise ValueError(
+                f"dataset.format is '{self.dataset.format}'; DPO learns from pairs: set it to 'preference' "
+                "(records with prompt, chosen and rejected fields)"
+            )
+        return self

@@ -29,9 +29,9 @@ def test_every_kind_has_a_runner_or_says_why_not():
 
 
 def test_a_kind_without_a_runner_is_named():
-    job = load_job("examples/align-dpo.yaml")
-    assert stage_problems(job.spec.stage("dpo")) == [
-        "stage 'dpo': kind: the 'align' runner is not built yet in this version of llm-platform"
+    job = load_job("examples/serve-vllm.yaml")
+    assert stage_problems(job.spec.stage("serve")) == [
+        "stage 'serve': kind: the 'serve' runner is not built yet in this version of llm-platform"
     ]
 
 

@@ -186,14 +186,18 @@ def load_sft_data(
 
 
 def shifted(batch: Mapping[str, Any], device: torch.device) -> dict[str, torch.Tensor]:
-    """A padded batch as the engine's next-token objective takes it: inputs and the targets one to the right."""
+    """A padded batch as the engine's objectives take it: inputs and the targets one to the right (and the pairs'
+    reference log-probabilities, for DPO)."""
     ids = torch.from_numpy(batch["input_ids"])
     labels = torch.from_numpy(batch["labels"])
-    return {"input_ids": ids[:, :-1].to(device), "labels": labels[:, 1:].to(device)}
+    out = {"input_ids": ids[:, :-1].to(device), "labels": labels[:, 1:].to(device)}
+    if "reference_logps" in batch:
+        out["reference_logps"] = torch.as_tensor(batch["reference_logps"], dtype=torch.float32).to(device)
+    return out
 
 
 def validation_batches(
-    examples: Sequence[Example], batch_size: int, pad_id: int, rank: int, world_size: int, device: torch.device
+    examples: Sequence, batch_size: int, pad_id: int, rank: int, world_size: int, device: torch.device, collate=None
 ) -> list[dict[str, torch.Tensor]]:
     """This rank's share of the held-out examples, in padded batches; every rank gets as many batches (FSDP forwards
     are collective), so the few examples past a whole round are left out."""
@@ -203,7 +207,8 @@ def validation_batches(
         return []
     size = min(batch_size, usable // world_size)
     mine = [examples[i] for i in range(rank, usable, world_size)]
-    return [shifted(collate_padded(mine[i : i + size], pad_id), device) for i in range(0, len(mine), size)]
+    collate = collate or collate_padded
+    return [shifted(collate(mine[i : i + size], pad_id), device) for i in range(0, len(mine), size)]
 
 
 class FinetuneSteps:

@@ -26,6 +26,7 @@ RUNNERS = {
     "tokenizer": "llm_platform.trainer.stages.tokenizer",
     "pretrain": "llm_platform.trainer.stages.pretrain",
     "finetune": "llm_platform.trainer.stages.finetune",
+    "align": "llm_platform.trainer.stages.align",
     "eval": "llm_platform.trainer.stages.evaluate",
 }
 

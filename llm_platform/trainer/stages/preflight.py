@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from llm_platform.api import Stage
 
 # stage kinds that validate and render to cluster manifests but have no runner yet
-NOT_BUILT = ("align", "serve")
+NOT_BUILT = ("serve",)
 
 
 @dataclass(frozen=True)

@@ -12,25 +12,19 @@ import pytest
 import torch
 import yaml
 
-from llm_platform.api import parse_job
-from llm_platform.storage import ArtifactStore
 from llm_platform.trainer.model.hf import load_pretrained
 from llm_platform.trainer.stages import run_stage
-from tests.trainer.train.fixtures import commit_tokens, pretrain_job
 
-PRETRAIN = {"steps": 6, "micro_batch": 4, "seq_len": 64, "lr": 3e-3, "warmup_steps": 1, "precision": "fp32"}
+from .tuning import WORDS, tuning_job
+
 FINETUNE_TRAIN = {"steps": 12, "micro_batch": 8, "seq_len": 64, "lr": 5e-3, "warmup_steps": 1, "precision": "fp32",
                   "log_every": 4, "weight_decay": 0.0}  # fmt: skip
-WORDS = ["def", "class", "return", "import", "while", "lambda", "yield", "assert"]
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory):
-    """A store holding the tokenizer stage and a pretrained tiny model, and an instruction dataset."""
-    root = tmp_path_factory.mktemp("finetune")
-    store = ArtifactStore.open(str(root / "store"))
-    commit_tokens(store)
-    run_stage(pretrain_job(PRETRAIN), "pretrain", store)
+def base(pretrained):
+    """The store with the pretrained model, and an instruction dataset."""
+    store, root = pretrained
     dataset = root / "sft.jsonl"
     records = [{"prompt": f"Repeat {a} {b}", "response": f"{a} {b}"} for a in WORDS for b in WORDS]
     dataset.write_text("".join(json.dumps(r) + "\n" for r in records))
@@ -38,18 +32,15 @@ def base(tmp_path_factory):
 
 
 def finetune_job(dataset, method: str, train: dict | None = FINETUNE_TRAIN, **finetune):
-    body = pretrain_job(PRETRAIN).to_dict()
     stage = {
         "name": "sft",
         "kind": "finetune",
-        "needs": ["pretrain"],
         "finetune": {"method": method, "dataset": {"path": str(dataset)}, "lora": {"rank": 4, "alpha": 8},
                      **finetune},
     }  # fmt: skip
     if train is not None:
         stage["train"] = train
-    body["spec"]["stages"].append(stage)
-    return parse_job(body)
+    return tuning_job(stage)
 
 
 @pytest.mark.parametrize("method", ["lora", "dora"])

@@ -1,0 +1,133 @@
+"""What the stages that tune an existing model (finetune, align) share: settings when the stage has no `train`
+section, the loop over length-bucketed batches with a held-out split, optional adapters, and the export of the result
+(the merged model, plus the adapter in PEFT format) from rank 0 after every rank has taken part in gathering it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from llm_platform.api.train import TrainSpec
+from llm_platform.trainer.adapters import LoraConfig, apply_lora, merge_lora, save_peft_adapter, trainable_parameters
+from llm_platform.trainer.data.batching import FinetuneLoader, collate_padded
+from llm_platform.trainer.data.sft import FinetuneSteps, validation_batches
+from llm_platform.trainer.model import flops_per_token
+from llm_platform.trainer.model.hf import save_pretrained
+from llm_platform.trainer.model.transformer import Transformer
+from llm_platform.trainer.train.config import TrainConfig
+from llm_platform.trainer.train.distributed import DistEnv, setup_distributed
+from llm_platform.trainer.train.export import full_state_dict
+from llm_platform.trainer.train.loop import train
+
+from .context import StageContext
+from .engine import checkpointer, metrics_log, seed_everything
+
+
+@dataclass
+class Tuning:
+    """What one tuning stage trains and how; the rest is shared."""
+
+    name: str  # for the console
+    train: Sequence  # examples or pairs
+    val: Sequence
+    objective: Callable[[nn.Module, TrainConfig], nn.Module]
+    adapters: LoraConfig | None
+    epochs: float  # when the stage has no `train` section
+    loader: type[FinetuneLoader] = FinetuneLoader
+    collate: Callable = collate_padded
+    prepare: Callable[[nn.Module, DistEnv], None] | None = None  # after the model is on its device, before training
+
+
+def default_settings(lr: float, max_seq_len: int) -> TrainSpec:
+    """Training settings for a stage without a `train` section; `steps` is filled in once the data is counted."""
+    return TrainSpec.model_construct(seq_len=min(max_seq_len, 2048), micro_batch=8, lr=lr, weight_decay=0.0)
+
+
+def pad_id(tokenizer) -> int:
+    return tokenizer.pad_id if tokenizer.pad_id is not None else (tokenizer.eos_id or 0)
+
+
+def tune(ctx: StageContext, out: Path, model: nn.Module, tokenizer, settings: TrainSpec, job: Tuning) -> dict:
+    """Train `model` on `job`, export it to `out`; returns the metrics."""
+    pad = pad_id(tokenizer)
+    loader = job.loader(
+        list(job.train),
+        mode="dynamic",
+        max_tokens=settings.micro_batch * (settings.seq_len + 1),
+        pad_id=pad,
+        seed=settings.seed,
+        epochs=None,  # the step count decides when to stop
+    )
+    env = setup_distributed(settings.device)
+    steps = FinetuneSteps(loader, settings.grad_accum, env.rank, env.world_size, env.device)
+    if ctx.stage.train is None:  # as many steps as `epochs` passes over the data take
+        count = max(1, math.ceil(job.epochs * steps.steps_per_epoch()))
+        settings = TrainSpec(**{**settings.model_dump(), "steps": count, "warmup_steps": max(1, count // 30)})
+    config = TrainConfig.from_dict(settings.model_dump())
+    seed_everything(config.seed)
+    if job.prepare is not None:
+        model.to(env.device)
+        job.prepare(model, env)
+    if job.adapters is not None:
+        apply_lora(model, job.adapters)
+    trainable, total = trainable_parameters(model)
+    if env.is_main:
+        ctx.console.print(
+            f"[bold]{job.name}[/]: {len(job.train):,} training items, {trainable / 1e6:.2f}M of {total / 1e6:.1f}M "
+            f"parameters trained, {config.steps} steps, {env.world_size} process(es) on {env.device.type}"
+        )
+    model_dir = out / "model"
+    settings_log = {ctx.stage.kind: getattr(ctx.stage, ctx.stage.kind).model_dump(mode="json")}
+    log = metrics_log(ctx, config, env, model_dir, {**settings_log, "train": dataclasses.asdict(config)})
+
+    def val_batches() -> list:
+        return validation_batches(job.val, config.micro_batch, pad, env.rank, env.world_size, env.device, job.collate)
+
+    try:
+        result = train(
+            model,
+            config,
+            steps,
+            env,
+            objective=job.objective(model, config),
+            val_batches=val_batches if job.val else None,
+            checkpointer=checkpointer(ctx, config, env),
+            log=log,
+            console=ctx.console,
+            flops_per_token=flops_per_token(model.config, config.seq_len),
+        )
+    finally:
+        log.close()
+    export(model, job.adapters, env, out, base_model=str(ctx.job.spec.model.from_ or "base"))
+    if env.is_main:
+        tokenizer.save(model_dir)
+    return {"trainable_params": trainable, **result.metrics()}
+
+
+def export(model: nn.Module, adapters: LoraConfig | None, env: DistEnv, out: Path, base_model: str) -> None:
+    """Rank 0 writes `adapter/` (PEFT format) and `model/` (adapters merged). Under several processes every rank
+    first takes part in gathering the full weights (FSDP shards, ZeRO-3 partitions) into a plain copy on rank 0."""
+    if env.world_size > 1:
+        state = full_state_dict(model, env)
+        if not env.is_main:
+            return
+        with torch.device("meta"):
+            plain = Transformer(model.config)
+        if adapters is not None:
+            apply_lora(plain, adapters)
+        plain.load_state_dict(state, assign=True)
+        plain.materialize_non_persistent("cpu")
+        if plain.config.tie_embeddings:
+            plain.lm_head.weight = plain.embed_tokens.weight
+        model = plain
+    if adapters is not None:
+        save_peft_adapter(model, out / "adapter", base_model=base_model)
+        merge_lora(model)
+    save_pretrained(model, out / "model")
