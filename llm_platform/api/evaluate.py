@@ -20,7 +20,15 @@ class GenerateSpec(SpecModel):
 
 class EvalSpec(SpecModel):
     metrics: list[Literal["perplexity"]] = Field(default_factory=lambda: ["perplexity"])
-    tasks: list[str] = Field(default_factory=list, description="lm-eval task names, e.g. hellaswag, mmlu.")
+    tasks: list[str] = Field(
+        default_factory=list,
+        description="lm-eval task names. mmlu, mmlu_<subject> and hellaswag are offline tasks over the files in "
+        "`data_dir`; any other name (or `lm-eval:<name>`) is lm-eval's own task, downloaded from the Hugging Face hub.",
+    )
+    data_dir: str | None = Field(
+        None, description="Folder holding the offline benchmark files: mmlu/{dev,test}/*.csv, hellaswag/*.txt.bz2."
+    )
+    num_fewshot: int | None = Field(None, ge=0, description="Few-shot examples per prompt; default: each task's own.")
     limit: int | None = Field(None, ge=1, description="Examples per task (or validation batches) at most.")
     batch_size: int = Field(8, ge=1)
     seq_len: int | None = Field(

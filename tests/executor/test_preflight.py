@@ -43,10 +43,33 @@ def test_a_method_without_an_implementation_is_named():
     assert problem.startswith("stage 'sft': finetune.method: qlora (4-bit base weights")
 
 
-def test_eval_tasks_are_reported_until_wired():
-    job = load_job(with_stage_settings(EVAL_NEEDS, EVAL_NEEDS + "    eval: {tasks: [hellaswag]}\n"))
-    (problem,) = stage_problems(job.spec.stage("eval"))
-    assert problem.startswith("stage 'eval': eval.tasks: lm-eval tasks are not wired")
+def eval_stage(settings: str):
+    return load_job(with_stage_settings(EVAL_NEEDS, EVAL_NEEDS + f"    eval: {settings}\n")).spec.stage("eval")
+
+
+def test_offline_eval_tasks_need_a_data_dir():
+    (problem,) = stage_problems(eval_stage("{tasks: [hellaswag, mmlu_anatomy, arc_easy]}"))
+    assert problem.startswith(
+        "stage 'eval': eval.data_dir: the offline tasks hellaswag, mmlu_anatomy read local benchmark files; "
+        "set eval.data_dir"
+    )
+    assert "or write lm-eval:hellaswag, lm-eval:mmlu_anatomy for lm-eval's own task" in problem
+    assert stage_problems(eval_stage("{tasks: [hellaswag, mmlu_anatomy], data_dir: /data}")) == []
+    assert stage_problems(eval_stage("{tasks: ['lm-eval:hellaswag', arc_easy]}")) == []
+
+
+def test_a_task_listed_twice_is_named():
+    assert stage_problems(eval_stage("{tasks: [mmlu, hellaswag, mmlu_anatomy], data_dir: /data}")) == [
+        "stage 'eval': eval.tasks[2]: 'mmlu_anatomy' evaluates mmlu_anatomy, which 'mmlu' (eval.tasks[0]) already "
+        "evaluates; list it once"
+    ]
+
+
+def test_eval_tasks_without_lm_eval_name_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "lm_eval", None)
+    assert stage_problems(eval_stage("{tasks: [arc_easy]}")) == [
+        "stage 'eval': eval.tasks needs the 'lm_eval' package, which is not installed; pip install 'llm-platform[eval]'"
+    ]
 
 
 def test_a_missing_optional_package_names_the_field_and_the_install(monkeypatch):
@@ -116,7 +139,10 @@ def test_llmp_run_refuses_before_the_first_stage(tmp_path):
     path.write_text(JOB.replace("STEPS", "4").replace("eval: {limit: 2,", "eval: {tasks: [hellaswag], limit: 2,"))
     result = llmp("run", str(path), "--workdir", str(tmp_path / "w"))
     assert result.returncode == 2, result.stdout + result.stderr
-    assert "cannot run, nothing was started:\n  - stage 'eval': eval.tasks:" in result.stderr
+    assert (
+        "cannot run, nothing was started:\n  - stage 'eval': eval.data_dir: the offline tasks hellaswag"
+        in result.stderr
+    )
     assert "▶" not in result.stdout
     assert not (tmp_path / "w" / "data").exists()
 
@@ -126,4 +152,4 @@ def test_llmp_stage_run_refuses_what_it_cannot_do(tmp_path):
     path.write_text(JOB.replace("STEPS", "4").replace("eval: {limit: 2,", "eval: {tasks: [hellaswag], limit: 2,"))
     result = llmp("stage", "run", "--job", str(path), "--stage", "eval", "--storage", f"file://{tmp_path}/w")
     assert result.returncode == 2
-    assert "stage 'eval': eval.tasks: lm-eval tasks are not wired" in result.stderr
+    assert "stage 'eval': eval.data_dir: the offline tasks hellaswag read local" in result.stderr

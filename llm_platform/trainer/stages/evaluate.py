@@ -1,10 +1,18 @@
-"""The `eval` stage: perplexity on the held-out split, and sample generations, written to a JSON report."""
+"""The `eval` stage: perplexity on the held-out split, lm-eval benchmarks, and sample generations.
+
+Writes `report/eval.json` (everything measured) and, for benchmarks, `report/samples/<task>.jsonl` (each example's
+prompt, the model's scores and whether it was right); headline numbers (`perplexity`, `mmlu_acc`, `hellaswag_acc_norm`,
+...) become the stage's metrics.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import torch
+
+from llm_platform.api.evaluate import EvalSpec
 from llm_platform.trainer.data.pack import open_split
 from llm_platform.trainer.eval.perplexity import perplexity
 from llm_platform.trainer.inference.generate import generate
@@ -17,18 +25,25 @@ from .context import StageContext
 def run(ctx: StageContext, out: Path) -> dict:
     spec = ctx.stage.eval
     model_dir = ctx.input("model")
-    model = load_pretrained(model_dir)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = load_pretrained(model_dir, device=device)
     report: dict = {"model": str(model_dir)}
     metrics: dict = {}
+    (out / "report").mkdir()
     if "perplexity" in spec.metrics:
         seq_len = spec.seq_len or model.config.max_seq_len
-        result = perplexity(model, open_split(ctx.input("tokens"), "val"), seq_len, spec.batch_size, spec.limit)
+        tokens = open_split(ctx.input("tokens"), "val")
+        result = perplexity(model, tokens, seq_len, spec.batch_size, spec.limit, device)
         report["perplexity"] = result
         metrics |= {"val_loss": round(result["loss"], 4), "perplexity": round(result["perplexity"], 3)}
         ctx.console.print(
             f"[bold]eval[/]: validation loss {result['loss']:.4f}, perplexity {result['perplexity']:.2f} "
             f"over {result['tokens']:,} tokens"
         )
+    if spec.tasks:
+        report["benchmarks"], headline = benchmarks(model, model_dir, spec, out / "report" / "samples")
+        metrics |= headline
+        ctx.console.print(f"[bold]eval[/]: {', '.join(f'{k} {v:.4f}' for k, v in headline.items())}")
     if spec.generate:
         tokenizer = Tokenizer.load(model_dir)
         g = spec.generate
@@ -47,6 +62,25 @@ def run(ctx: StageContext, out: Path) -> dict:
             samples.append({"prompt": prompt, "completion": tokenizer.decode(ids)})
             ctx.console.print(f"[bold]sample[/]: [cyan]{prompt}[/]{tokenizer.decode(ids)}")
         report["samples"] = samples
-    (out / "report").mkdir()
     (out / "report" / "eval.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
     return metrics
+
+
+def benchmarks(
+    model: torch.nn.Module, model_dir: Path, spec: EvalSpec, samples_dir: Path
+) -> tuple[dict, dict[str, float]]:
+    """`spec.tasks` through lm-eval: (the report's part, headline metrics); each example's record goes to
+    `samples_dir/<task>.jsonl`."""
+    from llm_platform.trainer.eval.benchmarks import headline_metrics, report, run_tasks
+    from llm_platform.trainer.eval.lm_eval_model import PlatformLM, hf_adds_bos
+
+    tokenizer = Tokenizer.load(model_dir)
+    lm = PlatformLM(model, tokenizer, batch_size=spec.batch_size, add_bos=hf_adds_bos(model_dir, tokenizer))
+    results = run_tasks(
+        lm, spec.tasks, data_dir=spec.data_dir, limit=spec.limit, num_fewshot=spec.num_fewshot, log_samples=True
+    )
+    samples_dir.mkdir()
+    for task, records in results["samples"].items():
+        lines = (json.dumps(record, ensure_ascii=False, default=str) for record in records)
+        (samples_dir / f"{task}.jsonl").write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+    return report(results, spec.tasks, spec.limit), headline_metrics(results, spec.tasks)

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from llm_platform.api import Stage
+from llm_platform.trainer.eval.task_names import task_list_problems
 
 # stage kinds that validate and render to cluster manifests but have no runner yet
 NOT_BUILT = ("serve",)
@@ -43,6 +44,8 @@ def needs(stage: Stage) -> list[Need]:
             found.append(Need("data.plots", ("matplotlib",), "pip install 'llm-platform[data]'"))
         if data.engine == "ray":
             found.append(Need("data.engine", ("ray",), "pip install 'llm-platform[ray]'"))
+    if stage.eval is not None and stage.eval.tasks:
+        found.append(Need("eval.tasks", ("lm_eval",), "pip install 'llm-platform[eval]'"))
     train = stage.train
     if train is not None:
         if train.parallel.strategy == "deepspeed":
@@ -60,8 +63,6 @@ def unsupported(stage: Stage) -> list[str]:
     """Settings that validate (the operator renders them for a cluster) but that no runner here carries out yet."""
     if stage.kind in NOT_BUILT:
         return [f"kind: the '{stage.kind}' runner is not built yet in this version of llm-platform"]
-    if stage.eval is not None and stage.eval.tasks:
-        return ["eval.tasks: lm-eval tasks are not wired into the eval stage yet; remove `tasks` for now"]
     if stage.finetune is not None and stage.finetune.method == "qlora":
         return [
             "finetune.method: qlora (4-bit base weights through bitsandbytes, CUDA only) is not built yet; "
@@ -70,9 +71,16 @@ def unsupported(stage: Stage) -> list[str]:
     return []
 
 
+def eval_task_problems(stage: Stage) -> list[str]:
+    """A task list that cannot run as written: repeated tasks, or offline benchmarks without `eval.data_dir`."""
+    if stage.eval is None or not stage.eval.tasks:
+        return []
+    return task_list_problems(stage.eval.tasks, stage.eval.data_dir)
+
+
 def stage_problems(stage: Stage) -> list[str]:
     """Everything that would stop this stage partway, each naming the stage and field and what to do."""
-    problems = [f"stage '{stage.name}': {problem}" for problem in unsupported(stage)]
+    problems = [f"stage '{stage.name}': {problem}" for problem in unsupported(stage) + eval_task_problems(stage)]
     for need in needs(stage):
         if not any(importlib.util.find_spec(module) for module in need.modules):
             problems.append(
