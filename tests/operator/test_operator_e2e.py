@@ -101,11 +101,10 @@ def test_failed_training_is_retried_from_its_checkpoint_then_given_up(cluster, t
 
     retry = wait_for(second_attempt, what="attempt 2")
     assert "status" not in retry  # a fresh job, not the failed one
-    stage = cluster.stage("demo", "pretrain")
+    # the status that says so is written just after the child is created
+    expected = f"creating PyTorchJob/demo-pretrain (attempt 2 of 2, resuming from checkpoint {checkpoint})"
+    stage = wait_for(lambda: (s := cluster.stage("demo", "pretrain")).get("message") == expected and s, what=expected)
     assert stage["attempts"] == 2
-    assert stage["message"] == (
-        f"creating PyTorchJob/demo-pretrain (attempt 2 of 2, resuming from checkpoint {checkpoint})"
-    )
     (retrying,) = wait_for(lambda: cluster.event_messages("StageRetrying"), what="the StageRetrying event")
     assert retrying == (
         f"stage pretrain: attempt 1 failed: NCCL watchdog timeout; retrying from checkpoint {checkpoint} "
@@ -201,6 +200,7 @@ def test_an_operator_restarted_mid_flight_continues_without_duplicates(cluster):
     wait_for(lambda: cluster.child("Job", "demo-tok"), what="the tokenizer Job after the restart")
     cluster.finish("Job", "demo-tok", "Succeeded")
     wait_for(lambda: cluster.child("PyTorchJob", "demo-pretrain"), what="the PyTorchJob")
+    wait_for(lambda: cluster.stage("demo", "pretrain").get("attempts") == 1, what="the status of attempt 1")
     assert stays(lambda: cluster.stage("demo", "pretrain").get("attempts") == 1, seconds=1.5)
     assert [cluster.creations_of(n) for n in ("demo-data", "demo-tok", "demo-pretrain", "demo-spec")] == [1, 1, 1, 1]
     assert cluster.stage("demo", "data")["phase"] == "Succeeded"
