@@ -116,6 +116,12 @@ class PlatformLM(TemplateLM):
         return self.tokenizer.encode(string, add_bos=add_bos, allow_special=True)
 
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, **kwargs) -> list[tuple[float, bool]]:
+        for strings, _, continuation in requests:
+            if len(continuation) > self.max_length:
+                raise ValueError(
+                    f"a continuation of {len(continuation)} tokens ({strings[1][:40]!r}...) does not fit the "
+                    f"{self.max_length}-token context; evaluate a model with a longer max_seq_len on this task"
+                )
         pairs = [(context, continuation) for _, context, continuation in requests]
         results = score_continuations(self.model, pairs, self.max_length, self.batch_size)
         for (strings, _, _), answer in zip(requests, results, strict=True):
