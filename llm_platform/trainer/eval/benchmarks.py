@@ -15,7 +15,7 @@ from typing import Any
 
 from .task_names import LM_EVAL_MISSING, resolve, task_list_problems
 
-REPORT_KEYS = ("results", "groups", "group_subtasks", "versions", "n-shot", "higher-is-better", "n-samples")
+REPORT_KEYS = ("results", "groups", "group_subtasks", "versions", "n-shot", "higher_is_better", "n-samples")
 
 
 def require_lm_eval() -> None:

@@ -102,7 +102,8 @@ def _hellaswag_docs(data_dir: str, **_lm_eval_metadata) -> datasets.DatasetDict:
 
 
 def hellaswag(data_dir: str | Path) -> ConfigurableTask:
-    """The 10,042 validation items, zero-shot (the file holds no training split to draw examples from)."""
+    """The 10,042 validation items, zero-shot by default; the file holds no training split, so `num_fewshot` draws
+    examples from the other validation items (lm-eval leaves the item being scored out)."""
     return _task(
         {
             "task": "hellaswag",
