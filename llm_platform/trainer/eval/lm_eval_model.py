@@ -118,8 +118,9 @@ class PlatformLM(TemplateLM):
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, **kwargs) -> list[tuple[float, bool]]:
         for strings, _, continuation in requests:
             if len(continuation) > self.max_length:
+                text = strings[1][:40] if strings else ""
                 raise ValueError(
-                    f"a continuation of {len(continuation)} tokens ({strings[1][:40]!r}...) does not fit the "
+                    f"a continuation of {len(continuation)} tokens ({text!r}...) does not fit the "
                     f"{self.max_length}-token context; evaluate a model with a longer max_seq_len on this task"
                 )
         pairs = [(context, continuation) for _, context, continuation in requests]
