@@ -32,6 +32,7 @@ HEADLINE_METRICS = (
     "val_loss",
     "perplexity",
 )
+BENCHMARK_SUFFIXES = ("_acc", "_acc_norm", "_exact_match", "_strict_match")
 
 
 @dataclass
@@ -129,13 +130,19 @@ def run_job(
     return outcomes
 
 
+def headline_metrics(metrics: dict) -> list[str]:
+    """The metrics a summary row shows: the fixed headline ones, then benchmark scores (`<task>_acc`, ...). Pure."""
+    scores = [k for k in metrics if k.endswith(BENCHMARK_SUFFIXES)]
+    return [k for k in HEADLINE_METRICS if k in metrics] + sorted(scores)
+
+
 def summary_table(outcomes: list[StageOutcome]) -> Table:
     table = Table(title="Summary")
     for column in ("stage", "kind", "result", "time", "highlights"):
         table.add_column(column)
     colors = {"ran": "green", "skipped": "dim", "failed": "red", "not run": "yellow"}
     for o in outcomes:
-        shown = [f"{k}={_fmt(o.metrics[k])}" for k in HEADLINE_METRICS if k in o.metrics][:4]
+        shown = [f"{k}={_fmt(o.metrics[k])}" for k in headline_metrics(o.metrics)][:4]
         table.add_row(
             o.name,
             o.kind,

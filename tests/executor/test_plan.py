@@ -3,7 +3,7 @@ import sys
 import pytest
 
 from llm_platform.api import load_job
-from llm_platform.executor import stage_command, stages_to_force
+from llm_platform.executor import headline_metrics, stage_command, stages_to_force
 from tests.api.test_validation import GOOD
 
 
@@ -42,3 +42,8 @@ def test_stage_command_is_what_a_pod_runs():
     ]
     multi = stage_command("job.yaml", "pretrain", "s3://b/p", local_gpus=4)
     assert multi[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=4"]
+
+
+def test_the_summary_shows_headline_metrics_then_benchmark_scores():
+    metrics = {"perplexity": 29.2, "mmlu_acc": 0.25, "val_loss": 3.4, "hellaswag_acc_norm": 0.3, "steps": 10}
+    assert headline_metrics(metrics) == ["val_loss", "perplexity", "hellaswag_acc_norm", "mmlu_acc"]
