@@ -21,12 +21,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 CHART = REPO / "helm" / "llm-platform"
 RELEASE = NAMESPACE = "llm-platform"
+# the folder under manifests/ of each template's objects; every other template's go to operator/
 FOLDERS = {
     "servicemonitor.yaml": "monitoring",
     "podmonitor.yaml": "monitoring",
     "dashboards.yaml": "monitoring",
     "api.yaml": "api",
-}  # fmt: skip; every other template: operator
+}
 HEADER = "# Generated from helm/llm-platform by hack/render_manifests.py (make manifests); do not edit.\n"
 SOURCE = re.compile(r"^# Source: llm-platform/templates/(\S+)\n", re.MULTILINE)
 

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from llm_platform.api import LLMJob
-from llm_platform.api.dag import descendants, topological_order
+from llm_platform.api.dag import ancestors, descendants, topological_order
 from llm_platform.storage import ArtifactStore
 
 HEADLINE_METRICS = (
@@ -93,8 +93,11 @@ def run_job(
     uri = storage_uri(job, workdir)
     store = ArtifactStore.open(uri, job.spec.storage.endpoint_url)
     order, forced = stages_to_force(job, from_stage, only)
-    stale = {name for name in order if name not in forced and not is_up_to_date(job, name, store)[0]}
+    # read once; a stage is read again only if one of its ancestors runs below (its inputs then change)
+    freshness = {name: is_up_to_date(job, name, store) for name in order if name not in forced}
+    stale = {name for name, (fresh, _) in freshness.items() if not fresh}
     check(job.spec.stage(name) for name in stages_that_may_run(job, order, forced | stale))
+    ran: set[str] = set()
     outcomes: list[StageOutcome] = []
     console.rule(f"[bold]LLMJob {job.metadata.name}[/] → {uri}")
     failed = False
@@ -104,7 +107,8 @@ def run_job(
             outcomes.append(StageOutcome(name, stage.kind, "not run", reason="an earlier stage failed"))
             continue
         if name not in forced:
-            fresh, why = is_up_to_date(job, name, store)
+            inputs_changed = ran & set(ancestors(job.spec.stages, name))
+            fresh, why = is_up_to_date(job, name, store) if inputs_changed else freshness[name]
             if fresh:
                 manifest = store.manifest(name)
                 console.print(f"[dim]⏭  {name} ({stage.kind}): up to date, {why}[/]")
@@ -123,6 +127,7 @@ def run_job(
             outcomes.append(StageOutcome(name, stage.kind, "failed", seconds, reason))
             failed = True
             continue
+        ran.add(name)
         manifest = store.manifest(name)
         outcomes.append(StageOutcome(name, stage.kind, "ran", seconds, metrics=manifest.meta.get("metrics", {})))
         console.print(f"[bold green]✓  {name}[/] in {seconds:.1f}s")

@@ -32,17 +32,22 @@ class LoraSpec(SpecModel):
     targets: list[str] | Literal["all-linear"] = Field("all-linear", description="Module names, or all-linear.")
 
 
-class FinetuneSpec(SpecModel):
-    method: Literal["full", "lora", "qlora", "dora"] = "lora"
-    lora: LoraSpec = Field(default_factory=LoraSpec)
+class _TuningSpec(SpecModel):
+    """What the stages that tune an existing model (finetune, align) both take."""
+
     dataset: DatasetRef
-    mask_prompt: bool = Field(True, description="Compute the loss on responses only.")
     epochs: float = Field(
         1.0, gt=0, le=100, description="Passes over the dataset, when the stage has no `train` section with steps."
     )
     val_fraction: float = Field(
-        0.05, ge=0, lt=0.5, description="Share of examples held out (by content hash) for the validation loss."
+        0.05, ge=0, lt=0.5, description="Share of records held out (by content hash) for the validation loss."
     )
+
+
+class FinetuneSpec(_TuningSpec):
+    method: Literal["full", "lora", "qlora", "dora"] = "lora"
+    lora: LoraSpec = Field(default_factory=LoraSpec)
+    mask_prompt: bool = Field(True, description="Compute the loss on responses only.")
 
     @model_validator(mode="after")
     def _sft_data(self) -> FinetuneSpec:
@@ -51,19 +56,12 @@ class FinetuneSpec(SpecModel):
         return self
 
 
-class AlignSpec(SpecModel):
+class AlignSpec(_TuningSpec):
     method: Literal["dpo"] = "dpo"
     beta: float = Field(
         0.1, gt=0, le=10, description="DPO temperature: how far the policy may move from the reference."
     )
-    dataset: DatasetRef
     lora: LoraSpec | None = Field(None, description="Train LoRA adapters instead of the whole model.")
-    epochs: float = Field(
-        1.0, gt=0, le=100, description="Passes over the pairs, when the stage has no `train` section with steps."
-    )
-    val_fraction: float = Field(
-        0.05, ge=0, lt=0.5, description="Share of pairs held out (by content hash) for the validation metrics."
-    )
 
     @model_validator(mode="after")
     def _preference_data(self) -> AlignSpec:

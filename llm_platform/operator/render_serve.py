@@ -149,8 +149,7 @@ def render_service(
             f"metadata.name: a Service name must start with a letter, and '{name}' (job-stage) does not; rename the "
             "job to start with a letter"
         )
-    meta = child_metadata(job, stage, namespace_of(job, options), 1, job_options(job), owner_uid, name)
-    meta["labels"] = labels(job.metadata.name, stage.name)
+    meta = _companion_metadata(job, stage, options, owner_uid, name)
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -161,6 +160,16 @@ def render_service(
             "ports": [{"name": "http", "port": stage.serve.port, "targetPort": "http", "protocol": "TCP"}],
         },
     }
+
+
+def _companion_metadata(
+    job: LLMJob, stage: Stage, options: RenderOptions, owner_uid: str | None, name: str
+) -> dict[str, Any]:
+    """Metadata of an object that goes with the serving Deployment (its Service, its autoscaler): the Deployment's
+    name and owner, and the stage's labels without an attempt (it is not re-created per attempt)."""
+    meta = child_metadata(job, stage, namespace_of(job, options), 1, job_options(job), owner_uid, name)
+    meta["labels"] = labels(job.metadata.name, stage.name)
+    return meta
 
 
 def render_autoscaler(
@@ -178,8 +187,7 @@ def render_autoscaler(
         )
     options = options or RenderOptions()
     name = child_name(job.metadata.name, stage.name)
-    meta = child_metadata(job, stage, namespace_of(job, options), 1, job_options(job), owner_uid, name)
-    meta["labels"] = labels(job.metadata.name, stage.name)
+    meta = _companion_metadata(job, stage, options, owner_uid, name)
     return {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",

@@ -8,8 +8,10 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import yaml
 from kubernetes import client
 
 from llm_platform.operator.artifacts import ArtifactProbe
@@ -108,6 +110,23 @@ class Cluster:
             if operator.alive:
                 operator.stop()
         self.server.stop()
+
+    def write_kubeconfig(self, path: Path, namespace: str | None = None) -> Path:
+        """A kubeconfig pointing at the emulator, for real clients run as processes (kubectl, `llmp operator`)."""
+        context = {"cluster": "emu", "user": "me", **({"namespace": namespace} if namespace else {})}
+        path.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "clusters": [{"name": "emu", "cluster": {"server": self.server.url}}],
+                    "users": [{"name": "me", "user": {}}],
+                    "contexts": [{"name": "emu", "context": context}],
+                    "current-context": "emu",
+                }
+            )
+        )
+        return path
 
     # -- the user ---------------------------------------------------------------------------------------------
     def apply(self, body: dict[str, Any]) -> None:

@@ -64,19 +64,7 @@ def _free_port() -> int:
 
 
 def test_llmp_operator_runs_from_a_kubeconfig_and_serves_metrics(cluster, tmp_path):
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "emu", "cluster": {"server": cluster.server.url}}],
-                "users": [{"name": "me", "user": {}}],
-                "contexts": [{"name": "emu", "context": {"cluster": "emu", "user": "me"}}],
-                "current-context": "emu",
-            }
-        )
-    )
+    kubeconfig = cluster.write_kubeconfig(tmp_path / "kubeconfig")
     metrics_port = _free_port()
     command = [
         sys.executable, "-c", "from llm_platform.cli_operator import app; app()", "operator",

@@ -24,19 +24,7 @@ def kubectl(kubeconfig, *args: str) -> str:
 
 
 def test_kubectl_apply_change_and_delete(cluster, tmp_path):
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "emu", "cluster": {"server": cluster.server.url}}],
-                "users": [{"name": "me", "user": {}}],
-                "contexts": [{"name": "emu", "context": {"cluster": "emu", "user": "me", "namespace": "team"}}],
-                "current-context": "emu",
-            }
-        )
-    )
+    kubeconfig = cluster.write_kubeconfig(tmp_path / "kubeconfig", namespace="team")
     cluster.start_operator()
     manifest = tmp_path / "job.yaml"
     manifest.write_text(yaml.safe_dump(job_dict(DATA, TOKENIZER)))

@@ -9,24 +9,13 @@ import yaml
 
 from .cluster import wait_for
 from .helpers import DATA, PRETRAIN, REPO, SERVE, TOKENIZER, job_dict
-
-VERBS = {"LIST": "list", "WATCH": "watch", "FETCH": "get", "CREATE": "create", "UPDATE": "patch", "DELETE": "delete"}
+from .rbac import VERBS, allowed
 
 
 def cluster_role_rules() -> list[dict]:
     docs = yaml.safe_load_all((REPO / "manifests" / "operator" / "rbac.yaml").read_text())
     (role,) = [d for d in docs if d["kind"] == "ClusterRole"]
     return role["rules"]
-
-
-def allowed(rules: list[dict], group: str, resource: str, verb: str, name: str | None) -> bool:
-    return any(
-        group in rule["apiGroups"]
-        and resource in rule["resources"]
-        and verb in rule["verbs"]
-        and (not rule.get("resourceNames") or name in rule["resourceNames"])
-        for rule in rules
-    )
 
 
 def test_rules_with_resource_names_do_not_grant_create():

@@ -10,8 +10,10 @@ from fastapi.testclient import TestClient
 from llm_platform.operator.kube import Kube
 from llm_platform.services.cluster_jobs import USER_AGENT, ClusterJobs
 from llm_platform.services.jobs_api import create_app
+from tests.deploy.chart import needs_helm, one, template
 from tests.operator.cluster import Cluster, wait_for
 from tests.operator.helpers import DATA, TOKENIZER, job_dict
+from tests.operator.rbac import VERBS, allowed
 
 
 @pytest.fixture
@@ -67,10 +69,8 @@ def test_what_the_cluster_cannot_run_is_refused_with_the_reason(cluster, client)
     assert response.json()["problems"][0]["message"].startswith("metadata.namespace: this API creates jobs in 'team'")
 
 
+@needs_helm
 def test_every_call_the_api_makes_is_allowed_by_its_role(cluster, client):
-    from tests.deploy.test_chart import one, template
-    from tests.operator.test_rbac import VERBS, allowed
-
     client.post("/v1/jobs", json=job_body())
     client.get("/v1/jobs")
     client.get("/v1/jobs/demo")

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .batching import Example, FinetuneLoader, collate_padded
-from .sft import DatasetError, is_validation, pieces, read_records, shifted, tokenize
+from .sft import DatasetError, is_validation, messages_of, pieces, read_records, shifted, tokenize
 
 
 @dataclass
@@ -76,15 +76,9 @@ def load_preference_data(
     add_bos = tokenizer.chat_template is None
     for where, record in read_records(pattern, max_examples):
         data.records += 1
-        missing = [f for f in (prompt_field, chosen_field, rejected_field) if not isinstance(record.get(f), str)]
-        if missing:
-            raise DatasetError(
-                f"{where}: no string field {', '.join(repr(f) for f in missing)}; set dataset.prompt_field / "
-                f"chosen_field / rejected_field to the record's field names (it has: {', '.join(sorted(record))})"
-            )
         responses = []
-        for answer in (record[chosen_field], record[rejected_field]):
-            messages = [{"role": "user", "content": record[prompt_field]}, {"role": "assistant", "content": answer}]
+        for field_name in (chosen_field, rejected_field):  # each response as the assistant's turn after the prompt
+            messages = messages_of(record, "instruction", prompt_field, field_name, where)
             example = tokenize(tokenizer, pieces(tokenizer, messages), mask_prompt=True, add_bos=add_bos)
             responses.append(Example(example.input_ids[: max_len + 1], example.loss_mask[: max_len + 1]))
         if not all(any(r.loss_mask[1:]) for r in responses):

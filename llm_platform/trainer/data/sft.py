@@ -57,8 +57,9 @@ def messages_of(record: Mapping[str, Any], fmt: str, prompt_field: str, response
         missing = [f for f in (prompt_field, response_field) if not isinstance(record.get(f), str)]
         if missing:
             raise DatasetError(
-                f"{where}: no string field {', '.join(repr(f) for f in missing)}; set dataset.prompt_field / "
-                f"dataset.response_field to the record's field names (it has: {', '.join(sorted(record))})"
+                f"{where}: no string field {', '.join(repr(f) for f in missing)}; set the dataset's field names "
+                f"(prompt_field, response_field, chosen_field, rejected_field) to the record's (it has: "
+                f"{', '.join(sorted(record))})"
             )
         return [
             {"role": "user", "content": record[prompt_field]},
@@ -199,16 +200,12 @@ def shifted(batch: Mapping[str, Any], device: torch.device) -> dict[str, torch.T
 def validation_batches(
     examples: Sequence, batch_size: int, pad_id: int, rank: int, world_size: int, device: torch.device, collate=None
 ) -> list[dict[str, torch.Tensor]]:
-    """This rank's share of the held-out examples, in padded batches; every rank gets as many batches (FSDP forwards
-    are collective), so the few examples past a whole round are left out."""
-    per_round = batch_size * world_size
-    usable = len(examples) // per_round * per_round or len(examples) // world_size * world_size
-    if usable == 0:
-        return []
-    size = min(batch_size, usable // world_size)
-    mine = [examples[i] for i in range(rank, usable, world_size)]
+    """This rank's share of the held-out examples, in padded batches. Every rank gets as many examples, and so as many
+    batches (FSDP forwards are collective): the last `len % world_size` examples are left out."""
+    usable = len(examples) // world_size * world_size
+    mine = examples[rank:usable:world_size]
     collate = collate or collate_padded
-    return [shifted(collate(mine[i : i + size], pad_id), device) for i in range(0, len(mine), size)]
+    return [shifted(collate(mine[i : i + batch_size], pad_id), device) for i in range(0, len(mine), batch_size)]
 
 
 class FinetuneSteps:

@@ -13,7 +13,6 @@ from pathlib import Path
 
 from torch import nn
 
-from llm_platform.trainer.adapters import LoraConfig
 from llm_platform.trainer.data.preference import PreferenceLoader, attach_reference, collate_pairs, load_preference_data
 from llm_platform.trainer.model.hf import load_pretrained
 from llm_platform.trainer.tokenizer import Tokenizer
@@ -21,7 +20,7 @@ from llm_platform.trainer.train.distributed import DistEnv
 from llm_platform.trainer.train.dpo import DPOLoss, reference_logps
 
 from .context import StageContext
-from .tuning import Tuning, default_settings, pad_id, tune
+from .tuning import Tuning, default_settings, lora_config, pad_id, tune
 
 # the learning rate when the stage has no `train` section: DPO moves a model far with a small one
 DPO_LR = 5e-7
@@ -49,13 +48,12 @@ def run(ctx: StageContext, out: Path) -> dict:
         attach_reference(pairs, lambda ids, labels: reference_logps(model, ids, labels), pad_id(tokenizer),
                          settings.micro_batch, env.device)  # fmt: skip
 
-    lora = spec.lora
     job = Tuning(
         name=f"align ({spec.method})",
         train=data.train,
         val=data.val,
         objective=lambda model, config: DPOLoss(model, spec.beta),
-        adapters=None if lora is None else LoraConfig(lora.rank, lora.alpha, lora.dropout, lora.targets),
+        adapters=None if spec.lora is None else lora_config(spec.lora),
         epochs=spec.epochs,
         loader=PreferenceLoader,
         collate=collate_pairs,

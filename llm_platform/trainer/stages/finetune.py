@@ -10,14 +10,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from llm_platform.trainer.adapters import LoraConfig
 from llm_platform.trainer.data.sft import load_sft_data
 from llm_platform.trainer.model.hf import load_pretrained
 from llm_platform.trainer.tokenizer import Tokenizer
 from llm_platform.trainer.train.objective import NextTokenLoss
 
 from .context import StageContext
-from .tuning import Tuning, default_settings, tune
+from .tuning import Tuning, default_settings, lora_config, tune
 
 # learning rates when the stage has no `train` section: the usual starting points for adapters and full fine-tuning
 ADAPTER_LR, FULL_LR = 2e-4, 2e-5
@@ -46,16 +45,7 @@ def run(ctx: StageContext, out: Path) -> dict:
         train=data.train,
         val=data.val,
         objective=lambda model, config: NextTokenLoss(model, config.z_loss),
-        adapters=adapter_config(spec),
+        adapters=None if spec.method == "full" else lora_config(spec.lora, dora=spec.method == "dora"),
         epochs=spec.epochs,
     )
     return {**data.summary(), **tune(ctx, out, model, tokenizer, settings, job)}
-
-
-def adapter_config(spec) -> LoraConfig | None:
-    if spec.method == "full":
-        return None
-    lora = spec.lora
-    return LoraConfig(
-        rank=lora.rank, alpha=lora.alpha, dropout=lora.dropout, targets=lora.targets, dora=spec.method == "dora"
-    )

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from llm_platform.api.finetune import LoraSpec
 from llm_platform.api.train import TrainSpec
 from llm_platform.trainer.adapters import LoraConfig, apply_lora, merge_lora, save_peft_adapter, trainable_parameters
 from llm_platform.trainer.data.batching import FinetuneLoader, collate_padded
@@ -43,6 +44,11 @@ class Tuning:
     loader: type[FinetuneLoader] = FinetuneLoader
     collate: Callable = collate_padded
     prepare: Callable[[nn.Module, DistEnv], None] | None = None  # after the model is on its device, before training
+
+
+def lora_config(lora: LoraSpec, dora: bool = False) -> LoraConfig:
+    """The adapters a stage's `lora` section asks for (the trainer library takes plain settings, not API models)."""
+    return LoraConfig(rank=lora.rank, alpha=lora.alpha, dropout=lora.dropout, targets=lora.targets, dora=dora)
 
 
 def default_settings(lr: float, max_seq_len: int) -> TrainSpec:

@@ -81,7 +81,7 @@ def test_load_splits_truncates_and_drops_what_has_nothing_to_learn(tokenizer, tm
 @pytest.mark.parametrize(
     ("record", "fmt", "message"),
     [
-        ({"question": "q", "answer": "a"}, "instruction", "no string field 'prompt', 'response'; set dataset."),
+        ({"question": "q", "answer": "a"}, "instruction", "no string field 'prompt', 'response'; set the dataset's"),
         ({"messages": [{"role": "user", "content": "q"}]}, "chat", "no assistant message"),
         ({"body": "x"}, "text", "no string field 'text'"),
     ],
