@@ -102,10 +102,12 @@ def serve_api(
         jobs = LocalJobs(root)
     elif backend == "cluster":
         from llm_platform.operator.kube import Kube, load_configuration
+        from llm_platform.operator.options import options_from_env
         from llm_platform.services.cluster_jobs import USER_AGENT, ClusterJobs, pod_namespace
 
         kube = Kube(load_configuration(str(kubeconfig) if kubeconfig else None), user_agent=USER_AGENT)
-        jobs = ClusterJobs(kube, namespace or pod_namespace())
+        # the operator's allow-lists and image packages (the chart gives both pods the same environment)
+        jobs = ClusterJobs(kube, namespace or pod_namespace(), options_from_env())
     else:
         err.print(f"--backend: expected 'local' or 'cluster', got '{backend}'")
         raise typer.Exit(2)

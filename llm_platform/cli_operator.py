@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -69,7 +68,41 @@ def operator(
     webhook_cert: Annotated[Path | None, typer.Option(help="TLS certificate (default: self-signed).")] = None,
     webhook_key: Annotated[Path | None, typer.Option(help="TLS key for --webhook-cert.")] = None,
     image: Annotated[str | None, typer.Option(help="Default trainer image (env LLMP_TRAINER_IMAGE).")] = None,
-    vllm_image: Annotated[str | None, typer.Option(help="vLLM image for engine: vllm.")] = None,
+    vllm_image: Annotated[str | None, typer.Option(help="vLLM image for engine: vllm (env LLMP_VLLM_IMAGE).")] = None,
+    allow_image: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Image pattern jobs may name, e.g. 'ghcr.io/acme/*' (repeatable; env LLMP_ALLOW_IMAGES; "
+            "default: the repositories of --image and --vllm-image)."
+        ),
+    ] = None,
+    allow_secret: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Secret (NAME or NAMESPACE/NAME pattern) jobs may name as storage credentials (repeatable; "
+            "env LLMP_ALLOW_SECRETS; default: s3-credentials)."
+        ),
+    ] = None,
+    allow_claim: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="PersistentVolumeClaim pattern jobs may mount as storage (repeatable; env LLMP_ALLOW_CLAIMS; "
+            "default: none)."
+        ),
+    ] = None,
+    allow_priority_class: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="PriorityClass pattern jobs may ask for (repeatable; env LLMP_ALLOW_PRIORITY_CLASSES; default: none)."
+        ),
+    ] = None,
+    image_package: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A module the trainer image provides, as preflight names it (repeatable; env "
+            "LLMP_IMAGE_PACKAGES; default: what images/trainer/Dockerfile installs)."
+        ),
+    ] = None,
     resync_seconds: Annotated[float, typer.Option(help="Re-check every job this often.")] = 60.0,
     read_artifacts: Annotated[
         bool, typer.Option(help="Read checkpoints/versions from storage (needs the operator to have access).")
@@ -78,13 +111,20 @@ def operator(
 ) -> None:
     """Run the LLMJob operator (kopf): render stages into PyTorchJob / RayJob / Job / Deployment and follow them."""
     from llm_platform.operator.handlers import HandlerSettings
-    from llm_platform.operator.options import RenderOptions
+    from llm_platform.operator.options import options_from_env
     from llm_platform.operator.runner import OperatorConfig, run_operator
 
-    defaults = RenderOptions()
-    render_options = RenderOptions(
-        image=image or os.environ.get("LLMP_TRAINER_IMAGE") or defaults.image,
-        vllm_image=vllm_image or os.environ.get("LLMP_VLLM_IMAGE") or defaults.vllm_image,
+    def listed(values: list[str] | None) -> tuple[str, ...] | None:
+        return tuple(values) if values else None  # not given (an empty list comes from the environment)
+
+    render_options = options_from_env(
+        image=image,
+        vllm_image=vllm_image,
+        images=listed(allow_image),
+        secrets=listed(allow_secret),
+        claims=listed(allow_claim),
+        priority_classes=listed(allow_priority_class),
+        image_packages=listed(image_package),
     )
     config = OperatorConfig(
         handlers=HandlerSettings(render=render_options, resync_seconds=resync_seconds),

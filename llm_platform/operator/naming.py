@@ -1,11 +1,13 @@
 """Names, labels and annotations the operator puts on (and reads from) Kubernetes objects.
 
-Child names are deterministic (`<job>-<stage>`), so an operator restarted at any point finds what it created before
-instead of creating it again; the attempt number travels as a label, not in the name.
+Child names are deterministic (`<job>-<stage>-<hash>`), so an operator restarted at any point finds what it created
+before instead of creating it again; the attempt number travels as a label, not in the name. The hash keeps names of
+different jobs apart where `<job>-<stage>` alone would not (job `team` stage `x-data` and job `team-x` stage `data`).
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from llm_platform.api.crd import GROUP, PLURAL, VERSION
@@ -35,9 +37,31 @@ SPEC_FILE_DIR = "/etc/llmp"
 SPEC_FILE = f"{SPEC_FILE_DIR}/job.yaml"
 
 
-def child_name(job_name: str, stage_name: str) -> str:
-    """The name of a stage's workload (and of its Service for `serve`); at most 30 + 1 + 16 = 47 characters."""
-    return f"{job_name}-{stage_name}"
+# A child's name is at most this long: the training operator names pods `<name>-worker-<index>` without shortening,
+# and a pod name is a 63-character DNS label (47 + len("-worker-4095") = 59).
+CHILD_NAME_LIMIT = 47
+HASH_LENGTH = 6
+
+
+def name_hash(*parts: str) -> str:
+    """A short, stable digest of `parts` joined by '/', a character no Kubernetes name contains (so ('a-b', 'c') and
+    ('a', 'b-c') differ)."""
+    return hashlib.sha256("/".join(parts).encode()).hexdigest()[:HASH_LENGTH]
+
+
+def _hashed(readable: str, digest: str) -> str:
+    return f"{readable[: CHILD_NAME_LIMIT - len(digest) - 1].rstrip('-')}-{digest}"
+
+
+def child_name(namespace: str, job_name: str, stage_name: str) -> str:
+    """The name of a stage's workload (and of its Service for `serve`): `<job>-<stage>` (shortened past 40
+    characters) and a hash of namespace/job/stage; at most CHILD_NAME_LIMIT characters."""
+    return _hashed(f"{job_name}-{stage_name}", name_hash(namespace, job_name, stage_name))
+
+
+def service_account_name(namespace: str, job_name: str) -> str:
+    """The job's own ServiceAccount, which every pod of the job runs as (and nothing else does)."""
+    return _hashed(f"{job_name}-pods", name_hash(namespace, job_name))
 
 
 def spec_configmap_name(job_name: str) -> str:

@@ -4,8 +4,10 @@ and annotations, so they can be set without changing the spec's schema."""
 
 from __future__ import annotations
 
+import os
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 
 from llm_platform.api import LLMJob
@@ -30,6 +32,10 @@ DEFAULT_IMAGE = f"ghcr.io/llm-platform/trainer:{_package_version()}"
 DEFAULT_VLLM_IMAGE = "vllm/vllm-openai:v0.11.0"
 DEFAULT_RAY_VERSION = "2.60.0"
 DEFAULT_TTL_SECONDS = 7 * 24 * 3600
+# Modules the trainer image provides beyond the core dependencies, as preflight names them: images/trainer/Dockerfile
+# installs the extras ray, eval, data and serve (not gpu: no deepspeed, torchao or bitsandbytes).
+DEFAULT_IMAGE_PACKAGES = ("ray", "lm_eval", "pyarrow", "datasets", "lingua", "matplotlib")
+DEFAULT_ALLOWED_SECRETS = ("s3-credentials",)
 
 
 class RenderError(ValueError):
@@ -38,14 +44,68 @@ class RenderError(ValueError):
 
 
 @dataclass(frozen=True)
+class AllowList:
+    """What a job may name, as shell-style patterns (`fnmatch`, `*` matches any run of characters). A Secret or
+    PersistentVolumeClaim pattern with a '/' is matched against `namespace/name`, one without against the name.
+
+    Images: None allows the repositories of the operator's own images (its --image and --vllm-image), any tag or
+    digest. Secrets: the conventional storage Secret name. Claims and priority classes: none."""
+
+    images: tuple[str, ...] | None = None
+    secrets: tuple[str, ...] = DEFAULT_ALLOWED_SECRETS
+    claims: tuple[str, ...] = ()
+    priority_classes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class RenderOptions:
-    """Cluster-wide defaults: the operator's flags, or `llmp render`'s."""
+    """Cluster-wide settings: the operator's flags, or `llmp render`'s."""
 
     image: str = DEFAULT_IMAGE
     vllm_image: str = DEFAULT_VLLM_IMAGE
     ray_version: str = DEFAULT_RAY_VERSION
     ttl_seconds_after_finished: int = DEFAULT_TTL_SECONDS
     namespace: str | None = None  # overrides metadata.namespace (e.g. `llmp render --namespace`)
+    allow: AllowList = field(default_factory=AllowList)
+    # what the trainer images provide (modules, as preflight names them): stages needing others are refused
+    image_packages: tuple[str, ...] = DEFAULT_IMAGE_PACKAGES
+
+
+# The environment the operator's and the jobs API's pods get from the chart (one source for both), comma-separated
+# lists; a variable that is set, even to "", replaces the default, and a flag replaces the variable.
+ENVIRONMENT = {
+    "image": "LLMP_TRAINER_IMAGE",
+    "vllm_image": "LLMP_VLLM_IMAGE",
+    "images": "LLMP_ALLOW_IMAGES",
+    "secrets": "LLMP_ALLOW_SECRETS",
+    "claims": "LLMP_ALLOW_CLAIMS",
+    "priority_classes": "LLMP_ALLOW_PRIORITY_CLASSES",
+    "image_packages": "LLMP_IMAGE_PACKAGES",
+}
+
+
+def _listed(raw: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def options_from_env(environ: Mapping[str, str] | None = None, **flags: str | tuple[str, ...] | None) -> RenderOptions:
+    """RenderOptions from `flags` (keys of ENVIRONMENT; None = not given), else the environment, else the defaults.
+    `image` and `vllm_image` are strings, the others tuples."""
+    environ = os.environ if environ is None else environ
+
+    def pick(key: str) -> str | tuple[str, ...] | None:
+        if flags.get(key) is not None:
+            return flags[key]
+        raw = environ.get(ENVIRONMENT[key])
+        if raw is None or key in ("image", "vllm_image"):
+            return raw or None
+        return _listed(raw)
+
+    picked = {key: value for key in ENVIRONMENT if (value := pick(key)) is not None}
+    allow = AllowList(
+        **{key: picked.pop(key) for key in ("images", "secrets", "claims", "priority_classes") if key in picked}
+    )
+    return RenderOptions(allow=allow, **picked)
 
 
 @dataclass(frozen=True)

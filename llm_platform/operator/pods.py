@@ -1,7 +1,19 @@
-"""Pod pieces every rendered workload shares: the stage command, the spec file, storage credentials, resources.
+"""Pod pieces every rendered workload shares: the stage command, the spec file, storage credentials, resources, and
+the hardening every pod gets.
 
 Every pod runs what `llmp run` runs locally, `llmp stage run --job <spec> --stage <name> --storage <uri>`, with the
 LLMJob spec mounted from a ConfigMap; only the launcher around it differs (torchrun, a Ray entrypoint, nothing).
+
+Every pod meets the Pod Security Standards' "restricted" profile: it runs as POD_USER (the trainer image's `llmp`
+user; the vLLM image runs as it too), with the RuntimeDefault seccomp profile, no privilege escalation and no
+capabilities, on a read-only root file system with writable emptyDirs for /tmp and $HOME (where Hugging Face, torch,
+Triton, Ray and vLLM keep their caches). It runs as the job's own ServiceAccount without an API token: no stage talks
+to the Kubernetes API (the operator does that for them). Every container has CPU and memory requests and limits; the
+storage Secret reaches only containers that read or write the artifact store.
+
+One thing outside our manifests: for a multi-node PyTorchJob the training operator adds its own init container to the
+Worker pods (waiting for the Master's DNS name); in a namespace that enforces "restricted", configure its template
+(the training operator's --init-container-template-file) with the same container securityContext.
 """
 
 from __future__ import annotations
@@ -21,6 +33,7 @@ from .naming import (
     STORAGE_CLAIM_ANNOTATION,
     labels,
     owner_reference,
+    service_account_name,
     spec_configmap_name,
 )
 from .options import JobOptions, RenderError, RenderOptions
@@ -28,7 +41,16 @@ from .options import JobOptions, RenderError, RenderOptions
 SPEC_VOLUME = "llmp-spec"
 SHM_VOLUME = "dshm"
 STORAGE_VOLUME = "llmp-storage"
+TMP_VOLUME = "tmp"
+HOME_VOLUME = "home"
 GPU_RESOURCE = "nvidia.com/gpu"
+
+POD_USER = 1000  # `useradd --uid 1000 llmp` in images/trainer/Dockerfile
+HOME_DIR = "/home/llmp"
+# A stage that names no CPU or memory gets these (requests = limits: a training pod should not be throttled or
+# evicted for what it was promised).
+DEFAULT_CPU = "2"
+DEFAULT_MEMORY = "8Gi"
 
 
 def storage_uri(job: LLMJob, jopts: JobOptions) -> str:
@@ -80,54 +102,65 @@ def spec_document(job: LLMJob) -> dict[str, Any]:
     }
 
 
+def _job_labelled(job: LLMJob, kind: str, name: str, namespace: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": kind,
+        "metadata": {"name": name, "namespace": namespace, "labels": labels(job.metadata.name)},
+    }
+
+
 def render_spec_configmap(job: LLMJob, options: RenderOptions, namespace: str) -> dict[str, Any]:
     text = yaml.safe_dump(spec_document(job), sort_keys=False, width=120)
     return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {
-            "name": spec_configmap_name(job.metadata.name),
-            "namespace": namespace,
-            "labels": labels(job.metadata.name),
-        },
+        **_job_labelled(job, "ConfigMap", spec_configmap_name(job.metadata.name), namespace),
         "data": {"job.yaml": text},
     }
 
 
+def render_pod_service_account(job: LLMJob, namespace: str) -> dict[str, Any]:
+    """The identity every pod of the job runs as: bound to no Role, and without a token mounted by default, so a
+    pod can do nothing with the Kubernetes API (and a pod of one job is told apart from another's in audit logs)."""
+    sa = _job_labelled(job, "ServiceAccount", service_account_name(namespace, job.metadata.name), namespace)
+    return {**sa, "automountServiceAccountToken": False}
+
+
 def resource_requirements(cpu: str | None, memory: str | None, gpus: int) -> dict[str, Any]:
-    """Requests and limits: CPU is requested (not capped, so pods can burst), memory and GPUs are both."""
-    requests: dict[str, str] = {}
-    limits: dict[str, str] = {}
-    if cpu:
-        requests["cpu"] = cpu
-    if memory:
-        requests["memory"] = limits["memory"] = memory
+    """Requests and limits of CPU, memory (the defaults when the stage names none) and GPUs, each limit equal to its
+    request."""
+    wanted = {"cpu": cpu or DEFAULT_CPU, "memory": memory or DEFAULT_MEMORY}
     if gpus:
-        requests[GPU_RESOURCE] = limits[GPU_RESOURCE] = str(gpus)
-    out: dict[str, Any] = {}
-    if requests:
-        out["requests"] = requests
-    if limits:
-        out["limits"] = limits
-    return out
+        wanted[GPU_RESOURCE] = str(gpus)
+    return {"requests": dict(wanted), "limits": dict(wanted)}
 
 
-def storage_env(job: LLMJob) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(env, envFrom): the S3 endpoint as AWS_ENDPOINT_URL, credentials from the Secret named in spec.storage."""
-    env: list[dict[str, Any]] = [{"name": "PYTHONUNBUFFERED", "value": "1"}]
+def container_env(job: LLMJob, storage: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(env, envFrom): $HOME on its writable volume; for a container that uses the artifact store (`storage`), the S3
+    endpoint as AWS_ENDPOINT_URL and the credentials from the Secret named in spec.storage. No other container
+    gets them (the vLLM server reads a model an init container fetched)."""
+    env: list[dict[str, Any]] = [{"name": "PYTHONUNBUFFERED", "value": "1"}, {"name": "HOME", "value": HOME_DIR}]
+    if not storage:
+        return env, []
     if job.spec.storage.endpoint_url:
         env.append({"name": "AWS_ENDPOINT_URL", "value": job.spec.storage.endpoint_url})
     env_from = [{"secretRef": {"name": job.spec.storage.secret_ref}}] if job.spec.storage.secret_ref else []
     return env, env_from
 
 
+def scratch_volumes() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(volumes, volumeMounts) of the writable places on a read-only root: /tmp and $HOME."""
+    vols = [{"name": TMP_VOLUME, "emptyDir": {}}, {"name": HOME_VOLUME, "emptyDir": {}}]
+    mounts = [{"name": TMP_VOLUME, "mountPath": "/tmp"}, {"name": HOME_VOLUME, "mountPath": HOME_DIR}]
+    return vols, mounts
+
+
 def volumes(job: LLMJob, jopts: JobOptions, shm: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(volumes, volumeMounts): the spec file, optional shared memory (NCCL, data loader workers, Ray's object
-    store all need more than the container runtime's 64 MiB default) and the shared storage claim if any."""
-    vols: list[dict[str, Any]] = [
-        {"name": SPEC_VOLUME, "configMap": {"name": spec_configmap_name(job.metadata.name)}},
-    ]
-    mounts: list[dict[str, Any]] = [{"name": SPEC_VOLUME, "mountPath": SPEC_FILE_DIR, "readOnly": True}]
+    """(volumes, volumeMounts): the spec file, /tmp and $HOME (the root file system is read-only), optional shared
+    memory (NCCL, data loader workers, Ray's object store all need more than the container runtime's 64 MiB
+    default) and the shared storage claim if any."""
+    scratch, scratch_mounts = scratch_volumes()
+    vols = [{"name": SPEC_VOLUME, "configMap": {"name": spec_configmap_name(job.metadata.name)}}, *scratch]
+    mounts = [{"name": SPEC_VOLUME, "mountPath": SPEC_FILE_DIR, "readOnly": True}, *scratch_mounts]
     if shm:
         vols.append({"name": SHM_VOLUME, "emptyDir": {"medium": "Memory"}})
         mounts.append({"name": SHM_VOLUME, "mountPath": "/dev/shm"})
@@ -147,8 +180,10 @@ def container(
     command: list[str] | None = None,
     args: list[str] | None = None,
     ports: list[dict[str, Any]] | None = None,
+    storage: bool = True,
 ) -> dict[str, Any]:
-    env, env_from = storage_env(job)
+    """A hardened container; `storage`: it reads or writes the artifact store, and so gets its credentials."""
+    env, env_from = container_env(job, storage)
     out: dict[str, Any] = {"name": name, "image": image}
     if command is not None:
         out["command"] = command
@@ -159,14 +194,39 @@ def container(
         out["envFrom"] = env_from
     if ports:
         out["ports"] = ports
-    if resources:
-        out["resources"] = resources
+    out["resources"] = resources
+    out["securityContext"] = container_security_context()
     out["volumeMounts"] = mounts
     return out
 
 
+def container_security_context() -> dict[str, Any]:
+    """What "restricted" asks of each container (no privilege escalation, every capability dropped), and a
+    read-only root file system: code in the image cannot be changed by what a stage runs."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def pod_security_context() -> dict[str, Any]:
+    """Every container (those KubeRay or the training operator add too) runs as POD_USER under RuntimeDefault
+    seccomp; volumes are group-owned by it, so a storage claim is writable (changed only where it is not yet)."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": POD_USER,
+        "runAsGroup": POD_USER,
+        "fsGroup": POD_USER,
+        "fsGroupChangePolicy": "OnRootMismatch",
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
 def pod_spec(
+    job: LLMJob,
     stage: Stage,
+    namespace: str,
     jopts: JobOptions,
     containers: list[dict[str, Any]],
     vols: list[dict[str, Any]],
@@ -175,6 +235,9 @@ def pod_spec(
     spec: dict[str, Any] = {}
     if restart_policy:
         spec["restartPolicy"] = restart_policy
+    spec["serviceAccountName"] = service_account_name(namespace, job.metadata.name)
+    spec["automountServiceAccountToken"] = False
+    spec["securityContext"] = pod_security_context()
     spec["containers"] = containers
     spec["volumes"] = vols
     if stage.resources.node_selector:

@@ -34,7 +34,15 @@ from .naming import (
 )
 from .options import RenderOptions, job_options, namespace_of
 from .plan import TERMINAL, Event, Observed, Plan, plan
-from .render import COMPANION_KINDS, WORKLOAD_KINDS, render_configmap, render_problems, render_stage, workload_kind
+from .render import (
+    COMPANION_KINDS,
+    WORKLOAD_KINDS,
+    render_configmap,
+    render_problems,
+    render_service_account,
+    render_stage,
+    workload_kind,
+)
 from .render_serve import desired_replicas
 
 log = logging.getLogger(__name__)
@@ -116,6 +124,7 @@ class Reconciler:
             self._write_invalid(body, problems)
             return "Failed", "invalid"
 
+        namespace = namespace_of(job, self.options)
         previous = JobStatus.model_validate(body.get("status") or {})
         children = self.observe_children(job, body["metadata"].get("uid"))
         observed = Observed(
@@ -126,7 +135,8 @@ class Reconciler:
             queued=job_options(job).kueue_queue is not None,
             generation=body["metadata"].get("generation"),
             workload_refs={
-                s.name: f"{workload_kind(s)}/{child_name(job.metadata.name, s.name)}" for s in job.spec.stages
+                s.name: f"{workload_kind(s)}/{child_name(namespace, job.metadata.name, s.name)}"
+                for s in job.spec.stages
             },
         )
         decided = plan(job, previous, observed)
@@ -198,6 +208,12 @@ class Reconciler:
 
         if decided.create:
             attempt("write the spec ConfigMap", None, "create", lambda: self._ensure_configmap(job, uid))
+            attempt(
+                "create the pods' ServiceAccount",
+                None,
+                "create",
+                lambda: self._create(render_service_account(job, self.options, owner_uid=uid)),
+            )
         for stage in decided.create:
             attempts = decided.status.stages[stage].attempts
             manifests = render_stage(job, stage, self.options, attempt=attempts, owner_uid=uid)

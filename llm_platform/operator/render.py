@@ -16,7 +16,8 @@ from llm_platform.api.dag import topological_order
 
 from .naming import owner_reference
 from .options import RenderError, RenderOptions, job_options, namespace_of
-from .pods import render_spec_configmap, storage_uri
+from .pods import render_pod_service_account, render_spec_configmap, storage_uri
+from .policy import policy_problems
 from .render_batch import render_batch_job
 from .render_pytorchjob import parallel_of, render_pytorchjob
 from .render_rayjob import render_rayjob
@@ -33,6 +34,7 @@ COMPANION_KINDS: dict[str, tuple[str, str]] = {
     "Service": ("v1", "services"),
     "HorizontalPodAutoscaler": ("autoscaling/v2", "horizontalpodautoscalers"),
     "ConfigMap": ("v1", "configmaps"),
+    "ServiceAccount": ("v1", "serviceaccounts"),
 }
 
 
@@ -80,29 +82,45 @@ def render_stage(
     return StageManifests(render(job, stage, options, attempt=attempt, owner_uid=owner_uid))
 
 
+def _owned(obj: dict[str, Any], job: LLMJob, owner_uid: str | None) -> dict[str, Any]:
+    if owner_uid:
+        obj["metadata"]["ownerReferences"] = [owner_reference(job.metadata.name, owner_uid)]
+    return obj
+
+
 def render_configmap(job: LLMJob, options: RenderOptions | None = None, *, owner_uid: str | None = None) -> dict:
     """The ConfigMap holding the spec file every pod runs from."""
     options = options or RenderOptions()
-    cm = render_spec_configmap(job, options, namespace_of(job, options))
-    if owner_uid:
-        cm["metadata"]["ownerReferences"] = [owner_reference(job.metadata.name, owner_uid)]
-    return cm
+    return _owned(render_spec_configmap(job, options, namespace_of(job, options)), job, owner_uid)
+
+
+def render_service_account(
+    job: LLMJob, options: RenderOptions | None = None, *, owner_uid: str | None = None
+) -> dict[str, Any]:
+    """The ServiceAccount every pod of the job runs as."""
+    options = options or RenderOptions()
+    return _owned(render_pod_service_account(job, namespace_of(job, options)), job, owner_uid)
 
 
 def render_job(
     job: LLMJob, options: RenderOptions | None = None, *, stage: str | None = None, owner_uid: str | None = None
 ) -> list[dict[str, Any]]:
-    """The spec ConfigMap, then every stage's objects in the order the stages run (or one stage's)."""
+    """The spec ConfigMap and the pods' ServiceAccount, then every stage's objects in the order the stages run (or
+    one stage's)."""
     options = options or RenderOptions()
     names = [stage] if stage is not None else topological_order(job.spec.stages)
-    docs = [render_configmap(job, options, owner_uid=owner_uid)]
+    docs = [
+        render_configmap(job, options, owner_uid=owner_uid),
+        render_service_account(job, options, owner_uid=owner_uid),
+    ]
     for name in names:
         docs += render_stage(job, name, options, owner_uid=owner_uid).all
     return docs
 
 
 def render_problems(job: LLMJob, options: RenderOptions | None = None) -> list[str]:
-    """Why the job cannot run on a cluster as written: every stage tried, every problem reported."""
+    """Why the job cannot run on this cluster as written: every stage tried, every problem reported; what the
+    operator's configuration does not allow (`policy`) included."""
     options = options or RenderOptions()
     problems: list[str] = []
     try:
@@ -115,7 +133,7 @@ def render_problems(job: LLMJob, options: RenderOptions | None = None) -> list[s
             render_stage(job, stage.name, options)
         except RenderError as e:
             problems.append(str(e))
-    return list(dict.fromkeys(problems))
+    return list(dict.fromkeys(problems + policy_problems(job, options)))
 
 
 class _ManifestDumper(yaml.SafeDumper):

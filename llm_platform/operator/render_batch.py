@@ -38,6 +38,7 @@ def render_batch_job(
     options = options or RenderOptions()
     jopts = job_options(job)
     res = stage.resources
+    namespace = namespace_of(job, options)
     vols, mounts = volumes(job, jopts, shm=res.gpus > 0)
     main = container(
         "stage",
@@ -48,12 +49,14 @@ def render_batch_job(
         mounts,
         command=llmp_command(job, stage, jopts),
     )
-    template = pod_template(job.metadata.name, stage, attempt, pod_spec(stage, jopts, [main], vols, "Never"))
+    template = pod_template(
+        job.metadata.name, stage, attempt, pod_spec(job, stage, namespace, jopts, [main], vols, "Never")
+    )
     return {
         "apiVersion": API_VERSION,
         "kind": KIND,
         "metadata": child_metadata(
-            job, stage, namespace_of(job, options), attempt, jopts, owner_uid, child_name(job.metadata.name, stage.name)
+            job, stage, namespace, attempt, jopts, owner_uid, child_name(namespace, job.metadata.name, stage.name)
         ),
         "spec": {
             "backoffLimit": 0,

@@ -77,6 +77,7 @@ def render_pytorchjob(
     else:
         replicas, nnodes = nodes, str(nodes)
 
+    namespace = namespace_of(job, options)
     vols, mounts = volumes(job, jopts, shm=True)
 
     def replica(count: int, serves_metrics: bool) -> dict[str, Any]:
@@ -93,7 +94,9 @@ def render_pytorchjob(
             command=torchrun_command(job, stage, jopts, nnodes, nproc),
             ports=ports,
         )
-        template = pod_template(job.metadata.name, stage, attempt, pod_spec(stage, jopts, [main], vols, None))
+        template = pod_template(
+            job.metadata.name, stage, attempt, pod_spec(job, stage, namespace, jopts, [main], vols, None)
+        )
         return {"replicas": count, "restartPolicy": "Never", "template": template}
 
     # rank 0 serves the Prometheus metrics: the Master's pod, or any Worker's when training is elastic
@@ -133,7 +136,7 @@ def render_pytorchjob(
         "apiVersion": API_VERSION,
         "kind": KIND,
         "metadata": child_metadata(
-            job, stage, namespace_of(job, options), attempt, jopts, owner_uid, child_name(job.metadata.name, stage.name)
+            job, stage, namespace, attempt, jopts, owner_uid, child_name(namespace, job.metadata.name, stage.name)
         ),
         "spec": spec,
     }

@@ -3,6 +3,8 @@
 `data` / `tokenizer` / `eval` with several workers (or `data.engine: ray`) run their `llmp stage run` as the Ray job's
 entrypoint, on the head, fanning work out to the worker group. Training stages with `launcher: ray` get one worker
 per node holding that node's GPUs, for Ray Train. KubeRay supplies `ray start`, so containers set no command.
+KubeRay's submitter (the pod that runs `ray job submit`) gets our own template: KubeRay's default one would carry
+no securityContext and fail a namespace that enforces Pod Security "restricted"; KubeRay fills in its command.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from .pods import (
     pod_spec,
     pod_template,
     resource_requirements,
+    scratch_volumes,
     starts_suspended,
     volumes,
 )
@@ -29,6 +32,9 @@ from .render_pytorchjob import training_shape
 API_VERSION = "ray.io/v1"
 KIND = "RayJob"
 WORKER_GROUP = "workers"
+SUBMITTER = "ray-job-submitter"
+# what KubeRay gives its default submitter: `ray job submit` only follows the job's logs
+SUBMITTER_RESOURCES = {"requests": {"cpu": "500m", "memory": "200Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
 
 
 def ray_shape(stage: Stage) -> tuple[int, int]:
@@ -50,18 +56,24 @@ def render_rayjob(
     jopts = job_options(job)
     workers, gpus = ray_shape(stage)
     image = image_of(job, stage, options)
+    namespace = namespace_of(job, options)
     vols, mounts = volumes(job, jopts, shm=True)
     cpu, memory = stage.resources.cpu, stage.resources.memory
 
-    # The head runs the driver (the stage command) and Ray's control plane; GPUs go to the workers.
+    def template(main: dict[str, Any], pod_volumes: list[dict[str, Any]], restart: str | None = None) -> dict[str, Any]:
+        spec = pod_spec(job, stage, namespace, jopts, [main], pod_volumes, restart)
+        return pod_template(job.metadata.name, stage, attempt, spec)
+
+    # The head runs the driver (the stage command) and Ray's control plane; GPUs go to the workers. Both read and
+    # write the store; the submitter only talks to the head's dashboard, so it gets no storage credentials.
     head = container("ray-head", image, job, jopts, resource_requirements(cpu, memory, 0), mounts)
     worker = container("ray-worker", image, job, jopts, resource_requirements(cpu, memory, gpus), mounts)
-    head_template = pod_template(job.metadata.name, stage, attempt, pod_spec(stage, jopts, [head], vols, None))
-    worker_template = pod_template(job.metadata.name, stage, attempt, pod_spec(stage, jopts, [worker], vols, None))
+    scratch, scratch_mounts = scratch_volumes()
+    submitter = container(SUBMITTER, image, job, jopts, SUBMITTER_RESOURCES, scratch_mounts, storage=False)
 
     cluster: dict[str, Any] = {
         "rayVersion": options.ray_version,
-        "headGroupSpec": {"rayStartParams": {"dashboard-host": "0.0.0.0"}, "template": head_template},
+        "headGroupSpec": {"rayStartParams": {"dashboard-host": "0.0.0.0"}, "template": template(head, vols)},
         "workerGroupSpecs": [
             {
                 "groupName": WORKER_GROUP,
@@ -69,7 +81,7 @@ def render_rayjob(
                 "minReplicas": workers,
                 "maxReplicas": workers,
                 "rayStartParams": {},
-                "template": worker_template,
+                "template": template(worker, vols),
             }
         ],
     }
@@ -80,13 +92,14 @@ def render_rayjob(
         "ttlSecondsAfterFinished": options.ttl_seconds_after_finished,
         "backoffLimit": 0,
         "suspend": starts_suspended(job, jopts),
+        "submitterPodTemplate": template(submitter, scratch, "Never"),
         "rayClusterSpec": cluster,
     }
     return {
         "apiVersion": API_VERSION,
         "kind": KIND,
         "metadata": child_metadata(
-            job, stage, namespace_of(job, options), attempt, jopts, owner_uid, child_name(job.metadata.name, stage.name)
+            job, stage, namespace, attempt, jopts, owner_uid, child_name(namespace, job.metadata.name, stage.name)
         ),
         "spec": spec,
     }

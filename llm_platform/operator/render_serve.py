@@ -27,6 +27,7 @@ from .pods import (
 MODEL_VOLUME = "models"
 MODEL_DIR = "/models/model"
 VLLM_SERVER = ["python3", "-m", "vllm.entrypoints.openai.api_server"]
+FETCH_MODEL_RESOURCES = {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"cpu": "1", "memory": "2Gi"}}
 
 
 def desired_replicas(stage: Stage) -> int:
@@ -74,7 +75,7 @@ def _fetch_model_container(job: LLMJob, stage: Stage, jopts: JobOptions, image: 
         "--dest",
         MODEL_DIR,
     ]
-    return container("fetch-model", image, job, jopts, {}, mounts, command=command)
+    return container("fetch-model", image, job, jopts, FETCH_MODEL_RESOURCES, mounts, command=command)
 
 
 def render_deployment(
@@ -89,6 +90,7 @@ def render_deployment(
     options = options or RenderOptions()
     jopts = job_options(job)
     serve, res = stage.serve, stage.resources
+    namespace = namespace_of(job, options)
     vols, mounts = volumes(job, jopts, shm=res.gpus > 0)
     ports = [{"name": "http", "containerPort": serve.port, "protocol": "TCP"}]
     resources = resource_requirements(res.cpu, res.memory, res.gpus)
@@ -108,6 +110,7 @@ def render_deployment(
             [*mounts, model_mount],
             command=VLLM_SERVER,
             ports=ports,
+            storage=False,  # it serves what fetch-model copied; the storage Secret stays out of the server
         )
         server["args"] = _vllm_args(job, stage, res.gpus)
     else:
@@ -123,14 +126,14 @@ def render_deployment(
         )
     server["readinessProbe"] = _probe("/v1/models", 10, 3)
     server["startupProbe"] = _probe("/v1/models", 10, 90)  # loading a large model takes minutes
-    spec = pod_spec(stage, jopts, [server], vols, None)
+    spec = pod_spec(job, stage, namespace, jopts, [server], vols, None)
     if init_containers:
         spec = {"initContainers": init_containers, **spec}
-    name = child_name(job.metadata.name, stage.name)
+    name = child_name(namespace, job.metadata.name, stage.name)
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": child_metadata(job, stage, namespace_of(job, options), attempt, jopts, owner_uid, name),
+        "metadata": child_metadata(job, stage, namespace, attempt, jopts, owner_uid, name),
         "spec": {
             "replicas": desired_replicas(stage) if replicas is None else replicas,
             "selector": {"matchLabels": selector_labels(job.metadata.name, stage.name)},
@@ -143,7 +146,7 @@ def render_service(
     job: LLMJob, stage: Stage, options: RenderOptions | None = None, *, owner_uid: str | None = None
 ) -> dict[str, Any]:
     options = options or RenderOptions()
-    name = child_name(job.metadata.name, stage.name)
+    name = child_name(namespace_of(job, options), job.metadata.name, stage.name)
     if not name[0].isalpha():
         raise RenderError(
             f"metadata.name: a Service name must start with a letter, and '{name}' (job-stage) does not; rename the "
@@ -186,7 +189,7 @@ def render_autoscaler(
             "resources.cpu (e.g. '4')"
         )
     options = options or RenderOptions()
-    name = child_name(job.metadata.name, stage.name)
+    name = child_name(namespace_of(job, options), job.metadata.name, stage.name)
     meta = _companion_metadata(job, stage, options, owner_uid, name)
     return {
         "apiVersion": "autoscaling/v2",

@@ -17,7 +17,7 @@ from kubernetes import client
 from llm_platform.operator.artifacts import ArtifactProbe
 from llm_platform.operator.handlers import HandlerSettings
 from llm_platform.operator.kube import Kube
-from llm_platform.operator.options import RenderOptions
+from llm_platform.operator.options import AllowList, RenderOptions
 from llm_platform.operator.reconcile import Reconciler
 from llm_platform.operator.runner import OperatorConfig, run
 
@@ -25,13 +25,15 @@ from .emulator import EmulatorThread
 
 LLMJOB = ("llmplatform.dev/v1alpha1", "LLMJob")
 API_VERSIONS = {"PyTorchJob": "kubeflow.org/v1", "RayJob": "ray.io/v1", "Job": "batch/v1", "Deployment": "apps/v1"}
+# the operator's configuration in these tests: its defaults, plus the claim the file:// storage tests mount
+OPTIONS = RenderOptions(allow=AllowList(claims=("shared",)))
 
 
 def fast_config(**overrides: Any) -> OperatorConfig:
     """Fast intervals, no peering, no servers, no kopf-posted events (kopf names them with generateName, which the
     emulator does not implement)."""
     values = dict(
-        handlers=HandlerSettings(resync_seconds=1.0, retry_delay_seconds=0.3),
+        handlers=HandlerSettings(render=OPTIONS, resync_seconds=1.0, retry_delay_seconds=0.3),
         peering=None,
         metrics_port=None,
         liveness_port=None,
@@ -98,7 +100,7 @@ class Cluster:
 
     def reconciler(self, read_artifacts: bool = False) -> Reconciler:
         """A reconciler to hand to `start_operator`, for tests that inspect its metrics or let it read storage."""
-        return Reconciler(Kube(self.configuration), RenderOptions(), ArtifactProbe(enabled=read_artifacts))
+        return Reconciler(Kube(self.configuration), OPTIONS, ArtifactProbe(enabled=read_artifacts))
 
     def start_operator(self, reconciler: Reconciler | None = None, **overrides: Any) -> OperatorThread:
         operator = OperatorThread(fast_config(**overrides), self.configuration, reconciler).start()

@@ -26,6 +26,7 @@ RESOURCES = [
     ("v1/events", "Event", True, False),
     ("v1/configmaps", "ConfigMap", True, False),
     ("v1/services", "Service", True, False),
+    ("v1/serviceaccounts", "ServiceAccount", True, False),
     ("apiextensions.k8s.io/v1/customresourcedefinitions", "CustomResourceDefinition", False, False),
     ("admissionregistration.k8s.io/v1/validatingwebhookconfigurations", "ValidatingWebhookConfiguration", False, False),
     ("llmplatform.dev/v1alpha1/llmjobs", "LLMJob", True, True),

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from llm_platform.api import LLMJob, load_job, parse_job
+from llm_platform.operator.naming import child_name
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
@@ -42,3 +43,11 @@ TOKENIZER = {"name": "tok", "kind": "tokenizer", "needs": ["data"]}
 PRETRAIN = {"name": "pretrain", "kind": "pretrain", "needs": ["tok"], "train": {"steps": 100}}
 EVAL = {"name": "eval", "kind": "eval", "needs": ["pretrain"]}
 SERVE = {"name": "serve", "kind": "serve", "needs": ["pretrain"]}
+# for tests that run a job through admission or the operator: what vLLM serves passes preflight in any version (the
+# builtin server's runner is checked by preflight like every runner of ours)
+SERVE_VLLM = {**SERVE, "serve": {"engine": "vllm"}}
+
+
+def child(job_name: str, stage: str, namespace: str = "team") -> str:
+    """The name of a stage's workload, as the operator names it."""
+    return child_name(namespace, job_name, stage)

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from llm_platform.cli_operator import app
 
 from .cluster import wait_for
-from .helpers import DATA, EXAMPLES, REPO, job_dict
+from .helpers import DATA, EXAMPLES, REPO, child, job_dict
 
 runner = CliRunner()
 
@@ -24,7 +24,8 @@ def test_render_prints_every_object_of_the_job():
     assert result.exit_code == 0, result.output
     docs = list(yaml.safe_load_all(result.output))
     assert [d["kind"] for d in docs] == [
-        "ConfigMap", "RayJob", "Job", "PyTorchJob", "PyTorchJob", "PyTorchJob", "Job", "Service", "Deployment",
+        "ConfigMap", "ServiceAccount", "RayJob", "Job", "PyTorchJob", "PyTorchJob", "PyTorchJob", "Job", "Service",
+        "Deployment",
     ]  # fmt: skip
 
 
@@ -32,8 +33,10 @@ def test_render_one_stage_into_another_namespace_with_another_default_image():
     args = ["render", str(EXAMPLES / "eval.yaml"), "--stage", "eval", "--namespace", "ci", "--image", "me/trainer:dev"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    configmap, job = yaml.safe_load_all(result.output)
-    assert job["metadata"]["namespace"] == configmap["metadata"]["namespace"] == "ci"
+    configmap, account, job = yaml.safe_load_all(result.output)
+    assert (
+        job["metadata"]["namespace"] == configmap["metadata"]["namespace"] == account["metadata"]["namespace"] == "ci"
+    )
     assert job["spec"]["template"]["spec"]["containers"][0]["image"] == "me/trainer:dev"
 
 
@@ -75,7 +78,11 @@ def test_llmp_operator_runs_from_a_kubeconfig_and_serves_metrics(cluster, tmp_pa
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         cluster.apply(job_dict(DATA))
-        wait_for(lambda: cluster.child("Job", "demo-data") or process.poll() is not None, timeout=60, what="a child")
+        wait_for(
+            lambda: cluster.child("Job", child("demo", "data")) or process.poll() is not None,
+            timeout=60,
+            what="a child",
+        )
         assert process.poll() is None, process.stdout.read()
 
         def scrape():

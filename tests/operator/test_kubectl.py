@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from .cluster import wait_for
-from .helpers import DATA, REPO, TOKENIZER, job_dict
+from .helpers import DATA, REPO, TOKENIZER, child, job_dict
 
 KUBECTL = next((str(p) for p in [REPO / ".tools" / "bin" / "kubectl"] if p.exists()), shutil.which("kubectl"))
 pytestmark = pytest.mark.skipif(
@@ -32,12 +32,12 @@ def test_kubectl_apply_change_and_delete(cluster, tmp_path):
     assert "llmjob.llmplatform.dev/demo created" in kubectl(
         kubeconfig, "apply", "-f", str(manifest), "--validate=false"
     )
-    wait_for(lambda: cluster.child("Job", "demo-data"), what="the data Job")
+    wait_for(lambda: cluster.child("Job", child("demo", "data")), what="the data Job")
 
     manifest.write_text(yaml.safe_dump(job_dict(DATA, TOKENIZER, suspend=True)))
     assert "configured" in kubectl(kubeconfig, "apply", "-f", str(manifest), "--validate=false")
-    wait_for(lambda: cluster.child("Job", "demo-data")["spec"]["suspend"] is True, what="the Job suspended")
+    wait_for(lambda: cluster.child("Job", child("demo", "data"))["spec"]["suspend"] is True, what="the Job suspended")
 
     assert "deleted" in kubectl(kubeconfig, "delete", "-f", str(manifest), "--wait=false")
     wait_for(lambda: cluster.job("demo") is None, what="the LLMJob gone")
-    assert cluster.child("Job", "demo-data") is None
+    assert cluster.child("Job", child("demo", "data")) is None

@@ -8,7 +8,7 @@ import socket
 import yaml
 
 from .cluster import wait_for
-from .helpers import DATA, PRETRAIN, REPO, SERVE, TOKENIZER, job_dict
+from .helpers import DATA, PRETRAIN, REPO, SERVE_VLLM, TOKENIZER, child, job_dict
 from .rbac import VERBS, allowed
 
 
@@ -28,13 +28,19 @@ def test_every_api_call_of_a_job_lifecycle_is_allowed(cluster):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     cluster.start_operator(webhook_port=port, webhook_insecure=True)
-    cluster.apply(job_dict(DATA, TOKENIZER, PRETRAIN, SERVE, **{"suspend": False}))
-    for kind, name in (("Job", "demo-data"), ("Job", "demo-tok"), ("PyTorchJob", "demo-pretrain")):
+    cluster.apply(job_dict(DATA, TOKENIZER, PRETRAIN, SERVE_VLLM, **{"suspend": False}))
+    for kind, name in (
+        ("Job", child("demo", "data")),
+        ("Job", child("demo", "tok")),
+        ("PyTorchJob", child("demo", "pretrain")),
+    ):
         wait_for(lambda kind=kind, name=name: cluster.child(kind, name), what=name)
         cluster.finish(kind, name, "Succeeded")
-    wait_for(lambda: cluster.child("Deployment", "demo-serve"), what="the Deployment")
+    wait_for(lambda: cluster.child("Deployment", child("demo", "serve")), what="the Deployment")
     cluster.patch_job("demo", {"spec": {"suspend": True}})
-    wait_for(lambda: cluster.child("Deployment", "demo-serve")["spec"]["replicas"] == 0, what="scaled to zero")
+    wait_for(
+        lambda: cluster.child("Deployment", child("demo", "serve"))["spec"]["replicas"] == 0, what="scaled to zero"
+    )
     cluster.delete_job("demo")
     wait_for(lambda: cluster.job("demo") is None, what="deletion")
     wait_for(lambda: cluster.kube.get("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration", None,

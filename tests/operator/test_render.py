@@ -6,10 +6,10 @@ import pytest
 import yaml
 
 from llm_platform.api import parse_job
-from llm_platform.operator.options import RenderOptions
+from llm_platform.operator.options import AllowList, RenderOptions
 from llm_platform.operator.render import render_configmap, render_job, render_problems, to_yaml, workload_kind
 
-from .helpers import CLUSTER_EXAMPLES, DATA, EVAL, PRETRAIN, SERVE, TOKENIZER, example, job, job_dict
+from .helpers import CLUSTER_EXAMPLES, DATA, EVAL, PRETRAIN, SERVE, TOKENIZER, child, example, job, job_dict
 
 
 @pytest.mark.parametrize(
@@ -40,7 +40,7 @@ def test_finetune_without_a_train_section_renders_with_default_parallelism():
         )
     )
     assert workload_kind(j.spec.stage("sft")) == "PyTorchJob"
-    assert [d["kind"] for d in render_job(j)] == ["ConfigMap", "PyTorchJob"]
+    assert [d["kind"] for d in render_job(j)] == ["ConfigMap", "ServiceAccount", "PyTorchJob"]
 
 
 def test_the_configmap_holds_the_spec_as_written_and_parses_back_to_the_same_job():
@@ -61,18 +61,15 @@ def test_the_configmap_keeps_unset_defaults_unset():
 
 def test_render_job_lists_the_configmap_then_stages_in_run_order():
     kinds = [(d["kind"], d["metadata"]["name"]) for d in render_job(example("pipeline.yaml"))]
-    assert kinds[0] == ("ConfigMap", "llama-pipeline-spec")
-    names = [name for _, name in kinds[1:]]
-    assert (
-        names.index("llama-pipeline-data")
-        < names.index("llama-pipeline-tokenizer")
-        < names.index("llama-pipeline-pretrain")
-    )
+    assert kinds[:2] == [("ConfigMap", "llama-pipeline-spec"), ("ServiceAccount", "llama-pipeline-pods-c87a41")]
+    names = [name for _, name in kinds[2:]]
+    stages = [child("llama-pipeline", stage, "research") for stage in ("data", "tokenizer", "pretrain")]
+    assert names.index(stages[0]) < names.index(stages[1]) < names.index(stages[2])
 
 
 def test_render_one_stage_only():
     docs = render_job(example("pipeline.yaml"), stage="serve")
-    assert [d["kind"] for d in docs] == ["ConfigMap", "Service", "Deployment"]
+    assert [d["kind"] for d in docs] == ["ConfigMap", "ServiceAccount", "Service", "Deployment"]
 
 
 def test_namespace_option_overrides_the_jobs_namespace():
@@ -94,15 +91,15 @@ def test_local_storage_needs_a_shared_claim_which_is_then_mounted_at_its_path():
     assert "local path" in render_problems(parse_job(body))[0]
     body["metadata"]["annotations"] = {"llmplatform.dev/storage-claim": "shared-rwx"}
     j = parse_job(body)
-    assert render_problems(j) == []
-    pod = render_job(j)[1]["spec"]["template"]["spec"]
+    assert render_problems(j, RenderOptions(allow=AllowList(claims=("shared-rwx",)))) == []
+    pod = render_job(j)[2]["spec"]["template"]["spec"]
     assert {"name": "llmp-storage", "persistentVolumeClaim": {"claimName": "shared-rwx"}} in pod["volumes"]
     assert {"name": "llmp-storage", "mountPath": "/mnt/llm"} in pod["containers"][0]["volumeMounts"]
 
 
 def test_render_problems_lists_every_stage_that_cannot_run():
     serve_vllm = {**SERVE, "serve": {"engine": "vllm", "quantization": "int4"}}
-    serve_hpa = {**SERVE, "name": "serve2", "serve": {"autoscale": {}}}
+    serve_hpa = {**SERVE, "name": "serve2", "serve": {"engine": "vllm", "autoscale": {}}}
     problems = render_problems(job(DATA, TOKENIZER, PRETRAIN, serve_vllm, serve_hpa))
     assert len(problems) == 2
     assert "vLLM" in problems[0] and "resources.cpu" in problems[1]
@@ -112,4 +109,4 @@ def test_yaml_output_has_no_anchors_and_the_spec_as_a_literal_block():
     text = to_yaml(render_job(example("pretrain.yaml")))
     assert "&id" not in text and "*id" not in text
     assert "job.yaml: |" in text
-    assert len(list(yaml.safe_load_all(text))) == 4
+    assert len(list(yaml.safe_load_all(text))) == 5

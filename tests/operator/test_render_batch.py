@@ -22,14 +22,14 @@ def test_a_single_pod_runs_the_stage_command_once():
 def test_gpu_stages_get_the_gpu_and_shared_memory():
     j = job(DATA, TOKENIZER, PRETRAIN, {**EVAL, "resources": {"gpus": 1}})
     pod = render_batch_job(j, j.spec.stage("eval"))["spec"]["template"]["spec"]
-    assert pod["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu": "1"}
+    assert pod["containers"][0]["resources"]["limits"] == {"cpu": "2", "memory": "8Gi", "nvidia.com/gpu": "1"}
     assert {"name": "dshm", "emptyDir": {"medium": "Memory"}} in pod["volumes"]
 
 
 def test_cpu_stages_have_no_shared_memory_volume():
     j = job(DATA)
     pod = render_batch_job(j, j.spec.stage("data"))["spec"]["template"]["spec"]
-    assert [v["name"] for v in pod["volumes"]] == ["llmp-spec"]
+    assert [v["name"] for v in pod["volumes"]] == ["llmp-spec", "tmp", "home"]
 
 
 def test_node_selector_is_passed_to_the_pod():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from llm_platform.operator.naming import name_hash
 from llm_platform.operator.options import RenderError, RenderOptions
 from llm_platform.operator.render_pytorchjob import render_pytorchjob
 
@@ -64,7 +65,7 @@ def test_every_pod_mounts_the_spec_and_shared_memory():
     for replica in render_pytorchjob(j, stage)["spec"]["pytorchReplicaSpecs"].values():
         spec = replica["template"]["spec"]
         mounts = {m["mountPath"] for m in spec["containers"][0]["volumeMounts"]}
-        assert mounts == {"/etc/llmp", "/dev/shm"}
+        assert mounts == {"/etc/llmp", "/tmp", "/home/llmp", "/dev/shm"}
         assert {"name": "llmp-spec", "configMap": {"name": "demo-spec"}} in spec["volumes"]
         assert {"name": "dshm", "emptyDir": {"medium": "Memory"}} in spec["volumes"]
 
@@ -128,7 +129,7 @@ def test_owner_reference_labels_and_name_are_deterministic():
     j, stage = pretrain()
     out = render_pytorchjob(j, stage, attempt=3, owner_uid="u-1")
     meta = out["metadata"]
-    assert meta["name"] == "demo-pretrain"
+    assert meta["name"] == "demo-pretrain-" + name_hash("team", "demo", "pretrain")
     assert meta["namespace"] == "team"
     assert meta["labels"]["llmplatform.dev/job"] == "demo"
     assert meta["labels"]["llmplatform.dev/stage"] == "pretrain"

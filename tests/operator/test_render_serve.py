@@ -7,7 +7,7 @@ import pytest
 from llm_platform.operator.options import RenderError, RenderOptions
 from llm_platform.operator.render_serve import render_autoscaler, render_deployment, render_service
 
-from .helpers import DATA, PRETRAIN, SERVE, TOKENIZER, job
+from .helpers import DATA, PRETRAIN, SERVE, TOKENIZER, child, job
 
 
 def serving(serve=None, resources=None, name="demo"):
@@ -50,7 +50,7 @@ def test_vllm_with_builtin_quantization_is_refused_with_the_fix():
 def test_service_selects_the_stage_pods_on_the_serving_port():
     j, stage = serving({"port": 8080})
     service = render_service(j, stage)
-    assert service["metadata"]["name"] == "demo-serve"
+    assert service["metadata"]["name"] == child("demo", "serve")
     assert service["spec"]["selector"] == {"llmplatform.dev/job": "demo", "llmplatform.dev/stage": "serve"}
     deployment = render_deployment(j, stage)
     assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
@@ -66,7 +66,11 @@ def test_service_names_must_start_with_a_letter():
 def test_autoscale_makes_an_hpa_and_starts_at_its_minimum():
     j, stage = serving({"autoscale": {"min_replicas": 2, "max_replicas": 6, "target_cpu_percent": 50}}, {"cpu": "4"})
     hpa = render_autoscaler(j, stage)
-    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "demo-serve"}
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": child("demo", "serve"),
+    }
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 6)
     assert hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"] == 50
     assert render_deployment(j, stage)["spec"]["replicas"] == 2

@@ -12,7 +12,7 @@ from llm_platform.services.cluster_jobs import USER_AGENT, ClusterJobs
 from llm_platform.services.jobs_api import create_app
 from tests.deploy.chart import needs_helm, one, template
 from tests.operator.cluster import Cluster, wait_for
-from tests.operator.helpers import DATA, TOKENIZER, job_dict
+from tests.operator.helpers import DATA, TOKENIZER, child, job_dict
 from tests.operator.rbac import VERBS, allowed
 
 
@@ -41,8 +41,8 @@ def test_a_submitted_job_is_created_and_run_by_the_operator(cluster, client):
     created = client.post("/v1/jobs", json=job_body())
     assert created.status_code == 201, created.text
     assert created.json()["metadata"]["namespace"] == "team"
-    wait_for(lambda: cluster.child("Job", "demo-data"), what="the data Job the operator creates")
-    cluster.finish("Job", "demo-data", "Succeeded")
+    wait_for(lambda: cluster.child("Job", child("demo", "data")), what="the data Job the operator creates")
+    cluster.finish("Job", child("demo", "data"), "Succeeded")
     wait_for(lambda: client.get("/v1/jobs/demo").json().get("status", {}).get("stages", {}).get("data", {}).get(
         "phase") == "Succeeded", what="the data stage Succeeded, read through the API")  # fmt: skip
     assert [j["metadata"]["name"] for j in client.get("/v1/jobs").json()["items"]] == ["demo"]

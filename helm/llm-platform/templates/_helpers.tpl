@@ -40,6 +40,30 @@ app.kubernetes.io/component: {{ .component }}
 app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
+{{/* What jobs may name and what the trainer image provides: the operator (its admission webhook) and the jobs API
+check the same lists, read from this environment (llm_platform/operator/options.py: ENVIRONMENT). */}}
+{{- define "llmp.jobPolicyEnv" -}}
+{{- $op := .Values.operator -}}
+- name: LLMP_TRAINER_IMAGE
+  value: {{ include "llmp.image" (dict "image" .Values.image.trainer "chart" .Chart) }}
+{{- if $op.vllmImage }}
+- name: LLMP_VLLM_IMAGE
+  value: {{ $op.vllmImage }}
+{{- end }}
+{{- with $op.allow.images }}
+- name: LLMP_ALLOW_IMAGES
+  value: {{ join "," . | quote }}
+{{- end }}
+- name: LLMP_ALLOW_SECRETS
+  value: {{ join "," $op.allow.secrets | quote }}
+- name: LLMP_ALLOW_CLAIMS
+  value: {{ join "," $op.allow.claims | quote }}
+- name: LLMP_ALLOW_PRIORITY_CLASSES
+  value: {{ join "," $op.allow.priorityClasses | quote }}
+- name: LLMP_IMAGE_PACKAGES
+  value: {{ join "," $op.imagePackages | quote }}
+{{- end -}}
+
 {{- define "llmp.image" -}}
 {{- printf "%s:%s" .image.repository (default .chart.AppVersion .image.tag) -}}
 {{- end -}}

@@ -78,9 +78,15 @@ def eval_task_problems(stage: Stage) -> list[str]:
     return task_list_problems(stage.eval.tasks, stage.eval.data_dir)
 
 
+def setting_problems(stage: Stage) -> list[str]:
+    """What stops this stage wherever it runs (settings no runner carries out, task lists that cannot run), each
+    starting with the field; the admission webhook checks these too, with its own image's packages."""
+    return unsupported(stage) + eval_task_problems(stage)
+
+
 def stage_problems(stage: Stage) -> list[str]:
     """Everything that would stop this stage partway, each naming the stage and field and what to do."""
-    problems = [f"stage '{stage.name}': {problem}" for problem in unsupported(stage) + eval_task_problems(stage)]
+    problems = [f"stage '{stage.name}': {problem}" for problem in setting_problems(stage)]
     for need in needs(stage):
         if not any(importlib.util.find_spec(module) for module in need.modules):
             problems.append(

@@ -1,0 +1,106 @@
+"""What the operator's configuration admits, checked when a job is submitted (the admission webhook, the jobs API's
+cluster backend) and again at every reconcile (a job admitted before the configuration changed stops there):
+
+- allow-lists: the images, Secrets, PersistentVolumeClaims and priority classes a job names must match the
+  operator's patterns (`AllowList`), so a job cannot mount another team's Secret or run an arbitrary image;
+- the trainer image's packages: the preflight `llmp run` runs before starting anything (unsupported settings,
+  unrunnable task lists, missing optional packages), but checked against the packages the image is declared to
+  provide (`RenderOptions.image_packages`): the operator cannot import the image, so QLoRA, DeepSpeed or fp8 without
+  their packages are refused at submit time instead of failing in the pod.
+
+Each problem names the field path and what to do.
+"""
+
+from __future__ import annotations
+
+from fnmatch import fnmatchcase
+
+from llm_platform.api import LLMJob, Stage
+from llm_platform.trainer.stages.preflight import needs, setting_problems
+
+from .naming import PRIORITY_CLASS_ANNOTATION, STORAGE_CLAIM_ANNOTATION
+from .options import RenderOptions, job_options, namespace_of
+
+ADMIN_HINT = "ask an administrator to allow it (operator flag {flag}, chart value operator.allow.{value})"
+
+
+def image_repository(image: str) -> str:
+    """`registry[:port]/path` of an image reference, without its tag or digest."""
+    name = image.split("@", 1)[0]
+    slash = name.rfind("/")
+    colon = name.rfind(":")
+    return name[:colon] if colon > slash else name
+
+
+def allowed_images(options: RenderOptions) -> tuple[str, ...]:
+    if options.allow.images is not None:
+        return options.allow.images
+    repositories = dict.fromkeys(image_repository(i) for i in (options.image, options.vllm_image))
+    return tuple(f"{repo}{sep}*" for repo in repositories for sep in (":", "@"))
+
+
+def _allowed(patterns: tuple[str, ...], name: str, namespace: str | None = None) -> bool:
+    qualified = f"{namespace}/{name}"
+    return any(fnmatchcase(qualified if "/" in p and namespace else name, p) for p in patterns)
+
+
+def _refusal(field: str, what: str, patterns: tuple[str, ...], flag: str, value: str) -> str:
+    allowed = ", ".join(patterns) or "none"
+    hint = ADMIN_HINT.format(flag=flag, value=value)
+    return f"{field}: {what} is not allowed by this operator (allowed: {allowed}); name an allowed one, or {hint}"
+
+
+def allow_list_problems(job: LLMJob, options: RenderOptions) -> list[str]:
+    allow, namespace, problems = options.allow, namespace_of(job, options), []
+    images = allowed_images(options)
+    named = [("spec.image", job.spec.image)] + [
+        (f"spec.stages[{i}].image", s.image) for i, s in enumerate(job.spec.stages)
+    ]
+    for field, image in named:
+        if image is not None and not _allowed(images, image):
+            problems.append(_refusal(field, f"image '{image}'", images, "--allow-image", "images"))
+    secret = job.spec.storage.secret_ref
+    if secret is not None and not _allowed(allow.secrets, secret, namespace):
+        problems.append(
+            _refusal("spec.storage.secret_ref", f"Secret '{secret}'", allow.secrets, "--allow-secret", "secrets")
+        )
+    jopts = job_options(job)
+    if jopts.storage_claim is not None and not _allowed(allow.claims, jopts.storage_claim, namespace):
+        field = f"metadata.annotations['{STORAGE_CLAIM_ANNOTATION}']"
+        what = f"PersistentVolumeClaim '{jopts.storage_claim}'"
+        problems.append(_refusal(field, what, allow.claims, "--allow-claim", "claims"))
+    if jopts.priority_class is not None and not _allowed(allow.priority_classes, jopts.priority_class):
+        field = f"metadata.annotations['{PRIORITY_CLASS_ANNOTATION}']"
+        what = f"PriorityClass '{jopts.priority_class}'"
+        problems.append(_refusal(field, what, allow.priority_classes, "--allow-priority-class", "priorityClasses"))
+    return problems
+
+
+def runs_stage_runner(stage: Stage) -> bool:
+    """Whether the stage's pods run `llmp stage run` (every stage but vLLM serving, which runs the vLLM image)."""
+    return not (stage.kind == "serve" and stage.serve is not None and stage.serve.engine == "vllm")
+
+
+def image_preflight_problems(job: LLMJob, options: RenderOptions) -> list[str]:
+    """`llmp run`'s preflight for every stage our image runs, with `options.image_packages` as what is installed."""
+    problems: list[str] = []
+    provided = set(options.image_packages)
+    for i, stage in enumerate(job.spec.stages):
+        if not runs_stage_runner(stage):
+            continue
+        where = f"spec.stages[{i}]"
+        problems += [f"{where}.{problem}" for problem in setting_problems(stage)]
+        for need in needs(stage):
+            if provided.isdisjoint(need.modules):
+                module = need.modules[0]
+                problems.append(
+                    f"{where}.{need.field}: needs the '{module}' package, which the trainer image does not provide "
+                    f"(it provides: {', '.join(sorted(provided)) or 'none'}); use an image built with it "
+                    f"({need.install}) and declare it to the operator (flag --image-package {module}, chart value "
+                    "operator.imagePackages)"
+                )
+    return problems
+
+
+def policy_problems(job: LLMJob, options: RenderOptions) -> list[str]:
+    return allow_list_problems(job, options) + image_preflight_problems(job, options)
