@@ -51,3 +51,21 @@ SERVE_VLLM = {**SERVE, "serve": {"engine": "vllm"}}
 def child(job_name: str, stage: str, namespace: str = "team") -> str:
     """The name of a stage's workload, as the operator names it."""
     return child_name(namespace, job_name, stage)
+
+
+def rendering_variants() -> dict[str, dict[str, Any]]:
+    """Rendering paths the examples do not take on their own."""
+    elastic = job_dict(
+        DATA, TOKENIZER, {**PRETRAIN, "train": {"steps": 5, "parallel": {"nodes": 3, "gpus_per_node": 8}}}
+    )
+    elastic["metadata"]["annotations"] = {"llmplatform.dev/elastic-nodes": "2:4"}
+    queued = job_dict(DATA, TOKENIZER, PRETRAIN, suspend=True)
+    queued["metadata"]["labels"] = {"kueue.x-k8s.io/queue-name": "q"}
+    local = job_dict(DATA, TOKENIZER, PRETRAIN, SERVE, storage={"uri": "file:///mnt/llm"})
+    local["metadata"]["annotations"] = {"llmplatform.dev/storage-claim": "shared"}
+    ray_train = job_dict(
+        DATA,
+        TOKENIZER,
+        {**PRETRAIN, "train": {"steps": 5, "parallel": {"nodes": 2, "gpus_per_node": 1, "launcher": "ray"}}},
+    )
+    return {"elastic": elastic, "kueue-suspended": queued, "storage-claim": local, "ray-train": ray_train}

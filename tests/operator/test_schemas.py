@@ -13,7 +13,7 @@ import yaml
 from llm_platform.api import parse_job
 from llm_platform.operator.render import render_job
 
-from .helpers import CLUSTER_EXAMPLES, DATA, PRETRAIN, REPO, SERVE, TOKENIZER, example, job_dict
+from .helpers import CLUSTER_EXAMPLES, REPO, example, rendering_variants
 from .schemas import schema_errors
 
 # PodMonitor has no upstream schema among ../shared's CRDs; tests/deploy/test_chart.py checks what it must match
@@ -25,33 +25,15 @@ MANIFESTS = [
 ]
 
 
-def _variants():
-    """Rendering paths the examples do not take on their own."""
-    elastic = job_dict(
-        DATA, TOKENIZER, {**PRETRAIN, "train": {"steps": 5, "parallel": {"nodes": 3, "gpus_per_node": 8}}}
-    )
-    elastic["metadata"]["annotations"] = {"llmplatform.dev/elastic-nodes": "2:4"}
-    queued = job_dict(DATA, TOKENIZER, PRETRAIN, suspend=True)
-    queued["metadata"]["labels"] = {"kueue.x-k8s.io/queue-name": "q"}
-    local = job_dict(DATA, TOKENIZER, PRETRAIN, SERVE, storage={"uri": "file:///mnt/llm"})
-    local["metadata"]["annotations"] = {"llmplatform.dev/storage-claim": "shared"}
-    ray_train = job_dict(
-        DATA,
-        TOKENIZER,
-        {**PRETRAIN, "train": {"steps": 5, "parallel": {"nodes": 2, "gpus_per_node": 1, "launcher": "ray"}}},
-    )
-    return {"elastic": elastic, "kueue-suspended": queued, "storage-claim": local, "ray-train": ray_train}
-
-
 @pytest.mark.parametrize("path", CLUSTER_EXAMPLES, ids=lambda p: p.stem)
 def test_every_rendered_object_of_the_examples_validates(path: Path):
     docs = render_job(example(path.name), owner_uid="9a8b7c6d-0000-0000-0000-000000000000")
     assert [e for d in docs for e in schema_errors(d)] == []
 
 
-@pytest.mark.parametrize("name", list(_variants()))
+@pytest.mark.parametrize("name", list(rendering_variants()))
 def test_every_rendering_variant_validates(name):
-    docs = render_job(parse_job(_variants()[name]), owner_uid="uid")
+    docs = render_job(parse_job(rendering_variants()[name]), owner_uid="uid")
     assert [e for d in docs for e in schema_errors(d)] == []
 
 
