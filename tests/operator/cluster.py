@@ -4,8 +4,11 @@ that play the engines' controllers (flip a child's status the way the training o
 from __future__ import annotations
 
 import asyncio
+import json
+import socket
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -106,6 +109,42 @@ class Cluster:
         operator = OperatorThread(fast_config(**overrides), self.configuration, reconciler).start()
         self.operators.append(operator)
         return operator
+
+    def start_webhook(self) -> Callable[[dict[str, Any]], dict[str, Any]]:
+        """Start an operator serving its admission webhook (plain HTTP on loopback) and return a function that posts
+        an LLMJob to it in an AdmissionReview, as the API server would, and returns the review's response."""
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.webhook_port = s.getsockname()[1]
+        self.start_operator(webhook_port=self.webhook_port, webhook_insecure=True)
+
+        def post(body: dict[str, Any]) -> dict[str, Any]:
+            review = {
+                "apiVersion": "admission.k8s.io/v1",
+                "kind": "AdmissionReview",
+                "request": {
+                    "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
+                    "kind": {"group": "llmplatform.dev", "version": "v1alpha1", "kind": "LLMJob"},
+                    "resource": {"group": "llmplatform.dev", "version": "v1alpha1", "resource": "llmjobs"},
+                    "operation": "CREATE",
+                    "userInfo": {"username": "alice"},
+                    "object": body,
+                    "dryRun": False,
+                },
+            }
+            url = f"http://127.0.0.1:{self.webhook_port}/validate"
+            request = urllib.request.Request(url, json.dumps(review).encode(), {"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return json.load(response)["response"]
+
+        def answers() -> bool:
+            try:
+                return post({}) is not None
+            except OSError:
+                return False
+
+        wait_for(answers, what="the webhook to answer")
+        return post
 
     def close(self) -> None:
         for operator in self.operators:

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import socket
-import urllib.request
-
 import yaml
 
 from llm_platform.api import SpecError, load_job
@@ -57,42 +53,10 @@ def test_a_spec_change_is_validated():
     assert admission_problems(bad_job(), old=job_dict(DATA, TOKENIZER, PRETRAIN)) is not None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _review(body, operation="CREATE"):
-    return {
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
-            "kind": {"group": "llmplatform.dev", "version": "v1alpha1", "kind": "LLMJob"},
-            "resource": {"group": "llmplatform.dev", "version": "v1alpha1", "resource": "llmjobs"},
-            "operation": operation,
-            "userInfo": {"username": "alice"},
-            "object": body,
-            "dryRun": False,
-        },
-    }
-
-
 def test_the_operator_serves_the_webhook_and_registers_it(cluster):
-    port = _free_port()
-    cluster.start_operator(webhook_port=port, webhook_insecure=True)
-
-    def post(body):
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/validate",
-            data=json.dumps(_review(body)).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return json.load(response)["response"]
-
-    refused = wait_for(lambda: _try(post, bad_job()), what="the webhook to answer")
+    post = cluster.start_webhook()
+    port = cluster.webhook_port
+    refused = post(bad_job())
     assert refused["allowed"] is False
     assert refused["uid"] == "705ab4f5-6393-11e8-b7cc-42010a800002"
     assert refused["status"]["code"] == 422
@@ -118,10 +82,3 @@ def _refetch(cluster):
         "admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration", None, "llmjobs.llmplatform.dev"
     )
     return obj.get("webhooks")
-
-
-def _try(post, body):
-    try:
-        return post(body)
-    except OSError:
-        return None

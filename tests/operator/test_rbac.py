@@ -58,4 +58,5 @@ def test_every_api_call_of_a_job_lifecycle_is_allowed(cluster):
     used = {(g, r, v) for g, r, v, _ in calls}
     assert {("batch", "jobs", "create"), ("llmplatform.dev", "llmjobs/status", "patch"), ("", "events", "create"),
             ("apps", "deployments", "patch"), ("kubeflow.org", "pytorchjobs", "delete"),
+            ("", "serviceaccounts", "create"), ("", "serviceaccounts", "delete"),
             ("admissionregistration.k8s.io", "validatingwebhookconfigurations", "patch")} <= used  # fmt: skip

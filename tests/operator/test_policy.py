@@ -1,0 +1,199 @@
+"""What the operator's configuration admits: allow-lists of images, Secrets, claims and priority classes, and the
+preflight of `llmp run` against what the trainer image provides; refused by the webhook (and the jobs API's cluster
+backend) with the field path."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from llm_platform.api import parse_job
+from llm_platform.operator.admission import admission_problems
+from llm_platform.operator.options import DEFAULT_IMAGE_PACKAGES, AllowList, RenderOptions, options_from_env
+from llm_platform.operator.policy import allowed_images, image_repository, policy_problems
+from llm_platform.operator.render import render_problems
+from llm_platform.trainer.stages.preflight import NOT_BUILT, needs
+
+from .helpers import CLUSTER_EXAMPLES, DATA, PRETRAIN, REPO, TOKENIZER, example, job_dict
+
+FINETUNE = {
+    "name": "sft",
+    "kind": "finetune",
+    "needs": ["pretrain"],
+    "finetune": {"method": "lora", "dataset": {"path": "s3://d/sft.jsonl"}},
+}
+QLORA = {**FINETUNE, "finetune": {**FINETUNE["finetune"], "method": "qlora"}}
+DEEPSPEED = {**PRETRAIN, "train": {"steps": 10, "parallel": {"strategy": "deepspeed", "gpus_per_node": 8}}}
+FP8 = {**PRETRAIN, "train": {"steps": 10, "fp8": True}}
+# what the examples' cluster offers beyond the defaults: the priority classes pretrain.yaml asks for, and a trainer
+# image with DeepSpeed (align-dpo.yaml's ZeRO-3), declared to the operator
+EXAMPLES_CLUSTER = RenderOptions(
+    allow=AllowList(priority_classes=("research-*",)), image_packages=(*DEFAULT_IMAGE_PACKAGES, "deepspeed")
+)
+
+
+def refusal(body: dict, options: RenderOptions | None = None) -> str | None:
+    return admission_problems(body, options=options or RenderOptions())
+
+
+# ------------------------------------------------------------------------------------------------ allow-lists
+def test_an_image_outside_the_allow_list_is_refused_with_its_field_path():
+    body = job_dict(DATA, {**TOKENIZER, "image": "evil.example/miner:1"}, image="ghcr.io/llm-platform/trainer:dev")
+    message = refusal(body)
+    assert message.startswith("LLMJob cannot run on a cluster (1 problem):\n  - spec.stages[1].image: image ")
+    assert "'evil.example/miner:1' is not allowed by this operator" in message
+    assert "allowed: ghcr.io/llm-platform/trainer:*, ghcr.io/llm-platform/trainer@*, vllm/vllm-openai:*" in message
+    assert "--allow-image" in message
+    assert refusal(job_dict(DATA, image="docker.io/library/python:3")).count("spec.image: image") == 1
+
+
+def test_image_patterns_are_the_administrators_and_default_to_the_operators_own_repositories():
+    options = RenderOptions(image="registry:5000/team/trainer:2", allow=AllowList(images=("registry:5000/team/*",)))
+    assert allowed_images(options) == ("registry:5000/team/*",)
+    assert refusal(job_dict(DATA, image="registry:5000/team/trainer:3"), options) is None
+    assert image_repository("registry:5000/team/trainer:3") == "registry:5000/team/trainer"
+    assert image_repository("ghcr.io/x/y@sha256:abc") == "ghcr.io/x/y"
+    own = RenderOptions(image="registry:5000/team/trainer:2")
+    assert refusal(job_dict(DATA, image="registry:5000/team/trainer@sha256:00"), own) is None
+    assert refusal(job_dict(DATA, image="registry:5000/team/trainer-evil:1"), own) is not None
+
+
+def test_a_secret_outside_the_allow_list_is_refused_and_patterns_may_name_the_namespace():
+    body = job_dict(DATA, storage={"uri": "s3://b/p", "secret_ref": "prod-db-password"})
+    message = refusal(body)
+    assert "  - spec.storage.secret_ref: Secret 'prod-db-password' is not allowed by this operator" in message
+    assert "(allowed: s3-credentials)" in message and "--allow-secret" in message
+    assert refusal(body, RenderOptions(allow=AllowList(secrets=("team/prod-*",)))) is None  # the job is in 'team'
+    assert refusal(body, RenderOptions(allow=AllowList(secrets=("other/prod-*",)))) is not None
+    assert refusal(job_dict(DATA, storage={"uri": "s3://b/p", "secret_ref": "s3-credentials"})) is None
+
+
+def test_a_claim_and_a_priority_class_outside_the_allow_lists_are_refused_with_their_annotation():
+    body = job_dict(DATA, storage={"uri": "file:///mnt/llm"})
+    body["metadata"]["annotations"] = {
+        "llmplatform.dev/storage-claim": "other-teams-data",
+        "llmplatform.dev/priority-class": "system-node-critical",
+    }
+    message = refusal(body)
+    assert "  - metadata.annotations['llmplatform.dev/storage-claim']: PersistentVolumeClaim 'other-teams-data'" in (
+        message
+    )
+    assert "  - metadata.annotations['llmplatform.dev/priority-class']: PriorityClass 'system-node-critical'" in message
+    assert "(allowed: none)" in message
+    allowed = RenderOptions(allow=AllowList(claims=("other-teams-*",), priority_classes=("system-*",)))
+    assert refusal(body, allowed) is None
+
+
+def test_the_configuration_comes_from_flags_then_the_environment_then_the_defaults():
+    assert options_from_env({}) == RenderOptions()
+    env = {"LLMP_ALLOW_SECRETS": "", "LLMP_ALLOW_IMAGES": "a/*, b/*", "LLMP_IMAGE_PACKAGES": "ray,deepspeed"}
+    options = options_from_env(env, claims=("c",), images=("flag/*",))
+    assert options.allow == AllowList(images=("flag/*",), secrets=(), claims=("c",), priority_classes=())
+    assert options.image_packages == ("ray", "deepspeed")
+    assert options_from_env({"LLMP_TRAINER_IMAGE": "x/t:1"}).image == "x/t:1"
+
+
+# ------------------------------------------------------------------------------------------------ preflight
+def test_a_qlora_stage_is_refused_at_submit_with_its_field_path():
+    message = refusal(job_dict(DATA, TOKENIZER, PRETRAIN, QLORA))
+    assert "\n  - spec.stages[3].finetune.method: qlora (4-bit base weights" in message
+
+
+def test_deepspeed_and_fp8_without_their_packages_in_the_image_are_refused_with_the_field_path():
+    message = refusal(job_dict(DATA, TOKENIZER, DEEPSPEED))
+    assert (
+        "\n  - spec.stages[2].train.parallel.strategy: needs the 'deepspeed' package, which the trainer image does not "
+        "provide (it provides: datasets, lingua, lm_eval, matplotlib, pyarrow, ray); use an image built with it "
+        "(pip install 'llm-platform[gpu]') and declare it to the operator (flag --image-package deepspeed"
+    ) in message
+    assert "spec.stages[2].train.fp8: needs the 'torchao' package" in refusal(job_dict(DATA, TOKENIZER, FP8))
+    with_deepspeed = RenderOptions(image_packages=(*DEFAULT_IMAGE_PACKAGES, "deepspeed"))
+    assert refusal(job_dict(DATA, TOKENIZER, DEEPSPEED), with_deepspeed) is None
+
+
+def test_the_check_does_not_depend_on_what_the_operator_itself_has_installed():
+    # deepspeed is installed here (a dev dependency), yet the image decides
+    import importlib.util
+
+    if importlib.util.find_spec("deepspeed") is None:
+        pytest.skip("deepspeed (a dev dependency) is not installed here, so this case shows nothing")
+    assert refusal(job_dict(DATA, TOKENIZER, DEEPSPEED)) is not None
+
+
+def test_vllm_serving_runs_no_runner_of_ours_so_only_our_runners_are_preflighted():
+    vllm = {"name": "serve", "kind": "serve", "needs": ["pretrain"], "serve": {"engine": "vllm"}}
+    assert refusal(job_dict(DATA, TOKENIZER, PRETRAIN, vllm)) is None
+
+
+@pytest.mark.parametrize("path", CLUSTER_EXAMPLES, ids=lambda p: p.stem)
+def test_the_examples_pass_on_a_cluster_that_allows_what_they_name(path: Path):
+    job = example(path.name)
+    problems = policy_problems(job, EXAMPLES_CLUSTER) + render_problems(job, EXAMPLES_CLUSTER)
+    # the only refusal left: a builtin serving stage while its runner is not built (preflight says so locally too)
+    unbuilt = [
+        f"spec.stages[{i}].kind: the '{s.kind}' runner is not built yet in this version of llm-platform"
+        for i, s in enumerate(job.spec.stages)
+        if s.kind in NOT_BUILT and not (s.kind == "serve" and s.serve.engine == "vllm")
+    ]
+    assert sorted(set(problems)) == sorted(unbuilt)
+
+
+def test_on_a_default_install_the_examples_needing_more_are_refused_at_submit():
+    (priority,) = policy_problems(example("pretrain.yaml"), RenderOptions())
+    assert priority.startswith("metadata.annotations['llmplatform.dev/priority-class']: PriorityClass 'research-high'")
+    (deepspeed,) = policy_problems(example("align-dpo.yaml"), RenderOptions())
+    assert deepspeed.startswith("spec.stages[0].train.parallel.strategy: needs the 'deepspeed' package")
+
+
+def test_the_default_image_packages_are_what_the_trainer_dockerfile_installs():
+    dockerfile = (REPO / "images" / "trainer" / "Dockerfile").read_text()
+    (installed,) = re.findall(r'pip install "\.\[([a-z,]+)\]"', dockerfile)
+    extras = set(installed.split(","))
+    every_need = job_dict(
+        {
+            "name": "data",
+            "kind": "data",
+            "data": {
+                "sources": [{"type": "parquet", "path": "s3://p/*.parquet"}, {"type": "hf", "path": "x/y"}],
+                "language": {},
+                "plots": True,
+                "engine": "ray",
+            },
+        },
+        TOKENIZER,
+        {**DEEPSPEED, "train": {**DEEPSPEED["train"], "fp8": True, "tensorboard": True, "wandb_project": "p"}},
+        {"name": "eval", "kind": "eval", "needs": ["pretrain"], "eval": {"tasks": ["lm-eval:hellaswag"]}},
+    )
+    found = [need for stage in parse_job(every_need).spec.stages for need in needs(stage)]
+    assert len(found) == 10
+    extra_of = {n.modules[0]: m[1] if (m := re.search(r"llm-platform\[(\w+)\]", n.install)) else None for n in found}
+    assert set(DEFAULT_IMAGE_PACKAGES) == {module for module, extra in extra_of.items() if extra in extras}
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert extras <= set(pyproject)
+
+
+# ------------------------------------------------------------------------------------------------ where it runs
+def test_the_webhook_refuses_qlora_and_deepspeed_over_http(cluster):
+    post = cluster.start_webhook()
+    for stage, field in ((QLORA, "spec.stages[3].finetune.method"), (DEEPSPEED, "spec.stages[2].train.parallel")):
+        stages = (DATA, TOKENIZER, PRETRAIN, stage) if stage is QLORA else (DATA, TOKENIZER, stage)
+        answer = post(job_dict(*stages))
+        assert answer["allowed"] is False and answer["status"]["code"] == 422
+        assert f"\n  - {field}" in answer["status"]["message"]
+    assert post(job_dict(DATA, TOKENIZER, PRETRAIN, FINETUNE))["allowed"] is True
+
+
+def test_the_jobs_api_cluster_backend_refuses_the_same(cluster):
+    from llm_platform.services.cluster_jobs import ClusterJobs
+    from llm_platform.trainer.stages.preflight import PreflightError
+
+    jobs = ClusterJobs(cluster.kube, "team")
+    with pytest.raises(PreflightError) as refused:
+        jobs.submit(parse_job(job_dict(DATA, TOKENIZER, DEEPSPEED)))
+    assert any(
+        p.startswith("spec.stages[2].train.parallel.strategy: needs the 'deepspeed'") for p in refused.value.problems
+    )
+    assert jobs.names() == []
