@@ -78,7 +78,7 @@ log "installing llm-platform with its chart: CRDs, RBAC, peering, operator"
 helm upgrade --install llm-platform helm/llm-platform --namespace llm-platform --create-namespace --wait \
   --set image.operator.repository="${OPERATOR_IMAGE%:*}" --set image.operator.tag="${OPERATOR_IMAGE##*:}" \
   --set image.trainer.repository="${TRAINER_IMAGE%:*}" --set image.trainer.tag="${TRAINER_IMAGE##*:}" \
-  --set image.pullPolicy=IfNotPresent
+  --set image.pullPolicy=IfNotPresent --set "operator.allow.claims={llmp-storage}"
 kubectl -n llm-platform rollout status deploy/llm-platform-operator --timeout=300s
 
 log "waiting for the admission webhook to be registered"
@@ -162,12 +162,13 @@ while [ "$(date +%s)" -lt "$deadline" ]; do
 done
 kubectl -n "$NAMESPACE" get llmjob e2e -o yaml
 [ "$phase" = Succeeded ] || fail "the pipeline ended in phase '${phase:-none}'"
-kubectl -n "$NAMESPACE" get pytorchjob e2e-pretrain -o jsonpath='{.spec.pytorchReplicaSpecs.Worker.replicas}' \
+kubectl -n "$NAMESPACE" get pytorchjob -l llmplatform.dev/job=e2e,llmplatform.dev/stage=pretrain \
+  -o jsonpath='{.items[0].spec.pytorchReplicaSpecs.Worker.replicas}' \
   | grep -qx 1 || fail "pretrain did not run as Master + 1 Worker"
 
 log "deleting the job removes its children (finalizer), and keeps the artifacts (cleanup: keep)"
 kubectl -n "$NAMESPACE" delete llmjob e2e --timeout=300s
-left=$(kubectl -n "$NAMESPACE" get jobs,pytorchjobs,configmaps -l llmplatform.dev/job=e2e -o name)
+left=$(kubectl -n "$NAMESPACE" get jobs,pytorchjobs,configmaps,serviceaccounts -l llmplatform.dev/job=e2e -o name)
 [ -z "$left" ] || fail "children left after deletion: $left"
 
 log "end-to-end test passed"

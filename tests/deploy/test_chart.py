@@ -13,6 +13,7 @@ import typer
 import yaml
 
 from llm_platform.cli import app
+from llm_platform.operator.options import DEFAULT_IMAGE_PACKAGES, ENVIRONMENT, AllowList, options_from_env
 from llm_platform.operator.render import render_job
 from tests.operator.helpers import REPO, example
 from tests.operator.schemas import schema_errors
@@ -169,3 +170,41 @@ def test_the_plain_manifests_are_rendered_from_the_chart(tmp_path):
         if p.name != "namespace.yaml"
     }
     assert rendered == committed, "manifests/ drifted from helm/llm-platform: run `make manifests`"
+
+
+def _policy(docs: list[dict], component: str) -> dict[str, str]:
+    container = one(docs, "Deployment", component)["spec"]["template"]["spec"]["containers"][0]
+    return {e["name"]: e["value"] for e in container["env"] if e["name"] in ENVIRONMENT.values()}
+
+
+def test_the_operator_and_the_api_check_jobs_against_the_same_lists_from_the_values():
+    docs = template(
+        "api.enabled=true",
+        "operator.allow.images={registry.example/team/*}",
+        "operator.allow.secrets={s3-credentials,research/s3-*}",
+        "operator.allow.priorityClasses={research-*}",
+        "operator.imagePackages={ray,deepspeed}",
+    )
+    operator, api = _policy(docs, "operator"), _policy(docs, "api")
+    assert operator == api
+    options = options_from_env(operator)
+    assert options.allow == AllowList(
+        images=("registry.example/team/*",),
+        secrets=("s3-credentials", "research/s3-*"),
+        claims=(),
+        priority_classes=("research-*",),
+    )
+    assert options.image_packages == ("ray", "deepspeed")
+    assert options.image == "ghcr.io/llm-platform/trainer:0.1.0"
+
+
+def test_the_charts_default_lists_are_the_operators_defaults():
+    options = options_from_env(_policy(template(), "operator"))
+    assert options.allow == AllowList() and options.image_packages == DEFAULT_IMAGE_PACKAGES
+    assert options.image == "ghcr.io/llm-platform/trainer:0.1.0"  # whose repository the default image list allows
+
+
+def test_a_pattern_with_a_comma_is_refused_with_its_path():
+    result = helm("template", "rel", str(CHART), "--set", "operator.allow.secrets[0]=a\\,b")
+    assert result.returncode != 0
+    assert "at '/operator/allow/secrets/0'" in result.stderr
