@@ -46,6 +46,7 @@ HOME_VOLUME = "home"
 GPU_RESOURCE = "nvidia.com/gpu"
 
 POD_USER = 1000  # `useradd --uid 1000 llmp` in images/trainer/Dockerfile
+USER_NAME = "llmp"
 HOME_DIR = "/home/llmp"
 # A stage that names no CPU or memory gets these (requests = limits: a training pod should not be throttled or
 # evicted for what it was promised).
@@ -135,10 +136,15 @@ def resource_requirements(cpu: str | None, memory: str | None, gpus: int) -> dic
 
 
 def container_env(job: LLMJob, storage: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(env, envFrom): $HOME on its writable volume; for a container that uses the artifact store (`storage`), the S3
-    endpoint as AWS_ENDPOINT_URL and the credentials from the Secret named in spec.storage. No other container
-    gets them (the vLLM server reads a model an init container fetched)."""
-    env: list[dict[str, Any]] = [{"name": "PYTHONUNBUFFERED", "value": "1"}, {"name": "HOME", "value": HOME_DIR}]
+    """(env, envFrom): $HOME on its writable volume and $USER (in an image without a passwd entry for POD_USER,
+    such as vLLM's, `getpass.getuser()` fails without it, and torch's compile cache asks it); for a container that
+    uses the artifact store (`storage`), the S3 endpoint as AWS_ENDPOINT_URL and the credentials from the Secret
+    named in spec.storage. No other container gets them (the vLLM server reads a model an init container fetched)."""
+    env: list[dict[str, Any]] = [
+        {"name": "PYTHONUNBUFFERED", "value": "1"},
+        {"name": "HOME", "value": HOME_DIR},
+        {"name": "USER", "value": USER_NAME},
+    ]
     if not storage:
         return env, []
     if job.spec.storage.endpoint_url:

@@ -135,3 +135,12 @@ def test_resources_default_when_the_stage_names_none_and_follow_it_when_it_does(
     assert data == {"requests": {"cpu": "2", "memory": "8Gi"}, "limits": {"cpu": "2", "memory": "8Gi"}}
     sized = _containers(render_job(job({**DATA, "resources": {"cpu": "500m", "memory": "1Gi", "gpus": 1}})))
     assert sized["stage"]["resources"]["limits"] == {"cpu": "500m", "memory": "1Gi", "nvidia.com/gpu": "1"}
+
+
+@pytest.mark.parametrize("path", CLUSTER_EXAMPLES, ids=lambda p: p.stem)
+def test_every_container_can_write_its_home_and_tmp_on_a_read_only_root(path: Path):
+    for name, c in _containers(render_job(example(path.name))).items():
+        env = {e["name"]: e.get("value") for e in c["env"]}
+        mounts = {m["mountPath"] for m in c["volumeMounts"] if not m.get("readOnly")}
+        assert {env["HOME"], "/tmp"} <= mounts, name
+        assert env["USER"] == "llmp", name  # images without a passwd entry for the user (vLLM's) need it
