@@ -27,7 +27,7 @@ from llm_platform.trainer.train.loop import TrainResult, train
 from llm_platform.trainer.train.metrics import MetricsLog
 
 from ..operator.cluster import Cluster
-from ..operator.helpers import DATA, PRETRAIN, TOKENIZER, job_dict
+from ..operator.helpers import DATA, PRETRAIN, TOKENIZER, child, job_dict
 from ..trainer.train.fixtures import corpus_token_file
 from .dashboards import LABEL_VALUES, NAMES, exprs, instantiate, load, panels, queried_series, variable_query, variables
 from .prometheus import INSTALL_HINT, Prometheus, find_tool, free_port, scrape_config
@@ -86,11 +86,11 @@ def reconcile_jobs(metrics: OperatorMetrics) -> None:
         reconciler = Reconciler(Kube(cluster.configuration), metrics=metrics)
         cluster.apply(job_dict(DATA, TOKENIZER, PRETRAIN, max_retries=1))
         reconciler.reconcile("team", "demo")
-        cluster.finish("Job", "demo-data", "Succeeded")
+        cluster.finish("Job", child("demo", "data"), "Succeeded")
         reconciler.reconcile("team", "demo")
-        cluster.finish("Job", "demo-tok", "Succeeded")
+        cluster.finish("Job", child("demo", "tok"), "Succeeded")
         reconciler.reconcile("team", "demo")
-        cluster.finish("PyTorchJob", "demo-pretrain", "Failed", "NCCL watchdog timeout")
+        cluster.finish("PyTorchJob", child("demo", "pretrain"), "Failed", "NCCL watchdog timeout")
         reconciler.reconcile("team", "demo")  # plans the retry: deletes the failed attempt
         reconciler.reconcile("team", "demo")  # creates attempt 2
         cluster.apply(job_dict({**DATA, "data": {"engine": "ray", "sources": [{"type": "stdlib"}]}}, name="on-ray"))
