@@ -17,7 +17,8 @@ from llm_platform.operator.policy import allowed_images, image_repository, polic
 from llm_platform.operator.render import render_problems
 from llm_platform.trainer.stages.preflight import NOT_BUILT, needs
 
-from .helpers import CLUSTER_EXAMPLES, DATA, PRETRAIN, REPO, TOKENIZER, example, job_dict
+from .cluster import wait_for
+from .helpers import CLUSTER_EXAMPLES, DATA, PRETRAIN, REPO, TOKENIZER, child, example, job_dict
 
 FINETUNE = {
     "name": "sft",
@@ -197,3 +198,15 @@ def test_the_jobs_api_cluster_backend_refuses_the_same(cluster):
         p.startswith("spec.stages[2].train.parallel.strategy: needs the 'deepspeed'") for p in refused.value.problems
     )
     assert jobs.names() == []
+
+
+def test_without_a_webhook_the_operator_fails_such_a_job_before_creating_any_pod(cluster):
+    cluster.start_operator()
+    cluster.apply(job_dict(DATA, TOKENIZER, DEEPSPEED))
+    wait_for(lambda: cluster.phase("demo") == "Failed", what="the job to fail")
+    assert (
+        "spec.stages[2].train.parallel.strategy: needs the 'deepspeed' package"
+        in cluster.job("demo")["status"]["message"]
+    )
+    assert "InvalidSpec" in cluster.events()
+    assert cluster.child("Job", child("demo", "data")) is None
