@@ -1,5 +1,6 @@
 """Admission: the same validation `llmp validate` runs, so `kubectl apply` of a bad LLMJob fails with the same
-field paths and messages, plus the checks only a cluster run needs (shared storage, renderable stages)."""
+field paths and messages, plus the checks only a cluster run needs (shared storage, renderable stages, the operator's
+allow-lists, and `llmp run`'s preflight against the trainer image's declared packages: see `policy`)."""
 
 from __future__ import annotations
 
