@@ -36,7 +36,6 @@ from .quantize import Int4Linear, Int8Linear
 from .sampling import filter_logits
 
 SPLIT_KV_MIN_LEN = 4096  # caches at least this long use split-KV attention under attention="auto"
-_SLOT_MULTIPLE = 256  # max_len is rounded up to this, so split-KV chunks divide it
 
 
 # --------------------------------------------------------------------------- pure pieces
@@ -232,16 +231,16 @@ class FastDecoder:
         if max_len < 2:
             raise ValueError(f"max_len must be at least 2, got {max_len}")
         rotary = model.rotary
-        slots = -(-max_len // _SLOT_MULTIPLE) * _SLOT_MULTIPLE
-        if rotary is not None and rotary.cos_half.shape[0] < slots:
+        if rotary is not None and rotary.cos_half.shape[0] < max_len:
             raise ValueError(
-                f"max_len {max_len} (rounded to {slots} cache slots) is past the model's RoPE table "
-                f"({rotary.cos_half.shape[0]} positions); lower max_len or raise max_seq_len"
+                f"max_len {max_len} is past the model's RoPE table ({rotary.cos_half.shape[0]} positions); "
+                "lower max_len or raise max_seq_len"
             )
         if attention == "auto":
-            attention = "split_kv" if slots >= SPLIT_KV_MIN_LEN else "sdpa"
-        if attention == "split_kv" and slots % kv_splits:
-            raise ValueError(f"kv_splits={kv_splits} must divide the {slots} cache slots")
+            attention = "split_kv" if max_len >= SPLIT_KV_MIN_LEN else "sdpa"
+        # whole chunks of 16 slots (and whole split-KV chunks); the extra slots are always masked
+        multiple = 16 * kv_splits if attention == "split_kv" else 16
+        slots = -(-max_len // multiple) * multiple
         self.model, self.max_len, self.slots, self.sync_every = model.eval(), max_len, slots, sync_every
         self.attention = attention
         c = model.config
@@ -262,9 +261,10 @@ class FastDecoder:
         self.noise = torch.ones(c.vocab_size, device=self.device)
 
     # -------------------------------------------------------------- one forward over static shapes
-    def _forward(self, tokens: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
+    def _forward(self, tokens: torch.Tensor, start: torch.Tensor, eager: bool = False) -> torch.Tensor:
         """Logits [T, V] (float32) of tokens [1, T] at positions start .. start + T - 1 (start: [1] on the device);
-        writes their keys and values into the cache. Anything the cache holds past the last position is ignored."""
+        writes their keys and values into the cache. Anything the cache holds past the last position is ignored.
+        eager: run the blocks uncompiled (prompts: one compiled graph per prompt length would not pay)."""
         seq = tokens.shape[1]
         positions = start + torch.arange(seq, device=self.device)
         x = self.model.embed_tokens(tokens)
@@ -277,7 +277,8 @@ class FastDecoder:
         masks = {}
         for window in set(self.windows):
             masks[window] = causal if window is None else causal & (positions[:, None] - self.key_positions < window)
-        for fn, window in zip(self._block_fns, self.windows, strict=True):
+        fns = [block.forward for block in self.blocks] if eager else self._block_fns
+        for fn, window in zip(fns, self.windows, strict=True):
             x = fn(x, positions, rope, masks[window])
         return self.model.lm_head(self.model.norm(x))[0].float()
 
@@ -318,9 +319,7 @@ class FastDecoder:
         On CUDA one graph is captured per token count T; the returned tensor is that graph's output buffer, valid
         until the next call with the same T."""
         seq = tokens.shape[1]
-        if start_pos < 0 or start_pos + seq > self.max_len:
-            last = start_pos + seq - 1
-            raise ValueError(f"positions {start_pos}..{last} are outside the cache (0..{self.max_len - 1})")
+        self._check_span(start_pos, seq)
         if not self.cuda_graph:
             return self._forward(tokens.to(self.device), torch.tensor([start_pos], device=self.device))
         if seq not in self._logit_graphs:
@@ -334,6 +333,17 @@ class FastDecoder:
         start.fill_(start_pos)
         graph.replay()
         return out
+
+    @torch.no_grad()
+    def prefill(self, tokens: torch.Tensor, start_pos: int = 0) -> torch.Tensor:
+        """Like ``logits`` but eager and without a graph: for prompts, whose lengths vary."""
+        self._check_span(start_pos, tokens.shape[1])
+        return self._forward(tokens.to(self.device), torch.tensor([start_pos], device=self.device), eager=True)
+
+    def _check_span(self, start_pos: int, seq: int) -> None:
+        if start_pos < 0 or start_pos + seq > self.max_len:
+            last = start_pos + seq - 1
+            raise ValueError(f"positions {start_pos}..{last} are outside the cache (0..{self.max_len - 1})")
 
     @torch.no_grad()
     def generate(
@@ -359,7 +369,7 @@ class FastDecoder:
             return []
         generator = torch.Generator(device=self.device).manual_seed(seed)
         prompt = torch.tensor([prompt_ids], device=self.device)
-        last = self._forward(prompt, torch.zeros(1, dtype=torch.long, device=self.device))[-1:]
+        last = self._forward(prompt, torch.zeros(1, dtype=torch.long, device=self.device), eager=True)[-1:]
         self._fill_noise(temperature, generator)
         n = len(prompt_ids)
         self.tokens[n] = sample_from_logits(last, self.noise[None], temperature, top_k, top_p)[0]

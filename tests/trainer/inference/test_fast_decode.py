@@ -52,7 +52,7 @@ def test_logits_match_the_model_forward_and_calls_may_go_back(attention):
     ids = torch.randint(0, 512, (1, 12), generator=torch.Generator().manual_seed(1))
     reference = model(ids)[0]
     decoder = FastDecoder(model, max_len=300, attention=attention, kv_splits=4)
-    assert decoder.slots == 512  # rounded up to whole 256-slot chunks
+    assert decoder.slots == (320 if attention == "split_kv" else 304)  # whole chunks of 16 slots (x 4 splits)
     torch.testing.assert_close(decoder.logits(ids[:, :7], 0), reference[:7], rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(decoder.logits(ids[:, 7:], 7), reference[7:], rtol=1e-4, atol=1e-4)
     # rewind to position 5 with different tokens: the stale entries past it must not leak in
@@ -124,6 +124,8 @@ def test_bad_requests_and_unsupported_models_are_named():
         FastDecoder(_model("deepseek-tiny"), max_len=16)
     with pytest.raises(ValueError, match="RoPE table"):
         FastDecoder(_model(), max_len=600)
+    with pytest.raises(ValueError, match="attention must be"):
+        FastDecoder(_model(), max_len=16, attention="paged")
     with pytest.raises(ValueError, match="needs the model on a CUDA device"):
         FastDecoder(_model(), max_len=16, cuda_graph=True)
 
