@@ -148,8 +148,9 @@ class FastBlock(nn.Module):
         x: torch.Tensor,
         positions: torch.Tensor,
         rope: tuple[torch.Tensor, torch.Tensor] | None,
-        allowed: torch.Tensor,
+        mask: torch.Tensor,
     ) -> torch.Tensor:
+        """mask: (g * T, L), the query rows' allowed keys: boolean for split-KV, additive (0 / -inf) for SDPA."""
         seq = x.shape[1]
         h = self.attn_norm(x)
         q, k, v = self.qkv(h).split(
@@ -168,7 +169,6 @@ class FastBlock(nn.Module):
         # The g query heads of one KV head become g * T query rows against that head's keys: no repeated K/V.
         group = self.n_heads // self.n_kv_heads
         rows = q.reshape(1, self.n_kv_heads, group * seq, self.head_dim)  # (1, Hkv, g*T, D)
-        mask = allowed.repeat(group, 1)  # (g*T, L)
         scale = self.head_dim**-0.5
         if self.attention == "split_kv":
             out = split_kv_attention(rows, self.k_cache, self.v_cache, mask, scale, self.splits)
@@ -196,6 +196,14 @@ def _check_supported(model: Transformer) -> None:
         raise ValueError("FastDecoder does not support ALiBi; decode through generate() or LLMEngine")
     if c.n_experts:
         raise ValueError("FastDecoder supports dense MLPs; MoE models decode through generate() or LLMEngine")
+
+
+def _allow_recompiles() -> None:
+    """Every (token count, layer kind, model shape) a process decodes compiles its own block graph; the default
+    limit of 8 per function would silently drop later ones to eager."""
+    config = torch._dynamo.config
+    name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+    setattr(config, name, max(getattr(config, name), 64))
 
 
 # --------------------------------------------------------------------------- the decoder
@@ -247,11 +255,22 @@ class FastDecoder:
         self.windows = [c.window_for_layer(i) for i in range(c.n_layers)]
         with torch.no_grad():
             self.blocks = nn.ModuleList(FastBlock(block, c, slots, attention, kv_splits) for block in model.layers)
-        self._block_fns = [block.forward for block in self.blocks]
+        self.group = c.n_heads // c.kv_heads
+        self.window_kinds = sorted(set(self.windows), key=lambda w: -1 if w is None else w)
+        self.layer_mask = [self.window_kinds.index(w) for w in self.windows]
+        self._eager_block_fns = [block.forward for block in self.blocks]
+        self._compiled_parts = (self._prepare, self._eager_block_fns, self._head)
+        self._sample_tail = self._sample_head
         if self.compile:
+            _allow_recompiles()
             # one compiled graph shared by every block (same code, same shapes): compile time of one block
-            compiled = torch.compile(FastBlock.forward, fullgraph=True, dynamic=False)
-            self._block_fns = [lambda *a, _b=block: compiled(_b, *a) for block in self.blocks]
+            block_fn = torch.compile(FastBlock.forward, fullgraph=True, dynamic=False)
+            self._compiled_parts = (
+                torch.compile(self._prepare, fullgraph=True, dynamic=False),
+                [lambda *a, _b=block: block_fn(_b, *a) for block in self.blocks],
+                torch.compile(self._head, fullgraph=True, dynamic=False),
+            )
+            self._sample_tail = torch.compile(self._sample_head, fullgraph=True, dynamic=False)
         self.key_positions = torch.arange(slots, device=self.device)
         self._decode_graphs: dict[tuple, torch.cuda.CUDAGraph] = {}  # per sampling settings
         self._logit_graphs: dict[int, tuple] = {}  # per token count: (graph, tokens in, start in, logits out)
@@ -261,10 +280,8 @@ class FastDecoder:
         self.noise = torch.ones(c.vocab_size, device=self.device)
 
     # -------------------------------------------------------------- one forward over static shapes
-    def _forward(self, tokens: torch.Tensor, start: torch.Tensor, eager: bool = False) -> torch.Tensor:
-        """Logits [T, V] (float32) of tokens [1, T] at positions start .. start + T - 1 (start: [1] on the device);
-        writes their keys and values into the cache. Anything the cache holds past the last position is ignored.
-        eager: run the blocks uncompiled (prompts: one compiled graph per prompt length would not pay)."""
+    def _prepare(self, tokens: torch.Tensor, start: torch.Tensor):
+        """Embeddings, positions, RoPE and one attention mask per distinct window, shared by every block."""
         seq = tokens.shape[1]
         positions = start + torch.arange(seq, device=self.device)
         x = self.model.embed_tokens(tokens)
@@ -274,20 +291,42 @@ class FastDecoder:
             cos, sin = table.cos_half[positions], table.sin_half[positions]  # (T, D/2)
             rope = torch.cat((cos, cos), dim=-1).to(x.dtype), torch.cat((sin, sin), dim=-1).to(x.dtype)
         causal = self.key_positions[None, :] <= positions[:, None]  # (T, L)
-        masks = {}
-        for window in set(self.windows):
-            masks[window] = causal if window is None else causal & (positions[:, None] - self.key_positions < window)
-        fns = [block.forward for block in self.blocks] if eager else self._block_fns
-        for fn, window in zip(fns, self.windows, strict=True):
-            x = fn(x, positions, rope, masks[window])
+        masks = []
+        for window in self.window_kinds:
+            allowed = causal if window is None else causal & (positions[:, None] - self.key_positions < window)
+            allowed = allowed.repeat(self.group, 1)  # (g*T, L): row i * T + t is query head i of the group, token t
+            if self.attention == "sdpa":
+                allowed = torch.zeros(allowed.shape, dtype=x.dtype, device=x.device).masked_fill(~allowed, -torch.inf)
+            masks.append(allowed)
+        return x, positions, rope, tuple(masks)
+
+    def _head(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.lm_head(self.model.norm(x))[0].float()
+
+    def _sample_head(self, x, noise, temperature: float, top_k: int | None, top_p: float | None) -> torch.Tensor:
+        return sample_from_logits(self._head(x[:, -1:]), noise, temperature, top_k, top_p)
+
+    def _forward(self, tokens: torch.Tensor, start: torch.Tensor, eager: bool = False) -> torch.Tensor:
+        """Logits [T, V] (float32) of tokens [1, T] at positions start .. start + T - 1 (start: [1] on the device);
+        writes their keys and values into the cache. Anything the cache holds past the last position is ignored.
+        eager: run uncompiled (prompts: one compiled graph per prompt length would not pay)."""
+        return self._parts(eager)[2](self._blocks(tokens, start, eager))
+
+    def _parts(self, eager: bool):
+        return (self._prepare, self._eager_block_fns, self._head) if eager else self._compiled_parts
+
+    def _blocks(self, tokens: torch.Tensor, start: torch.Tensor, eager: bool = False) -> torch.Tensor:
+        prepare, block_fns, _ = self._parts(eager)
+        x, positions, rope, masks = prepare(tokens, start)
+        for fn, kind in zip(block_fns, self.layer_mask, strict=True):
+            x = fn(x, positions, rope, masks[kind])
+        return x
 
     def _decode_step(self, temperature: float, top_k: int | None, top_p: float | None) -> None:
         """Reads the token at ``position``, writes the next one after it and advances ``position``: all on the
         device, so a captured graph of it is the whole per-token work."""
-        token = self.tokens[self.position].view(1, 1)
-        logits = self._forward(token, self.position)
-        nxt = sample_from_logits(logits, self.noise[None], temperature, top_k, top_p)
+        x = self._blocks(self.tokens[self.position].view(1, 1), self.position)
+        nxt = self._sample_tail(x, self.noise[None], temperature, top_k, top_p)
         self.tokens[self.position + 1] = nxt
         self.position.add_(1)
 

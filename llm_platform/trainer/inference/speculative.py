@@ -169,8 +169,14 @@ def speculative_generate(
     while len(seq) - len(prompt_ids) < max_new_tokens:
         end = len(seq)
         proposals, proposal_probs = [], []
-        feed = torch.tensor([seq[draft_len:]], device=device)
         pos = draft_len
+        if k:
+            # the draft is behind by one token, or two after a round that accepted everything; feeding them one at a
+            # time keeps the draft at two token counts (1 and the prompt), i.e. two captured graphs
+            for token_id in seq[draft_len:-1]:
+                draft_run.logits(torch.tensor([[token_id]], device=device), pos)
+                pos += 1
+        feed = torch.tensor([[seq[-1]]], device=device)
         for _ in range(k):
             q = token_distribution(draft_run.logits(feed, pos)[-1:], temperature, top_k, top_p)
             token = _sample(q, generator)
