@@ -232,29 +232,41 @@ class Bench:
         target_dec = FastDecoder(model, max_len=self.args.max_len)
         draft_dec = FastDecoder(draft, max_len=self.args.max_len)
         ratio = decode_bytes(model) / decode_bytes(draft)
-        for k in self.args.k:
-            for temperature in (0.0, 1.0):
+        # Acceptance is a property of the trained pair; with random weights it is set here by damping the target's
+        # blocks past the draft's (their residual outputs x scale): 0 makes the target equal the draft (the ceiling).
+        blocks = model.layers[self.args.draft_layers :]
+        late = [p for b in blocks for p in (b.attn.o_proj.weight, b.mlp.down_proj.weight)]
+        originals = [p.clone() for p in late]
+        runs = [(scale, k, t) for scale in self.args.late_block_scale for k in self.args.k for t in (0.0, 1.0)]
+        for scale, k, temperature in runs:
+            for param, original in zip(late, originals, strict=True):
+                param.copy_(original * scale)
 
-                def run(k=k, temperature=temperature):
-                    return speculative_generate(target_dec, draft_dec, prompt, n, k=k, temperature=temperature)
+            def run(k=k, temperature=temperature):
+                return speculative_generate(target_dec, draft_dec, prompt, n, k=k, temperature=temperature)
 
-                run()  # compiles and captures the T = 1, 2 and k + 1 graphs
-                seconds, result = timed(run, self.device, self.args.repeats)
-                row = dict(
-                    k=k,
-                    temperature=temperature,
-                    draft_bytes_ratio=ratio,
-                    tok_s=n / seconds,
-                    acceptance_rate=result.acceptance_rate,
-                    tokens_per_round=result.tokens_per_round,
-                )
-                if bf16_tps:
-                    row["speedup_vs_fast_bf16"] = row["tok_s"] / bf16_tps
-                self.add(f"{shape} speculative (draft = first {self.args.draft_layers} blocks)", **row)
+            run()  # compiles and captures the T = 1 and k + 1 graphs
+            seconds, result = timed(run, self.device, self.args.repeats)
+            row = dict(
+                k=k,
+                temperature=temperature,
+                late_block_scale=scale,
+                draft_bytes_ratio=ratio,
+                tok_s=n / seconds,
+                acceptance_rate=result.acceptance_rate,
+                tokens_per_round=result.tokens_per_round,
+            )
+            if temperature == 0:  # lossless: the target's own greedy tokens (bf16: up to a near-tie)
+                row["same_tokens_as_target_greedy"] = same_prefix(result.tokens, target_dec.generate(prompt, n))
+            if bf16_tps:
+                row["speedup_vs_fast_bf16"] = row["tok_s"] / bf16_tps
+            self.add(f"{shape} speculative (draft = first {self.args.draft_layers} blocks)", **row)
+        for param, original in zip(late, originals, strict=True):
+            param.copy_(original)
 
     def bf16_and_speculative(self, shape: str, bandwidth: float, results: dict) -> None:
         model = build(shape, self.device, self.dtype, self.args.max_len)
-        if not self.args.skip_eager:
+        if not self.args.skip_baselines:
             self.section("ours eager", lambda: self.ours_eager(model, shape))
         self.section("fast bf16", lambda: results.update(bf16=self.fast(model, f"{shape} FastDecoder bf16", bandwidth)))
         bf16_tps = next((r["tok_s"] for r in self.rows if r["name"] == f"{shape} FastDecoder bf16"), None)
@@ -291,6 +303,41 @@ class Bench:
                 rel_err_vs_sdpa=rel(out, reference) if "floor" not in name else None,
             )
 
+    def check(self) -> None:
+        """Correctness of every execution mode on this device: teacher-forced logits of the decoder, token by token,
+        against the model's own forward over a StaticKVCache (the ``generate`` path), and greedy tokens."""
+        from llm_platform.trainer.inference.kv_cache import StaticKVCache
+
+        cases = [("tiny", torch.float32)] + ([] if self.args.tiny else [("1.1b", self.dtype)])
+        modes = [(False, False), (True, False)]
+        if self.device == "cuda":
+            modes += [(False, True), (True, True)]
+        for shape, dtype in cases:
+            model = build(shape, self.device, dtype, 128)
+            g = torch.Generator().manual_seed(3)
+            ids = torch.randint(0, model.config.vocab_size, (1, 24), generator=g).to(self.device)
+            cache = StaticKVCache(model.config, 1, 64, device=self.device, dtype=dtype)
+            with torch.no_grad():
+                reference = [model(ids[:, :16], cache=cache, start_pos=0)[0, -1].float()]
+                reference += [model(ids[:, i : i + 1], cache=cache, start_pos=i)[0, -1].float() for i in range(16, 24)]
+            expected = generate(model, ids[0, :16].tolist(), max_new_tokens=16, temperature=0)
+            for compile_, graph in modes:
+                decoder = FastDecoder(model, max_len=64, compile=compile_, cuda_graph=graph)
+                logits = [decoder.prefill(ids[:, :16])[-1]]
+                logits += [decoder.logits(ids[:, i : i + 1], i)[-1].clone() for i in range(16, 24)]
+                errors = [rel(a, b) for a, b in zip(logits, reference, strict=True)]
+                tokens = decoder.generate(ids[0, :16].tolist(), 16)
+                self.add(
+                    f"check {shape} {str(dtype)[6:]}",
+                    compile=compile_,
+                    cuda_graph=graph,
+                    max_rel_err_per_step=max(errors),
+                    rel_err_steps=[round(e, 5) for e in errors],
+                    greedy_same_prefix=same_prefix(tokens, expected),
+                    tokens=tokens if tokens != expected else "same",
+                    expected=expected if tokens != expected else "",
+                )
+
     def gpu_kernels(self) -> None:
         """The int4 CUDA kernel (tinygemm) against its dequantized reference, on fresh random weights."""
         layer = torch.nn.Linear(4096, 4096, bias=False, device=self.device, dtype=self.dtype)
@@ -316,7 +363,10 @@ class Bench:
         )
         print(json.dumps(env), flush=True)
         self.section("kernels", self.gpu_kernels)
-        self.section("transformers", lambda: self.transformers_eager(shape))
+        if a.check:
+            self.section("check", self.check)
+        if not a.skip_baselines:
+            self.section("transformers", lambda: self.transformers_eager(shape))
         results: dict[str, list[int]] = {}
         self.section("bf16 and speculative", lambda: self.bf16_and_speculative(shape, bandwidth, results))
         for scheme in ("int8", "int4"):
@@ -354,7 +404,8 @@ class Bench:
             for key in ("decode_tok_s", "bound_tok_s", "fraction_of_bound", "acceptance_rate", "tokens_per_round"):
                 if key in r:
                     notes.append(f"{key}={r[key]:.3g}")
-            keys = ("k", "temperature", "speedup_vs_fast_bf16", "logits_rel_err_vs_eager", "attention", "step_ms")
+            keys = ("k", "temperature", "late_block_scale", "speedup_vs_fast_bf16", "logits_rel_err_vs_eager")
+            keys += ("attention",)
             for key in keys:
                 if key in r:
                     notes.append(f"{key}={r[key]:.3g}" if isinstance(r[key], float) else f"{key}={r[key]}")
@@ -377,7 +428,11 @@ def main() -> None:
     parser.add_argument("--k", type=int, nargs="+", default=[4])
     parser.add_argument("--draft-layers", type=int, default=2)
     parser.add_argument("--big", action="store_true", help="also the 7B shape (bf16 and int4)")
-    parser.add_argument("--skip-eager", action="store_true", help="skip our eager generate")
+    parser.add_argument("--skip-baselines", action="store_true", help="skip the eager generate of both")
+    parser.add_argument("--check", action="store_true", help="first check every mode's logits and tokens")
+    parser.add_argument(
+        "--late-block-scale", type=float, nargs="+", default=[1.0], help="speculative: damp the target's later blocks"
+    )
     parser.add_argument("--long-context", type=int, default=0, help="also time decode attention at this cache size")
     parser.add_argument("--json", help="write every row here")
     args = parser.parse_args()

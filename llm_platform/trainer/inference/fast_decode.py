@@ -210,7 +210,9 @@ def _allow_recompiles() -> None:
 class FastDecoder:
     """Batch-1 decoding of one sequence at a time over a static KV cache (see the module docstring).
 
-    compile / cuda_graph: default to True on CUDA, False on CPU. attention: "sdpa", "split_kv" or "auto"
+    compile / cuda_graph: default to True on CUDA, False on CPU. tune: compile with inductor's coordinate-descent
+    tuning on CUDA, which also turns every one-row matmul into a fused, tuned Triton reduction (so an INT8 weight is
+    converted inside the kernel that reads it; gpt-fast's setting). attention: "sdpa", "split_kv" or "auto"
     (split-KV once ``max_len`` >= SPLIT_KV_MIN_LEN). The model's q/k/v and gate/up weights are re-pointed into
     fused tensors (same values; the model itself keeps working and uses no extra memory for float layers).
     """
@@ -225,6 +227,7 @@ class FastDecoder:
         attention: str = "auto",
         kv_splits: int = 16,
         sync_every: int = 32,
+        tune: bool = True,
     ) -> None:
         param = next(model.parameters())
         self.device, self.dtype = param.device, param.dtype
@@ -264,13 +267,18 @@ class FastDecoder:
         if self.compile:
             _allow_recompiles()
             # one compiled graph shared by every block (same code, same shapes): compile time of one block
-            block_fn = torch.compile(FastBlock.forward, fullgraph=True, dynamic=False)
+            options = {"coordinate_descent_tuning": True} if tune and on_cuda else None
+
+            def compiled(fn):
+                return torch.compile(fn, fullgraph=True, dynamic=False, options=options)
+
+            block_fn = compiled(FastBlock.forward)
             self._compiled_parts = (
-                torch.compile(self._prepare, fullgraph=True, dynamic=False),
+                compiled(self._prepare),
                 [lambda *a, _b=block: block_fn(_b, *a) for block in self.blocks],
-                torch.compile(self._head, fullgraph=True, dynamic=False),
+                compiled(self._head),
             )
-            self._sample_tail = torch.compile(self._sample_head, fullgraph=True, dynamic=False)
+            self._sample_tail = compiled(self._sample_head)
         self.key_positions = torch.arange(slots, device=self.device)
         self._decode_graphs: dict[tuple, torch.cuda.CUDAGraph] = {}  # per sampling settings
         self._logit_graphs: dict[int, tuple] = {}  # per token count: (graph, tokens in, start in, logits out)
@@ -362,8 +370,9 @@ class FastDecoder:
         if not self.cuda_graph:
             return self._forward(tokens.to(self.device), torch.tensor([start_pos], device=self.device))
         if seq not in self._logit_graphs:
-            inputs = torch.zeros(1, seq, dtype=torch.long, device=self.device)
-            start = torch.zeros(1, dtype=torch.long, device=self.device)
+            # the warm-up runs write the cache: they must see this call's tokens and position, not placeholders
+            inputs = tokens.to(self.device, torch.long).clone()
+            start = torch.full((1,), start_pos, dtype=torch.long, device=self.device)
             out: list[torch.Tensor] = []
             graph = self._capture(lambda: out.append(self._forward(inputs, start)))
             self._logit_graphs[seq] = (graph, inputs, start, out[-1])
