@@ -174,7 +174,7 @@ class FastBlock(nn.Module):
             out = split_kv_attention(rows, self.k_cache, self.v_cache, mask, scale, self.splits)
         else:
             out = F.scaled_dot_product_attention(rows, self.k_cache, self.v_cache, attn_mask=mask, scale=scale)
-        out = out.view(1, self.n_heads, seq, self.head_dim).transpose(1, 2).reshape(1, seq, -1)
+        out = out.reshape(1, self.n_heads, seq, self.head_dim).transpose(1, 2).reshape(1, seq, -1)
         x = x + self.o_proj(out)
         h = self.mlp_norm(x)
         if self.gated:
