@@ -228,6 +228,7 @@ class FastDecoder:
         kv_splits: int = 16,
         sync_every: int = 32,
         tune: bool = True,
+        prefill_chunk: int = 512,
     ) -> None:
         param = next(model.parameters())
         self.device, self.dtype = param.device, param.dtype
@@ -253,6 +254,7 @@ class FastDecoder:
         multiple = 16 * kv_splits if attention == "split_kv" else 16
         slots = -(-max_len // multiple) * multiple
         self.model, self.max_len, self.slots, self.sync_every = model.eval(), max_len, slots, sync_every
+        self.prefill_chunk = prefill_chunk
         self.attention = attention
         c = model.config
         self.windows = [c.window_for_layer(i) for i in range(c.n_layers)]
@@ -314,16 +316,17 @@ class FastDecoder:
     def _sample_head(self, x, noise, temperature: float, top_k: int | None, top_p: float | None) -> torch.Tensor:
         return sample_from_logits(self._head(x[:, -1:]), noise, temperature, top_k, top_p)
 
-    def _forward(self, tokens: torch.Tensor, start: torch.Tensor, eager: bool = False) -> torch.Tensor:
+    def _forward(self, tokens: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
         """Logits [T, V] (float32) of tokens [1, T] at positions start .. start + T - 1 (start: [1] on the device);
-        writes their keys and values into the cache. Anything the cache holds past the last position is ignored.
-        eager: run uncompiled (prompts: one compiled graph per prompt length would not pay)."""
-        return self._parts(eager)[2](self._blocks(tokens, start, eager))
+        writes their keys and values into the cache. Anything the cache holds past the last position is ignored."""
+        return self._parts(False)[2](self._blocks(tokens, start))
 
     def _parts(self, eager: bool):
         return (self._prepare, self._eager_block_fns, self._head) if eager else self._compiled_parts
 
     def _blocks(self, tokens: torch.Tensor, start: torch.Tensor, eager: bool = False) -> torch.Tensor:
+        """The final hidden states [1, T, dim]; eager: uncompiled (prompts: a compiled graph per length would not
+        pay)."""
         prepare, block_fns, _ = self._parts(eager)
         x, positions, rope, masks = prepare(tokens, start)
         for fn, kind in zip(block_fns, self.layer_mask, strict=True):
@@ -384,9 +387,17 @@ class FastDecoder:
 
     @torch.no_grad()
     def prefill(self, tokens: torch.Tensor, start_pos: int = 0) -> torch.Tensor:
-        """Like ``logits`` but eager and without a graph: for prompts, whose lengths vary."""
-        self._check_span(start_pos, tokens.shape[1])
-        return self._forward(tokens.to(self.device), torch.tensor([start_pos], device=self.device), eager=True)
+        """Writes the cache for tokens [1, T] at start_pos.. and returns the last token's logits [1, V]. Eager and
+        without a graph (prompt lengths vary), in chunks of ``prefill_chunk`` tokens so that the position masks
+        (g * chunk x max_len) stay small for long prompts."""
+        seq = tokens.shape[1]
+        self._check_span(start_pos, seq)
+        tokens = tokens.to(self.device)
+        for begin in range(0, seq, self.prefill_chunk):
+            chunk = tokens[:, begin : begin + self.prefill_chunk]
+            start = torch.tensor([start_pos + begin], device=self.device)
+            x = self._blocks(chunk, start, eager=True)
+        return self._head(x[:, -1:])
 
     def _check_span(self, start_pos: int, seq: int) -> None:
         if start_pos < 0 or start_pos + seq > self.max_len:
@@ -417,7 +428,7 @@ class FastDecoder:
             return []
         generator = torch.Generator(device=self.device).manual_seed(seed)
         prompt = torch.tensor([prompt_ids], device=self.device)
-        last = self._forward(prompt, torch.zeros(1, dtype=torch.long, device=self.device), eager=True)[-1:]
+        last = self.prefill(prompt)
         self._fill_noise(temperature, generator)
         n = len(prompt_ids)
         self.tokens[n] = sample_from_logits(last, self.noise[None], temperature, top_k, top_p)[0]

@@ -18,6 +18,7 @@ position-masked cache needs no truncation. One host sync per round (to learn how
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -33,16 +34,20 @@ class LogitsRunner(Protocol):
 
     def logits(self, tokens: torch.Tensor, start_pos: int) -> torch.Tensor: ...
 
-    def prefill(self, tokens: torch.Tensor) -> torch.Tensor: ...
+    def prefill(self, tokens: torch.Tensor) -> torch.Tensor: ...  # fills the cache from 0; last logits [1, V]
 
 
 class CachedModel:
-    """A ``Transformer`` over its own batch-1 ``StaticKVCache`` of ``max_len`` positions, as a ``LogitsRunner``."""
+    """A ``Transformer`` over its own batch-1 ``StaticKVCache`` of ``max_len`` positions, as a ``LogitsRunner``.
+
+    Sliding-window layers get full-length cache layers (attention still applies their window by position): a ring
+    buffer overwrites positions that a rollback would need again."""
 
     def __init__(self, model: torch.nn.Module, max_len: int) -> None:
         param = next(model.parameters())
         self.model, self.device = model.eval(), param.device
-        self.cache = StaticKVCache(model.config, 1, max_len, device=param.device, dtype=param.dtype)
+        layout = dataclasses.replace(model.config, sliding_window=None, sliding_window_layers=None)
+        self.cache = StaticKVCache(layout, 1, max_len, device=param.device, dtype=param.dtype)
         self.max_len = max_len
 
     @torch.no_grad()
@@ -52,7 +57,7 @@ class CachedModel:
         return self.model(tokens.to(self.device), cache=self.cache, start_pos=start_pos)[0].float()
 
     def prefill(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.logits(tokens, 0)
+        return self.logits(tokens, 0)[-1:]
 
 
 @dataclass

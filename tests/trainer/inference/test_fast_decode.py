@@ -69,6 +69,14 @@ def test_split_kv_attention_equals_masked_sdpa():
     torch.testing.assert_close(split_kv_attention(q, k, v, allowed, 0.25, splits=4), reference, rtol=1e-5, atol=1e-5)
 
 
+def test_long_prompts_prefill_in_chunks():
+    model = _model()
+    ids = torch.randint(0, 512, (1, 40), generator=torch.Generator().manual_seed(4))
+    decoder = FastDecoder(model, max_len=64, prefill_chunk=16)
+    torch.testing.assert_close(decoder.prefill(ids), model(ids)[0, -1:], rtol=1e-4, atol=1e-4)
+    assert decoder.generate(ids[0].tolist(), 8) == generate(model, ids[0].tolist(), max_new_tokens=8, temperature=0)
+
+
 def test_fused_linears_compute_the_concatenation_without_copying_float_weights():
     torch.manual_seed(3)
     layers = [nn.Linear(64, n, bias=True) for n in (32, 16, 16)]

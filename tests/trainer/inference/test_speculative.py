@@ -48,6 +48,13 @@ def test_fast_decoder_runners_give_the_same_greedy_tokens():
     assert fast.tokens == expected
 
 
+def test_sliding_window_targets_roll_back_past_their_window():
+    target, draft = _model(0, sliding_window=8), _model(1, n_layers=1, sliding_window=8)
+    prompt = [3, 1, 4, 1, 5, 9, 2, 6]
+    expected = generate(target, prompt, max_new_tokens=20, temperature=0)  # 28 positions, window 8
+    assert speculative_generate(target, draft, prompt, 20, k=3).tokens == expected
+
+
 def test_eos_stops_and_is_not_returned():
     target, draft = _model(0), _model(1, n_layers=1)
     full = generate(target, [4, 4, 4], max_new_tokens=16, temperature=0)
