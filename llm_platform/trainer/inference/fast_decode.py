@@ -10,7 +10,8 @@ stands between eager PyTorch and that floor is hundreds of small kernel launches
     position mask (key position <= query position), so one step is the same computation at every position;
   * q/k/v and gate/up projections run as one matmul each (``fuse_linears``), for float, INT8 and INT4 layers alike;
   * on CUDA each block is compiled by ``torch.compile`` (regional compilation: the blocks share one graph, so the
-    compile costs one block, not n_layers), fusing norms, RoPE, the cache write and the SwiGLU product;
+    compile costs one block, not n_layers), fusing norms, RoPE, the cache write and the SwiGLU product; prompts run
+    eagerly, in chunks (``prefill``);
   * the whole step (embedding, blocks, head, sampling, writing the token and advancing the position) is captured
     once in a CUDA graph and replayed, with the sequence kept on the device: no host sync per token (end-of-sequence
     is checked every ``sync_every`` tokens).
