@@ -138,6 +138,7 @@ class Bench:
         self.dtype = torch.float32 if args.tiny else torch.bfloat16
         self.rows: list[dict] = []
         self.baseline_tps: float | None = None
+        self.baseline_shape: str | None = None  # ratios only against transformers on the same shape
         self.tag = "bf16" if self.dtype == torch.bfloat16 else "fp32"
 
     def section(self, name: str, fn) -> None:
@@ -152,7 +153,8 @@ class Bench:
 
     def add(self, name: str, **fields) -> None:
         row = {"name": name, **fields}
-        if "tok_s" in row and self.baseline_tps and "step_ms" not in row:
+        same_shape = self.baseline_shape is not None and name.startswith(self.baseline_shape + " ")
+        if "tok_s" in row and self.baseline_tps and same_shape and "step_ms" not in row:
             row["x_transformers"] = row["tok_s"] / self.baseline_tps
         self.rows.append(row)
         print(json.dumps(row), flush=True)
@@ -184,7 +186,7 @@ class Bench:
         with torch.no_grad():
             model.generate(ids, max_new_tokens=4, min_new_tokens=4, do_sample=False, pad_token_id=0)
             seconds, _ = timed(lambda: model.generate(ids, **kwargs), self.device, self.args.repeats_slow)
-        self.baseline_tps = n / seconds
+        self.baseline_tps, self.baseline_shape = n / seconds, shape
         self.add(f"{shape} transformers generate (eager, {str(self.dtype)[6:]})", tok_s=n / seconds, seconds=seconds)
 
     def ours_eager(self, model: Transformer, shape: str) -> None:
