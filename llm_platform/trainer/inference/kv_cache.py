@@ -97,5 +97,22 @@ class StaticKVCache:
         slots[index] = new_positions[keep]
         return keys, values, positions
 
+    def truncate(self, length: int) -> None:
+        """Forgets every position from ``length`` on, so the next call continues at ``start_pos=length`` (rollback
+        of rejected speculative tokens). Full-length layers just move the end mark; a ring-buffer layer can only
+        roll back while nothing has wrapped, since a wrapped write overwrote a position still in its window."""
+        if not 0 <= length <= self.seen:
+            raise ValueError(f"cannot truncate to {length}: the cache holds positions 0..{self.seen - 1}")
+        for slots in self.slot_positions:
+            if slots is None:
+                continue
+            if self.seen > slots.shape[0]:
+                raise ValueError(
+                    f"cannot roll back a sliding-window layer after {self.seen} tokens (window {slots.shape[0]}): "
+                    "its ring buffer overwrote older positions; build the cache with max_len <= the window"
+                )
+            slots[length : self.seen] = -1
+        self.seen = length
+
     def memory_bytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self.first + self.second)
