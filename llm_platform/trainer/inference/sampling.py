@@ -39,16 +39,12 @@ class BatchSampling:
 
 def seen_mask(history: list[Sequence[int]], vocab_size: int, device: torch.device) -> torch.Tensor:
     """[B, V] bool: True where the row's history holds the token."""
-    mask = torch.zeros(len(history), vocab_size, dtype=torch.bool, device=device)
     width = max((len(h) for h in history), default=0)
-    if width:
-        ids = torch.full((len(history), width), 0, dtype=torch.long)
-        valid = torch.zeros(len(history), width, dtype=torch.bool)
-        for row, h in enumerate(history):
-            ids[row, : len(h)] = torch.as_tensor(list(h), dtype=torch.long)
-            valid[row, : len(h)] = True
-        mask.scatter_(1, ids.to(device), valid.to(device))
-    return mask
+    ids = torch.full((len(history), max(width, 1)), vocab_size, dtype=torch.long)  # padding marks a spare column
+    for row, h in enumerate(history):
+        ids[row, : len(h)] = torch.as_tensor(list(h), dtype=torch.long)
+    mask = torch.zeros(len(history), vocab_size + 1, dtype=torch.bool, device=device)
+    return mask.scatter_(1, ids.to(device), True)[:, :vocab_size]
 
 
 def apply_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: torch.Tensor) -> torch.Tensor:

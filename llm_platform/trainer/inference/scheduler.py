@@ -74,6 +74,13 @@ class Scheduler:
         self.num_preemptions += 1
         return victim
 
+    def _sibling_prefilling(self, seq: Sequence) -> bool:
+        """Whether another sample of the same request is still computing the prompt: waiting one step for it lets
+        this one reuse the prompt's blocks instead of computing them again."""
+        if not self.cache.prefix_caching or seq.index == 0:
+            return False
+        return any(s.request_id == seq.request_id and s.num_computed < len(s.prompt_ids) for s in self.running)
+
     def schedule(self) -> SchedulerOutput:
         out = SchedulerOutput()
         budget = self.max_num_batched_tokens
@@ -99,6 +106,8 @@ class Scheduler:
             return out
         while self.waiting and budget > 0 and len(self.running) < self.max_num_seqs:
             seq = self.waiting[0]
+            if self._sibling_prefilling(seq):
+                break
             if seq.num_computed == 0:
                 hit = self.cache.match_prefix(seq.blocks, seq.tokens, seq.adapter)
                 seq.num_computed = hit
