@@ -135,6 +135,8 @@ class LLMEngine:
         if isinstance(prompt, str):
             if self.tokenizer is None:
                 raise InvalidRequest("prompt", "this engine has no tokenizer; send token ids instead of text")
+            if not prompt:
+                raise InvalidRequest("prompt", "is empty; send at least one character")
             add_bos = self.config.add_bos and self.tokenizer.bos_id is not None
             ids = self.tokenizer.encode(prompt, add_bos=add_bos)
         elif isinstance(prompt, (list, tuple)):
