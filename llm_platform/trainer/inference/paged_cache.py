@@ -260,9 +260,8 @@ class PagedBatch:
             live_rows = []
             for r, (seq, computed, new) in enumerate(rows):
                 table = seq.tables[gi]
-                for t in range(new):
-                    pos = computed + t
-                    slots[r, t] = table[pos // bs] * bs + pos % bs
+                pos = torch.arange(computed, computed + new)
+                slots[r, :new] = torch.as_tensor(table, dtype=torch.long)[pos // bs] * bs + pos % bs
                 live_rows.append([(j, b) for j, b in enumerate(table[: math.ceil((computed + new) / bs)]) if b != 0])
             n_blocks = max(1, max(len(live) for live in live_rows))
             tables = torch.zeros(len(rows), n_blocks, dtype=torch.long)
