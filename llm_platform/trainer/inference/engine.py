@@ -54,6 +54,16 @@ class EngineConfig:
     add_bos: bool = True
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        for name in ("block_size", "max_num_seqs", "max_num_batched_tokens"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"EngineConfig.{name}: must be a positive integer, got {value!r}")
+        for name in ("num_blocks", "max_model_len"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"EngineConfig.{name}: must be a positive integer or None, got {value!r}")
+
 
 class LLMEngine:
     def __init__(

@@ -131,3 +131,12 @@ def test_max_tokens_and_context_limit_end_with_length():
     )
     assert len(short.outputs[0].token_ids) == 20 and short.outputs[0].finish_reason == "length"
     assert len(full.outputs[0].token_ids) == 48 - 39 and full.outputs[0].finish_reason == "length"
+
+
+def test_bad_engine_config_names_the_field():
+    from llm_platform.trainer.inference import EngineConfig
+
+    with pytest.raises(ValueError, match="EngineConfig.block_size"):
+        EngineConfig(block_size=0)
+    with pytest.raises(ValueError, match="EngineConfig.num_blocks"):
+        EngineConfig(num_blocks=-3)
