@@ -27,15 +27,15 @@ import torch
 from llm_platform.trainer.model.transformer import Transformer
 from llm_platform.trainer.tokenizer import Tokenizer
 
+from .emit import check_stop, finish, record_token, request_output, sampling_batch, token_logprobs
 from .lora import MultiLora
 from .model_runner import ModelRunner
-from .outputs import CompletionOutput, EngineStats, RequestOutput, TokenLogprob
+from .outputs import CompletionOutput, EngineStats, RequestOutput
 from .paged_cache import PagedKVCache
 from .params import BeamSearchParams, InvalidRequest, SamplingParams
-from .sampling import BatchSampling, process_logits, sample, top_logprobs
+from .sampling import process_logits, sample
 from .scheduler import Scheduler
-from .sequence import Sequence, Status
-from .stops import find_stop, held_back
+from .sequence import Sequence
 
 
 @dataclass(frozen=True)
@@ -181,6 +181,8 @@ class LLMEngine:
         if not isinstance(params, SamplingParams):
             raise InvalidRequest("params", f"must be SamplingParams, got {type(params).__name__}")
         params.validate(self.vocab_size)
+        if params.stop and self.tokenizer is None:
+            raise InvalidRequest("stop", "stop strings need a tokenizer, and this engine has none; use stop_token_ids")
         if adapter is not None and (self.lora is None or adapter not in self.lora.names):
             known = sorted(self.lora.names) if self.lora else []
             raise InvalidRequest("adapter", f"unknown adapter {adapter!r}; this engine serves {known}")
@@ -222,7 +224,7 @@ class LLMEngine:
         for seq in seqs:
             if not seq.finished:
                 self.scheduler.remove(seq)
-                self._finish(seq, "abort")
+                finish(seq, "abort")
         self._aborted.append(request_id)
 
     def has_unfinished_requests(self) -> bool:
@@ -246,7 +248,7 @@ class LLMEngine:
         advanced: dict[str, None] = dict.fromkeys(self._aborted)
         self._aborted = []
         for seq in plan.cache_full:
-            self._finish(seq, "length")
+            finish(seq, "length")
             advanced[seq.request_id] = None
         logits = self.runner.execute(plan.scheduled) if plan.scheduled else {}
         drawing = [item.seq for item in plan.scheduled if item.samples]
@@ -260,60 +262,15 @@ class LLMEngine:
         return [self._request_output(rid) for rid in advanced if rid in self.requests]
 
     def _emit(self, seqs: list[Sequence], logits: torch.Tensor) -> None:
-        device = logits.device
-        settings = BatchSampling(
-            temperature=torch.tensor([s.params.temperature for s in seqs], device=device),
-            top_k=torch.tensor([s.params.top_k for s in seqs], device=device),
-            top_p=torch.tensor([s.params.top_p for s in seqs], device=device),
-            min_p=torch.tensor([s.params.min_p for s in seqs], device=device),
-            repetition_penalty=torch.tensor([s.params.repetition_penalty for s in seqs], device=device),
-            presence_penalty=torch.tensor([s.params.presence_penalty for s in seqs], device=device),
-            frequency_penalty=torch.tensor([s.params.frequency_penalty for s in seqs], device=device),
-            no_repeat_ngram_size=[s.params.no_repeat_ngram_size for s in seqs],
-            history=[s.tokens for s in seqs],
-            output_counts=output_counts(seqs, logits.shape[-1], device),
-        )
-        tokens = sample(
-            process_logits(logits, settings), settings.temperature, [s.generator for s in seqs], self.generator
-        )
-        want = [s.params.logprobs for s in seqs if s.params.logprobs is not None]
-        chosen_lp = top_lp = top_ids = None
-        if want:
-            chosen_lp, top_lp, top_ids = top_logprobs(logits, tokens, max(want))
-            chosen_lp, top_lp, top_ids = chosen_lp.tolist(), top_lp.tolist(), top_ids.tolist()
-        now = time.monotonic()
-        for row, (seq, token) in enumerate(zip(seqs, tokens.tolist(), strict=True)):
-            seq.output_ids.append(token)
-            seq.first_token_time = seq.first_token_time or now
-            if chosen_lp is not None:
-                seq.cumulative_logprob += chosen_lp[row]
-                if seq.logprobs is not None:
-                    k = seq.params.logprobs
-                    pairs = list(zip(top_ids[row][:k], top_lp[row][:k], strict=True))
-                    seq.logprobs.append(TokenLogprob(token, chosen_lp[row], pairs))
-            self._check_stop(seq, token)
-
-    def _check_stop(self, seq: Sequence, token: int) -> None:
-        p = seq.params
-        reason: str | None = None
-        if token in p.stop_token_ids:
-            reason, seq.stop_reason = "stop", token
-        elif token in self.eos_token_ids and not p.ignore_eos:
-            reason = "stop"
-        shown = seq.output_ids[:-1] if reason else seq.output_ids
-        text = self._decode(shown)
-        if reason is None and p.stop:
-            hit = find_stop(text, p.stop, max(0, len(seq.text) - max(len(s) for s in p.stop)))
-            if hit is not None:
-                text, reason, seq.stop_reason = text[: hit[0]], "stop", hit[1]
-        if reason is None and (len(seq.output_ids) >= p.max_tokens or seq.num_tokens >= self.max_model_len):
-            reason = "length"
-        if reason is None:
-            text = text[: len(text) - held_back(text, p.stop)]
-        seq.text = text
-        if reason is not None:
-            self.scheduler.remove(seq)
-            self._finish(seq, reason)
+        settings = sampling_batch(seqs, logits.shape[-1], logits.device)
+        processed = process_logits(logits, settings)
+        tokens = sample(processed, settings.temperature, [s.generator for s in seqs], self.generator)
+        for seq, token, logprob in zip(seqs, tokens.tolist(), token_logprobs(seqs, logits, tokens), strict=True):
+            record_token(seq, token, logprob)
+            reason = check_stop(seq, token, self.eos_token_ids, self.max_model_len, self._decode)
+            if reason is not None:
+                self.scheduler.remove(seq)
+                finish(seq, reason)
 
     def _decode(self, ids: list[int]) -> str:
         """Output text; ids the tokenizer does not know (a model vocabulary padded past it) decode to nothing."""
@@ -325,37 +282,12 @@ class LLMEngine:
             known = [i for i in ids if i < self.tokenizer.vocab_size and self.tokenizer.id_to_token(i) is not None]
             return self.tokenizer.decode(known, skip_special=True)
 
-    def _finish(self, seq: Sequence, reason: str) -> None:
-        seq.status = Status.FINISHED
-        seq.finish_reason = reason
-        seq.finished_time = time.monotonic()
-
     def _request_output(self, request_id: str) -> RequestOutput:
         seqs = self.requests[request_id]
-        finished = all(s.finished for s in seqs)
-        if finished:
+        out = request_output(request_id, seqs)
+        if out.finished:
             del self.requests[request_id]
-        times = [s.first_token_time for s in seqs if s.first_token_time is not None]
-        return RequestOutput(
-            request_id=request_id,
-            prompt_token_ids=list(seqs[0].prompt_ids),
-            outputs=[
-                CompletionOutput(
-                    index=s.index,
-                    token_ids=list(s.output_ids),
-                    text=s.text,
-                    finish_reason=s.finish_reason,
-                    logprobs=list(s.logprobs) if s.logprobs is not None else None,
-                    stop_reason=s.stop_reason,
-                    cumulative_logprob=s.cumulative_logprob if s.logprobs is not None else None,
-                )
-                for s in seqs
-            ],
-            finished=finished,
-            arrival_time=seqs[0].arrival_time,
-            first_token_time=min(times) if times else None,
-            finished_time=max(s.finished_time or 0.0 for s in seqs) if finished else None,
-        )
+        return out
 
     # ------------------------------------------------------------------ conveniences
     def generate(
@@ -400,18 +332,6 @@ class LLMEngine:
             )
             for i, (tokens, score, reason) in enumerate(beams)
         ]
-
-
-def output_counts(seqs: list[Sequence], vocab_size: int, device: torch.device) -> torch.Tensor | None:
-    """[B, V] occurrences of each token in each sequence's output, when some row uses presence/frequency."""
-    if not any(s.params.presence_penalty or s.params.frequency_penalty for s in seqs):
-        return None
-    counts = torch.zeros(len(seqs), vocab_size, device=device)
-    for row, s in enumerate(seqs):
-        if s.output_ids:
-            ids = torch.as_tensor(s.output_ids, device=device)
-            counts[row].index_add_(0, ids, torch.ones(len(s.output_ids), device=device))
-    return counts
 
 
 def checkpoint_eos_ids(path: Path) -> list[int]:
