@@ -127,14 +127,24 @@ class LLMEngine:
         draft_model: str | None = None,
     ) -> LLMEngine:
         """An engine over a Hugging Face format folder (config.json + safetensors, tokenizer files optional):
-        what our stages export, or any Llama/Mistral/Qwen2/Qwen3/Mixtral/DeepSeek-V3 checkpoint."""
+        what our stages export, or any Llama/Mistral/Qwen2/Qwen3/Mixtral/DeepSeek-V3 checkpoint.
+
+        quantization: "int8" or "int4" weight-only linears (``quantize.quantize_model``); adapters: {name: PEFT
+        folder} served side by side (not together with quantization: adapters wrap float linears)."""
         from llm_platform.trainer.model.hf import load_pretrained
 
-        if quantization is not None or draft_model is not None:
-            raise ValueError("quantization and draft_model are not supported by this engine build")
+        if draft_model is not None:
+            raise ValueError(
+                "draft_model: speculative decoding runs at batch 1 through inference.speculative, not in the "
+                "batched engine; leave draft_model unset here"
+            )
         path = Path(path)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         model = load_pretrained(path, dtype=dtype, device=device)
+        if quantization is not None:
+            from . import quantize  # weight-only INT8/INT4 linears (the engine-fast branch's module)
+
+            quantize.quantize_model(model, quantization)
         tokenizer = None
         with contextlib.suppress(FileNotFoundError):
             tokenizer = Tokenizer.load(path)
