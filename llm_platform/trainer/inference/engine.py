@@ -306,7 +306,10 @@ class LLMEngine:
         params: SamplingParams | Seq[SamplingParams],
         adapter: str | None = None,
     ) -> list[RequestOutput]:
-        """Runs the prompts to completion (all validated before any is queued); outputs in prompt order."""
+        """Runs the prompts to completion (all validated before any is queued); outputs in prompt order.
+
+        For offline use: it drives ``step`` itself, so on an engine that also serves streamed requests the other
+        requests' outputs of those steps are not returned to anyone (a server calls ``step`` itself instead)."""
         per_prompt = [params] * len(prompts) if isinstance(params, SamplingParams) else list(params)
         if len(per_prompt) != len(prompts):
             raise InvalidRequest("params", f"{len(per_prompt)} settings for {len(prompts)} prompts")
@@ -323,7 +326,11 @@ class LLMEngine:
         return [final[rid] for rid in ids]
 
     def beam_search(self, prompt: str | list[int], params: BeamSearchParams) -> list[CompletionOutput]:
-        """The best ``num_return_sequences`` beams for one prompt, best first (transformers' beam search)."""
+        """The best ``num_return_sequences`` beams for one prompt, best first (transformers' beam search).
+
+        Runs to completion right away on its own static cache (one row per beam), outside the paged pool and the
+        step loop. Each output's ``cumulative_logprob`` is the beam score transformers reports as
+        ``sequences_scores``: sum of token logprobs / generated_length ** length_penalty."""
         from .beam_search import beam_search
 
         if not isinstance(params, BeamSearchParams):
