@@ -265,7 +265,8 @@ class LLMEngine:
         for item in plan.scheduled:
             seq = item.seq
             seq.num_computed += item.num_tokens
-            self.cache.register_full_blocks(seq.blocks, seq.tokens, seq.num_computed, seq.adapter)
+            if self.cache.has_unregistered_blocks(seq.blocks, seq.num_computed):
+                self.cache.register_full_blocks(seq.blocks, seq.tokens, seq.num_computed, seq.adapter)
         if drawing:
             self._emit(drawing, torch.stack([logits[s.seq_id] for s in drawing]))
             advanced.update(dict.fromkeys(s.request_id for s in drawing))

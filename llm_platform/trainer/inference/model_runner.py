@@ -65,7 +65,7 @@ class ModelRunner:
         positions = torch.zeros(len(group), width, dtype=torch.long)
         for row, s in enumerate(group):
             start, n = s.seq.num_computed, s.num_tokens
-            ids[row, :n] = torch.as_tensor(s.seq.tokens[start : start + n])
+            ids[row, :n] = torch.as_tensor(s.seq.token_slice(start, start + n))
             positions[row, :n] = torch.arange(start, start + n)
             positions[row, n:] = start + n - 1  # padding queries look at real keys (no empty softmax rows)
         batch = PagedBatch(self.cache, [(s.seq.blocks, s.seq.num_computed, s.num_tokens) for s in group], width)

@@ -226,11 +226,14 @@ class PagedKVCache:
             parent = h
         return len(seq.tables[0]) * self.block_size
 
+    def has_unregistered_blocks(self, seq: SequenceBlocks, num_computed: int) -> bool:
+        return self.prefix_caching and num_computed // self.block_size > len(seq.hashes)
+
     def register_full_blocks(
         self, seq: SequenceBlocks, tokens: list[int], num_computed: int, adapter: str | None
     ) -> None:
         """Names the blocks filled so far so later sequences with the same prefix can reuse them."""
-        if not self.prefix_caching or num_computed // self.block_size <= len(seq.hashes):
+        if not self.has_unregistered_blocks(seq, num_computed):
             return
         allocator = self.groups[0].allocator
         for j in range(len(seq.hashes), num_computed // self.block_size):
