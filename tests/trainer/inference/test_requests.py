@@ -140,3 +140,15 @@ def test_frequency_penalty_in_the_engine_matches_the_formula(engine):
             produced.append(token)
             ids.append(token)
     assert out.outputs[0].token_ids == produced
+
+
+def test_eos_ends_with_stop_unless_ignored():
+    engine = LLMEngine(tiny_model(), None, EngineConfig(block_size=4))
+    plain = engine.generate([[5, 6, 7]], SamplingParams(max_tokens=8, temperature=0, ignore_eos=True))[0].outputs[0]
+    engine.eos_token_ids = {plain.token_ids[2]}
+    first = plain.token_ids.index(plain.token_ids[2])
+    out = engine.generate([[5, 6, 7]], SamplingParams(max_tokens=8, temperature=0))[0].outputs[0]
+    assert out.token_ids == plain.token_ids[: first + 1]
+    assert out.finish_reason == "stop" and out.stop_reason is None
+    ignored = engine.generate([[5, 6, 7]], SamplingParams(max_tokens=8, temperature=0, ignore_eos=True))[0]
+    assert ignored.outputs[0].token_ids == plain.token_ids
