@@ -95,7 +95,14 @@ def test_filters_keep_what_transformers_keeps():
 
 @pytest.mark.parametrize(
     ("length_penalty", "early_stopping", "no_repeat", "repetition"),
-    [(1.0, False, 0, 1.0), (2.0, True, 0, 1.0), (-1.0, False, 2, 1.0), (0.5, True, 0, 1.4), (1.0, False, 0, 0.7)],
+    [
+        (1.0, False, 0, 1.0),
+        (2.0, True, 0, 1.0),
+        (-1.0, False, 2, 1.0),
+        (0.5, True, 0, 1.4),
+        (1.0, False, 0, 0.7),
+        (1.5, "never", 0, 1.0),
+    ],
 )
 def test_beam_search_equals_transformers(models, length_penalty, early_stopping, no_repeat, repetition):
     hf, engine = models
