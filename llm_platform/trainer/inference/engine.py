@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from llm_platform.trainer.model.config import ModelConfig
 from llm_platform.trainer.model.transformer import Transformer
 from llm_platform.trainer.tokenizer import Tokenizer
 
@@ -41,8 +42,9 @@ from .sequence import Sequence
 @dataclass(frozen=True)
 class EngineConfig:
     """block_size: tokens per KV block. num_blocks: blocks in the full-attention pool (None: room for
-    max_num_seqs sequences of max_model_len, capped at max(one sequence, 4096 blocks)). max_num_batched_tokens: the
-    token budget of one step (decodes + prefill chunks). max_model_len: prompt + output limit (None: the model's
+    max_num_seqs sequences of max_model_len, within kv_cache_bytes). kv_cache_bytes: memory for the KV pool when
+    num_blocks is None (None: half the free GPU memory on CUDA, 1 GiB on CPU). max_num_batched_tokens: the token
+    budget of one step (decodes + prefill chunks). max_model_len: prompt + output limit (None: the model's
     max_seq_len). add_bos: string prompts start with the tokenizer's bos token when it has one."""
 
     block_size: int = 16
@@ -50,6 +52,7 @@ class EngineConfig:
     max_num_seqs: int = 64
     max_num_batched_tokens: int = 2048
     max_model_len: int | None = None
+    kv_cache_bytes: int | None = None
     enable_prefix_caching: bool = True
     add_bos: bool = True
     seed: int = 0
@@ -59,7 +62,7 @@ class EngineConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"EngineConfig.{name}: must be a positive integer, got {value!r}")
-        for name in ("num_blocks", "max_model_len"):
+        for name in ("num_blocks", "max_model_len", "kv_cache_bytes"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"EngineConfig.{name}: must be a positive integer or None, got {value!r}")
@@ -86,8 +89,7 @@ class LLMEngine:
         if tokenizer is not None and tokenizer.eos_id is not None:
             self.eos_token_ids.add(tokenizer.eos_id)
         param = next(model.parameters())
-        blocks_per_seq = math.ceil(self.max_model_len / config.block_size)
-        num_blocks = config.num_blocks or max(blocks_per_seq, min(config.max_num_seqs * blocks_per_seq, 4096))
+        num_blocks = config.num_blocks or default_num_blocks(config, model.config, self.max_model_len, param)
         self.cache = PagedKVCache(
             model.config,
             num_blocks=num_blocks + 1,
@@ -350,6 +352,25 @@ class LLMEngine:
             )
             for i, (tokens, score, reason) in enumerate(beams)
         ]
+
+
+def kv_bytes_per_token(config: ModelConfig, dtype: torch.dtype) -> int:
+    """KV cache bytes one token takes over all layers: keys and values, or MLA's latent and RoPE key."""
+    if config.attention == "mla":
+        width = config.kv_lora_rank + config.qk_rope_head_dim
+    else:
+        width = 2 * config.kv_heads * config.head_size
+    return config.n_layers * width * torch.tensor([], dtype=dtype).element_size()
+
+
+def default_num_blocks(config: EngineConfig, model_config: ModelConfig, max_model_len: int, param: torch.Tensor) -> int:
+    """Blocks for max_num_seqs full-length sequences, or as many as the memory budget holds (at least one)."""
+    budget = config.kv_cache_bytes
+    if budget is None:
+        budget = torch.cuda.mem_get_info(param.device)[0] // 2 if param.is_cuda else 1 << 30
+    per_block = kv_bytes_per_token(model_config, param.dtype) * config.block_size
+    wanted = config.max_num_seqs * math.ceil(max_model_len / config.block_size)
+    return max(1, min(wanted, budget // per_block))
 
 
 def checkpoint_eos_ids(path: Path) -> list[int]:

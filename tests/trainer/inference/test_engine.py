@@ -167,3 +167,11 @@ def test_everything_at_once_changes_no_output(preset):
     assert [got[i] for i in range(len(prompts))] == expected
     stats = engine.stats()
     assert stats.num_preemptions > 0 and stats.prefix_cache_hit_tokens > 0 and stats.kv_blocks_used == 0
+
+
+def test_default_pool_fits_the_memory_budget():
+    model = tiny_model()  # llama-tiny: 2 layers x (K, V) x 2 KV heads x 32 x 4 bytes = 1 KiB per token
+    engine = LLMEngine(model, None, EngineConfig(block_size=4, kv_cache_bytes=100 * 4 * 1024))
+    assert engine.stats().kv_blocks_total == 100
+    roomy = LLMEngine(model, None, EngineConfig(block_size=4, max_num_seqs=2))  # 2 x 128 tokens fit in 1 GiB
+    assert roomy.stats().kv_blocks_total == 2 * 128 // 4
