@@ -27,10 +27,11 @@ def _alone(model, prompt, params=GREEDY) -> list[int]:
     [
         ("llama-tiny", {}),
         ("mistral-tiny", {"sliding_window": 8}),
+        ("mistral-tiny", {"sliding_window": 8, "sliding_window_layers": [1]}),
         ("deepseek-tiny", {}),
         ("llama-tiny", {"position_encoding": "alibi"}),
     ],
-    ids=["gqa", "sliding-window", "mla-moe", "alibi"],
+    ids=["gqa", "sliding-window", "window-and-full-layers", "mla-moe", "alibi"],
 )
 def test_paged_cache_equals_static_cache(preset, overrides):
     model = tiny_model(preset, **overrides)
