@@ -63,8 +63,9 @@ def position_mask(
     k_positions: torch.Tensor,
     window: int | None,
 ) -> torch.Tensor:
-    """Boolean [Tq, Tk] mask (True = attend): causal, inside the window, and only filled cache slots (position >= 0)."""
-    q, k = q_positions[:, None], k_positions[None, :]
+    """Boolean [Tq, Tk] mask (True = attend): causal, inside the window, and only filled cache slots (position >= 0).
+    Per-row positions [B, Tq] and [B, Tk] give a [B, Tq, Tk] mask."""
+    q, k = q_positions.unsqueeze(-1), k_positions.unsqueeze(-2)
     allowed = (k <= q) & (k >= 0)
     if window is not None:
         allowed &= q - k < window
@@ -99,7 +100,8 @@ def attention(
     """Softmax attention over [B, H, Tq, D] queries and [B, H_kv, Tk, D] keys/values (H a multiple of H_kv).
 
     k_positions: absolute positions of the keys; None means the keys are the Tk positions ending at the last query
-        (training, prefill, and a full KV cache), which keeps the unmasked fused kernels in play.
+        (training, prefill, and a full KV cache), which keeps the unmasked fused kernels in play. Per-row positions
+        (q_positions [B, Tq] with k_positions [B, Tk], -1 for empty slots) mask each row on its own.
     window: sliding window (a query sees itself and window - 1 earlier positions); None = full causal.
     bias: an additive [H, Tq, Tk] float bias (ALiBi), applied on top of the mask.
     impl / flash_fn: the layer's ``attn_impl`` and what ``resolve_flash_attn`` gave for it.
@@ -129,8 +131,29 @@ def attention(
     if k_positions is None:
         k_positions = prefix_positions(q_positions, k_len)
     allowed = position_mask(q_positions, k_positions, window)
+    per_row = allowed.dim() == 3
+    if per_row:
+        allowed = allowed.unsqueeze(1)  # [B, 1, Tq, Tk]: one mask for all heads of a row
     mask = allowed if bias is None else bias.to(q.dtype).masked_fill(~allowed, float("-inf"))
+    if per_row and k.shape[1] != q.shape[1]:
+        return _grouped_as_queries(q, k, v, mask, scale=scale, impl=impl)
     return _sdpa(q, k, v, mask, is_causal=False, scale=scale, impl=impl)
+
+
+def _grouped_as_queries(q, k, v, mask, *, scale: float, impl: str) -> torch.Tensor:
+    """GQA under a per-row mask (the inference engine's batches): the query heads sharing a KV head become extra
+    query rows of that head, so keys and values are read in place; masked fused kernels cannot group heads, and
+    repeating K/V for them would copy the whole cache every layer."""
+    batch, heads, q_len, dim = q.shape
+    kv_heads, k_len = k.shape[1], k.shape[2]
+    group = heads // kv_heads
+    folded_q = q.reshape(batch, kv_heads, group * q_len, dim)  # query head h = kv * group + g, as repeat_heads
+    if mask.shape[1] == 1:
+        mask = mask.unsqueeze(2).expand(batch, 1, group, q_len, k_len).reshape(batch, 1, group * q_len, k_len)
+    else:
+        mask = mask.reshape(batch, kv_heads, group * q_len, k_len)
+    out = _sdpa(folded_q, k, v, mask, is_causal=False, scale=scale, impl=impl)  # (B, H_kv, group * Tq, Dv)
+    return out.reshape(batch, heads, q_len, v.shape[-1])
 
 
 def _sdpa(q, k, v, mask, *, is_causal: bool, scale: float, impl: str) -> torch.Tensor:
