@@ -1,14 +1,19 @@
-"""The artifact store: versioned, atomic commits of folders of files over a backend.
+"""The artifact store: versioned, atomic, verified commits of folders of files over a backend.
 
 Layout under the store's root, for a key such as `pretrain` or `pretrain/checkpoints/step_100`:
 
     <key>/versions/<version>/<files...>   the files of each commit, never changed once written
     <key>/manifest.json                   the committed version: its id, file list (size, sha256) and metadata
+    <key>/.lease                          who is writing the key now (see lease.py)
 
 A commit uploads every file under a fresh version prefix, then writes the manifest, last. The manifest is one object,
 replaced in one step, so a reader sees the old version or the new one, never a mix, and a crash before the manifest
 leaves only an unreferenced version that `gc` removes. The previous version is kept, so a reader that read the old
-manifest a moment before a commit can still read its files.
+manifest a moment before a commit can still read its files. A commit holds the key's lease from its first upload to
+its cleanup, so no second writer's cleanup can delete the files it is about to publish.
+
+Reads are verified against the manifest (see `verify` and `fetch`): a missing, resized or altered file is a
+`CorruptArtifact` naming the key and the file, never a silent use.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import os
 import secrets
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -27,12 +33,15 @@ from pathlib import Path
 from typing import Any
 
 from .backends import Backend, LocalBackend, S3Backend
+from .errors import CorruptArtifact, StoreError
+from .lease import LocalLease, S3Lease
 
 MANIFEST = "manifest.json"
+LEASE_TTL_S = 60.0
 
-
-class StoreError(RuntimeError):
-    """A store operation that cannot succeed (missing artifact, corrupt file)."""
+# Leases this process holds, by (store URI, key): a stage run holds its key's lease and its commit takes it again.
+_held: dict[tuple[str, str], list] = {}
+_held_lock = threading.Lock()
 
 
 @dataclass
@@ -53,10 +62,11 @@ class Manifest:
 
 
 class ArtifactStore:
-    def __init__(self, backend: Backend, uri: str, cache_dir: Path | None = None):
+    def __init__(self, backend: Backend, uri: str, cache_dir: Path | None = None, lease_ttl_s: float = LEASE_TTL_S):
         self.backend = backend
         self.uri = uri
         self.cache_dir = cache_dir or Path(os.environ.get("LLMP_CACHE", Path.home() / ".cache" / "llm-platform"))
+        self.lease_ttl_s = lease_ttl_s
 
     @classmethod
     def open(cls, uri: str, endpoint_url: str | None = None) -> ArtifactStore:
@@ -69,35 +79,77 @@ class ArtifactStore:
         path = uri.removeprefix("file://")
         return cls(LocalBackend(path), "file://" + str(Path(path).expanduser().resolve()))
 
+    @property
+    def reads_in_place(self) -> bool:
+        """Whether committed files are local files read where they lie (no download)."""
+        return self.backend.local_path("") is not None
+
     # -- reading -------------------------------------------------------------------------------------------------
     def manifest(self, key: str) -> Manifest | None:
         data = self.backend.get_bytes(f"{key}/{MANIFEST}")
-        return Manifest.from_json(data) if data is not None else None
+        if data is None:
+            return None
+        try:
+            return Manifest.from_json(data)
+        except (ValueError, TypeError) as e:
+            raise StoreError(f"{self.uri}/{key}/{MANIFEST} is not a valid manifest ({e}); re-run the stage") from e
 
     def exists(self, key: str) -> bool:
         return self.manifest(key) is not None
 
-    def fetch(self, key: str) -> Path:
-        """A local folder holding the committed files of `key`: in place for local stores, a verified cached
-        download for S3 (cached by version id, so a cache entry never goes stale)."""
-        manifest = self.manifest(key)
-        if manifest is None:
-            raise StoreError(f"no committed artifact '{key}' in {self.uri}")
+    def verify(self, key: str, manifest: Manifest | None = None, *, content: bool = True) -> Manifest:
+        """Check the committed files of `key` against its manifest; raises `CorruptArtifact` naming the first bad file.
+
+        Sizes and presence are always checked (a stat per file locally, one listing on S3). With `content`, the
+        sha256 of every file is checked too: on a local store by reading the files in place, with a memo of each
+        verified file's (inode, size, mtime, ctime) so unchanged files are not hashed twice; on S3 by `fetch`, which
+        hashes what it downloads."""
+        manifest = manifest or self._committed(key)
         prefix = f"{key}/versions/{manifest.version}"
         local = self.backend.local_path(prefix)
         if local is not None:
+            if content:
+                _check_folder(local, manifest, self.uri, self._memo(local))
+                return manifest
+        elif content:
+            self.fetch(key)
+            return manifest
+        found = {k[len(prefix) + 1 :]: size for k, size in self.backend.sizes(prefix).items()}
+        for name, info in sorted(manifest.files.items()):
+            if name not in found:
+                raise CorruptArtifact(self.uri, key, name, f"{info['size']} bytes", "no such file")
+            if found[name] != info["size"]:
+                raise CorruptArtifact(self.uri, key, name, f"{info['size']} bytes", f"{found[name]} bytes")
+        return manifest
+
+    def fetch(self, key: str) -> Path:
+        """A local folder holding the committed files of `key`, each checked against the manifest's size and
+        sha256: in place for local stores; for S3, a download into a temporary folder that is verified, then renamed
+        into the cache (by version id, so a cache entry never goes stale and a partial download is never cached)."""
+        manifest = self._committed(key)
+        prefix = f"{key}/versions/{manifest.version}"
+        local = self.backend.local_path(prefix)
+        if local is not None:
+            _check_folder(local, manifest, self.uri, self._memo(local))
             return local
         dest = self.cache_dir / _safe(self.uri) / key / manifest.version
         if dest.is_dir():
-            return dest
+            try:
+                _check_folder(dest, manifest, self.uri, self._memo(dest))
+                return dest
+            except CorruptArtifact:  # the local copy was altered since; the store's copy decides
+                shutil.rmtree(dest, ignore_errors=True)
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=".download-"))
         try:
-            for name, info in manifest.files.items():
+            for name in manifest.files:
                 self.backend.get_file(f"{prefix}/{name}", tmp / name)
-                if (tmp / name).stat().st_size != info["size"]:
-                    raise StoreError(f"{key}/{name}: downloaded size differs from the manifest; the store is corrupt")
-            os.replace(tmp, dest)
+            _check_folder(tmp, manifest, self.uri, memo=None)
+            try:
+                os.replace(tmp, dest)
+            except OSError:  # another process finished the same download first; its copy was verified too
+                if not dest.is_dir():
+                    raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return dest
@@ -108,13 +160,40 @@ class ArtifactStore:
         return json.loads(data) if data is not None else None
 
     def keys(self, prefix: str) -> list[str]:
-        """Committed keys directly or indirectly under `prefix`."""
+        """Committed keys inside the folder `prefix`."""
         suffix = "/" + MANIFEST
+        folder = prefix.strip("/") + "/" if prefix.strip("/") else ""
         return sorted(
-            k[: -len(suffix)] for k in self.backend.list(prefix) if k.endswith(suffix) and "/versions/" not in k
+            k[: -len(suffix)] for k in self.backend.list(folder) if k.endswith(suffix) and "/versions/" not in k
         )
 
     # -- writing -------------------------------------------------------------------------------------------------
+    @contextmanager
+    def lease(self, key: str) -> Iterator[LocalLease | S3Lease]:
+        """Be the only writer of `key` for the block; raises `LeaseHeld` (naming the holder) if another process is.
+        Re-entrant within a process: a stage run holds its key and its commit takes the same lease again."""
+        ident = (self.uri, key)
+        with _held_lock:
+            entry = _held.get(ident)
+            if entry is not None:
+                entry[1] += 1
+        if entry is None:
+            lease = self.backend.lease(key, self.lease_ttl_s)
+            lease.acquire()
+            entry = [lease, 1]
+            with _held_lock:
+                _held[ident] = entry
+        try:
+            yield entry[0]
+        finally:
+            with _held_lock:
+                entry[1] -= 1
+                last = entry[1] == 0
+                if last:
+                    del _held[ident]
+            if last:
+                entry[0].release()
+
     @contextmanager
     def writer(self, key: str, meta: dict[str, Any] | None = None) -> Iterator[Path]:
         """Write files into the yielded folder; they are committed together when the block exits without error."""
@@ -123,24 +202,29 @@ class ArtifactStore:
             self.commit(key, Path(tmp), meta)
 
     def commit(self, key: str, folder: Path, meta: dict[str, Any] | None = None) -> Manifest:
-        """Upload every file of `folder` as a new version of `key`, then publish it by writing the manifest."""
-        previous = self.manifest(key)
-        version = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(4)
-        files: dict[str, dict[str, Any]] = {}
-        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-            name = path.relative_to(folder).as_posix()
-            self.backend.put_file(f"{key}/versions/{version}/{name}", path)
-            files[name] = {"size": path.stat().st_size, "sha256": _sha256(path)}
-        manifest = Manifest(
-            key=key,
-            version=version,
-            created=datetime.now(UTC).isoformat(timespec="seconds"),
-            files=files,
-            meta=meta or {},
-            previous=previous.version if previous else None,
-        )
-        self.backend.put_bytes(f"{key}/{MANIFEST}", manifest.to_json())
-        self.gc(key)
+        """Upload every file of `folder` as a new version of `key`, then publish it by writing the manifest.
+
+        Holds the key's lease throughout; raises `LeaseHeld` if another process writes the key, and `LeaseLost`
+        (publishing nothing) if this process lost the lease while uploading."""
+        with self.lease(key) as lease:
+            previous = self.manifest(key)
+            version = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(4)
+            files: dict[str, dict[str, Any]] = {}
+            for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+                name = path.relative_to(folder).as_posix()
+                self.backend.put_file(f"{key}/versions/{version}/{name}", path)
+                files[name] = {"size": path.stat().st_size, "sha256": _sha256(path)}
+            manifest = Manifest(
+                key=key,
+                version=version,
+                created=datetime.now(UTC).isoformat(timespec="seconds"),
+                files=files,
+                meta=meta or {},
+                previous=previous.version if previous else None,
+            )
+            lease.check()  # still the only writer: nobody's cleanup can have removed the files just uploaded
+            self.backend.put_bytes(f"{key}/{MANIFEST}", manifest.to_json())
+            self.gc(key)
         return manifest
 
     def write_json(self, key: str, obj: Any) -> None:
@@ -148,18 +232,74 @@ class ArtifactStore:
 
     def delete(self, key: str) -> None:
         """Remove a committed artifact: the manifest first (it becomes invisible at once), then its files."""
-        self.backend.delete_prefix(f"{key}/{MANIFEST}")
+        self.backend.delete(f"{key}/{MANIFEST}")
         self.backend.delete_prefix(f"{key}/versions")
 
     def gc(self, key: str) -> list[str]:
-        """Delete versions of `key` that neither the manifest nor its predecessor names (e.g. left by a crash)."""
+        """Delete versions of `key` that neither the manifest nor its predecessor names (e.g. left by a crash).
+        Each is deleted as the exact folder `<key>/versions/<version>/`, never by a bare prefix of its name."""
         manifest = self.manifest(key)
         keep = {manifest.version, manifest.previous} if manifest else set()
-        versions = {k.split("/versions/", 1)[1].split("/", 1)[0] for k in self.backend.list(f"{key}/versions")}
-        removed = sorted(v for v in versions if v not in keep)
+        prefix = f"{key}/versions/"
+        versions = {k[len(prefix) :].split("/", 1)[0] for k in self.backend.list(prefix)}
+        removed = sorted(v for v in versions if v and v not in keep)
         for version in removed:
-            self.backend.delete_prefix(f"{key}/versions/{version}")
+            self.backend.delete_prefix(f"{prefix}{version}")
         return removed
+
+    # -- helpers -------------------------------------------------------------------------------------------------
+    def _committed(self, key: str) -> Manifest:
+        manifest = self.manifest(key)
+        if manifest is None:
+            raise StoreError(f"no committed artifact '{key}' in {self.uri}")
+        return manifest
+
+    def _memo(self, folder: Path) -> Path:
+        """Where the record of `folder`'s verified files lives (outside the store: readers may not write there)."""
+        name = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:32]
+        return self.cache_dir / "verified" / f"{name}.json"
+
+
+def _check_folder(folder: Path, manifest: Manifest, uri: str, memo: Path | None) -> None:
+    """Raise `CorruptArtifact` for the first file of `manifest` that is missing from `folder` or differs in size or
+    sha256, or for a file in `folder` that the manifest does not list.
+
+    `memo` records, per verified file, its (inode, size, mtime_ns, ctime_ns) and hash. A file whose stat still
+    matches is not hashed again: any write to a file changes its ctime, which no user-space call can set back."""
+    try:
+        known = json.loads(memo.read_text()) if memo is not None else {}
+    except (OSError, ValueError):
+        known = {}
+    seen: dict[str, list] = {}
+    for name, info in sorted(manifest.files.items()):
+        path = folder / name
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            raise CorruptArtifact(uri, manifest.key, name, f"{info['size']} bytes", "no such file") from None
+        if st.st_size != info["size"]:
+            raise CorruptArtifact(uri, manifest.key, name, f"{info['size']} bytes", f"{st.st_size} bytes")
+        stamp = [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, info["sha256"]]
+        if known.get(name) != stamp:
+            actual = _sha256(path)
+            if actual != info["sha256"]:
+                raise CorruptArtifact(uri, manifest.key, name, f"sha256 {info['sha256']}", f"sha256 {actual}")
+        seen[name] = stamp
+    extra = sorted(
+        p.relative_to(folder).as_posix()
+        for p in folder.rglob("*")
+        if p.is_file() and not p.name.startswith(".") and p.relative_to(folder).as_posix() not in manifest.files
+    )
+    if extra:
+        raise CorruptArtifact(uri, manifest.key, extra[0], "no such file (not in the manifest)", "a file")
+    if memo is not None and seen != known:
+        try:  # only an optimisation: a read-only cache (or a race with another reader) costs a re-hash, no more
+            memo.parent.mkdir(parents=True, exist_ok=True)
+            tmp = memo.with_name(f".{memo.name}.{os.getpid()}")
+            tmp.write_text(json.dumps(seen))
+            os.replace(tmp, memo)
+        except OSError:
+            pass
 
 
 def _sha256(path: Path) -> str:

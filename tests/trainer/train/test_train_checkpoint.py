@@ -67,7 +67,7 @@ def test_fsdp_checkpoint_on_s3_resumes_in_one_process(token_file, tmp_path, refe
     store = ArtifactStore.open(uri)
     assert store.read_json("run/checkpoints/latest") == {"step": 6, "nodes": 1}
     files = store.manifest("run/checkpoints/step_00000006/node_0").files
-    assert {"__0_0.distcp", "__1_0.distcp", ".metadata", "train_state.json", "rng_rank1.pt"} <= set(files)
+    assert {"__0_0.distcp", "__1_0.distcp", ".metadata", "train_state.json", "rng_rank1.json"} <= set(files)
 
     run_worker(token_file, tmp_path, 1, *common[:-1], "0", "--micro-batch", "4")  # no checkpoints but the last
     losses = logged_losses(tmp_path)
