@@ -139,6 +139,7 @@ class ArtifactStore:
                 return dest
             except CorruptArtifact:  # the local copy was altered since; the store's copy decides
                 shutil.rmtree(dest, ignore_errors=True)
+        self.verify(key, manifest, content=False)  # a lost or resized file is found by one listing, not a download
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=".download-"))
         try:
