@@ -1,16 +1,22 @@
 """Checkpoints through the artifact store: exact resume after SIGKILL, resharding to another world size on a real
-S3 server, background saves and keep-last-N."""
+S3 server, background saves and keep-last-N, falling back past a corrupt checkpoint, no code run from a pickle."""
 
+import json
+import logging
+import pickle
 import random
+import shutil
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
+from torch.distributed.checkpoint.api import CheckpointException
 
-from llm_platform.storage import ArtifactStore
+from llm_platform.storage import ArtifactStore, StoreError
 from llm_platform.trainer.data.loader import PretrainLoader
-from llm_platform.trainer.train.checkpoint import Checkpointer
+from llm_platform.trainer.train.checkpoint import TRAIN_STATE, Checkpointer
 from llm_platform.trainer.train.config import TrainConfig
 from llm_platform.trainer.train.distributed import DistEnv
 from llm_platform.trainer.train.loop import train
@@ -105,3 +111,65 @@ def test_async_saves_publish_in_order_and_keep_the_newest_two(tokens, tmp_path):
 def test_a_fresh_key_starts_from_scratch(tokens, tmp_path):
     result = _fit(tokens, ArtifactStore.open(str(tmp_path / "store")), tmp_path, steps=2)
     assert result.resumed_from is None and [r["step"] for r in result.records] == [1, 2]
+
+
+def _node_file(store, step: int, suffix: str) -> tuple[str, Path]:
+    """(name, local path) of the first file of checkpoint `step` whose name ends with `suffix`."""
+    key = f"run/ckpt/step_{step:08d}/node_0"
+    manifest = store.manifest(key)
+    name = next(n for n in sorted(manifest.files) if n.endswith(suffix))
+    return name, store.backend.local_path(f"{key}/versions/{manifest.version}/{name}")
+
+
+def _flip_bytes(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    for i in range(0, len(data), max(1, len(data) // 50)):
+        data[i] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_a_corrupt_checkpoint_is_skipped_for_the_previous_one(tokens, tmp_path, caplog):
+    store = ArtifactStore.open(str(tmp_path / "store"))
+    first = _fit(tokens, store, tmp_path, steps=8)  # keeps the checkpoints of steps 6 and 8
+    name, path = _node_file(store, 8, ".distcp")
+    _flip_bytes(path)
+    with caplog.at_level(logging.WARNING, logger="llm_platform.trainer.train.checkpoint"):
+        again = _fit(tokens, store, tmp_path, steps=8)
+    assert again.resumed_from == 6
+    assert "checkpoint step 8 of run/ckpt is unusable" in caplog.text and f"file '{name}'" in caplog.text
+    losses = {r["step"]: r["loss"] for r in first.records}
+    assert {r["step"]: r["loss"] for r in again.records} == {7: losses[7], 8: losses[8]}  # exact from step 6
+
+
+def test_when_every_checkpoint_is_corrupt_resuming_is_an_error_naming_them(tokens, tmp_path):
+    store = ArtifactStore.open(str(tmp_path / "store"))
+    _fit(tokens, store, tmp_path, steps=4)  # checkpoints of steps 2 and 4
+    for step in (2, 4):
+        _flip_bytes(_node_file(store, step, TRAIN_STATE)[1])
+    with pytest.raises(StoreError, match="no usable checkpoint under run/ckpt: step 4: .*; step 2: .*train_state.json"):
+        _fit(tokens, store, tmp_path, steps=4)
+
+
+class _Payload:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_a_checkpoint_index_that_would_run_code_is_refused(tokens, tmp_path):
+    """Even with a manifest that matches (someone who can write the store), DCP's pickled index cannot run code."""
+    store = ArtifactStore.open(str(tmp_path / "store"))
+    _fit(tokens, store, tmp_path, steps=2)
+    key = "run/ckpt/step_00000002/node_0"
+    altered = tmp_path / "altered"
+    shutil.copytree(store.fetch(key), altered)
+    marker = tmp_path / "code-ran"
+    (altered / ".metadata").write_bytes(pickle.dumps(_Payload(marker)))
+    store.commit(key, altered, store.manifest(key).meta)
+    with pytest.raises(CheckpointException, match="refers to io.open, which a DCP index never holds"):
+        _fit(tokens, store, tmp_path, steps=2)
+    assert not marker.exists()
+    rng = json.loads((store.fetch(key) / "rng_rank0.json").read_text())  # the RNG state is JSON, not a pickle
+    assert set(rng) == {"python", "numpy", "torch"}
