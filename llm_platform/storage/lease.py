@@ -78,14 +78,17 @@ class LocalLease:
 
     def acquire(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = Holder.parse(os.pread(fd, 4096, 0))
-            os.close(fd)
-            raise held_error(self.key, holder) from None
-        os.ftruncate(fd, 0)
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = Holder.parse(os.pread(fd, 4096, 0))
+                os.close(fd)
+                raise held_error(self.key, holder) from None
+            if _same_file(fd, self.path):
+                break
+            os.close(fd)  # locked a file its holder removed on release: lock the one now at the path instead
         os.pwrite(fd, Holder.me().to_json(), 0)
         self._fd = fd
 
@@ -93,10 +96,19 @@ class LocalLease:
         """Nothing to do: the kernel keeps the lock for as long as this process lives."""
 
     def release(self) -> None:
+        """Remove the lease file, then unlock: no empty lease files pile up under deleted checkpoints, and a waiter
+        that locked the removed file notices (`_same_file`) and retries on the path."""
         if self._fd is not None:
-            os.ftruncate(self._fd, 0)
+            self.path.unlink(missing_ok=True)
             os.close(self._fd)  # closing the descriptor drops the lock
             self._fd = None
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        return os.fstat(fd).st_ino == path.stat().st_ino
+    except FileNotFoundError:
+        return False
 
 
 class S3Lease:

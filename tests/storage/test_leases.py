@@ -83,6 +83,7 @@ def test_a_killed_writer_releases_a_local_key_at_once(tmp_path):
     store.commit("pretrain", write_files(tmp_path / "b", {"w.bin": "writer B"}))
     assert read_all(store.fetch("pretrain")) == {"w.bin": "writer B"}
     assert len({k.split("/")[2] for k in store.backend.list("pretrain/versions")}) == 1  # A's upload was cleaned
+    assert not (tmp_path / "store" / "pretrain" / ".lease").exists()  # released leases leave no file behind
 
 
 def test_a_killed_writer_releases_an_s3_key_when_its_lease_expires(s3_bucket, tmp_path):
