@@ -109,7 +109,7 @@ class ArtifactStore:
         local = self.backend.local_path(prefix)
         if local is not None:
             if content:
-                _check_folder(local, manifest, self.uri, self._memo(local))
+                self._verify_local(local, manifest)
                 return manifest
         elif content:
             self.fetch(key)
@@ -130,12 +130,12 @@ class ArtifactStore:
         prefix = f"{key}/versions/{manifest.version}"
         local = self.backend.local_path(prefix)
         if local is not None:
-            _check_folder(local, manifest, self.uri, self._memo(local))
+            self._verify_local(local, manifest)
             return local
         dest = self.cache_dir / _safe(self.uri) / key / manifest.version
         if dest.is_dir():
             try:
-                _check_folder(dest, manifest, self.uri, self._memo(dest))
+                self._verify_local(dest, manifest)
                 return dest
             except CorruptArtifact:  # the local copy was altered since; the store's copy decides
                 shutil.rmtree(dest, ignore_errors=True)
@@ -145,7 +145,7 @@ class ArtifactStore:
         try:
             for name in manifest.files:
                 self.backend.get_file(f"{prefix}/{name}", tmp / name)
-            _check_folder(tmp, manifest, self.uri, memo=None)
+            self._verify_local(tmp, manifest, memo_of=dest)  # renaming keeps the files' inodes and times
             try:
                 os.replace(tmp, dest)
             except OSError:  # another process finished the same download first; its copy was verified too
@@ -223,6 +223,9 @@ class ArtifactStore:
                 meta=meta or {},
                 previous=previous.version if previous else None,
             )
+            local = self.backend.local_path(f"{key}/versions/{version}")
+            if local is not None:  # the copies were just made from the hashed files: the first reader need not re-hash
+                _write_memo(self._memo(local), {n: _stamp(local / n, f["sha256"]) for n, f in files.items()})
             lease.check()  # still the only writer: nobody's cleanup can have removed the files just uploaded
             self.backend.put_bytes(f"{key}/{MANIFEST}", manifest.to_json())
             self.gc(key)
@@ -255,22 +258,26 @@ class ArtifactStore:
             raise StoreError(f"no committed artifact '{key}' in {self.uri}")
         return manifest
 
+    def _verify_local(self, folder: Path, manifest: Manifest, memo_of: Path | None = None) -> None:
+        memo = self._memo(memo_of or folder)
+        known = _read_memo(memo)
+        seen = _check_folder(folder, manifest, self.uri, known)
+        if seen != known:
+            _write_memo(memo, seen)
+
     def _memo(self, folder: Path) -> Path:
         """Where the record of `folder`'s verified files lives (outside the store: readers may not write there)."""
         name = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:32]
         return self.cache_dir / "verified" / f"{name}.json"
 
 
-def _check_folder(folder: Path, manifest: Manifest, uri: str, memo: Path | None) -> None:
+def _check_folder(folder: Path, manifest: Manifest, uri: str, known: dict[str, list]) -> dict[str, list]:
     """Raise `CorruptArtifact` for the first file of `manifest` that is missing from `folder` or differs in size or
-    sha256, or for a file in `folder` that the manifest does not list.
+    sha256, or for a file in `folder` that the manifest does not list; return the stamps of the verified files.
 
-    `memo` records, per verified file, its (inode, size, mtime_ns, ctime_ns) and hash. A file whose stat still
-    matches is not hashed again: any write to a file changes its ctime, which no user-space call can set back."""
-    try:
-        known = json.loads(memo.read_text()) if memo is not None else {}
-    except (OSError, ValueError):
-        known = {}
+    `known` holds stamps from earlier checks: per file, its (inode, size, mtime_ns, ctime_ns) and hash. A file whose
+    stamp still matches is not hashed again: any write to a file changes its ctime, which no user-space call can set
+    back."""
     seen: dict[str, list] = {}
     for name, info in sorted(manifest.files.items()):
         path = folder / name
@@ -280,7 +287,7 @@ def _check_folder(folder: Path, manifest: Manifest, uri: str, memo: Path | None)
             raise CorruptArtifact(uri, manifest.key, name, f"{info['size']} bytes", "no such file") from None
         if st.st_size != info["size"]:
             raise CorruptArtifact(uri, manifest.key, name, f"{info['size']} bytes", f"{st.st_size} bytes")
-        stamp = [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, info["sha256"]]
+        stamp = _stamp(path, info["sha256"], st)
         if known.get(name) != stamp:
             actual = _sha256(path)
             if actual != info["sha256"]:
@@ -293,14 +300,30 @@ def _check_folder(folder: Path, manifest: Manifest, uri: str, memo: Path | None)
     )
     if extra:
         raise CorruptArtifact(uri, manifest.key, extra[0], "no such file (not in the manifest)", "a file")
-    if memo is not None and seen != known:
-        try:  # only an optimisation: a read-only cache (or a race with another reader) costs a re-hash, no more
-            memo.parent.mkdir(parents=True, exist_ok=True)
-            tmp = memo.with_name(f".{memo.name}.{os.getpid()}")
-            tmp.write_text(json.dumps(seen))
-            os.replace(tmp, memo)
-        except OSError:
-            pass
+    return seen
+
+
+def _stamp(path: Path, sha256: str, st: os.stat_result | None = None) -> list:
+    st = st or path.stat()
+    return [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, sha256]
+
+
+def _read_memo(memo: Path) -> dict[str, list]:
+    try:
+        return json.loads(memo.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_memo(memo: Path, stamps: dict[str, list]) -> None:
+    """Only an optimisation: a read-only cache (or a race with another reader) costs a re-hash, no more."""
+    try:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        tmp = memo.with_name(f".{memo.name}.{os.getpid()}")
+        tmp.write_text(json.dumps(stamps))
+        os.replace(tmp, memo)
+    except OSError:
+        pass
 
 
 def _sha256(path: Path) -> str:

@@ -39,7 +39,13 @@ from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_di
 
 from llm_platform.storage import ArtifactStore, StoreError
 
-from .checkpoint_io import SafeFileSystemReader, SafeLoadPlanner, rng_from_json, rng_to_json
+from .checkpoint_io import (
+    SafeFileSystemReader,
+    SafeLoadPlanner,
+    deepspeed_loads_weights_only,
+    rng_from_json,
+    rng_to_json,
+)
 from .deepspeed_backend import checkpoint_tag, is_engine
 from .distributed import DistEnv, barrier
 
@@ -159,6 +165,7 @@ class Checkpointer:
 
     def _load(self, folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
         if is_engine(model):  # DeepSpeed reads its own files: `folder` is <dir>/<tag>
+            deepspeed_loads_weights_only(model)
             model.load_checkpoint(str(folder.parent), tag=folder.name, load_lr_scheduler_states=False)
         else:
             model_sd, optim_sd = get_state_dict(model, optimizer)

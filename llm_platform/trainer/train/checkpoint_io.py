@@ -7,6 +7,8 @@ whatever a file tells it to, so nothing here unpickles freely:
 - DCP's non-tensor items (optimizer hyper-parameters such as `lr` and `betas`) go through
   `torch.load(weights_only=True)` in `SafeLoadPlanner` instead of DCP's default `weights_only=False`.
 - The RNG state is JSON (`rng_to_json` / `rng_from_json`), not a pickled tuple.
+- A DeepSpeed engine reads its own files with `torch.load(weights_only=False)`; `deepspeed_loads_weights_only`
+  switches its checkpoint engine to `weights_only=True`, allowing the few DeepSpeed records its files hold.
 """
 
 from __future__ import annotations
@@ -77,6 +79,23 @@ class SafeLoadPlanner(DefaultLoadPlanner):
             set_element(self.original_state_dict, self.mappings[read_item.dest_index.fqn], obj)
         else:
             self.state_dict[read_item.dest_index.fqn] = obj
+
+
+def deepspeed_loads_weights_only(engine) -> None:
+    """Make a DeepSpeed engine's `load_checkpoint` read files with `weights_only=True`. Besides tensors and plain
+    values, ZeRO's optimizer files hold a loss scaler, the ZeRO stage enum and fragment addresses: only those
+    classes may be built, and only through `__new__` and their saved fields (no code of the file's choosing)."""
+    from deepspeed.runtime.fp16.loss_scaler import DynamicLossScaler, LossScaler
+    from deepspeed.runtime.zero.config import ZeroStageEnum
+    from deepspeed.utils.tensor_fragment import fragment_address
+
+    allowed = [LossScaler, DynamicLossScaler, ZeroStageEnum, fragment_address]
+
+    def load(path: str, map_location=None):
+        with torch.serialization.safe_globals(allowed):
+            return torch.load(path, map_location=map_location, weights_only=True)
+
+    engine.checkpoint_engine.load = load
 
 
 def rng_to_json(device: torch.device) -> dict[str, Any]:
