@@ -8,6 +8,7 @@ import random
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -173,3 +174,58 @@ def test_a_checkpoint_index_that_would_run_code_is_refused(tokens, tmp_path):
     assert not marker.exists()
     rng = json.loads((store.fetch(key) / "rng_rank0.json").read_text())  # the RNG state is JSON, not a pickle
     assert set(rng) == {"python", "numpy", "torch"}
+
+
+TWO_RANKS = """
+import json, os, sys
+from pathlib import Path
+import torch, torch.distributed as dist
+from llm_platform.storage import ArtifactStore
+from llm_platform.trainer.train.checkpoint import Checkpointer
+from llm_platform.trainer.train.distributed import DistEnv
+
+dist.init_process_group("gloo")
+rank = dist.get_rank()
+env = DistEnv(rank=rank, world_size=2, local_rank=rank, local_world_size=2)
+store, phase = ArtifactStore.open(sys.argv[1]), sys.argv[2]
+model = torch.nn.Linear(4, 4)
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+checkpointer = Checkpointer(store, "run/ckpt", env, Path(sys.argv[3]), keep=2)
+if phase == "save":
+    for step in (1, 2):
+        with torch.no_grad():
+            model.weight.fill_(step)
+        checkpointer.save(step, model, optimizer, {"step": step})
+else:
+    state = checkpointer.restore(model, optimizer)
+    print(json.dumps({"rank": rank, "step": state["step"], "weight": model.weight[0, 0].item()}))
+dist.destroy_process_group()
+"""
+
+
+@pytest.mark.slow
+def test_every_rank_skips_a_corrupt_checkpoint_together(tmp_path):
+    script = tmp_path / "two_ranks.py"
+    script.write_text(TWO_RANKS)
+    store = ArtifactStore.open(str(tmp_path / "store"))
+
+    def torchrun(phase: str) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", str(script)]
+        proc = subprocess.run(
+            [*cmd, store.uri, phase, str(tmp_path / "staging")],
+            cwd=REPO,
+            env=worker_env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return proc
+
+    torchrun("save")
+    _flip_bytes(_node_file(store, 2, ".distcp")[1])
+    lines = [json.loads(line) for line in torchrun("restore").stdout.splitlines() if line.startswith("{")]
+    assert sorted(lines, key=lambda r: r["rank"]) == [
+        {"rank": 0, "step": 1, "weight": 1.0},
+        {"rank": 1, "step": 1, "weight": 1.0},
+    ]
