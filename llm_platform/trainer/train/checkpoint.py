@@ -110,8 +110,17 @@ class Checkpointer:
 
     def _candidates(self) -> list[tuple[int, int]]:
         """(step, nodes) of the checkpoints to try, newest first: the one `latest` names, then older complete ones.
-        Newer steps than `latest` are publishes that never finished, never candidates."""
-        pointer = self.latest()
+        Newer steps than `latest` are publishes that never finished, never candidates. An unreadable pointer (it is
+        a file in the store, like any other) makes every complete checkpoint a candidate."""
+        try:
+            pointer = self.latest()
+            if pointer is not None and not (
+                isinstance(pointer, dict) and _is_count(pointer.get("step")) and _is_count(pointer.get("nodes"))
+            ):
+                raise ValueError(f"expected {{'step': N, 'nodes': N}}, got {str(pointer)[:100]}")
+        except ValueError as e:
+            log.warning("the latest pointer of %s is unreadable (%s); trying every complete checkpoint", self.key, e)
+            pointer = {"step": None, "nodes": None}
         if pointer is None:
             return []
         found: dict[int, set[int]] = {}
@@ -122,9 +131,11 @@ class Checkpointer:
         older = [
             (step, len(nodes))
             for step, nodes in sorted(found.items(), reverse=True)
-            if step < pointer["step"] and nodes == set(range(self._nodes_of(step, len(nodes))))
+            if (pointer["step"] is None or step < pointer["step"])
+            and nodes == set(range(self._nodes_of(step, len(nodes))))
         ]
-        return [(pointer["step"], pointer["nodes"]), *older]
+        newest = [(pointer["step"], pointer["nodes"])] if pointer["step"] is not None else []
+        return [*newest, *older]
 
     def _nodes_of(self, step: int, found: int) -> int:
         manifest = self.store.manifest(f"{_step_key(self.key, step)}/node_0")
@@ -269,6 +280,10 @@ def _wait_for(condition, what: str, timeout: float = PUBLISH_TIMEOUT_S) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"checkpoint: gave up after {timeout:.0f} s waiting for {what}")
         time.sleep(0.05)
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _all_ranks(ok: bool, env: DistEnv) -> bool:

@@ -229,3 +229,12 @@ def test_every_rank_skips_a_corrupt_checkpoint_together(tmp_path):
         {"rank": 0, "step": 1, "weight": 1.0},
         {"rank": 1, "step": 1, "weight": 1.0},
     ]
+
+
+def test_an_unreadable_latest_pointer_falls_back_to_the_newest_complete_checkpoint(tokens, tmp_path, caplog):
+    store = ArtifactStore.open(str(tmp_path / "store"))
+    _fit(tokens, store, tmp_path, steps=4)
+    store.backend.put_bytes("run/ckpt/latest", b'{"step": 4, "nod')  # torn or altered
+    with caplog.at_level(logging.WARNING, logger="llm_platform.trainer.train.checkpoint"):
+        again = _fit(tokens, store, tmp_path, steps=4)
+    assert again.resumed_from == 4 and "latest pointer of run/ckpt is unreadable" in caplog.text
