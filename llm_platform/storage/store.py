@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 import tempfile
@@ -37,6 +38,8 @@ from .errors import CorruptArtifact, StoreError
 from .lease import LocalLease, S3Lease
 
 MANIFEST = "manifest.json"
+_VERSION = re.compile(r"[0-9A-Za-z][0-9A-Za-z_.-]{0,127}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 LEASE_TTL_S = 60.0
 
 # Leases this process holds, by (store URI, key): a stage run holds its key's lease and its commit takes it again.
@@ -58,7 +61,26 @@ class Manifest:
 
     @classmethod
     def from_json(cls, data: bytes) -> Manifest:
-        return cls(**json.loads(data))
+        """Parse and check a manifest: it is a file in the store like any other, and its version and file names
+        become local paths, so one naming `../..` must not write or read outside the folder it describes."""
+        manifest = cls(**json.loads(data))
+        if not isinstance(manifest.version, str) or not _VERSION.fullmatch(manifest.version):
+            raise ValueError(f"version {str(manifest.version)[:80]!r} is not a version id")
+        if not isinstance(manifest.files, dict):
+            raise ValueError("files is not a mapping")
+        for name, info in manifest.files.items():
+            parts = name.split("/")
+            if name.startswith("/") or "\\" in name or any(p in ("", ".", "..") for p in parts):
+                raise ValueError(f"file name {name[:200]!r} is not a relative path inside the artifact")
+            if not (
+                isinstance(info, dict)
+                and isinstance(info.get("size"), int)
+                and info["size"] >= 0
+                and isinstance(info.get("sha256"), str)
+                and _SHA256.fullmatch(info["sha256"])
+            ):
+                raise ValueError(f"file {name[:200]!r} has no valid size and sha256")
+        return manifest
 
 
 class ArtifactStore:

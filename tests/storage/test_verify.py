@@ -172,3 +172,25 @@ def test_on_s3_a_deleted_file_makes_the_stage_stale_without_downloading(s3_bucke
         "its committed file 'corpus/train.jsonl' has no such file instead of 16384 bytes",
     )
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("train.jsonl"))
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"files": {"../../../escaped.txt": {"size": 1, "sha256": "0" * 64}}},
+        {"files": {"/etc/hostname": {"size": 1, "sha256": "0" * 64}}},
+        {"version": "../../elsewhere"},
+        {"files": {"f": {"size": "1", "sha256": "0" * 64}}},
+    ],
+)
+def test_a_manifest_whose_names_leave_the_artifact_is_refused(store, tmp_path, change):
+    import json
+
+    from llm_platform.storage import StoreError
+
+    commit_model(store, tmp_path)
+    manifest = json.loads(store.backend.get_bytes("pretrain/manifest.json"))
+    store.backend.put_bytes("pretrain/manifest.json", json.dumps({**manifest, **change}).encode())
+    with pytest.raises(StoreError, match="pretrain/manifest.json is not a valid manifest"):
+        store.fetch("pretrain")
+    assert not any(tmp_path.rglob("escaped.txt"))
