@@ -92,3 +92,12 @@ def test_an_interrupted_artifact_download_is_not_cached(s3_bucket, cache, tmp_pa
     kill_during_download("artifact", "pretrain", store.uri)
     assert complete_files(cache) == []
     assert read_all(store.fetch("pretrain")) == FILES
+
+
+def test_an_object_key_that_leads_out_of_the_download_folder_is_refused(s3_bucket, cache, tmp_path):
+    upload(s3_bucket, "hub/evil", {"config.json": "{}", "../../../../escaped.txt": "x"})
+    from llm_platform.storage import StoreError
+
+    with pytest.raises(StoreError, match="not a file path"):
+        fetch_uri(f"s3://{s3_bucket}/hub/evil", ArtifactStore.open(str(tmp_path / "store")))
+    assert not any(tmp_path.rglob("escaped.txt"))

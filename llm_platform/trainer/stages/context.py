@@ -82,6 +82,9 @@ def _download_s3_folder(uri: str, cache: Path) -> Path:
     objects = backend.objects("")
     if not objects:
         raise FileNotFoundError(f"spec.model.from: {uri} holds no files")
+    for key in objects:  # an object key becomes a local path: none may lead out of the download folder
+        if key.startswith("/") or any(part in ("", ".", "..") for part in key.split("/")):
+            raise StoreError(f"spec.model.from: {uri} holds an object named {key[:200]!r}, which is not a file path")
     listing = json.dumps(sorted((key, size, etag) for key, (size, etag) in objects.items()))
     dest = cache / uri.replace("://", "_").replace("/", "_") / hashlib.sha256(listing.encode()).hexdigest()[:16]
     if dest.is_dir():
