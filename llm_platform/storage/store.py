@@ -230,7 +230,10 @@ class ArtifactStore:
         Holds the key's lease throughout; raises `LeaseHeld` if another process writes the key, and `LeaseLost`
         (publishing nothing) if this process lost the lease while uploading."""
         with self.lease(key) as lease:
-            previous = self.manifest(key)
+            try:
+                previous = self.manifest(key)
+            except StoreError:  # an unreadable manifest is what this commit replaces
+                previous = None
             version = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(4)
             files: dict[str, dict[str, Any]] = {}
             for path in sorted(p for p in folder.rglob("*") if p.is_file()):

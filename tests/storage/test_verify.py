@@ -160,6 +160,12 @@ def test_a_corrupt_or_incomplete_stage_is_not_up_to_date_and_is_never_read(tmp_p
     fresh, why = is_up_to_date(job, "data", store)
     assert not fresh and why == "its committed file 'corpus/val.jsonl' has no such file instead of 3 bytes"
 
+    store.backend.put_bytes("data/manifest.json", b'{"key": "data", "version": "../x"')  # torn or altered
+    fresh, why = is_up_to_date(job, "data", store)
+    assert not fresh and "data/manifest.json is not a valid manifest" in why
+    commit_stage(job, store, "data", {"corpus/train.jsonl": WEIGHTS})  # running again replaces it
+    assert is_up_to_date(job, "data", store)[0]
+
 
 def test_on_s3_a_deleted_file_makes_the_stage_stale_without_downloading(s3_bucket, tmp_path, monkeypatch):
     monkeypatch.setenv("LLMP_CACHE", str(tmp_path / "cache"))

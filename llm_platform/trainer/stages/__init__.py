@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from llm_platform.api import LLMJob
-from llm_platform.storage import ArtifactStore, CorruptArtifact, Manifest
+from llm_platform.storage import ArtifactStore, CorruptArtifact, Manifest, StoreError
 
 from .context import StageContext
 from .preflight import check
@@ -45,17 +45,19 @@ def is_up_to_date(job: LLMJob, stage_name: str, store: ArtifactStore) -> tuple[b
     only for files changed since they were last verified (see `ArtifactStore.verify`). On S3, hashing would mean
     downloading every artifact to decide freshness; there the consumer's `fetch` hashes what it downloads, and a
     mismatch is a `CorruptArtifact` naming the file."""
-    manifest = store.manifest(stage_name)
-    if manifest is None:
-        return False, "not committed"
-    with tempfile.TemporaryDirectory() as tmp:
-        fingerprint = make_context(job, stage_name, store, Path(tmp)).fingerprint()
-    if manifest.meta.get("fingerprint") != fingerprint:
-        return False, "settings or inputs changed since it was committed"
     try:
+        manifest = store.manifest(stage_name)
+        if manifest is None:
+            return False, "not committed"
+        with tempfile.TemporaryDirectory() as tmp:
+            fingerprint = make_context(job, stage_name, store, Path(tmp)).fingerprint()
+        if manifest.meta.get("fingerprint") != fingerprint:
+            return False, "settings or inputs changed since it was committed"
         store.verify(stage_name, manifest, content=store.reads_in_place)
     except CorruptArtifact as e:
         return False, f"its committed file '{e.file}' has {e.actual} instead of {e.expected}"
+    except StoreError as e:  # an unreadable manifest (its own or an input's): running again replaces it
+        return False, str(e)
     return True, f"committed {manifest.created}"
 
 
