@@ -43,9 +43,9 @@ class Holder:
     expires: float | None = None
 
     @classmethod
-    def me(cls, ttl_s: float | None = None) -> Holder:
+    def me(cls, ttl_s: float | None = None, since: float | None = None) -> Holder:
         now = time.time()
-        return cls(OWNER, socket.gethostname(), os.getpid(), now, now + ttl_s if ttl_s else None)
+        return cls(OWNER, socket.gethostname(), os.getpid(), since or now, now + ttl_s if ttl_s else None)
 
     @classmethod
     def parse(cls, data: bytes) -> Holder | None:
@@ -119,8 +119,10 @@ class S3Lease:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
+        self._since = time.time()
 
     def acquire(self) -> None:
+        self._since = time.time()
         for _ in range(5):
             try:
                 self._etag = self._put(IfNoneMatch="*")
@@ -178,7 +180,7 @@ class S3Lease:
                 continue
 
     def _put(self, **condition) -> str:
-        body = Holder.me(self.ttl_s).to_json()
+        body = Holder.me(self.ttl_s, since=self._since).to_json()
         try:
             response = self.client.put_object(Bucket=self.bucket, Key=self.object_key, Body=body, **condition)
         except self.client.exceptions.ClientError as e:
