@@ -177,7 +177,7 @@ def test_a_checkpoint_index_that_would_run_code_is_refused(tokens, tmp_path):
 
 
 TWO_RANKS = """
-import json, os, sys
+import json, sys
 from pathlib import Path
 import torch, torch.distributed as dist
 from llm_platform.storage import ArtifactStore
@@ -187,18 +187,23 @@ from llm_platform.trainer.train.distributed import DistEnv
 dist.init_process_group("gloo")
 rank = dist.get_rank()
 env = DistEnv(rank=rank, world_size=2, local_rank=rank, local_world_size=2)
-store, phase = ArtifactStore.open(sys.argv[1]), sys.argv[2]
+store = ArtifactStore.open(sys.argv[1])
 model = torch.nn.Linear(4, 4)
 optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-checkpointer = Checkpointer(store, "run/ckpt", env, Path(sys.argv[3]), keep=2)
-if phase == "save":
-    for step in (1, 2):
-        with torch.no_grad():
-            model.weight.fill_(step)
-        checkpointer.save(step, model, optimizer, {"step": step})
-else:
-    state = checkpointer.restore(model, optimizer)
-    print(json.dumps({"rank": rank, "step": state["step"], "weight": model.weight[0, 0].item()}))
+checkpointer = Checkpointer(store, "run/ckpt", env, Path(sys.argv[2]), keep=2)
+for step in (1, 2):
+    with torch.no_grad():
+        model.weight.fill_(step)
+    checkpointer.save(step, model, optimizer, {"step": step})
+if rank == 0:  # corrupt step 2's first shard, as a bad disk would
+    manifest = store.manifest("run/ckpt/step_00000002/node_0")
+    name = sorted(n for n in manifest.files if n.endswith(".distcp"))[0]
+    path = store.backend.local_path(f"run/ckpt/step_00000002/node_0/versions/{manifest.version}/{name}")
+    path.write_bytes(bytes(b ^ 0xFF for b in path.read_bytes()))
+dist.barrier()
+state = checkpointer.restore(model, optimizer)
+result = {"rank": rank, "step": state["step"], "weight": model.weight[0, 0].item()}
+(Path(sys.argv[2]) / f"result_{rank}.json").write_text(json.dumps(result))
 dist.destroy_process_group()
 """
 
@@ -207,25 +212,18 @@ dist.destroy_process_group()
 def test_every_rank_skips_a_corrupt_checkpoint_together(tmp_path):
     script = tmp_path / "two_ranks.py"
     script.write_text(TWO_RANKS)
-    store = ArtifactStore.open(str(tmp_path / "store"))
-
-    def torchrun(phase: str) -> subprocess.CompletedProcess:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", str(script)]
-        proc = subprocess.run(
-            [*cmd, store.uri, phase, str(tmp_path / "staging")],
-            cwd=REPO,
-            env=worker_env(),
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        return proc
-
-    torchrun("save")
-    _flip_bytes(_node_file(store, 2, ".distcp")[1])
-    lines = [json.loads(line) for line in torchrun("restore").stdout.splitlines() if line.startswith("{")]
-    assert sorted(lines, key=lambda r: r["rank"]) == [
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", str(script)]
+    proc = subprocess.run(
+        [*cmd, str(tmp_path / "store"), str(tmp_path / "staging")],
+        cwd=REPO,
+        env=worker_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = [json.loads((tmp_path / "staging" / f"result_{rank}.json").read_text()) for rank in (0, 1)]
+    assert results == [
         {"rank": 0, "step": 1, "weight": 1.0},
         {"rank": 1, "step": 1, "weight": 1.0},
     ]
