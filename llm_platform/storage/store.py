@@ -26,6 +26,7 @@ import secrets
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from .backends import Backend, LocalBackend, S3Backend
-from .errors import CorruptArtifact, StoreError
+from .errors import CorruptArtifact, LeaseHeld, StoreError
 from .lease import LocalLease, S3Lease
 
 MANIFEST = "manifest.json"
@@ -192,9 +193,10 @@ class ArtifactStore:
 
     # -- writing -------------------------------------------------------------------------------------------------
     @contextmanager
-    def lease(self, key: str) -> Iterator[LocalLease | S3Lease]:
-        """Be the only writer of `key` for the block; raises `LeaseHeld` (naming the holder) if another process is.
-        Re-entrant within a process: a stage run holds its key and its commit takes the same lease again."""
+    def lease(self, key: str, wait_s: float = 0.0) -> Iterator[LocalLease | S3Lease]:
+        """Be the only writer of `key` for the block; raises `LeaseHeld` (naming the holder) if another process
+        still is after `wait_s` seconds. Re-entrant within a process: a stage run holds its key and its commit takes
+        the same lease again."""
         ident = (self.uri, key)
         with _held_lock:
             entry = _held.get(ident)
@@ -202,7 +204,15 @@ class ArtifactStore:
                 entry[1] += 1
         if entry is None:
             lease = self.backend.lease(key, self.lease_ttl_s)
-            lease.acquire()
+            deadline = time.monotonic() + wait_s
+            while True:
+                try:
+                    lease.acquire()
+                    break
+                except LeaseHeld:
+                    if time.monotonic() >= deadline:
+                        raise
+                    time.sleep(min(1.0, max(0.05, wait_s / 20)))
             entry = [lease, 1]
             with _held_lock:
                 _held[ident] = entry

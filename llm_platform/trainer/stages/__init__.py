@@ -67,9 +67,12 @@ def run_stage(job: LLMJob, stage_name: str, store: ArtifactStore) -> Manifest:
     Raises `PreflightError` before starting if the stage's settings need something this install cannot do, and
     `LeaseHeld` if another process is running the same stage on the same store."""
     check([job.spec.stage(stage_name)])
-    # one writer per stage: a second run of it (a retried pod while the old one runs, a second `llmp run` on the
-    # workdir) stops here with `LeaseHeld` instead of racing this one's checkpoints and commit
-    writing = store.lease(stage_name) if _is_rank_zero() else contextlib.nullcontext()
+    # One writer per stage: a second run of it (a retried pod while the old one runs, a second `llmp run` on the
+    # workdir) stops here with `LeaseHeld` instead of racing this one's checkpoints and commit. On S3 it first waits
+    # out two lease lifetimes: a retried pod whose predecessor died gets the stage once the dead one's lease expires.
+    # A local lock is freed the moment its holder dies, so there a held lock means a live run: fail at once.
+    wait_s = 0.0 if store.reads_in_place else 2 * store.lease_ttl_s
+    writing = store.lease(stage_name, wait_s) if _is_rank_zero() else contextlib.nullcontext()
     with writing, tempfile.TemporaryDirectory(prefix=f"llmp-{stage_name}-") as tmp:
         ctx = make_context(job, stage_name, store, Path(tmp))
         runner = importlib.import_module(RUNNERS[ctx.stage.kind])
