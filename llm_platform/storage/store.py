@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from .backends import Backend, LocalBackend, S3Backend
+from .downloads import staged_download
 from .errors import CorruptArtifact, LeaseHeld, StoreError
 from .lease import LocalLease, S3Lease
 
@@ -163,19 +164,10 @@ class ArtifactStore:
             except CorruptArtifact:  # the local copy was altered since; the store's copy decides
                 shutil.rmtree(dest, ignore_errors=True)
         self.verify(key, manifest, content=False)  # a lost or resized file is found by one listing, not a download
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=".download-"))
-        try:
+        with staged_download(dest) as tmp:
             for name in manifest.files:
                 self.backend.get_file(f"{prefix}/{name}", tmp / name)
             self._verify_local(tmp, manifest, memo_of=dest)  # renaming keeps the files' inodes and times
-            try:
-                os.replace(tmp, dest)
-            except OSError:  # another process finished the same download first; its copy was verified too
-                if not dest.is_dir():
-                    raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
         return dest
 
     def read_json(self, key: str) -> Any | None:

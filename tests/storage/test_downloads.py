@@ -11,7 +11,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from llm_platform.storage import ArtifactStore
+from llm_platform.storage import ArtifactStore, downloads
 from llm_platform.trainer.stages.context import fetch_uri
 
 from .test_store import read_all, write_files
@@ -62,14 +62,20 @@ def complete_files(cache: Path) -> list[Path]:
     return [p for p in cache.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.parts)]
 
 
-def test_an_interrupted_model_from_download_is_not_cached(s3_bucket, cache, tmp_path):
+def partial_downloads(cache: Path) -> list[Path]:
+    return list(cache.rglob(".download-*"))
+
+
+def test_an_interrupted_model_from_download_is_not_cached(s3_bucket, cache, tmp_path, monkeypatch):
     upload(s3_bucket, "hub/llama", FILES)
     uri, store_uri = f"s3://{s3_bucket}/hub/llama", str(tmp_path / "store")
     kill_during_download("model.from", uri, store_uri)
-    assert complete_files(cache) == []
+    assert complete_files(cache) == [] and partial_downloads(cache) != []
+    monkeypatch.setattr(downloads, "ABANDONED_AFTER_S", 0.0)
     folder = fetch_uri(uri, ArtifactStore.open(store_uri))
     assert read_all(folder) == FILES
     assert fetch_uri(uri, ArtifactStore.open(store_uri)) == folder  # complete now: served from the cache
+    assert partial_downloads(cache) == []  # the killed download's remains were removed, not left to fill the disk
 
 
 def test_a_model_from_folder_replaced_upstream_is_downloaded_again(s3_bucket, cache, tmp_path):
@@ -86,12 +92,23 @@ def test_an_empty_model_from_folder_is_a_clear_error(s3_bucket, cache, tmp_path)
         fetch_uri(f"s3://{s3_bucket}/nothing", ArtifactStore.open(str(tmp_path / "store")))
 
 
-def test_an_interrupted_artifact_download_is_not_cached(s3_bucket, cache, tmp_path):
+def test_an_interrupted_artifact_download_is_not_cached(s3_bucket, cache, tmp_path, monkeypatch):
     store = ArtifactStore.open(f"s3://{s3_bucket}/job")
     store.commit("pretrain", write_files(tmp_path / "out", FILES))
     kill_during_download("artifact", "pretrain", store.uri)
     assert complete_files(cache) == []
+    monkeypatch.setattr(downloads, "ABANDONED_AFTER_S", 0.0)
     assert read_all(store.fetch("pretrain")) == FILES
+    assert partial_downloads(cache) == []
+
+
+def test_a_download_in_progress_is_not_removed(tmp_path, monkeypatch):
+    monkeypatch.setattr(downloads, "ABANDONED_AFTER_S", 0.0)
+    with downloads.staged_download(tmp_path / "a") as running:
+        (running / "f").write_text("x")
+        assert downloads.remove_abandoned(tmp_path) == []  # its lock is held: another process's sweep skips it
+        assert (running / "f").exists()
+    assert (tmp_path / "a" / "f").read_text() == "x" and partial_downloads(tmp_path) == []
 
 
 def test_an_object_key_that_leads_out_of_the_download_folder_is_refused(s3_bucket, cache, tmp_path):

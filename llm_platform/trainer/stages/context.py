@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +12,7 @@ from rich.console import Console
 from llm_platform.api import LLMJob, Stage
 from llm_platform.api.dag import EXTERNAL, input_sources
 from llm_platform.storage import ArtifactStore, S3Backend, StoreError
+from llm_platform.storage.downloads import staged_download
 
 
 @dataclass
@@ -89,20 +87,10 @@ def _download_s3_folder(uri: str, cache: Path) -> Path:
     dest = cache / uri.replace("://", "_").replace("/", "_") / hashlib.sha256(listing.encode()).hexdigest()[:16]
     if dest.is_dir():
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=".download-"))
-    try:
+    with staged_download(dest) as tmp:
         for key, (size, _) in objects.items():
             backend.get_file(key, tmp / key)
-            if (tmp / key).stat().st_size != size:
-                raise StoreError(
-                    f"spec.model.from: {uri}/{key}: downloaded {(tmp / key).stat().st_size} bytes of {size}"
-                )
-        try:
-            os.replace(tmp, dest)
-        except OSError:  # another process completed the same download first
-            if not dest.is_dir():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+            got = (tmp / key).stat().st_size
+            if got != size:
+                raise StoreError(f"spec.model.from: {uri}/{key}: downloaded {got} bytes of {size}; try again")
     return dest
