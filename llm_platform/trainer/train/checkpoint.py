@@ -51,6 +51,8 @@ from .distributed import DistEnv, barrier
 
 TRAIN_STATE = "train_state.json"
 PUBLISH_TIMEOUT_S = 3600.0
+# steps and node counts read back from the store are bounded: a pointer is a file, and files may be altered
+MAX_STEP, MAX_NODES = 10**12, 65536
 _STEP = re.compile(r"/step_(\d+)/node_\d+$")
 
 log = logging.getLogger(__name__)
@@ -115,7 +117,9 @@ class Checkpointer:
         try:
             pointer = self.latest()
             if pointer is not None and not (
-                isinstance(pointer, dict) and _is_count(pointer.get("step")) and _is_count(pointer.get("nodes"))
+                isinstance(pointer, dict)
+                and _is_count(pointer.get("step"), MAX_STEP)
+                and _is_count(pointer.get("nodes"), MAX_NODES)
             ):
                 raise ValueError(f"expected {{'step': N, 'nodes': N}}, got {str(pointer)[:100]}")
         except ValueError as e:
@@ -138,8 +142,13 @@ class Checkpointer:
         return [*newest, *older]
 
     def _nodes_of(self, step: int, found: int) -> int:
-        manifest = self.store.manifest(f"{_step_key(self.key, step)}/node_0")
-        return int(manifest.meta.get("nodes", found)) if manifest else found
+        """How many nodes wrote checkpoint `step` (recorded in node 0's manifest; else as many as are committed)."""
+        try:
+            manifest = self.store.manifest(f"{_step_key(self.key, step)}/node_0")
+            nodes = manifest.meta.get("nodes", found) if manifest else found
+        except StoreError:  # an unreadable manifest: its fetch will say so and the step will be skipped
+            return found
+        return nodes if _is_count(nodes, MAX_NODES) else found
 
     def _verified_copy(self, step: int, nodes: int) -> tuple[Path | None, str]:
         """One local folder holding every node's files of the checkpoint (what DCP's reader needs), each file
@@ -282,8 +291,8 @@ def _wait_for(condition, what: str, timeout: float = PUBLISH_TIMEOUT_S) -> None:
         time.sleep(0.05)
 
 
-def _is_count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+def _is_count(value: Any, limit: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= limit
 
 
 def _all_ranks(ok: bool, env: DistEnv) -> bool:
