@@ -304,7 +304,9 @@ def _check_folder(folder: Path, manifest: Manifest, uri: str, known: dict[str, l
 
     `known` holds stamps from earlier checks: per file, its (inode, size, mtime_ns, ctime_ns) and hash. A file whose
     stamp still matches is not hashed again: any write to a file changes its ctime, which no user-space call can set
-    back."""
+    back. What this trusts is the file system: a change made through it is always noticed (from the next clock tick
+    of its coarse timestamps on), while media corruption that bypasses it is left to the disk's and file system's
+    own checksums. Deleting the records (`<cache>/verified/`) forces a full check."""
     seen: dict[str, list] = {}
     for name, info in sorted(manifest.files.items()):
         path = folder / name

@@ -88,13 +88,13 @@ def test_a_killed_writer_releases_a_local_key_at_once(tmp_path):
 
 def test_a_killed_writer_releases_an_s3_key_when_its_lease_expires(s3_bucket, tmp_path):
     store = ArtifactStore.open(f"s3://{s3_bucket}/jobs/demo")
-    proc, _ = start_slow_writer(store, tmp_path, ttl=1.5)
+    proc, _ = start_slow_writer(store, tmp_path, ttl=5.0)  # renewed every 1.7 s: >= 3.3 s left when killed
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     b = write_files(tmp_path / "b", {"w.bin": "writer B"})
     with pytest.raises(LeaseHeld, match="lease expires in"):
         store.commit("pretrain", b)
-    with store.lease("pretrain", wait_s=10):  # a retried pod waits out the dead one's lease instead of failing
+    with store.lease("pretrain", wait_s=30):  # a retried pod waits out the dead one's lease instead of failing
         store.commit("pretrain", b)
     assert read_all(store.fetch("pretrain")) == {"w.bin": "writer B"}
 

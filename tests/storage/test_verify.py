@@ -4,6 +4,7 @@ error naming the key and the file, on local files and on a real S3 server (moto 
 from __future__ import annotations
 
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,13 @@ def flip_bytes(data: bytes, count: int = 20) -> bytes:
     for i in range(0, len(out), max(1, len(out) // count)):
         out[i] ^= 0xFF
     return bytes(out)
+
+
+def overwrite_in_place(path: Path, data: bytes) -> None:
+    """Write `data` into the existing file (same inode), a clock tick after whatever last verified it: file times
+    have the kernel's coarse granularity, and a write within the same tick as a check would keep its times."""
+    time.sleep(0.05)
+    path.write_bytes(data)
 
 
 def committed_file(store: ArtifactStore, key: str, name: str) -> str:
@@ -90,7 +98,7 @@ def test_an_altered_local_copy_of_an_s3_artifact_is_downloaded_again(s3_bucket, 
     store = ArtifactStore.open(f"s3://{s3_bucket}/jobs/demo")
     commit_model(store, tmp_path)
     cached = store.fetch("pretrain")
-    (cached / "model" / "model.safetensors").write_bytes(flip_bytes(WEIGHTS))
+    overwrite_in_place(cached / "model" / "model.safetensors", flip_bytes(WEIGHTS))
     again = store.fetch("pretrain")
     assert (again / "model" / "model.safetensors").read_bytes() == WEIGHTS
 
@@ -109,7 +117,7 @@ def test_a_file_is_hashed_again_only_once_it_changed(store, tmp_path, monkeypatc
     folder = store.fetch("pretrain")
     store.verify("pretrain")
     assert hashed == []
-    (folder / "model" / "model.safetensors").write_bytes(flip_bytes(WEIGHTS))  # same size, new ctime
+    overwrite_in_place(folder / "model" / "model.safetensors", flip_bytes(WEIGHTS))  # same size, new ctime
     if store.reads_in_place:
         with pytest.raises(CorruptArtifact):
             store.fetch("pretrain")
@@ -148,7 +156,7 @@ def test_a_corrupt_or_incomplete_stage_is_not_up_to_date_and_is_never_read(tmp_p
     assert is_up_to_date(job, "data", store)[0]
 
     train = store.backend.local_path(committed_file(store, "data", "corpus/train.jsonl"))
-    train.write_bytes(flip_bytes(WEIGHTS))
+    overwrite_in_place(train, flip_bytes(WEIGHTS))
     fresh, why = is_up_to_date(job, "data", store)
     assert not fresh and "'corpus/train.jsonl'" in why and "sha256" in why
     with pytest.raises(CorruptArtifact, match="corpus/train.jsonl"):  # the consumer stage refuses it too

@@ -126,6 +126,7 @@ def _flip_bytes(path: Path) -> None:
     data = bytearray(path.read_bytes())
     for i in range(0, len(data), max(1, len(data) // 50)):
         data[i] ^= 0xFF
+    time.sleep(0.05)  # a clock tick after the commit that recorded the file's times (they are coarse)
     path.write_bytes(bytes(data))
 
 
@@ -177,7 +178,7 @@ def test_a_checkpoint_index_that_would_run_code_is_refused(tokens, tmp_path):
 
 
 TWO_RANKS = """
-import json, sys
+import json, sys, time
 from pathlib import Path
 import torch, torch.distributed as dist
 from llm_platform.storage import ArtifactStore
@@ -199,6 +200,7 @@ if rank == 0:  # corrupt step 2's first shard, as a bad disk would
     manifest = store.manifest("run/ckpt/step_00000002/node_0")
     name = sorted(n for n in manifest.files if n.endswith(".distcp"))[0]
     path = store.backend.local_path(f"run/ckpt/step_00000002/node_0/versions/{manifest.version}/{name}")
+    time.sleep(0.05)  # a clock tick after the commit that recorded the file's times (they are coarse)
     path.write_bytes(bytes(b ^ 0xFF for b in path.read_bytes()))
 dist.barrier()
 state = checkpointer.restore(model, optimizer)
