@@ -129,7 +129,7 @@ def stage_run(
     storage: Annotated[str | None, typer.Option(help="Artifact store URI (default: spec.storage.uri).")] = None,
 ) -> None:
     """Run one stage and commit its artifacts."""
-    from llm_platform.storage import ArtifactStore
+    from llm_platform.storage import ArtifactStore, StoreError
     from llm_platform.trainer.stages import run_stage
     from llm_platform.trainer.stages.preflight import PreflightError
 
@@ -145,7 +145,7 @@ def stage_run(
         raise typer.Exit(2) from None
     try:
         run_stage(spec, stage, ArtifactStore.open(uri, spec.spec.storage.endpoint_url))
-    except PreflightError as e:
+    except (PreflightError, StoreError) as e:  # a refused setting, another writer, a corrupt input: no traceback
         err.print(str(e), markup=False)
         raise typer.Exit(2) from None
 

@@ -7,6 +7,7 @@ that produced one, or spec.model.from) out of the artifact store into a folder v
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -22,8 +23,13 @@ def fetch_model(job_file: Path, stage: str, storage: str, dest: Path) -> Path:
     job = load_job(job_file)
     store = ArtifactStore.open(storage, job.spec.storage.endpoint_url)
     with tempfile.TemporaryDirectory() as scratch:
-        source = make_context(job, stage, store, Path(scratch)).input("model")
-        shutil.copytree(source, dest, dirs_exist_ok=True)
+        source = make_context(job, stage, store, Path(scratch)).input("model")  # verified against its manifest
+        # copied beside `dest`, then renamed: a copy cut short (the init container killed) never looks like a model
+        partial = dest.with_name(f".{dest.name}.partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.copytree(source, partial)
+        shutil.rmtree(dest, ignore_errors=True)
+        os.replace(partial, dest)
     return dest
 
 
@@ -36,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         dest = fetch_model(args.job, args.stage, args.storage, args.dest)
-    except (SpecError, KeyError, RuntimeError, FileNotFoundError) as e:
+    except (SpecError, KeyError, RuntimeError, FileNotFoundError) as e:  # StoreError (corrupt model) included
         print(f"fetch_model: {e}", file=sys.stderr)
         return 2
     print(f"model of stage '{args.stage}' copied to {dest}")

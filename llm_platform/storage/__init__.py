@@ -1,6 +1,17 @@
-"""Artifact storage over local files and S3, with atomic versioned commits."""
+"""Artifact storage over local files and S3, with atomic, verified, single-writer versioned commits."""
 
 from .backends import LocalBackend, S3Backend, make_s3_client
-from .store import ArtifactStore, Manifest, StoreError
+from .errors import CorruptArtifact, LeaseHeld, LeaseLost, StoreError
+from .store import ArtifactStore, Manifest
 
-__all__ = ["ArtifactStore", "LocalBackend", "Manifest", "S3Backend", "StoreError", "make_s3_client"]
+__all__ = [
+    "ArtifactStore",
+    "CorruptArtifact",
+    "LeaseHeld",
+    "LeaseLost",
+    "LocalBackend",
+    "Manifest",
+    "S3Backend",
+    "StoreError",
+    "make_s3_client",
+]

@@ -2,6 +2,10 @@
 
 Keys are '/'-separated paths relative to the store's root. Each `put_*` makes one object visible at once: an S3 PUT
 is atomic per object, and the local backend writes to a temporary name and renames it into place.
+
+`list` takes a raw key prefix (sources match `corpus/part-*` with it), but `sizes` and `delete_prefix` take a folder:
+`data` means `data/...` and never `data-v2/...`, which on S3 (where a prefix is just the start of a key) is the
+difference between cleaning one stage and deleting its neighbour's artifacts.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
+from .lease import LEASE, LocalLease, S3Lease
+
 
 class Backend(Protocol):
     def put_file(self, key: str, source: Path) -> None: ...
@@ -20,8 +26,17 @@ class Backend(Protocol):
     def get_bytes(self, key: str) -> bytes | None: ...
     def get_file(self, key: str, dest: Path) -> None: ...
     def list(self, prefix: str) -> Iterator[str]: ...
-    def delete_prefix(self, prefix: str) -> None: ...
+    def sizes(self, folder: str) -> dict[str, int]: ...
+    def delete(self, key: str) -> None: ...
+    def delete_prefix(self, folder: str) -> None: ...
     def local_path(self, key: str) -> Path | None: ...
+    def lease(self, key: str, ttl_s: float) -> LocalLease | S3Lease: ...
+
+
+def folder_prefix(folder: str) -> str:
+    """`folder` as a key prefix that matches only keys inside it: with exactly one trailing slash ('' stays '')."""
+    folder = folder.strip("/")
+    return f"{folder}/" if folder else ""
 
 
 class LocalBackend:
@@ -68,15 +83,21 @@ class LocalBackend:
             if path.is_file() and not path.name.startswith("."):
                 yield path.relative_to(self.root).as_posix()
 
-    def delete_prefix(self, prefix: str) -> None:
-        path = self._path(prefix)
-        if path.is_file():
-            path.unlink()
-        else:
-            shutil.rmtree(path, ignore_errors=True)
+    def sizes(self, folder: str) -> dict[str, int]:
+        return {key: self._path(key).stat().st_size for key in self.list(folder_prefix(folder))}
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def delete_prefix(self, folder: str) -> None:
+        if folder.strip("/"):  # never the whole root
+            shutil.rmtree(self._path(folder_prefix(folder)), ignore_errors=True)
 
     def local_path(self, key: str) -> Path | None:
         return self._path(key)
+
+    def lease(self, key: str, ttl_s: float) -> LocalLease:
+        return LocalLease(self._path(f"{key}/{LEASE}"), key)
 
 
 class S3Backend:
@@ -114,14 +135,35 @@ class S3Backend:
             for item in page.get("Contents", []):
                 yield item["Key"][strip:]
 
-    def delete_prefix(self, prefix: str) -> None:
-        keys = [self._key(k) for k in self.list(prefix)]
+    def sizes(self, folder: str) -> dict[str, int]:
+        return {key: size for key, (size, _) in self.objects(folder).items()}
+
+    def objects(self, folder: str) -> dict[str, tuple[int, str]]:
+        """Key -> (size, ETag) of every object inside `folder`, from one listing (no downloads)."""
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        paginator = self.client.get_paginator("list_objects_v2")
+        found: dict[str, tuple[int, str]] = {}
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(folder_prefix(folder))):
+            for item in page.get("Contents", []):
+                found[item["Key"][strip:]] = (item["Size"], item["ETag"])
+        return found
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+
+    def delete_prefix(self, folder: str) -> None:
+        if not folder.strip("/"):  # never the whole store
+            return
+        keys = [self._key(k) for k in self.list(folder_prefix(folder))]
         for start in range(0, len(keys), 1000):
             batch = [{"Key": k} for k in keys[start : start + 1000]]
             self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
 
     def local_path(self, key: str) -> Path | None:
         return None
+
+    def lease(self, key: str, ttl_s: float) -> S3Lease:
+        return S3Lease(self.client, self.bucket, self._key(f"{key}/{LEASE}"), key, ttl_s)
 
 
 def make_s3_client(endpoint_url: str | None = None):

@@ -78,6 +78,15 @@ def test_quickstart_shape_runs_then_resumes_then_reruns_what_changed(tmp_path):
     again = llmp("run", str(job), "--workdir", str(tmp_path / "w"))
     assert again.returncode == 0 and again.stdout.count("up to date") == 4, again.stdout
 
+    # bytes flipped in the committed model: pretraining is no longer up to date, so it runs again (and eval with it)
+    weights = next((store.fetch("pretrain") / "model").glob("*.safetensors"))
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2 :: 997] = bytes(b ^ 0xFF for b in data[len(data) // 2 :: 997])
+    weights.write_bytes(bytes(data))
+    repaired = llmp("run", str(job), "--workdir", str(tmp_path / "w"))
+    assert repaired.returncode == 0 and repaired.stdout.count("up to date") == 2, repaired.stdout
+    store.verify("pretrain")
+
     write_job(tmp_path, steps=7)  # a changed training setting re-runs pretrain and what depends on it, only
     changed = llmp("run", str(job), "--workdir", str(tmp_path / "w"))
     assert changed.returncode == 0, changed.stdout + changed.stderr

@@ -6,6 +6,7 @@ commits the output folder atomically with a manifest that records settings finge
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import tempfile
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from llm_platform.api import LLMJob
-from llm_platform.storage import ArtifactStore, Manifest
+from llm_platform.storage import ArtifactStore, CorruptArtifact, Manifest, StoreError
 
 from .context import StageContext
 from .preflight import check
@@ -36,23 +37,43 @@ def make_context(job: LLMJob, stage_name: str, store: ArtifactStore, scratch: Pa
 
 
 def is_up_to_date(job: LLMJob, stage_name: str, store: ArtifactStore) -> tuple[bool, str]:
-    """Whether the committed artifacts of a stage match its current settings and inputs, and why not."""
-    manifest = store.manifest(stage_name)
-    if manifest is None:
-        return False, "not committed"
-    with tempfile.TemporaryDirectory() as tmp:
-        fingerprint = make_context(job, stage_name, store, Path(tmp)).fingerprint()
-    if manifest.meta.get("fingerprint") != fingerprint:
-        return False, "settings or inputs changed since it was committed"
+    """Whether the committed artifacts of a stage match its current settings and inputs, and why not.
+
+    A stage whose committed files do not match its manifest is not up to date, so `llmp run` re-runs it instead of
+    handing a corrupt artifact to the next stage. Every file's presence and size are checked (a stat per file, one
+    listing on S3). On a local store the sha256 of every file is checked too: it costs one read of local disk, and
+    only for files changed since they were last verified (see `ArtifactStore.verify`). On S3, hashing would mean
+    downloading every artifact to decide freshness; there the consumer's `fetch` hashes what it downloads, and a
+    mismatch is a `CorruptArtifact` naming the file."""
+    try:
+        manifest = store.manifest(stage_name)
+        if manifest is None:
+            return False, "not committed"
+        with tempfile.TemporaryDirectory() as tmp:
+            fingerprint = make_context(job, stage_name, store, Path(tmp)).fingerprint()
+        if manifest.meta.get("fingerprint") != fingerprint:
+            return False, "settings or inputs changed since it was committed"
+        store.verify(stage_name, manifest, content=store.reads_in_place)
+    except CorruptArtifact as e:
+        return False, f"its committed file '{e.file}' has {e.actual} instead of {e.expected}"
+    except StoreError as e:  # an unreadable manifest (its own or an input's): running again replaces it
+        return False, str(e)
     return True, f"committed {manifest.created}"
 
 
 def run_stage(job: LLMJob, stage_name: str, store: ArtifactStore) -> Manifest:
     """Run one stage and commit its artifacts. Nothing is visible in the store unless the runner finished.
 
-    Raises `PreflightError` before starting if the stage's settings need something this install cannot do."""
+    Raises `PreflightError` before starting if the stage's settings need something this install cannot do, and
+    `LeaseHeld` if another process is running the same stage on the same store."""
     check([job.spec.stage(stage_name)])
-    with tempfile.TemporaryDirectory(prefix=f"llmp-{stage_name}-") as tmp:
+    # One writer per stage: a second run of it (a retried pod while the old one runs, a second `llmp run` on the
+    # workdir) stops here with `LeaseHeld` instead of racing this one's checkpoints and commit. On S3 it first waits
+    # out two lease lifetimes: a retried pod whose predecessor died gets the stage once the dead one's lease expires.
+    # A local lock is freed the moment its holder dies, so there a held lock means a live run: fail at once.
+    wait_s = 0.0 if store.reads_in_place else 2 * store.lease_ttl_s
+    writing = store.lease(stage_name, wait_s) if _is_rank_zero() else contextlib.nullcontext()
+    with writing, tempfile.TemporaryDirectory(prefix=f"llmp-{stage_name}-") as tmp:
         ctx = make_context(job, stage_name, store, Path(tmp))
         runner = importlib.import_module(RUNNERS[ctx.stage.kind])
         # what the output is derived from, recorded as it was when the stage started

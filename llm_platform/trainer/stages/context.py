@@ -11,7 +11,8 @@ from rich.console import Console
 
 from llm_platform.api import LLMJob, Stage
 from llm_platform.api.dag import EXTERNAL, input_sources
-from llm_platform.storage import ArtifactStore
+from llm_platform.storage import ArtifactStore, S3Backend, StoreError
+from llm_platform.storage.downloads import staged_download
 
 
 @dataclass
@@ -59,17 +60,37 @@ class StageContext:
 
 
 def fetch_uri(uri: str, store: ArtifactStore) -> Path:
-    """A local folder for an external URI: a local path as is, an s3:// folder downloaded through a store."""
+    """A local folder for an external URI: a local path as is, an s3:// folder downloaded into the store's cache.
+
+    The download goes into a temporary folder, is checked against the listing's sizes, and only then renamed into
+    the cache, so an interrupted download is never mistaken for the model. The cache entry is named by a digest of
+    the listing (keys, sizes, ETags): a folder replaced upstream, even by files of the same sizes, is downloaded
+    again instead of served stale."""
     if uri.startswith("s3://"):
-        bucket_prefix = uri.rstrip("/")
-        parent, _, name = bucket_prefix.rpartition("/")
-        other = ArtifactStore.open(parent)
-        dest = store.cache_dir / "external" / bucket_prefix.replace("://", "_").replace("/", "_")
-        if not dest.is_dir():
-            for key in other.backend.list(name):
-                other.backend.get_file(key, dest / key[len(name) + 1 :])
-        return dest
+        return _download_s3_folder(uri, store.cache_dir / "external")
     path = Path(uri.removeprefix("file://")).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"spec.model.from: {uri} does not exist")
     return path
+
+
+def _download_s3_folder(uri: str, cache: Path) -> Path:
+    bucket, _, prefix = uri[5:].rstrip("/").partition("/")
+    backend = S3Backend(bucket, prefix)
+    objects = backend.objects("")
+    if not objects:
+        raise FileNotFoundError(f"spec.model.from: {uri} holds no files")
+    for key in objects:  # an object key becomes a local path: none may lead out of the download folder
+        if key.startswith("/") or any(part in ("", ".", "..") for part in key.split("/")):
+            raise StoreError(f"spec.model.from: {uri} holds an object named {key[:200]!r}, which is not a file path")
+    listing = json.dumps(sorted((key, size, etag) for key, (size, etag) in objects.items()))
+    dest = cache / uri.replace("://", "_").replace("/", "_") / hashlib.sha256(listing.encode()).hexdigest()[:16]
+    if dest.is_dir():
+        return dest
+    with staged_download(dest) as tmp:
+        for key, (size, _) in objects.items():
+            backend.get_file(key, tmp / key)
+            got = (tmp / key).stat().st_size
+            if got != size:
+                raise StoreError(f"spec.model.from: {uri}/{key}: downloaded {got} bytes of {size}; try again")
+    return dest

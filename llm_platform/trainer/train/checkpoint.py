@@ -2,7 +2,8 @@
 
 A checkpoint of step N is a torch distributed checkpoint (DCP: model and optimizer, every rank writing its own
 shards, with a `.metadata` index that lets any number of ranks read it back) plus `train_state.json` (step,
-data-loader position, loss scaler, running summary) and one `rng_rank<r>.pt` per rank.
+data-loader position, loss scaler, running summary) and one `rng_rank<r>.json` per rank. Nothing in it is
+unpickled freely on resume (see checkpoint_io.py).
 
 Publishing it, crash-safe at every point:
 1. every rank writes its files into a staging folder shared by the ranks of its node, then drops a marker file;
@@ -12,12 +13,16 @@ Publishing it, crash-safe at every point:
    newest `keep` checkpoints.
 A run killed anywhere before step 3 leaves `latest` on the previous complete checkpoint. With `async_save`, steps
 1-3 run in a background thread while training goes on (DCP's async save, over its own gloo group).
+
+Resuming verifies every file against the sizes and sha256 its node's manifest records. A checkpoint that fails (a
+flipped byte, a lost file) is skipped with a warning naming it and the file, and the previous complete one is used:
+keeping `keep` >= 2 checkpoints is what makes that fallback possible.
 """
 
 from __future__ import annotations
 
 import json
-import random
+import logging
 import re
 import shutil
 import threading
@@ -26,21 +31,31 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 from torch import nn
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
-from llm_platform.storage import ArtifactStore
+from llm_platform.storage import ArtifactStore, StoreError
 
+from .checkpoint_io import (
+    SafeFileSystemReader,
+    SafeLoadPlanner,
+    deepspeed_loads_weights_only,
+    rng_from_json,
+    rng_to_json,
+)
 from .deepspeed_backend import checkpoint_tag, is_engine
 from .distributed import DistEnv, barrier
 
 TRAIN_STATE = "train_state.json"
 PUBLISH_TIMEOUT_S = 3600.0
+# steps and node counts read back from the store are bounded: a pointer is a file, and files may be altered
+MAX_STEP, MAX_NODES = 10**12, 65536
 _STEP = re.compile(r"/step_(\d+)/node_\d+$")
+
+log = logging.getLogger(__name__)
 
 # DCP warns on every save without a process group, including the background thread's; one process is intended.
 warnings.filterwarnings("ignore", message="torch.distributed is disabled, unavailable or uninitialized")
@@ -72,45 +87,122 @@ class Checkpointer:
         return self.store.read_json(f"{self.key}/latest")
 
     def restore(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any] | None:
-        """Load the newest checkpoint into `model` and `optimizer` (in place, resharded to this world size) and
+        """Load the newest good checkpoint into `model` and `optimizer` (in place, resharded to this world size) and
         this rank's RNG; returns the saved train state, or None when there is no checkpoint. `model` may be a
-        DeepSpeed engine, which loads its own files (same world size only)."""
-        pointer = self.latest()
-        if pointer is None:
-            return None
-        folder = self._local_copy(pointer)
-        if is_engine(model):  # DeepSpeed reads its own files: `folder` is <dir>/<tag>
-            model.load_checkpoint(str(folder.parent), tag=folder.name, load_lr_scheduler_states=False)
-        else:
-            model_sd, optim_sd = get_state_dict(model, optimizer)
-            state = {"model": model_sd, "optim": optim_sd}
-            dcp.load(state, checkpoint_id=folder, no_dist=not dist.is_initialized())
-            set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
-        rng_file = folder / f"rng_rank{self.env.rank}.pt"
-        if rng_file.exists():
-            _set_rng_state(torch.load(rng_file, weights_only=False), self.env.device)
-        return json.loads((folder / TRAIN_STATE).read_text())
+        DeepSpeed engine, which loads its own files (same world size only).
 
-    def _local_copy(self, pointer: dict[str, Any]) -> Path:
-        """One local folder holding every node's files of the checkpoint (what DCP's reader needs)."""
-        step_key = _step_key(self.key, pointer["step"])
-        node_keys = [f"{step_key}/node_{k}" for k in range(pointer["nodes"])]
+        A checkpoint whose files do not match their manifests is skipped (logged) for the previous complete one;
+        every rank takes the same decision. Raises `StoreError` if checkpoints exist but none is usable."""
+        skipped: list[str] = []
+        for step, nodes in self._candidates():
+            folder, problem = self._verified_copy(step, nodes)
+            if folder is None:
+                log.warning("checkpoint step %d of %s is unusable, trying an older one: %s", step, self.key, problem)
+                skipped.append(f"step {step}: {problem}")
+                continue
+            if skipped:
+                log.warning("resuming %s from step %d (skipped: %s)", self.key, step, "; ".join(skipped))
+            return self._load(folder, model, optimizer)
+        if skipped:
+            raise StoreError(
+                f"no usable checkpoint under {self.key}: " + "; ".join(skipped) + ". Delete the checkpoints to "
+                "train from scratch, or restore the files."
+            )
+        return None
+
+    def _candidates(self) -> list[tuple[int, int]]:
+        """(step, nodes) of the checkpoints to try, newest first: the one `latest` names, then older complete ones.
+        Newer steps than `latest` are publishes that never finished, never candidates. An unreadable pointer (it is
+        a file in the store, like any other) makes every complete checkpoint a candidate."""
+        try:
+            pointer = self.latest()
+            if pointer is not None and not (
+                isinstance(pointer, dict)
+                and _is_count(pointer.get("step"), MAX_STEP)
+                and _is_count(pointer.get("nodes"), MAX_NODES)
+            ):
+                raise ValueError(f"expected {{'step': N, 'nodes': N}}, got {str(pointer)[:100]}")
+        except ValueError as e:
+            log.warning("the latest pointer of %s is unreadable (%s); trying every complete checkpoint", self.key, e)
+            pointer = {"step": None, "nodes": None}
+        if pointer is None:
+            return []
+        found: dict[int, set[int]] = {}
+        for key in self.store.keys(self.key):
+            match = _STEP.search(key)
+            if match:
+                found.setdefault(int(match.group(1)), set()).add(int(key.rsplit("_", 1)[1]))
+        older = [
+            (step, len(nodes))
+            for step, nodes in sorted(found.items(), reverse=True)
+            if (pointer["step"] is None or step < pointer["step"])
+            and nodes == set(range(self._nodes_of(step, len(nodes))))
+        ]
+        newest = [(pointer["step"], pointer["nodes"])] if pointer["step"] is not None else []
+        return [*newest, *older]
+
+    def _nodes_of(self, step: int, found: int) -> int:
+        """How many nodes wrote checkpoint `step` (recorded in node 0's manifest; else as many as are committed)."""
+        try:
+            manifest = self.store.manifest(f"{_step_key(self.key, step)}/node_0")
+            nodes = manifest.meta.get("nodes", found) if manifest else found
+        except StoreError:  # an unreadable manifest: its fetch will say so and the step will be skipped
+            return found
+        return nodes if _is_count(nodes, MAX_NODES) else found
+
+    def _verified_copy(self, step: int, nodes: int) -> tuple[Path | None, str]:
+        """One local folder holding every node's files of the checkpoint (what DCP's reader needs), each file
+        verified against its manifest; (None, why) if any rank found a file missing or altered."""
+        node_keys = [f"{_step_key(self.key, step)}/node_{k}" for k in range(nodes)]
+        folders: list[Path] = []
+        problem = ""
+
+        def fetch() -> None:
+            nonlocal folders, problem
+            try:
+                folders = [self.store.fetch(k) for k in node_keys]
+            except StoreError as e:
+                problem = str(e)
+
         # The first rank of a node downloads into the store's cache; the others then find it there.
         if self.env.local_rank == 0:
-            folders = [self.store.fetch(k) for k in node_keys]
+            fetch()
         barrier(self.env)
         if self.env.local_rank != 0:
-            folders = [self.store.fetch(k) for k in node_keys]
+            fetch()
+        if not _all_ranks(not problem, self.env):
+            return None, problem or "another rank found it corrupt"
         if len(folders) == 1:
-            return folders[0]
-        merged = self.staging / f"restore_{pointer['step']:08d}_rank{self.env.rank}"
+            return folders[0], ""
+        merged = self.staging / f"restore_{step:08d}_rank{self.env.rank}"
         merged.mkdir(parents=True, exist_ok=True)
         for folder in folders:
             for file in folder.iterdir():
                 link = merged / file.name
                 if not link.exists():
                     link.symlink_to(file)
-        return merged
+        return merged, ""
+
+    def _load(self, folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+        if is_engine(model):  # DeepSpeed reads its own files: `folder` is <dir>/<tag>
+            deepspeed_loads_weights_only(model)
+            model.load_checkpoint(str(folder.parent), tag=folder.name, load_lr_scheduler_states=False)
+        else:
+            model_sd, optim_sd = get_state_dict(model, optimizer)
+            state = {"model": model_sd, "optim": optim_sd}
+            dcp.load(
+                state,
+                storage_reader=SafeFileSystemReader(folder),
+                planner=SafeLoadPlanner(),
+                no_dist=not dist.is_initialized(),
+            )
+            set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
+        rng_file = folder / f"rng_rank{self.env.rank}.json"
+        if rng_file.exists():
+            rng_from_json(json.loads(rng_file.read_text()), self.env.device)
+        elif (folder / f"rng_rank{self.env.rank}.pt").exists():
+            log.warning("%s holds a pickled RNG state (older format); not unpickling it: sampling will differ", folder)
+        return json.loads((folder / TRAIN_STATE).read_text())
 
     # ------------------------------------------------------------------------------------------------ writing
     def save(self, step: int, model: nn.Module, optimizer: torch.optim.Optimizer, train_state: dict) -> None:
@@ -119,7 +211,7 @@ class Checkpointer:
         self.wait()
         folder = self.staging / f"step_{step:08d}"
         folder.mkdir(parents=True, exist_ok=True)
-        torch.save(_rng_state(self.env.device), folder / f"rng_rank{self.env.rank}.pt")
+        (folder / f"rng_rank{self.env.rank}.json").write_text(json.dumps(rng_to_json(self.env.device)))
         if self.env.is_main:
             (folder / TRAIN_STATE).write_text(json.dumps(train_state, indent=2))
         if is_engine(model):  # a DeepSpeed engine writes its files into the folder itself, synchronously
@@ -165,7 +257,9 @@ class Checkpointer:
         if env.local_rank == 0:
             local_ranks = range(env.node * env.local_world_size, (env.node + 1) * env.local_world_size)
             _wait_for(lambda: all((markers / f"rank_{r}").exists() for r in local_ranks), "the node's ranks")
-            self.store.commit(f"{step_key}/node_{env.node}", folder, {"step": step, "node": env.node})
+            self.store.commit(
+                f"{step_key}/node_{env.node}", folder, {"step": step, "node": env.node, "nodes": env.nodes}
+            )
             shutil.rmtree(folder, ignore_errors=True)
             shutil.rmtree(markers, ignore_errors=True)
         if env.is_main:
@@ -197,16 +291,14 @@ def _wait_for(condition, what: str, timeout: float = PUBLISH_TIMEOUT_S) -> None:
         time.sleep(0.05)
 
 
-def _rng_state(device: torch.device) -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
+def _is_count(value: Any, limit: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= limit
 
 
-def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
+def _all_ranks(ok: bool, env: DistEnv) -> bool:
+    """Whether `ok` holds on every rank (a MIN all-reduce), so all ranks take the same checkpoint."""
+    if env.world_size == 1 or not dist.is_initialized():
+        return ok
+    flag = torch.tensor([int(ok)], device=env.device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+    return bool(flag.item())
