@@ -118,3 +118,20 @@ class ApiProcess:
         self.proc.kill()
         self.proc.wait()
         self.proc.stderr.close()
+
+
+def raw_request(url: str, request: bytes, timeout: float = 30.0) -> tuple[int, bytes]:
+    """Send bytes exactly as given (no client normalising `..` or refusing odd headers); (status, body)."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as s:
+        s.sendall(request)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body
+
+
+def get_bytes(path: bytes, *headers: bytes) -> bytes:
+    lines = [b"GET " + path + b" HTTP/1.1", b"Host: 127.0.0.1", b"Connection: close", *headers]
+    return b"\r\n".join(lines) + b"\r\n\r\n"
