@@ -36,7 +36,8 @@ def serve_api(
     kubeconfig: Annotated[Path | None, typer.Option(help="cluster: kubeconfig (default: in-cluster).")] = None,
     tokens: TokensOption = DEFAULT_TOKENS,
     public_docs: Annotated[bool, typer.Option(help="Serve /docs and /openapi.json without a token.")] = False,
-    max_body_bytes: Annotated[int, typer.Option(min=1024, help="Largest request body taken (413 past it).")] = 1 << 20,
+    max_body_bytes: Annotated[int, typer.Option(min=1024, help="Largest request body taken (413 past it).")] = 256
+    << 10,
     max_running: Annotated[int, typer.Option(min=1, help="local: jobs run at once.")] = 2,
     max_queued: Annotated[int, typer.Option(min=0, help="local: jobs waiting for a slot (429 past it).")] = 16,
     host: Annotated[str, typer.Option()] = "127.0.0.1",

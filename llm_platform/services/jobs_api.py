@@ -54,9 +54,10 @@ REASONS = {
 
 @dataclass(frozen=True)
 class ApiSettings:
-    max_body_bytes: int = 1 << 20  # 1 MiB: an LLMJob is a few KiB
+    max_body_bytes: int = 256 << 10  # an LLMJob is a few KiB; YAML parses at ~10-100 KB/s in pure Python
     public_docs: bool = False  # serve /docs and /openapi.json without a token
     parse_threads: int = 4  # bodies parsed and validated at once
+    parse_waiting: int = 16  # bodies waiting for a parse thread; 429 past it
 
 
 def create_app(jobs: Jobs, tokens: TokenFile, settings: ApiSettings = ApiSettings()) -> FastAPI:
@@ -75,6 +76,10 @@ def create_app(jobs: Jobs, tokens: TokenFile, settings: ApiSettings = ApiSetting
 
     async def submit(request: Request, token: Token, namespace: str) -> dict[str, Any]:
         in_scope(token, namespace)
+        if parse_limiter.statistics().tasks_waiting >= settings.parse_waiting:
+            raise HTTPException(
+                429, "too many job specs are being validated now; retry in a few seconds", {"Retry-After": "5"}
+            )
         job = await parse_off_loop(await read_limited(request, settings.max_body_bytes), parse_limiter)
         if "namespace" in job.metadata.model_fields_set and job.metadata.namespace != namespace:
             raise HTTPException(
