@@ -16,6 +16,7 @@ limit, so one job whose store does not answer makes its own status say so and ne
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -37,7 +38,8 @@ from .job_state import JobRow, JobTable
 from .processes import identify, is_alive, running_stages, stop_group
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-LOG_TAIL_LINES = 20
+LOG_TAIL_LINES = 12
+EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit)\b:?")
 
 
 class LocalJobs:
@@ -169,6 +171,7 @@ class LocalJobs:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                env={**os.environ, "COLUMNS": "160"},  # a log that wraps less reads better in status.message
                 start_new_session=True,  # its own process group: DELETE stops the job and every stage it started
             )
         self._children[_key(row)] = child
@@ -249,10 +252,23 @@ class LocalJobs:
 
     def _log_tail(self, row: JobRow) -> str:
         try:
-            lines = (self.folder(row.namespace, row.name) / "run.log").read_text(errors="replace").splitlines()
+            return failure_message((self.folder(row.namespace, row.name) / "run.log").read_text(errors="replace"))
         except OSError:
             return "the run ended without a log"
-        return "\n".join(lines[-LOG_TAIL_LINES:])
+
+
+def failure_message(log: str) -> str:
+    """What a failed run's log says went wrong: the last exception (`SomeError: ...`, to the next blank or rule line)
+    and then the log's last lines (the run's summary table). Pure."""
+    lines = log.splitlines()
+    error = next((i for i in range(len(lines) - 1, -1, -1) if EXCEPTION_LINE.match(lines[i])), None)
+    cause = []
+    if error is not None:
+        for line in lines[error:]:
+            if not line.strip() or line.startswith(("✗", "─", "┏", "┌")):
+                break
+            cause.append(line)
+    return "\n".join([*cause, *lines[-LOG_TAIL_LINES:]])
 
 
 def _read_manifests(uri: str, endpoint_url: str | None, stages: list[str]) -> dict[str, dict]:
