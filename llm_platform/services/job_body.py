@@ -7,6 +7,7 @@ validation run in a worker thread (at most a few at once), so a slow spec never 
 
 from __future__ import annotations
 
+import json
 import logging
 
 import anyio
@@ -51,7 +52,7 @@ def parse_body(body: bytes) -> LLMJob:
     if not text.strip():
         raise SpecError([Problem((), "the body is empty; send an LLMJob as JSON or YAML")])
     try:
-        return parse_job_text(text, source="request body")
+        job = parse_job_text(text, source="request body")
     except SpecError:
         raise
     except RecursionError:
@@ -63,6 +64,19 @@ def parse_body(body: bytes) -> LLMJob:
                          "please report it with the spec")],
             "request body",
         ) from None  # fmt: skip
+    _check_servable(job)
+    return job
+
+
+def _check_servable(job: LLMJob) -> None:
+    """The job is stored and served as UTF-8 JSON: refuse what cannot be (NaN, unpaired surrogates from `\\ud800`)."""
+    try:
+        json.dumps(job.to_dict(), ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except UnicodeEncodeError as e:
+        message = f"a string holds an unpaired surrogate ({e.object[e.start : e.end]!a}); send valid Unicode"
+        raise SpecError([Problem((), message)], "request body") from None
+    except ValueError:
+        raise SpecError([Problem((), "a number is NaN or infinite; use a finite number")], "request body") from None
 
 
 async def parse_off_loop(body: bytes, limiter: anyio.CapacityLimiter) -> LLMJob:

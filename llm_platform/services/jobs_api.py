@@ -15,6 +15,7 @@ what to do; a malformed request never gets a 5xx.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -52,6 +53,14 @@ REASONS = {
 }
 
 
+class AsciiJSONResponse(JSONResponse):
+    """JSON with non-ASCII escaped: an error message that quotes the request (which may hold an unpaired surrogate,
+    valid in a JSON string escape but not encodable as UTF-8) still renders."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
 @dataclass(frozen=True)
 class ApiSettings:
     max_body_bytes: int = 256 << 10  # an LLMJob is a few KiB; YAML parses at ~10-100 KB/s in pure Python
@@ -61,7 +70,10 @@ class ApiSettings:
 
 
 def create_app(jobs: Jobs, tokens: TokenFile, settings: ApiSettings = ApiSettings()) -> FastAPI:
-    app = FastAPI(title=TITLE, version="v1", docs_url=None, redoc_url=None, openapi_url=None, description=__doc__)
+    app = FastAPI(
+        title=TITLE, version="v1", docs_url=None, redoc_url=None, openapi_url=None, description=__doc__,
+        default_response_class=AsciiJSONResponse,
+    )  # fmt: skip
     caller = caller_of(tokens)
     writer = writer_of(caller)
     parse_limiter = anyio.CapacityLimiter(settings.parse_threads)
@@ -194,23 +206,23 @@ def _error_handlers(app: FastAPI) -> None:
     async def _http(_: Request, err: StarletteHTTPException) -> JSONResponse:
         message = err.detail if err.detail and err.detail not in ("Not Found", "Method Not Allowed") else None
         content = {"error": message or REASONS.get(err.status_code, str(err.detail))}
-        return JSONResponse(status_code=err.status_code, content=content, headers=getattr(err, "headers", None))
+        return AsciiJSONResponse(status_code=err.status_code, content=content, headers=getattr(err, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def _request(_: Request, err: RequestValidationError) -> JSONResponse:
         problems = [
             {"path": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in jsonable_encoder(err.errors())
         ]
-        return JSONResponse(status_code=422, content={"error": "invalid request", "problems": problems})
+        return AsciiJSONResponse(status_code=422, content={"error": "invalid request", "problems": problems})
 
     @app.exception_handler(SpecError)
     async def _invalid(_: Request, err: SpecError) -> JSONResponse:
         problems = [
             {"path": p.path, "message": p.message, **({"line": p.line} if p.line else {})} for p in err.problems
         ]
-        return JSONResponse(status_code=422, content={"error": "invalid LLMJob", "problems": problems})
+        return AsciiJSONResponse(status_code=422, content={"error": "invalid LLMJob", "problems": problems})
 
     @app.exception_handler(PreflightError)
     async def _not_runnable(_: Request, err: PreflightError) -> JSONResponse:
         problems = [{"message": p} for p in err.problems]
-        return JSONResponse(status_code=422, content={"error": "cannot run on this server", "problems": problems})
+        return AsciiJSONResponse(status_code=422, content={"error": "cannot run on this server", "problems": problems})
