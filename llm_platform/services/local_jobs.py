@@ -185,44 +185,24 @@ class LocalJobs:
     def _body(self, row: JobRow) -> dict[str, Any]:
         """The job as submitted plus its status; never raises for a job whose store cannot be read."""
         job = self._job(row)
-        body = job.to_dict()
-        status: dict[str, Any] = {}
-        if row.state == "queued":
-            ahead = sum(1 for r in self.table.in_state("queued") if r.seq < row.seq)
-            status["phase"], status["message"] = "Pending", f"queued: {ahead} job(s) ahead"
-        elif row.state == "running":
-            status["phase"] = "Running"
         try:
-            committed = self._committed(row, job)
+            committed, store_error = self._committed(row, job), None
         except Exception as e:  # the store is the job's own: its failure is this job's status, not the listing's
             committed, store_error = {}, f"cannot read the artifact store: {type(e).__name__}: {e}"
-        else:
-            store_error = None
-        order = topological_order(job.spec.stages)
-        if row.state == "ended":
-            ok = row.exit_code == 0 or (row.exit_code is None and len(committed) == len(order))
-            status["phase"] = "Succeeded" if ok else "Failed"
-            if not ok:
-                status["message"] = self._log_tail(row)
-        running = running_stages(row.process) if row.state == "running" and row.process else set()
-        stages = {}
-        for name in order:
-            needs = job.spec.stage(name).needs
-            if name in running:
-                stages[name] = {"phase": "Running"}
-            elif name in committed:
-                stages[name] = {"phase": "Succeeded", **committed[name]}
-            elif status["phase"] == "Failed" and all(n in committed for n in needs):
-                stages[name] = {"phase": "Failed", "message": "the run stopped here; status.message has its log"}
-            elif status["phase"] == "Failed":
-                stages[name] = {"phase": "Skipped", "message": "not run: a stage it needs did not succeed"}
-            else:
-                stages[name] = {"phase": "Pending"}
-        status["stages"] = stages
+        ahead = sum(1 for r in self.table.in_state("queued") if r.seq < row.seq) if row.state == "queued" else 0
+        status = job_status(
+            row.state,
+            row.exit_code,
+            [(name, job.spec.stage(name).needs) for name in topological_order(job.spec.stages)],
+            committed,
+            running_stages(row.process) if row.state == "running" and row.process else set(),
+            ahead,
+        )
+        if status["phase"] == "Failed":
+            status["message"] = self._log_tail(row)
         if store_error:
             status["message"] = "\n".join(filter(None, [store_error, status.get("message")]))
-        body["status"] = status
-        return body
+        return {**job.to_dict(), "status": status}
 
     def _job(self, row: JobRow) -> LLMJob:
         key = _key(row)
@@ -255,6 +235,44 @@ class LocalJobs:
             return failure_message((self.folder(row.namespace, row.name) / "run.log").read_text(errors="replace"))
         except OSError:
             return "the run ended without a log"
+
+
+def job_status(
+    state: str,
+    exit_code: int | None,
+    stages: list[tuple[str, list[str]]],
+    committed: dict[str, dict],
+    running: set[str],
+    queued_ahead: int = 0,
+) -> dict[str, Any]:
+    """A job's status from what the backend knows: its state (queued, running, ended) and exit code, its stages in
+    order with their needs, the committed ones (version, metrics) and those whose process runs now. Pure.
+
+    A run that ended with exit code 0 Succeeded; one whose exit code is unknown (it ended while the server was down)
+    Succeeded if every stage is committed. In a failed run, the stages whose inputs were all committed are where it
+    stopped (Failed), and those downstream never ran (Skipped)."""
+    if state == "queued":
+        status: dict[str, Any] = {"phase": "Pending", "message": f"queued: {queued_ahead} job(s) ahead"}
+    elif state == "running":
+        status = {"phase": "Running"}
+    else:
+        ok = exit_code == 0 or (exit_code is None and len(committed) == len(stages))
+        status = {"phase": "Succeeded" if ok else "Failed"}
+    failed = status["phase"] == "Failed"
+    phases = {}
+    for name, needs in stages:
+        if name in running:
+            phases[name] = {"phase": "Running"}
+        elif name in committed:
+            phases[name] = {"phase": "Succeeded", **committed[name]}
+        elif failed and all(n in committed for n in needs):
+            phases[name] = {"phase": "Failed", "message": "the run stopped here; status.message has its log"}
+        elif failed:
+            phases[name] = {"phase": "Skipped", "message": "not run: a stage it needs did not succeed"}
+        else:
+            phases[name] = {"phase": "Pending"}
+    status["stages"] = phases
+    return status
 
 
 def failure_message(log: str) -> str:

@@ -25,15 +25,15 @@ TRAVERSALS = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize("path", TRAVERSALS, ids=[p.decode() for p in TRAVERSALS])
-@pytest.mark.parametrize("method", [b"GET", b"DELETE"])
-def test_names_in_urls_never_reach_the_file_system(api, tmp_path, method, path):
+def test_names_in_urls_never_reach_the_file_system(api, tmp_path):
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
     token = api.team["Authorization"].encode()
-    request = get_bytes(path, b"Authorization: " + token).replace(b"GET ", method + b" ", 1)
-    status, body = raw_request(str(api.client.base_url), request)
-    assert status in (404, 422), body
-    assert json.loads(body)["error"]
+    for method in (b"GET", b"DELETE"):
+        for path in TRAVERSALS:
+            request = get_bytes(path, b"Authorization: " + token).replace(b"GET ", method + b" ", 1)
+            status, body = raw_request(str(api.client.base_url), request)
+            assert status in (404, 422), (method, path, body)
+            assert json.loads(body)["error"]
     after = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
     assert after == before
 

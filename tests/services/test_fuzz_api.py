@@ -17,7 +17,7 @@ pytest.importorskip("schemathesis", reason="the fuzz run needs schemathesis (the
 
 @pytest.fixture(scope="module")
 def report() -> dict:
-    command = [sys.executable, str(REPO / "hack" / "fuzz_api.py"), "--schema-cases", "40", "--mutated-cases", "40"]
+    command = [sys.executable, str(REPO / "hack" / "fuzz_api.py"), "--schema-cases", "30", "--mutated-cases", "30"]
     result = subprocess.run(
         command, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)}
     )
@@ -25,7 +25,7 @@ def report() -> dict:
 
 
 def test_no_request_gets_a_5xx_or_an_unexplained_refusal(report):
-    assert report["requests"] >= 80
+    assert report["requests"] >= 60
     kinds = report["findings_by_kind"]
     assert {k: v for k, v in kinds.items() if k != "validation crashed"} == {}, report["first_findings"]
     assert report["server_healthy_after"]

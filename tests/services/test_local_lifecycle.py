@@ -137,3 +137,19 @@ def test_jobs_whose_store_is_dead_or_hangs_do_not_break_the_listing(api, monkeyp
                 assert "cannot read the artifact store" in items[name]["message"], items[name]
             assert "no answer within 1 s" in items["hung"]["message"]
         assert api.client.get("/v1/jobs/hung", headers=api.team).status_code == 200
+
+
+def test_job_status_from_state_exit_code_and_committed_stages():
+    from llm_platform.services.local_jobs import job_status
+
+    stages = [("data", []), ("tok", ["data"]), ("train", ["tok"]), ("eval", ["train"])]
+    done = {"data": {"version": "v1"}}
+    status = job_status("ended", 1, stages, done, set())
+    assert status["phase"] == "Failed"
+    assert [status["stages"][s]["phase"] for s, _ in stages] == ["Succeeded", "Failed", "Skipped", "Skipped"]
+    running = job_status("running", None, stages, done, {"tok"})["stages"]
+    assert [running[s]["phase"] for s, _ in stages] == ["Succeeded", "Running", "Pending", "Pending"]
+    assert job_status("queued", None, stages, {}, set(), queued_ahead=3)["message"] == "queued: 3 job(s) ahead"
+    everything = {s: {"version": "v"} for s, _ in stages}
+    assert job_status("ended", None, stages, everything, set())["phase"] == "Succeeded"  # ended while we were down
+    assert job_status("ended", None, stages, done, set())["phase"] == "Failed"
