@@ -7,6 +7,7 @@ from __future__ import annotations
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pytest
@@ -16,6 +17,21 @@ from llm_platform.services.processes import group_members, is_alive
 from .server import ApiProcess, add_token, auth, blocked_job, job_body, wait_for
 
 LIMITS = {"jobs": {"max_running": 2, "max_queued": 3}}
+
+
+def _processes_under(root) -> list[int]:
+    """Live processes whose command line names a file under `root` (the jobs' `llmp run` and `llmp stage run`)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                argv = (entry / "cmdline").read_bytes()
+                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if str(root).encode() in argv and state != "Z":
+                found.append(int(entry.name))
+    return found
 
 
 def phase(client: httpx.Client, headers: dict, name: str) -> str:
@@ -31,16 +47,19 @@ def test_a_burst_of_submissions_is_queued_then_refused_and_never_runs_more_than_
     def submit(i: int) -> httpx.Response:
         return api.client.post("/v1/jobs", json=blocked_job(f"burst-{i}", tmp_path / "pipe"), headers=api.team)
 
-    with ThreadPoolExecutor(20) as pool:
-        responses = list(pool.map(submit, range(20)))
+    with ThreadPoolExecutor(50) as pool:
+        responses = list(pool.map(submit, range(50)))
     codes = sorted(r.status_code for r in responses)
-    assert codes == [201] * 5 + [429] * 15, [r.text for r in responses if r.status_code not in (201, 429)]
+    assert codes == [201] * 5 + [429] * 45, [r.text for r in responses if r.status_code not in (201, 429)]
     refused = next(r for r in responses if r.status_code == 429)
     assert refused.headers["Retry-After"] and "2 running + 3 queued" in refused.json()["error"]
 
     running = api.jobs.table.in_state("running")
     assert len(running) == 2 and len(api.jobs.table.in_state("queued")) == 3
     assert all(is_alive(row.process) for row in running)
+    wait_for(lambda: len(_processes_under(api.jobs.root)) == 4, "each running job's `llmp run` and its stage process")
+    time.sleep(1)
+    assert len(_processes_under(api.jobs.root)) == 4  # 2 jobs x (llmp run + llmp stage run), nothing more
     phases = sorted(j["status"]["phase"] for j in api.client.get("/v1/jobs", headers=api.team).json()["items"])
     assert phases == ["Pending"] * 3 + ["Running"] * 2
 
