@@ -1,6 +1,7 @@
-"""Every route of the jobs API x every kind of caller, over HTTP against real uvicorn: no token, a wrong token, a token
-for another namespace, a read-only token and the right token. Jobs in `team` stay queued behind one job that blocks
-(so the matrix starts no extra processes), and each case checks that a refused call changed nothing."""
+"""Every route of the jobs API x every kind of caller x both backends, over HTTP against real uvicorn: no token, a wrong
+token, a token for another namespace, a read-only token and the right token. Each case checks that a refused call
+changed nothing. Local backend: jobs in `team` stay queued behind one job that blocks (so the matrix starts no extra
+processes). Cluster backend: the API serves namespace `team` against kmock's Kubernetes API emulator."""
 
 from __future__ import annotations
 
@@ -10,11 +11,16 @@ import httpx
 import pytest
 
 from llm_platform.api import parse_job
+from llm_platform.operator.kube import Kube
+from llm_platform.operator.naming import LLMJOB_API_VERSION
+from llm_platform.services.cluster_jobs import USER_AGENT, ClusterJobs
 from llm_platform.services.jobs_api import create_app
 from llm_platform.services.local_jobs import LocalJobs
 from llm_platform.services.tokens import TokenFile, new_token
+from tests.operator.cluster import Cluster
+from tests.operator.helpers import DATA, job_dict
 
-from .server import add_token, auth, blocked_job, get_bytes, job_body, raw_request, serving, stop_all
+from .server import add_token, auth, blocked_job, get_bytes, raw_request, serving, stop_all
 
 CALLERS = ["none", "wrong", "other", "read_only", "right"]
 # (method, path): expected status for each caller, in the order of CALLERS
@@ -31,44 +37,70 @@ MATRIX = {
     ("GET", "/v1/namespaces/team/jobs/demo"): (401, 401, 403, 200, 200),
     ("DELETE", "/v1/namespaces/team/jobs/demo"): (401, 401, 403, 403, 204),
 }
-CASES = [
-    (method, path, caller, codes[i]) for (method, path), codes in MATRIX.items() for i, caller in enumerate(CALLERS)
-]
+# the cluster backend serves one namespace: a token for another gets 403 on /v1/jobs too, not an empty namespace
+CLUSTER = {
+    route: (*codes[:2], 403, *codes[3:]) if route[1].startswith("/v1/") else codes for route, codes in MATRIX.items()
+}
+EXPECTED = {"local": MATRIX, "cluster": CLUSTER}
+CASES = [(method, path, caller) for method, path in MATRIX for caller in CALLERS]
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    root = tmp_path_factory.mktemp("matrix")
-    tokens = root / "tokens.json"
-    secrets = {"right": add_token(tokens, "team"), "read_only": add_token(tokens, "team", True)}
-    secrets["other"] = add_token(tokens, "other")
+def tokens(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tokens") / "tokens.json"
+    secrets = {"right": add_token(path, "team"), "read_only": add_token(path, "team", True)}
+    secrets["other"] = add_token(path, "other")
     secrets["wrong"] = new_token("team", False)[0]  # well-formed, never added to the file
-    headers = {name: auth(secret) for name, secret in secrets.items()} | {"none": {}}
-    jobs = LocalJobs(root / "jobs", max_running=1, max_queued=50)
-    jobs.submit("team", parse_job(blocked_job("blocker", root / "never-written.jsonl")))  # holds the only slot
-    app = create_app(jobs, TokenFile(tokens))
+    return path, {name: auth(secret) for name, secret in secrets.items()} | {"none": {}}
+
+
+BACKENDS = pytest.mark.parametrize("server", ["local", "cluster"], indirect=True)
+
+
+@pytest.fixture(scope="module")
+def server(request, tokens, tmp_path_factory):
+    """(backend name, HTTP client, headers of each caller, the backend, names of the jobs in a namespace, the app)."""
+    path, headers = tokens
+    if request.param == "local":
+        root = tmp_path_factory.mktemp("matrix")
+        jobs = LocalJobs(root / "jobs", max_running=1, max_queued=50)
+        jobs.submit("team", parse_job(blocked_job("blocker", root / "never-written.jsonl")))  # holds the only slot
+
+        def names(namespace: str) -> set[str]:
+            return {row.name for row in jobs.table.in_namespace(namespace)}
+
+        def close() -> None:
+            stop_all(jobs)
+            jobs.close()
+    else:
+        cluster = Cluster()
+        kube = Kube(cluster.configuration, user_agent=USER_AGENT)
+        jobs = ClusterJobs(kube, "team")
+
+        def names(namespace: str) -> set[str]:
+            return {o["metadata"]["name"] for o in kube.list(LLMJOB_API_VERSION, "LLMJob", namespace)}
+
+        close = cluster.close
+    app = create_app(jobs, TokenFile(path))
     try:
         with serving(app) as url, httpx.Client(base_url=url, timeout=30) as client:
-            yield client, headers, jobs, app
+            yield request.param, client, headers, jobs, names, app
     finally:
-        stop_all(jobs)
-        jobs.close()
+        close()
 
 
-def _names(jobs: LocalJobs, namespace: str) -> set[str]:
-    return {row.name for row in jobs.table.in_namespace(namespace)}
-
-
-@pytest.mark.parametrize(("method", "path", "caller", "expected"), CASES, ids=[f"{m} {p} {c}" for m, p, c, _ in CASES])
-def test_route_x_caller(server, method, path, caller, expected):
-    client, headers, jobs, _ = server
-    if "demo" not in _names(jobs, "team"):
-        jobs.submit("team", parse_job(job_body("demo", namespace="team")))
-    before = {ns: _names(jobs, ns) for ns in ("team", "other")}
-    body = job_body("posted", namespace="team") if method == "POST" else None
+@BACKENDS
+@pytest.mark.parametrize(("method", "path", "caller"), CASES, ids=[" ".join(case) for case in CASES])
+def test_route_x_caller(server, method, path, caller):
+    expected = EXPECTED[server[0]][method, path][CALLERS.index(caller)]
+    _, client, headers, jobs, names, _ = server
+    if "demo" not in names("team"):
+        jobs.submit("team", parse_job(job_dict(DATA, name="demo")))
+    before = {ns: names(ns) for ns in ("team", "other")}
+    body = job_dict(DATA, name="posted") if method == "POST" else None
     response = client.request(method, path, json=body, headers=headers[caller])
     assert response.status_code == expected, response.text
-    after = {ns: _names(jobs, ns) for ns in ("team", "other")}
+    after = {ns: names(ns) for ns in ("team", "other")}
     if expected >= 400:
         assert after == before, "a refused call changed the jobs"
         assert set(response.json()) == {"error"} and len(response.json()["error"]) > 20
@@ -83,10 +115,11 @@ def test_route_x_caller(server, method, path, caller, expected):
     if expected == 204:
         assert after["team"] == before["team"] - {"demo"}
     if method == "GET" and path.endswith("/jobs") and expected == 200:
-        names = {item["metadata"]["name"] for item in response.json()["items"]}
-        assert names == (set() if caller == "other" else {"blocker", "demo"})
+        listed = {item["metadata"]["name"] for item in response.json()["items"]}
+        assert listed == (set() if caller == "other" else before["team"])
 
 
+@BACKENDS
 def test_the_matrix_covers_every_route(server):
     *_, app = server
     routes = {(method, route.path) for route in app.routes for method in getattr(route, "methods", ())} - {
@@ -100,8 +133,9 @@ def test_the_matrix_covers_every_route(server):
     [b"Basic dGVhbTp0ZWFt", b"Bearer", b"Bearer ", b"bearer llmp_x", b"Bearer llmp_\xc3\xa9\xff", b"Token a"]
     + [b"Bearer " + b"a" * 9000],
 )
+@BACKENDS
 def test_malformed_authorization_headers_are_401(server, header):
-    client, *_ = server
+    _, client, *_ = server
     status, body = raw_request(str(client.base_url), get_bytes(b"/v1/jobs", b"Authorization: " + header))
     assert status == 401, body
 
