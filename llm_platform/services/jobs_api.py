@@ -47,6 +47,12 @@ JobName = Annotated[
 Namespace = Annotated[
     str, Path(pattern=DNS_LABEL.pattern, max_length=63, description="The namespace; must be the token's.")
 ]
+PATH_RULES = {
+    "name": f"a job name is lowercase letters, digits and '-', starting and ending with a letter or digit, at most "
+    f"{NAME_MAX} characters (as metadata.name)",
+    "namespace": "a namespace is lowercase letters, digits and '-', starting and ending with a letter or digit, at "
+    "most 63 characters",
+}
 REASONS = {
     404: "no such route; the routes are listed in /openapi.json",
     405: "this route does not take that method; the Allow header lists those it takes",
@@ -199,6 +205,14 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     return app.openapi_schema
 
 
+def _rule(error: dict[str, Any]) -> str:
+    """What a value in the URL must look like, in words, for the parameters whose pattern says it in regex."""
+    loc = tuple(error["loc"])
+    if len(loc) == 2 and loc[0] == "path" and loc[1] in PATH_RULES:
+        return f"{PATH_RULES[loc[1]]}; got {str(error.get('input'))[:80]!r}"
+    return error["msg"]
+
+
 def _error_handlers(app: FastAPI) -> None:
     """One error shape for every refusal: {"error": what is wrong and what to do, "problems": [{path, message}]}."""
 
@@ -211,7 +225,7 @@ def _error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _request(_: Request, err: RequestValidationError) -> JSONResponse:
         problems = [
-            {"path": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in jsonable_encoder(err.errors())
+            {"path": ".".join(str(p) for p in e["loc"]), "message": _rule(e)} for e in jsonable_encoder(err.errors())
         ]
         return AsciiJSONResponse(status_code=422, content={"error": "invalid request", "problems": problems})
 

@@ -165,4 +165,10 @@ def test_every_other_refusal_has_the_same_shape(api):
     assert [r.status_code for r in cases] == [405, 404, 422, 401]
     for response in cases:
         assert response.json()["error"], response.text
-    assert cases[2].json()["problems"][0]["path"] == "path.namespace"
+    assert cases[2].json()["problems"] == [
+        {
+            "path": "path.namespace",
+            "message": "a namespace is lowercase letters, digits and '-', starting and ending with a letter or digit, "
+            "at most 63 characters; got 'Team'",
+        }
+    ]
