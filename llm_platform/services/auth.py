@@ -12,7 +12,7 @@ from collections.abc import Callable
 from fastapi import Depends, HTTPException
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from .tokens import Token, TokenFile, TokenFileError
+from .tokens import Token, TokenFile, TokenFileError, match
 
 log = logging.getLogger(__name__)
 
@@ -35,13 +35,18 @@ def caller_of(tokens: TokenFile) -> Callable[..., Token]:
                 headers=CHALLENGE,
             )
         try:
-            token = tokens.lookup(credentials.credentials)
+            known = tokens.tokens()
         except TokenFileError as e:
             log.error("refusing every request: %s", e)
             raise HTTPException(
                 401, "this server's token file is invalid, so no token is accepted; the server log says why",
                 headers=CHALLENGE,
             ) from None  # fmt: skip
+        if not known:
+            raise HTTPException(
+                401, "this server has no tokens yet; an operator creates one with `llmp api token create`", CHALLENGE
+            )
+        token = match(known, credentials.credentials)
         if token is None:
             raise HTTPException(401, "unknown or revoked bearer token; ask an operator for a new one", CHALLENGE)
         return token

@@ -159,7 +159,11 @@ def test_a_revoked_token_is_refused_by_the_running_server(tmp_path):
         with serving(create_app(jobs, TokenFile(tokens))) as url:
             assert httpx.get(f"{url}/v1/jobs", headers=auth(secret)).status_code == 200
             assert revoke(tokens, read(tokens)[0].id)
-            assert httpx.get(f"{url}/v1/jobs", headers=auth(secret)).status_code == 401
+            response = httpx.get(f"{url}/v1/jobs", headers=auth(secret))
+            assert response.status_code == 401 and "no tokens yet" in response.json()["error"]
+            add_token(tokens, "team")
+            response = httpx.get(f"{url}/v1/jobs", headers=auth(secret))
+            assert response.status_code == 401 and "unknown or revoked" in response.json()["error"]
             tokens.write_text('{"tokens": [{"namespace": "Team!", "sha256": "x"}]}')
             response = httpx.get(f"{url}/v1/jobs", headers=auth(secret))
             assert response.status_code == 401 and "token file is invalid" in response.json()["error"]
