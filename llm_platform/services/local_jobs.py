@@ -16,6 +16,7 @@ limit, so one job whose store does not answer makes its own status say so and ne
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import subprocess
@@ -295,8 +296,20 @@ def _read_manifests(uri: str, endpoint_url: str | None, stages: list[str]) -> di
     for stage in stages:
         manifest = store.manifest(stage)
         if manifest is not None:
-            committed[stage] = {"version": manifest.version, "metrics": manifest.meta.get("metrics", {})}
+            committed[stage] = {"version": manifest.version, "metrics": json_safe(manifest.meta.get("metrics", {}))}
     return committed
+
+
+def json_safe(value: Any) -> Any:
+    """Metrics as strict JSON can carry them: a NaN or infinite loss becomes the string "nan"/"inf" (a diverged run
+    must still be listed, and strict JSON has no NaN). Pure."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def _key(row: JobRow) -> tuple[str, str, int]:

@@ -172,3 +172,18 @@ def test_job_status_from_state_exit_code_and_committed_stages():
     everything = {s: {"version": "v"} for s, _ in stages}
     assert job_status("ended", None, stages, everything, set())["phase"] == "Succeeded"  # ended while we were down
     assert job_status("ended", None, stages, done, set())["phase"] == "Failed"
+
+
+def test_a_diverged_run_is_listed_with_its_nan_metrics_as_strings(api, tmp_path):
+    from llm_platform.storage import ArtifactStore
+
+    assert api.client.post("/v1/jobs", json=job_body("nan"), headers=api.team).status_code == 201
+    wait_for(lambda: phase(api.client, api.team, "nan") == "Succeeded", "the job to succeed", timeout=120)
+    store = ArtifactStore.open(str(api.jobs.root / "team" / "nan" / "artifacts"))
+    manifest = store.manifest("data")
+    manifest.meta["metrics"] |= {"loss_end": float("nan"), "grad_norm": [1.0, float("inf")]}
+    store.backend.put_bytes("data/manifest.json", manifest.to_json())  # as a trainer writing a NaN loss would
+    response = api.client.get("/v1/jobs", headers=api.team)
+    assert response.status_code == 200
+    metrics = response.json()["items"][0]["status"]["stages"]["data"]["metrics"]
+    assert metrics["loss_end"] == "nan" and metrics["grad_norm"] == [1.0, "inf"]
