@@ -16,6 +16,7 @@ limit, so one job whose store does not answer makes its own status say so and ne
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -29,7 +30,7 @@ from typing import Any
 
 import yaml
 
-from llm_platform.api import LLMJob, parse_job_text
+from llm_platform.api import API_VERSION, KIND, LLMJob, parse_job_text
 from llm_platform.api.dag import topological_order
 from llm_platform.storage import ArtifactStore
 from llm_platform.trainer.stages.preflight import check
@@ -38,6 +39,7 @@ from .backend import JobExists, JobNotFound, QueueFull
 from .job_state import JobRow, JobTable
 from .processes import identify, is_alive, running_stages, stop_group
 
+log = logging.getLogger(__name__)
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 LOG_TAIL_LINES = 12
 EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit)\b:?")
@@ -97,13 +99,13 @@ class LocalJobs:
         return self.get(namespace, job.metadata.name)
 
     def list(self, namespace: str) -> list[dict[str, Any]]:
-        return [self._body(row) for row in self.table.in_namespace(namespace)]
+        return [self._reported(row) for row in self.table.in_namespace(namespace)]
 
     def get(self, namespace: str, name: str) -> dict[str, Any]:
         row = self.table.get(namespace, name)
         if row is None:
             raise JobNotFound(name)
-        return self._body(row)
+        return self._reported(row)
 
     def delete(self, namespace: str, name: str) -> None:
         """Stop the job's processes (only if /proc shows they are still the ones it started) and forget it, so the
@@ -183,6 +185,23 @@ class LocalJobs:
         self.table.started(row, process)
 
     # -- status ------------------------------------------------------------------------------------------------------
+    def _reported(self, row: JobRow) -> dict[str, Any]:
+        """The job with its status; for a job that cannot be reported (say, a stored spec that a newer version no
+        longer accepts), what the table knows and why, so one such job never breaks a listing."""
+        try:
+            return self._body(row)
+        except Exception as e:
+            log.exception("cannot report job %s/%s", row.namespace, row.name)
+            phase = {"queued": "Pending", "running": "Running"}.get(
+                row.state, "Succeeded" if row.exit_code == 0 else "Failed"
+            )
+            return {
+                "apiVersion": API_VERSION,
+                "kind": KIND,
+                "metadata": {"name": row.name, "namespace": row.namespace},
+                "status": {"phase": phase, "message": f"cannot report this job's status: {type(e).__name__}: {e}"},
+            }
+
     def _body(self, row: JobRow) -> dict[str, Any]:
         """The job as submitted plus its status; never raises for a job whose store cannot be read."""
         job = self._job(row)

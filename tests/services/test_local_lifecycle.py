@@ -187,3 +187,17 @@ def test_a_diverged_run_is_listed_with_its_nan_metrics_as_strings(api, tmp_path)
     assert response.status_code == 200
     metrics = response.json()["items"][0]["status"]["stages"]["data"]["metrics"]
     assert metrics["loss_end"] == "nan" and metrics["grad_norm"] == [1.0, "inf"]
+
+
+def test_a_job_whose_stored_spec_no_longer_loads_is_listed_with_the_reason(api, tmp_path):
+    for name in ("old", "new"):
+        response = api.client.post("/v1/jobs", json=blocked_job(name, tmp_path / "pipe"), headers=api.team)
+        assert response.status_code == 201
+    api.jobs.table._db.execute("UPDATE jobs SET spec = 'kind: [' WHERE name = 'old'")  # as an older version wrote it
+    api.jobs._specs.clear()
+    response = api.client.get("/v1/jobs", headers=api.team)
+    assert response.status_code == 200
+    items = {j["metadata"]["name"]: j["status"] for j in response.json()["items"]}
+    assert items["old"]["phase"] == "Running" and "cannot report this job's status" in items["old"]["message"]
+    assert items["new"]["phase"] == "Running" and "message" not in items["new"]
+    assert api.client.delete("/v1/jobs/old", headers=api.team).status_code == 204
