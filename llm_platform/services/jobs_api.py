@@ -78,7 +78,7 @@ class ApiSettings:
 def create_app(jobs: Jobs, tokens: TokenFile, settings: ApiSettings = ApiSettings()) -> FastAPI:
     app = FastAPI(
         title=TITLE, version="v1", docs_url=None, redoc_url=None, openapi_url=None, description=__doc__,
-        default_response_class=AsciiJSONResponse,
+        default_response_class=AsciiJSONResponse, redirect_slashes=False,  # `/v1/jobs/` is a 404 that says so
     )  # fmt: skip
     caller = caller_of(tokens)
     writer = writer_of(caller)

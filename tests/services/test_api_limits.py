@@ -159,13 +159,14 @@ def test_every_other_refusal_has_the_same_shape(api):
     cases = [
         api.client.put("/v1/jobs", headers=api.team),
         api.client.get("/v2/anything", headers=api.team),
+        api.client.get("/v1/jobs/", headers=api.team),
         api.client.get("/v1/namespaces/Team/jobs", headers=api.team),
         api.client.get("/v1/jobs/x", headers={"Authorization": "Bearer nope"}),
     ]
-    assert [r.status_code for r in cases] == [405, 404, 422, 401]
+    assert [r.status_code for r in cases] == [405, 404, 404, 422, 401]
     for response in cases:
         assert response.json()["error"], response.text
-    assert cases[2].json()["problems"] == [
+    assert cases[3].json()["problems"] == [
         {
             "path": "path.namespace",
             "message": "a namespace is lowercase letters, digits and '-', starting and ending with a letter or digit, "
