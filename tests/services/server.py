@@ -46,7 +46,7 @@ def serving(app) -> Iterator[str]:
         sock.close()
 
 
-def wait_for(condition: Callable[[], object], what: str, timeout: float = 60.0) -> object:
+def wait_for(condition: Callable[[], object], what: str, timeout: float = 180.0) -> object:
     deadline = time.monotonic() + timeout
     while not (result := condition()):
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
@@ -105,7 +105,7 @@ class ApiProcess:
         self.proc = subprocess.Popen(
             [*command, "--port", str(self.port), *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
-        wait_for(self._up, "llmp serve-api to answer /healthz", timeout=90)
+        wait_for(self._up, "llmp serve-api to answer /healthz", timeout=180)
 
     def _up(self) -> bool:
         assert self.proc.poll() is None, self.proc.stderr.read().decode()
