@@ -76,7 +76,7 @@ def stop_all(jobs: LocalJobs) -> None:
 
 def job_body(name: str, *stages: dict, namespace: str | None = None, **spec) -> dict:
     metadata = {"name": name} | ({"namespace": namespace} if namespace else {})
-    default = {"name": "data", "kind": "data", "data": {"sources": [{"type": "stdlib", "include": "json/*.py"}]}}
+    default = {"name": "data", "kind": "data", "data": {"sources": [{"type": "stdlib", "include": "token*.py"}]}}
     return {
         "apiVersion": "llmplatform.dev/v1alpha1",
         "kind": "LLMJob",
