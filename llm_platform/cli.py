@@ -8,6 +8,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from llm_platform.cli_api import api_app
+from llm_platform.cli_api import app as serve_api_app
 from llm_platform.cli_operator import app as operator_app
 from llm_platform.cli_tokenizer import app as tokenizer_app
 
@@ -74,44 +76,6 @@ def crd() -> None:
     from llm_platform.api.crd import crd_yaml
 
     typer.echo(crd_yaml(), nl=False)
-
-
-@app.command("serve-api")
-def serve_api(
-    backend: Annotated[
-        str, typer.Option(help="local: run jobs here with the embedded executor; cluster: create LLMJob objects.")
-    ] = "local",
-    root: Annotated[Path, typer.Option(help="local: folder holding submitted jobs and their artifacts.")] = Path(
-        "runs/api"
-    ),
-    namespace: Annotated[
-        str | None, typer.Option(help="cluster: namespace of the jobs (default: this pod's namespace).")
-    ] = None,
-    kubeconfig: Annotated[Path | None, typer.Option(help="cluster: kubeconfig (default: in-cluster).")] = None,
-    host: Annotated[str, typer.Option()] = "127.0.0.1",
-    port: Annotated[int, typer.Option()] = 8080,
-) -> None:
-    """Serve the jobs REST API (POST /v1/jobs): run jobs here, or hand them to the operator on a cluster."""
-    import uvicorn
-
-    from llm_platform.services.jobs_api import create_app
-
-    if backend == "local":
-        from llm_platform.services.local_jobs import LocalJobs
-
-        jobs = LocalJobs(root)
-    elif backend == "cluster":
-        from llm_platform.operator.kube import Kube, load_configuration
-        from llm_platform.operator.options import options_from_env
-        from llm_platform.services.cluster_jobs import USER_AGENT, ClusterJobs, pod_namespace
-
-        kube = Kube(load_configuration(str(kubeconfig) if kubeconfig else None), user_agent=USER_AGENT)
-        # the operator's allow-lists and image packages (the chart gives both pods the same environment)
-        jobs = ClusterJobs(kube, namespace or pod_namespace(), options_from_env())
-    else:
-        err.print(f"--backend: expected 'local' or 'cluster', got '{backend}'")
-        raise typer.Exit(2)
-    uvicorn.run(create_app(jobs), host=host, port=port)
 
 
 @app.command(hidden=True)
@@ -235,7 +199,9 @@ def model_export(
 
 
 app.add_typer(tokenizer_app, name="tokenizer", help="Train, use, inspect and convert tokenizers.")
+app.add_typer(api_app, name="api", help="The jobs REST API's bearer tokens.")
 app.registered_commands.extend(operator_app.registered_commands)  # `llmp render`, `llmp operator`
+app.registered_commands.extend(serve_api_app.registered_commands)  # `llmp serve-api`
 
 
 def main() -> None:

@@ -2,7 +2,8 @@
 runs it; reads return the object as stored, with the status the operator writes.
 
 The API refuses what the admission webhook would refuse (the same `render_problems`), so a client gets a 422 naming
-the problem whether or not the webhook is installed.
+the problem whether or not the webhook is installed. It serves the one namespace its Role is bound in: a caller's
+token must be for that namespace (the API answers 403 otherwise, before anything reaches the cluster).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from llm_platform.operator.options import RenderOptions
 from llm_platform.operator.render import render_problems
 from llm_platform.trainer.stages.preflight import PreflightError
 
-from .local_jobs import JobExists, JobNotFound
+from .backend import JobExists, JobNotFound
 
 USER_AGENT = "llm-platform-api"
 KIND = "LLMJob"
@@ -41,12 +42,15 @@ class ClusterJobs:
         self.namespace = namespace
         self.options = options or RenderOptions()
 
-    def submit(self, job: LLMJob) -> dict[str, Any]:
+    def serves(self, namespace: str) -> str | None:
+        if namespace != self.namespace:
+            return f"this API serves namespace '{self.namespace}'; a token for '{namespace}' has no access here"
+        return None
+
+    def submit(self, namespace: str, job: LLMJob) -> dict[str, Any]:
         """Create the LLMJob object; PreflightError if the cluster could not run it, JobExists if the name is taken."""
+        self._check(namespace)
         problems = render_problems(job, self.options)
-        named = "namespace" in job.metadata.model_fields_set  # else the model's default, not the client's choice
-        if named and job.metadata.namespace != self.namespace:
-            problems.insert(0, f"metadata.namespace: this API creates jobs in '{self.namespace}'; leave it out")
         if problems:
             raise PreflightError(problems)
         body = job.to_dict()
@@ -59,21 +63,30 @@ class ClusterJobs:
             raise
         if not created:
             raise JobExists(f"job '{job.metadata.name}' exists; delete it first or choose another name")
-        return self.get(job.metadata.name)
+        return self.get(namespace, job.metadata.name)
 
-    def names(self) -> list[str]:
-        return sorted(o["metadata"]["name"] for o in self.kube.list(LLMJOB_API_VERSION, KIND, self.namespace))
+    def list(self, namespace: str) -> list[dict[str, Any]]:
+        self._check(namespace)
+        found = self.kube.list(LLMJOB_API_VERSION, KIND, self.namespace)
+        return sorted(found, key=lambda o: o["metadata"]["name"])
 
-    def get(self, name: str) -> dict[str, Any]:
+    def get(self, namespace: str, name: str) -> dict[str, Any]:
+        self._check(namespace)
         found = self.kube.get(LLMJOB_API_VERSION, KIND, self.namespace, name)
         if found is None:
             raise JobNotFound(name)
         return found
 
-    def delete(self, name: str) -> None:
+    def delete(self, namespace: str, name: str) -> None:
         """Delete the object; the operator's finalizer removes its workloads first."""
+        self._check(namespace)
         if not self.kube.delete(LLMJOB_API_VERSION, KIND, self.namespace, name):
             raise JobNotFound(name)
+
+    def _check(self, namespace: str) -> None:
+        """The API checks `serves` first; this keeps a wrong call from reaching another namespace even so."""
+        if namespace != self.namespace:
+            raise JobNotFound(namespace)
 
 
 def _reason(error: ApiException) -> str:

@@ -1,82 +1,242 @@
 """The jobs REST API: `POST /v1/jobs` takes an LLMJob (JSON or YAML) and runs it; GET lists and reads status.
 
-Two backends behind one interface: the embedded one runs each job here with `llmp run`; the cluster one creates the
-LLMJob object, which the operator runs (`llmp serve-api --backend cluster`, the chart's `api.enabled`).
+Two backends behind one interface (`backend.Jobs`): the embedded one runs each job here with `llmp run`; the cluster
+one creates the LLMJob object, which the operator runs (`llmp serve-api --backend cluster`, the chart's `api.enabled`).
+
+Every route but `/healthz` needs a bearer token (`tokens`, `auth`), and so do `/docs` and `/openapi.json` unless the
+operator makes them public. A token is for one namespace: `/v1/jobs...` acts in the token's namespace, and
+`/v1/namespaces/{namespace}/jobs...` names it (403 for any other).
 
 Validation is the same `llm_platform.api` code as `llmp validate` and the admission webhook, so a bad spec gets the same
-messages here (as a 422 whose body lists every problem with its field path). A valid job that asks for what this
-server cannot run (a stage kind without a runner yet, a missing optional package) is a 422 too, before anything starts.
+messages here (a 422 whose body lists every problem with its field path). A valid job that asks for what this server
+cannot run is a 422 too, before anything starts. Every error body is `{"error": ..., "problems": [...]}` and says
+what to do; a malformed request never gets a 5xx.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+import json
+from dataclasses import dataclass
+from typing import Annotated, Any
 
-import yaml
-from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse
+import anyio
+from fastapi import Depends, FastAPI, HTTPException, Path, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from llm_platform.api import LLMJob, SpecError, parse_job
+from llm_platform.api import LLMJob, Metadata, SpecError
+from llm_platform.api.stage import NAME_PATTERN
 from llm_platform.trainer.stages.preflight import PreflightError
 
-from .local_jobs import JobExists, JobNotFound
+from .auth import caller_of, check_namespace, writer_of
+from .backend import JobExists, JobNotFound, Jobs, QueueFull
+from .job_body import parse_off_loop, read_limited
+from .tokens import DNS_LABEL, Token, TokenFile
+
+TITLE = "llm-platform jobs API"
+JOB_SCHEMA = "#/components/schemas/LLMJob"
+NAME_MAX = next(m.max_length for m in Metadata.model_fields["name"].metadata if hasattr(m, "max_length"))
+JobName = Annotated[
+    str, Path(pattern=NAME_PATTERN, max_length=NAME_MAX, description="The job's metadata.name (a DNS-1123 label).")
+]
+Namespace = Annotated[
+    str, Path(pattern=DNS_LABEL.pattern, max_length=63, description="The namespace; must be the token's.")
+]
+PATH_RULES = {
+    "name": f"a job name is lowercase letters, digits and '-', starting and ending with a letter or digit, at most "
+    f"{NAME_MAX} characters (as metadata.name)",
+    "namespace": "a namespace is lowercase letters, digits and '-', starting and ending with a letter or digit, at "
+    "most 63 characters",
+}
+REASONS = {
+    404: "no such route; the routes are listed in /openapi.json",
+    405: "this route does not take that method; the Allow header lists those it takes",
+}
 
 
-class Jobs(Protocol):
-    """A backend: `LocalJobs` (runs `llmp run` here) or `ClusterJobs` (creates LLMJob objects for the operator)."""
+class AsciiJSONResponse(JSONResponse):
+    """JSON with non-ASCII escaped: an error message that quotes the request (which may hold an unpaired surrogate,
+    valid in a JSON string escape but not encodable as UTF-8) still renders."""
 
-    def submit(self, job: LLMJob) -> dict[str, Any]: ...
-    def names(self) -> list[str]: ...
-    def get(self, name: str) -> dict[str, Any]: ...
-    def delete(self, name: str) -> None: ...
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
 
 
-def create_app(jobs: Jobs) -> FastAPI:
-    app = FastAPI(title="llm-platform jobs API", version="v1")
+@dataclass(frozen=True)
+class ApiSettings:
+    max_body_bytes: int = 256 << 10  # an LLMJob is a few KiB; YAML parses at ~10-100 KB/s in pure Python
+    public_docs: bool = False  # serve /docs and /openapi.json without a token
+    parse_threads: int = 4  # bodies parsed and validated at once
+    parse_waiting: int = 16  # bodies waiting for a parse thread; 429 past it
+
+
+def create_app(jobs: Jobs, tokens: TokenFile, settings: ApiSettings = ApiSettings()) -> FastAPI:
+    app = FastAPI(
+        title=TITLE, version="v1", docs_url=None, redoc_url=None, openapi_url=None, description=__doc__,
+        default_response_class=AsciiJSONResponse, redirect_slashes=False,  # `/v1/jobs/` is a 404 that says so
+    )  # fmt: skip
+    caller = caller_of(tokens)
+    writer = writer_of(caller)
+    parse_limiter = anyio.CapacityLimiter(settings.parse_threads)
+    _error_handlers(app)
+
+    def in_scope(token: Token, namespace: str) -> str:
+        check_namespace(token, namespace)
+        refusal = jobs.serves(namespace)
+        if refusal:
+            raise HTTPException(403, refusal)
+        return namespace
+
+    async def submit(request: Request, token: Token, namespace: str) -> dict[str, Any]:
+        in_scope(token, namespace)
+        if parse_limiter.statistics().tasks_waiting >= settings.parse_waiting:
+            raise HTTPException(
+                429, "too many job specs are being validated now; retry in a few seconds", {"Retry-After": "5"}
+            )
+        job = await parse_off_loop(await read_limited(request, settings.max_body_bytes), parse_limiter)
+        if "namespace" in job.metadata.model_fields_set and job.metadata.namespace != namespace:
+            raise HTTPException(
+                403,
+                f"metadata.namespace: '{job.metadata.namespace}' is not this request's namespace '{namespace}'; "
+                f"leave it out or set it to '{namespace}'",
+            )
+        try:
+            return await run_in_threadpool(jobs.submit, namespace, job)
+        except JobExists as e:
+            raise HTTPException(409, str(e)) from None
+        except QueueFull as e:
+            raise HTTPException(429, str(e), headers={"Retry-After": "30"}) from None
+
+    def get(namespace: str, name: str) -> dict[str, Any]:
+        try:
+            return jobs.get(namespace, name)
+        except JobNotFound:
+            raise _not_found(namespace, name) from None
+
+    def delete(namespace: str, name: str) -> None:
+        try:
+            jobs.delete(namespace, name)
+        except JobNotFound:
+            raise _not_found(namespace, name) from None
+
+    body = {"openapi_extra": _request_body(), "status_code": 201, "tags": ["jobs"]}
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/v1/jobs", **body, summary="Submit a job in the token's namespace")
+    async def submit_own(request: Request, token: Token = Depends(writer)) -> dict[str, Any]:
+        return await submit(request, token, token.namespace)
+
+    @app.get("/v1/jobs", tags=["jobs"], summary="List the jobs of the token's namespace")
+    def list_own(token: Token = Depends(caller)) -> dict[str, list[dict[str, Any]]]:
+        return {"items": jobs.list(in_scope(token, token.namespace))}
+
+    @app.get("/v1/jobs/{name}", tags=["jobs"], summary="A job of the token's namespace, with its status")
+    def get_own(name: JobName, token: Token = Depends(caller)) -> dict[str, Any]:
+        return get(in_scope(token, token.namespace), name)
+
+    @app.delete("/v1/jobs/{name}", status_code=204, tags=["jobs"], summary="Stop and delete a job")
+    def delete_own(name: JobName, token: Token = Depends(writer)) -> None:
+        delete(in_scope(token, token.namespace), name)
+
+    @app.post("/v1/namespaces/{namespace}/jobs", **body, summary="Submit a job")
+    async def submit_in(namespace: Namespace, request: Request, token: Token = Depends(writer)) -> dict[str, Any]:
+        return await submit(request, token, namespace)
+
+    @app.get("/v1/namespaces/{namespace}/jobs", tags=["jobs"], summary="List the jobs of a namespace")
+    def list_in(namespace: Namespace, token: Token = Depends(caller)) -> dict[str, list[dict[str, Any]]]:
+        return {"items": jobs.list(in_scope(token, namespace))}
+
+    @app.get("/v1/namespaces/{namespace}/jobs/{name}", tags=["jobs"], summary="A job, with its status")
+    def get_in(namespace: Namespace, name: JobName, token: Token = Depends(caller)) -> dict[str, Any]:
+        return get(in_scope(token, namespace), name)
+
+    @app.delete("/v1/namespaces/{namespace}/jobs/{name}", status_code=204, tags=["jobs"], summary="Stop and delete")
+    def delete_in(namespace: Namespace, name: JobName, token: Token = Depends(writer)) -> None:
+        delete(in_scope(token, namespace), name)
+
+    docs_guard = [] if settings.public_docs else [Depends(caller)]
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=docs_guard)
+    def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=docs_guard)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=TITLE)
+
+    app.openapi = lambda: _openapi(app)
+    return app
+
+
+def _not_found(namespace: str, name: str) -> HTTPException:
+    return HTTPException(404, f"no job named '{name}' in namespace '{namespace}'; GET /v1/jobs lists them")
+
+
+def _request_body() -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "description": "An LLMJob, as JSON or YAML (metadata.namespace may be left out).",
+            "content": {
+                "application/json": {"schema": {"$ref": JOB_SCHEMA}},
+                "application/yaml": {"schema": {"type": "string"}},
+            },
+        }
+    }
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document, plus the LLMJob schema the POST routes take (generated from the same pydantic models)."""
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        job = LLMJob.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.update(job.pop("$defs", {}))
+        components["LLMJob"] = job
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
+def _rule(error: dict[str, Any]) -> str:
+    """What a value in the URL must look like, in words, for the parameters whose pattern says it in regex."""
+    loc = tuple(error["loc"])
+    if len(loc) == 2 and loc[0] == "path" and loc[1] in PATH_RULES:
+        return f"{PATH_RULES[loc[1]]}; got {str(error.get('input'))[:80]!r}"
+    return error["msg"]
+
+
+def _error_handlers(app: FastAPI) -> None:
+    """One error shape for every refusal: {"error": what is wrong and what to do, "problems": [{path, message}]}."""
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, err: StarletteHTTPException) -> JSONResponse:
+        message = err.detail if err.detail and err.detail not in ("Not Found", "Method Not Allowed") else None
+        content = {"error": message or REASONS.get(err.status_code, str(err.detail))}
+        return AsciiJSONResponse(status_code=err.status_code, content=content, headers=getattr(err, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def _request(_: Request, err: RequestValidationError) -> JSONResponse:
+        problems = [
+            {"path": ".".join(str(p) for p in e["loc"]), "message": _rule(e)} for e in jsonable_encoder(err.errors())
+        ]
+        return AsciiJSONResponse(status_code=422, content={"error": "invalid request", "problems": problems})
 
     @app.exception_handler(SpecError)
     async def _invalid(_: Request, err: SpecError) -> JSONResponse:
-        problems = [{"path": p.path, "message": p.message} for p in err.problems]
-        return JSONResponse(status_code=422, content={"error": "invalid LLMJob", "problems": problems})
+        problems = [
+            {"path": p.path, "message": p.message, **({"line": p.line} if p.line else {})} for p in err.problems
+        ]
+        return AsciiJSONResponse(status_code=422, content={"error": "invalid LLMJob", "problems": problems})
 
     @app.exception_handler(PreflightError)
     async def _not_runnable(_: Request, err: PreflightError) -> JSONResponse:
         problems = [{"message": p} for p in err.problems]
-        return JSONResponse(status_code=422, content={"error": "cannot run on this server", "problems": problems})
-
-    @app.get("/healthz")
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.post("/v1/jobs", status_code=201)
-    async def submit(request: Request) -> dict[str, Any]:
-        body = await request.body()
-        try:
-            data = yaml.safe_load(body)  # JSON is YAML, so one parser takes both content types
-        except yaml.YAMLError as e:
-            raise HTTPException(400, f"request body is neither JSON nor YAML: {e}") from None
-        job = parse_job(data)
-        try:
-            return jobs.submit(job)
-        except JobExists as e:
-            raise HTTPException(409, str(e)) from None
-
-    @app.get("/v1/jobs")
-    def list_jobs() -> dict[str, list[dict[str, Any]]]:
-        return {"items": [jobs.get(name) for name in jobs.names()]}
-
-    @app.get("/v1/jobs/{name}")
-    def get_job(name: str) -> dict[str, Any]:
-        try:
-            return jobs.get(name)
-        except JobNotFound:
-            raise HTTPException(404, f"no job named '{name}'") from None
-
-    @app.delete("/v1/jobs/{name}", status_code=204)
-    def delete_job(name: str) -> None:
-        try:
-            jobs.delete(name)
-        except JobNotFound:
-            raise HTTPException(404, f"no job named '{name}'") from None
-
-    return app
+        return AsciiJSONResponse(status_code=422, content={"error": "cannot run on this server", "problems": problems})

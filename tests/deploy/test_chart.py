@@ -208,3 +208,57 @@ def test_a_pattern_with_a_comma_is_refused_with_its_path():
     result = helm("template", "rel", str(CHART), "--set", "operator.allow.secrets[0]=a\\,b")
     assert result.returncode != 0
     assert "at '/operator/allow/secrets/0'" in result.stderr
+
+def test_the_api_reads_the_token_hashes_the_chart_puts_in_its_secret():
+    import base64
+
+    from llm_platform.services.tokens import new_token, parse_entries
+
+    secret, token = new_token("research", read_only=True)
+    entry = token.entry()
+    settings = ["api.enabled=true", "api.namespace=research", "api.auth.publicDocs=true"]
+    settings += [f"api.auth.tokens[0].{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in entry.items()]
+    docs = template(*settings)
+    stored = one(docs, "Secret", "api")
+    pod = one(docs, "Deployment", "api")["spec"]["template"]["spec"]
+    (mount,) = pod["containers"][0]["volumeMounts"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    assert volume["secret"]["secretName"] == stored["metadata"]["name"] and mount["readOnly"]
+    (item,) = volume["secret"]["items"]
+    command = pod["containers"][0]["command"]
+    assert f"--tokens={mount['mountPath']}/{item['path']}" in command and "--public-docs" in command
+    text = stored["stringData"][item["key"]]
+    assert parse_entries(json.loads(text), "secret") == [token]
+    assert secret not in text and base64.b64encode(secret.encode()).decode() not in json.dumps(docs)
+
+    own = template("api.enabled=true", "api.auth.existingSecret=my-tokens")
+    assert [d for d in own if d["kind"] == "Secret"] == []
+    pod = one(own, "Deployment", "api")["spec"]["template"]["spec"]
+    assert pod["volumes"][0]["secret"]["secretName"] == "my-tokens"
+    assert "--public-docs" not in pod["containers"][0]["command"]
+
+
+def test_bad_api_tokens_are_refused_with_their_path():
+    result = helm("template", "rel", str(CHART), "--set", "api.auth.tokens[0].namespace=a", "--set",
+                  "api.auth.tokens[0].sha256=not-a-hash")  # fmt: skip
+    assert result.returncode != 0
+    assert "/api/auth/tokens/0/sha256" in result.stderr
+
+
+def test_the_network_policy_admits_only_the_api_port_of_the_api_pods():
+    peers = "api.networkPolicy.from[0].namespaceSelector.matchLabels.team=research"
+    docs = template("api.enabled=true", "api.port=9000", peers)
+    policy = one(docs, "NetworkPolicy", "api")["spec"]
+    pod = one(docs, "Deployment", "api")["spec"]["template"]
+    assert policy["podSelector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    assert not policy["podSelector"]["matchLabels"].items() <= one(docs, "Deployment", "operator")["spec"]["template"][
+        "metadata"]["labels"].items()  # fmt: skip
+    (ingress,) = policy["ingress"]
+    assert ingress["ports"] == [{"port": 9000, "protocol": "TCP"}]
+    assert ingress["from"] == [{"namespaceSelector": {"matchLabels": {"team": "research"}}}]
+    assert set(policy["policyTypes"]) == {"Ingress", "Egress"}
+    allowed_out = {p["port"] for rule in policy["egress"] for p in rule["ports"]}
+    assert allowed_out == {53, 443, 6443}
+    assert [
+        d for d in template("api.enabled=true", "api.networkPolicy.enabled=false") if d["kind"] == "NetworkPolicy"
+    ] == []

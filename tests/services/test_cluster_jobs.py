@@ -4,16 +4,19 @@ the API makes is allowed by the chart's Role for it."""
 
 from __future__ import annotations
 
+import httpx
 import pytest
-from fastapi.testclient import TestClient
 
 from llm_platform.operator.kube import Kube
 from llm_platform.services.cluster_jobs import USER_AGENT, ClusterJobs
 from llm_platform.services.jobs_api import create_app
+from llm_platform.services.tokens import TokenFile
 from tests.deploy.chart import needs_helm, one, template
 from tests.operator.cluster import Cluster, wait_for
 from tests.operator.helpers import DATA, TOKENIZER, child, job_dict
 from tests.operator.rbac import VERBS, allowed
+
+from .server import add_token, auth, serving
 
 
 @pytest.fixture
@@ -24,9 +27,16 @@ def cluster():
 
 
 @pytest.fixture
-def client(cluster):
+def tokens(tmp_path):
+    return tmp_path / "tokens.json"
+
+
+@pytest.fixture
+def client(cluster, tokens):
+    """An HTTP client of the API (real uvicorn on 127.0.0.1) serving namespace `team`, with a `team` token."""
     jobs = ClusterJobs(Kube(cluster.configuration, user_agent=USER_AGENT), "team")
-    with TestClient(create_app(jobs)) as c:
+    headers = auth(add_token(tokens, "team"))
+    with serving(create_app(jobs, TokenFile(tokens))) as url, httpx.Client(base_url=url, headers=headers) as c:
         yield c
 
 
@@ -62,11 +72,22 @@ def test_what_the_cluster_cannot_run_is_refused_with_the_reason(cluster, client)
     assert "file://" in problem["message"]
     assert cluster.job("demo") is None
 
+
+def test_the_callers_namespace_is_the_tokens(cluster, client, tokens):
     body = job_body()
     body["metadata"]["namespace"] = "elsewhere"
     response = client.post("/v1/jobs", json=body)
-    assert response.status_code == 422
-    assert response.json()["problems"][0]["message"].startswith("metadata.namespace: this API creates jobs in 'team'")
+    assert response.status_code == 403
+    assert response.json()["error"].startswith("metadata.namespace: 'elsewhere' is not this request's namespace 'team'")
+    assert cluster.job("demo") is None
+
+    elsewhere = auth(add_token(tokens, "elsewhere"))  # a valid token, for a namespace this API does not serve
+    routes = [("POST", "/v1/jobs"), ("GET", "/v1/jobs"), ("GET", "/v1/jobs/demo"), ("DELETE", "/v1/jobs/demo")]
+    for method, path in [*routes, ("GET", "/v1/namespaces/elsewhere/jobs"), ("GET", "/v1/namespaces/team/jobs")]:
+        response = client.request(method, path, json=job_body(), headers=elsewhere)
+        assert response.status_code == 403, (method, path, response.text)
+    assert "this API serves namespace 'team'" in client.get("/v1/jobs", headers=elsewhere).json()["error"]
+    assert cluster.job("demo") is None
 
 
 @needs_helm

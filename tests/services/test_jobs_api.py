@@ -1,57 +1,47 @@
-"""The jobs API over HTTP (FastAPI's test client) with the embedded backend running real `llmp run` subprocesses."""
+"""The jobs API over HTTP (real uvicorn on 127.0.0.1) with the embedded backend running real `llmp run` processes."""
 
 from __future__ import annotations
 
-import time
+from .server import job_body, wait_for
 
-import pytest
-from fastapi.testclient import TestClient
-
-from llm_platform.services.jobs_api import create_app
-from llm_platform.services.local_jobs import LocalJobs
-
-JOB = {
-    "apiVersion": "llmplatform.dev/v1alpha1",
-    "kind": "LLMJob",
-    "metadata": {"name": "api-demo"},
-    "spec": {
-        "stages": [{"name": "data", "kind": "data", "data": {"sources": [{"type": "stdlib", "include": "json/*.py"}]}}]
-    },
-}
+JOB = job_body("api-demo")
 
 
-@pytest.fixture
-def client(tmp_path):
-    with TestClient(create_app(LocalJobs(tmp_path / "jobs"))) as c:
-        yield c
-
-
-def test_submit_runs_the_job_and_reports_stage_status(client):
-    created = client.post("/v1/jobs", json=JOB)
+def test_submit_runs_the_job_and_reports_stage_status(api):
+    created = api.client.post("/v1/jobs", json=JOB, headers=api.team)
     assert created.status_code == 201, created.text
-    deadline = time.monotonic() + 120
-    while (body := client.get("/v1/jobs/api-demo").json())["status"]["phase"] == "Running":
-        assert time.monotonic() < deadline
-        time.sleep(0.5)
+    assert created.json()["metadata"]["namespace"] == "team"
+    body = wait_for(
+        lambda: (
+            (b := api.client.get("/v1/jobs/api-demo", headers=api.team).json())["status"]["phase"]
+            not in ("Pending", "Running")
+            and b
+        ),
+        "the job to end",
+        timeout=120,
+    )
     assert body["status"]["phase"] == "Succeeded", body
     assert body["status"]["stages"]["data"]["metrics"]["train_docs"] > 0
-    assert [j["metadata"]["name"] for j in client.get("/v1/jobs").json()["items"]] == ["api-demo"]
-    assert client.post("/v1/jobs", json=JOB).status_code == 409
+    listed = api.client.get("/v1/jobs", headers=api.read_only).json()["items"]
+    assert [j["metadata"]["name"] for j in listed] == ["api-demo"]
+    assert api.client.post("/v1/jobs", json=JOB, headers=api.team).status_code == 409
+    assert (api.jobs.root / "team" / "api-demo" / "job.yaml").is_file()
 
 
-def test_yaml_body_and_bad_spec_give_field_paths(client):
+def test_yaml_body_and_bad_spec_give_field_paths_and_lines(api):
     bad = (
         "apiVersion: llmplatform.dev/v1alpha1\nkind: LLMJob\nmetadata: {name: x}\nspec:\n  stages:\n"
         "  - {name: data, kind: data, data: {sources: []}}\n"
     )
-    response = client.post("/v1/jobs", content=bad, headers={"content-type": "application/yaml"})
+    response = api.client.post("/v1/jobs", content=bad, headers={"content-type": "application/yaml", **api.team})
     assert response.status_code == 422
-    assert response.json()["problems"][0]["path"] == "spec.stages[0].data.sources"
+    (problem,) = response.json()["problems"]
+    assert problem["path"] == "spec.stages[0].data.sources" and problem["line"] == 6
 
 
-def test_a_job_this_server_cannot_run_is_refused_before_it_starts(client, tmp_path):
-    job = {**JOB, "spec": {"model": {"from": "s3://models/base"}, "stages": [{"name": "serve", "kind": "serve"}]}}
-    response = client.post("/v1/jobs", json=job)
+def test_a_job_this_server_cannot_run_is_refused_before_it_starts(api):
+    job = job_body("api-demo", {"name": "serve", "kind": "serve"}, model={"from": "s3://models/base"})
+    response = api.client.post("/v1/jobs", json=job, headers=api.team)
     assert response.status_code == 422, response.text
     assert response.json() == {
         "error": "cannot run on this server",
@@ -59,9 +49,12 @@ def test_a_job_this_server_cannot_run_is_refused_before_it_starts(client, tmp_pa
             {"message": "stage 'serve': kind: the 'serve' runner is not built yet in this version of llm-platform"}
         ],
     }
-    assert not (tmp_path / "jobs" / "api-demo").exists()
+    assert not (api.jobs.root / "team" / "api-demo").exists()
+    assert api.client.get("/v1/jobs", headers=api.team).json() == {"items": []}
 
 
-def test_unknown_job_is_404(client):
-    assert client.get("/v1/jobs/nope").status_code == 404
-    assert client.delete("/v1/jobs/nope").status_code == 404
+def test_unknown_job_is_404_naming_what_to_do(api):
+    response = api.client.get("/v1/jobs/nope", headers=api.team)
+    assert response.status_code == 404
+    assert response.json() == {"error": "no job named 'nope' in namespace 'team'; GET /v1/jobs lists them"}
+    assert api.client.delete("/v1/jobs/nope", headers=api.team).status_code == 404

@@ -1,0 +1,32 @@
+"""What the jobs API asks of a backend, and the errors a backend answers with (each becomes one HTTP status)."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from llm_platform.api import LLMJob
+
+
+class JobExists(RuntimeError):
+    """409: the name is taken in that namespace."""
+
+
+class JobNotFound(KeyError):
+    """404: no job of that name in that namespace."""
+
+
+class QueueFull(RuntimeError):
+    """429: the backend runs and queues as many jobs as it may; the client should retry later."""
+
+
+class Jobs(Protocol):
+    """`LocalJobs` (runs `llmp run` here) or `ClusterJobs` (creates LLMJob objects for the operator). Every call names
+    the caller's namespace, which the API has already checked against the caller's token."""
+
+    def serves(self, namespace: str) -> str | None:
+        """None if this backend keeps jobs of `namespace`, else why not (a 403 for the caller)."""
+
+    def submit(self, namespace: str, job: LLMJob) -> dict[str, Any]: ...
+    def list(self, namespace: str) -> list[dict[str, Any]]: ...
+    def get(self, namespace: str, name: str) -> dict[str, Any]: ...
+    def delete(self, namespace: str, name: str) -> None: ...
