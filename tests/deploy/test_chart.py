@@ -209,6 +209,7 @@ def test_a_pattern_with_a_comma_is_refused_with_its_path():
     assert result.returncode != 0
     assert "at '/operator/allow/secrets/0'" in result.stderr
 
+
 def test_the_api_reads_the_token_hashes_the_chart_puts_in_its_secret():
     import base64
 
