@@ -56,6 +56,8 @@ def problems_from_validation_error(err: ValidationError, model: type[BaseModel],
     problems: list[Problem] = []
     for e in err.errors(include_url=False):
         loc = tuple(e["loc"])
+        if loc[-1:] == ("[key]",):  # pydantic's marker for a bad mapping key: the path is the key's own
+            loc = loc[:-1]
         ctx = e.get("ctx") or {}
         if "problems" in ctx:  # graph-level problems raised by a model validator, each with its own path
             problems.extend(ctx["problems"])

@@ -226,7 +226,7 @@ def path_fields(model: BaseModel) -> Iterator[tuple[Loc, str, str]]:
         for name, info in type(current).model_fields.items():
             value = getattr(current, name)
             key = info.alias or name
-            role = _role(info.annotation)
+            role = _role(info.annotation) or _role_in(info.metadata)
             if role is not None and isinstance(value, str):
                 if not _hub_dataset(current, name):
                     yield (*loc, key), role, value
@@ -242,6 +242,11 @@ def _hub_dataset(model: BaseModel, name: str) -> bool:
         return False
     value = getattr(model, name) or ""
     return not value.startswith(("/", ".", "~", "file://"))
+
+
+def _role_in(metadata: list[Any]) -> Literal["read", "write"] | None:
+    """pydantic moves the metadata of a top-level `Annotated` field into `FieldInfo.metadata`."""
+    return next((m.mode for m in metadata if isinstance(m, PathRole)), None)
 
 
 def _role(annotation: Any) -> Literal["read", "write"] | None:

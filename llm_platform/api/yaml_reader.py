@@ -30,6 +30,8 @@ def read_yaml(text: str, source: str | None = None) -> tuple[Any, yaml.Node | No
     loader = _Loader(text)
     try:
         return _compose(loader, source)
+    except SpecError:
+        raise
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark else None
