@@ -50,7 +50,7 @@ def _names_a_file(source: str) -> bool:
 def parse_job_text(text: str, source: str | None = None, policy: SpecPolicy = TRUSTED) -> LLMJob:
     data, root = read_yaml(text, source)
     if data is None:
-        raise SpecError([Problem((), "expected one YAML document holding an LLMJob, found none")], source)
+        raise SpecError([Problem((), "expected one YAML document holding an LLMJob, found none", 1)], source)
     try:
         return parse_job(data, source=source, policy=policy)
     except SpecError as e:
