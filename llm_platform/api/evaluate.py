@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from .base import SpecModel
 from .fields import ReadPath
+
+
+def _no_dots(name: str) -> str:
+    if ".." in name:
+        raise ValueError("a task name cannot contain '..'")
+    return name
+
+
+# lm-eval task names (mmlu_college_biology, lm-eval:arc_easy, bbh_cot_fewshot_...): never a path, since offline tasks
+# turn their name into a file name under data_dir
+TaskName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:+-]{0,199}$"), AfterValidator(_no_dots)]
 
 
 class GenerateSpec(SpecModel):
@@ -21,8 +32,9 @@ class GenerateSpec(SpecModel):
 
 class EvalSpec(SpecModel):
     metrics: list[Literal["perplexity"]] = Field(default_factory=lambda: ["perplexity"])
-    tasks: list[str] = Field(
+    tasks: list[TaskName] = Field(
         default_factory=list,
+        max_length=1000,
         description="lm-eval task names. mmlu, mmlu_<subject> and hellaswag are offline tasks over the files in "
         "`data_dir`; any other name (or `lm-eval:<name>`) is lm-eval's own task, downloaded from the Hugging Face hub.",
     )

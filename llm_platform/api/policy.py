@@ -27,6 +27,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 
+from llm_platform.confinement import is_inside, roots_from
+
 from .errors import Loc, Problem
 from .fields import PathRole, local_path
 
@@ -97,10 +99,11 @@ class SpecPolicy:
         credentials = dict(DEFAULT_CREDENTIALS) if not strict else {}
         if raw := environ.get("LLMP_CREDENTIALS"):
             credentials.update(parse_credentials(raw))
-        read, write = listed("LLMP_READ_ROOTS", os.pathsep), listed("LLMP_WRITE_ROOTS", os.pathsep)
+        read = roots_from(environ.get("LLMP_READ_ROOTS", "" if strict else None))
+        write = roots_from(environ.get("LLMP_WRITE_ROOTS", "" if strict else None))
         return cls(
-            read_roots=None if read is None else tuple(Path(r).resolve() for r in read),
-            write_roots=None if write is None else tuple(Path(r).resolve() for r in write),
+            read_roots=read,
+            write_roots=write,
             credentials=credentials,
             secret_refs=listed("LLMP_SECRET_REFS", ","),
             storage_endpoints=listed("LLMP_STORAGE_ENDPOINTS", ","),
@@ -207,8 +210,7 @@ def _path_problem(loc: Loc, mode: str, value: str, policy: SpecPolicy) -> Proble
         return None
     if not local.startswith("/"):
         return Problem(loc, f"give an absolute path under {_roots(roots)} (relative and ~ paths are not accepted here)")
-    resolved = Path(os.path.realpath(local))
-    if not any(resolved == root or resolved.is_relative_to(root) for root in roots):
+    if not is_inside(local, roots):
         verb = "read from" if mode == "read" else "write to"
         return Problem(loc, f"{value} is outside the folders jobs may {verb} here; use a path under {_roots(roots)}")
     return None

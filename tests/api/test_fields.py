@@ -174,6 +174,14 @@ def test_data_paths_and_endpoints_are_checked(data, path):
     assert path in paths_of(with_spec(DATA, f"data: {data}"))
 
 
+@pytest.mark.parametrize("task", ["mmlu_../../../etc/passwd", "mmlu_a/b", "has space", "", "-x"])
+def test_eval_task_names_are_never_paths(task):
+    text = with_spec(
+        "    needs: [pretrain]\n", f"    needs: [pretrain]\n    eval: {{tasks: ['{task}'], data_dir: /d}}\n"
+    )
+    assert "spec.stages[3].eval.tasks[0]" in paths_of(text)
+
+
 def test_node_selectors_are_label_maps():
     text = with_spec(DATA, DATA + "\n    resources: {node_selector: {'gpu type': a100}}")
     assert "spec.stages[0].resources.node_selector.gpu type" in paths_of(text)

@@ -195,3 +195,19 @@ def test_the_servers_aws_secret_never_reaches_a_user_chosen_host(endpoint, tmp_p
         synthetic_api_key(elsewhere)
     with pytest.raises(PermissionError, match="not allowed"):
         synthetic_api_key(SyntheticConfig(endpoint=endpoint, model="m", topics=("t",), credential="aws"))
+
+
+def test_readers_check_the_roots_again_when_they_open_files(tmp_path, monkeypatch):
+    from llm_platform.trainer.eval.benchmark_files import HELLASWAG_FILE, benchmark_file
+    from llm_platform.trainer.stages.context import fetch_uri
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "escape").symlink_to("/etc")
+    monkeypatch.setenv("LLMP_READ_ROOTS", str(tmp_path / "data"))
+    store = ArtifactStore.open(str(tmp_path / "store"))
+    with pytest.raises(PermissionError, match="outside the folders jobs may read"):
+        fetch_uri(f"{tmp_path}/data/escape", store)
+    with pytest.raises(PermissionError, match="eval.data_dir"):
+        benchmark_file(tmp_path / "data" / "escape", HELLASWAG_FILE)
+    (tmp_path / "data" / "model").mkdir()
+    assert fetch_uri(f"file://{tmp_path}/data/model", store) == tmp_path / "data" / "model"

@@ -11,6 +11,7 @@ from rich.console import Console
 
 from llm_platform.api import LLMJob, Stage
 from llm_platform.api.dag import EXTERNAL, input_sources
+from llm_platform.confinement import check_local
 from llm_platform.storage import ArtifactStore
 
 
@@ -70,6 +71,7 @@ def fetch_uri(uri: str, store: ArtifactStore) -> Path:
                 other.backend.get_file(key, dest / key[len(name) + 1 :])
         return dest
     path = Path(uri.removeprefix("file://")).expanduser()
+    check_local(path, "read", uri)
     if not path.exists():
         raise FileNotFoundError(f"spec.model.from: {uri} does not exist")
     return path
