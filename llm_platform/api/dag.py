@@ -11,7 +11,7 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
-from .errors import Problem
+from .errors import Problem, shorten
 from .stage import OUTPUTS, Stage
 
 
@@ -60,7 +60,7 @@ def naming_problems(stages: Sequence[StageLike]) -> list[Problem]:
             problems.append(
                 Problem(
                     ("spec", "stages", i, "name"),
-                    f"duplicate stage name '{stage.name}' (also stages[{seen[stage.name]}]); "
+                    f"duplicate stage name '{shorten(str(stage.name), 80)}' (also stages[{seen[stage.name]}]); "
                     "give every stage a unique name",
                 )
             )
@@ -69,7 +69,7 @@ def naming_problems(stages: Sequence[StageLike]) -> list[Problem]:
     for i, stage in enumerate(stages):
         for j, need in enumerate(stage.needs):
             if need not in seen:
-                message = f"'{need}' is not a stage of this job; stages are: {names}"
+                message = f"'{shorten(str(need), 80)}' is not a stage of this job; stages are: {names}"
                 problems.append(Problem(("spec", "stages", i, "needs", j), message))
     if problems:
         return problems

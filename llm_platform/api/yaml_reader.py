@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from .errors import Problem, SpecError
+from .errors import Problem, SpecError, shorten
 from .limits import MAX_DEPTH, MAX_DOCUMENT_BYTES, MAX_NODES
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -132,7 +132,8 @@ def _attach(parent: _Open, data: Any, node: yaml.Node, source: str | None) -> No
             raise SpecError([Problem((), "a mapping key must be a string or an integer", line)], source)
         if data in parent.keys:
             line = node.start_mark.line + 1
-            raise SpecError([Problem((), f"the key '{data}' appears twice in one mapping; keep one", line)], source)
+            message = f"the key '{shorten(str(data), 80)}' appears twice in one mapping; keep one"
+            raise SpecError([Problem((), message, line)], source)
         parent.keys.add(data)
         parent.key_node = node
         parent.key_data = data

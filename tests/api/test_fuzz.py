@@ -150,6 +150,8 @@ def test_fuzzed_specs_are_accepted_correctly_or_refused_with_a_field_path():
             unplaced = [str(p) for p in e.problems if not _says_where(p)]
             if not e.problems or unplaced:
                 failures.append(f"{case.name}: rejection without a field path: {unplaced or 'no problems'}")
+            if len(str(e)) > 5000 + 500 * len(e.problems):
+                failures.append(f"{case.name}: a message of {len(str(e))} characters")
             continue
         except Exception as e:  # noqa: BLE001 - any other exception is exactly what this test looks for
             counts["crashed"] += 1
