@@ -7,13 +7,16 @@ C4, FineWeb, datatrove's MinHash). These models mirror the library's config data
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
 from .base import SpecModel
 from .fields import CredentialName, EndpointUrl, ReadPath
 
+LanguageCode = Annotated[str, Field(pattern=r"^[a-z]{2}$")]  # ISO 639-1
+NgramSize = Annotated[int, Field(ge=1, le=64)]
+Fraction = Annotated[float, Field(ge=0, le=1)]
 PII_KINDS = ("email", "phone", "ip", "credit_card", "iban", "secret")
 PiiKind = Literal["email", "phone", "ip", "credit_card", "iban", "secret"]
 
@@ -27,7 +30,11 @@ class Source(SpecModel):
         "or local dataset folder, streamed. Globs may be local or s3://bucket/prefix*."
     )
     path: ReadPath | None = Field(None, description="Glob of files, or the dataset for `hf` (not used by `stdlib`).")
-    include: str = Field("*.py", description="For `stdlib`: which files of the tree to read.")
+    include: str = Field(
+        "*.py",
+        pattern=r"^[^/\\]{1,100}$",
+        description="For `stdlib`: which files of the tree to read (a file-name glob, e.g. *.py).",
+    )
     field: str = Field("text", description="For jsonl/parquet/hf: the field or column holding the text.")
     max_docs: int | None = Field(None, ge=1, le=2**40, description="Read at most this many documents from the source.")
     config: str | None = Field(None, description="For `hf`: the dataset's configuration (subset) name.")
@@ -57,9 +64,13 @@ class CleanSpec(SpecModel):
 class LanguageSpec(SpecModel):
     """Language identification with lingua (models ship in the wheel); FineWeb's threshold by default."""
 
-    keep: list[str] = Field(["en"], description="ISO 639-1 codes to keep; empty: tag every document, drop none.")
+    keep: list[LanguageCode] = Field(
+        ["en"], description="ISO 639-1 codes to keep; empty: tag every document, drop none."
+    )
     threshold: float = Field(0.65, ge=0, le=1, description="Minimum confidence of the top language.")
-    candidates: list[str] | None = Field(None, description="Languages to tell apart (faster); default: all 75.")
+    candidates: list[LanguageCode] | None = Field(
+        None, description="Languages to tell apart (faster); default: all 75."
+    )
     max_chars: int = Field(2000, ge=1, description="Identify on the first this-many characters.")
     low_accuracy: bool = Field(False, description="lingua's low-accuracy mode: faster, weaker on short texts.")
 
@@ -86,10 +97,10 @@ class GopherRepetitionSpec(SpecModel):
     dup_para_frac: float | None = Field(0.30, ge=0, le=1)
     dup_line_char_frac: float | None = Field(0.20, ge=0, le=1)
     dup_para_char_frac: float | None = Field(0.20, ge=0, le=1)
-    top_ngram_char_frac: dict[int, float] = Field(
+    top_ngram_char_frac: dict[NgramSize, Fraction] = Field(
         {2: 0.20, 3: 0.18, 4: 0.16}, description="n -> max share of characters in the most frequent n-gram."
     )
-    dup_ngram_char_frac: dict[int, float] = Field(
+    dup_ngram_char_frac: dict[NgramSize, Fraction] = Field(
         {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10},
         description="n -> max share of characters in repeated n-grams.",
     )
@@ -138,7 +149,7 @@ class PerplexitySpec(SpecModel):
     max_perplexity: float | None = Field(None, gt=0, description="Drop documents above (unlike the reference).")
     max_tokens: int = Field(512, ge=2, description="Score the first this-many tokens.")
     batch_size: int = Field(8, ge=1)
-    device: str = "cpu"
+    device: str = Field("cpu", pattern=r"^(cpu|cuda(:[0-9]{1,2})?|mps)$")
 
 
 class ToxicitySpec(SpecModel):

@@ -28,7 +28,7 @@ class DatasetRef(SpecModel):
 
 class LoraSpec(SpecModel):
     rank: int = Field(16, ge=1, le=4096)
-    alpha: float = Field(32.0, gt=0)
+    alpha: float = Field(32.0, gt=0, le=1e6)
     dropout: float = Field(0.0, ge=0, lt=1)
     targets: list[str] | Literal["all-linear"] = Field("all-linear", description="Module names, or all-linear.")
 

@@ -168,6 +168,12 @@ DATA = "data: {sources: [{type: stdlib}]}"
          "spec.stages[0].data.synthetic.endpoint"),
         ("{sources: [{type: stdlib}], synthetic: {endpoint: 'http://h/v1', model: m, topics: [t], "
          "api_key_env: AWS_SECRET_ACCESS_KEY}}", "spec.stages[0].data.synthetic.api_key_env"),
+        ("{sources: [{type: stdlib, include: '../../../etc/*'}]}", "spec.stages[0].data.sources[0].include"),
+        ("{sources: [{type: stdlib}], language: {keep: [english]}}", "spec.stages[0].data.language.keep[0]"),
+        ("{sources: [{type: stdlib}], filters: [{gopher_repetition: {top_ngram_char_frac: {-2: 0.2}}}]}",
+         "spec.stages[0].data.filters[0].gopher_repetition.top_ngram_char_frac[-2]"),
+        ("{sources: [{type: stdlib}], filters: [{perplexity: {model: /m, device: 'cuda; rm -rf /'}}]}",
+         "spec.stages[0].data.filters[0].perplexity.device"),
     ],
 )  # fmt: skip
 def test_data_paths_and_endpoints_are_checked(data, path):
