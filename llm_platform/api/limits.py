@@ -49,6 +49,8 @@ def structure_problems(data: Any) -> list[Problem]:
             stack.extend((item, (*loc, i)) for i, item in enumerate(value))
         elif isinstance(value, str):
             size += len(value)
+            if not value.isascii() and not _encodable(value):
+                problems.append(Problem(loc, "not valid text: a lone UTF-16 surrogate"))
         elif isinstance(value, float) and not math.isfinite(value):
             problems.append(Problem(loc, f"{value} is not a finite number; write a real number"))
         elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
@@ -72,6 +74,14 @@ def stage_count_problems(data: dict) -> list[Problem]:
             )
         ]
     return []
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _short(value: int) -> str:

@@ -27,11 +27,21 @@ def read_yaml(text: str, source: str | None = None) -> tuple[Any, yaml.Node | No
     """The one document in `text` as plain data, and its node tree (for line numbers)."""
     if len(text) > MAX_DOCUMENT_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_DOCUMENT_BYTES:
         raise SpecError([Problem((), f"the document is larger than {MAX_DOCUMENT_BYTES // 1024} KiB")], source)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        line = text.count("\n", 0, e.start) + 1
+        raise SpecError([Problem((), "not valid text: a lone UTF-16 surrogate", line)], source) from None
     loader = _Loader(text)
     try:
         return _compose(loader, source)
     except SpecError:
         raise
+    except yaml.reader.ReaderError as e:  # a character YAML does not allow, e.g. a control character
+        line = text.count("\n", 0, max(e.position, 0)) + 1
+        raise SpecError(
+            [Problem((), f"not valid YAML: {e.reason} (character {e.character!r})", line)], source
+        ) from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark else None

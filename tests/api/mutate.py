@@ -90,6 +90,7 @@ class Mutator:
             self.duplicate_line,
             self.yaml_tag,
             self.truncate,
+            self.odd_character,
         ]
 
     def cases(self, count: int) -> Iterator[Case]:
@@ -222,6 +223,11 @@ class Mutator:
             i = self.rng.choice(scalars)
             lines[i] = lines[i].partition(": ")[0] + ": " + tag
         return "yaml_tag", "\n".join(lines) + "\n"
+
+    def odd_character(self, text):
+        at = self.rng.randrange(len(text) + 1)
+        odd = self.rng.choice(["\x00", "\x07", "\t", "\ufeff", "\udc80", "\u2028", "\r", "\x85", "\\", "'", '"', "%"])
+        return "odd_character", text[:at] + odd + text[at:]
 
     def truncate(self, text):
         return "truncate", text[: self.rng.randrange(len(text) + 1)]

@@ -118,7 +118,17 @@ def test_wrong_types_are_spec_errors_naming_the_field(old, new, path):
     assert path in [p.path for p in info.value.problems], info.value
 
 
-@pytest.mark.parametrize("source", ["x" * 5000, "a\0b", "[unclosed", "", "42", "- a list"])
+@pytest.mark.parametrize(
+    "source", ["x" * 5000, "a\0b", "[unclosed", "", "42", "- a list", "x: 1\na: \x07", "a: \udc80", "a: b\n\tc: d"]
+)
 def test_load_job_never_raises_anything_but_spec_error(source):
     with pytest.raises(SpecError):
         load_job(source)
+
+
+def test_characters_yaml_refuses_are_reported_at_their_line():
+    found = refused("apiVersion: x\nkind: \x07\n")
+    assert found == ["line 2: <root>: not valid YAML: control characters are not allowed (character 7)"]
+    assert refused('kind: LLMJob\nmetadata: {name: "a\udc80"}\n')[0].startswith("line 2: ")
+    with pytest.raises(SpecError, match="metadata.name: not valid text"):
+        parse_job({"metadata": {"name": "a\ud800"}, "spec": {}})
