@@ -25,10 +25,12 @@ _TEXT_TAGS = {_TAG + t for t in ("timestamp", "merge", "value")}
 
 def read_yaml(text: str, source: str | None = None) -> tuple[Any, yaml.Node | None]:
     """The one document in `text` as plain data, and its node tree (for line numbers)."""
-    if len(text) > MAX_DOCUMENT_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_DOCUMENT_BYTES:
-        raise SpecError([Problem((), f"the document is larger than {MAX_DOCUMENT_BYTES // 1024} KiB")], source)
+    too_big = SpecError([Problem((), f"the document is larger than {MAX_DOCUMENT_BYTES // 1024} KiB")], source)
+    if len(text) > MAX_DOCUMENT_BYTES:  # characters: no more than bytes, and cheap to count
+        raise too_big
     try:
-        text.encode("utf-8")
+        if len(text.encode("utf-8")) > MAX_DOCUMENT_BYTES:
+            raise too_big
     except UnicodeEncodeError as e:
         line = text.count("\n", 0, e.start) + 1
         raise SpecError([Problem((), "not valid text: a lone UTF-16 surrogate", line)], source) from None
