@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from .base import SpecModel
 from .fields import CredentialName, EndpointUrl, ReadPath
@@ -32,13 +32,21 @@ class Source(SpecModel):
     path: ReadPath | None = Field(None, description="Glob of files, or the dataset for `hf` (not used by `stdlib`).")
     include: str = Field(
         "*.py",
-        pattern=r"^[^/\\]{1,100}$",
-        description="For `stdlib`: which files of the tree to read (a file-name glob, e.g. *.py).",
+        min_length=1,
+        max_length=200,
+        description="For `stdlib`: which files of the tree to read, a glob inside it (e.g. *.py, email/*.py).",
     )
     field: str = Field("text", description="For jsonl/parquet/hf: the field or column holding the text.")
     max_docs: int | None = Field(None, ge=1, le=2**40, description="Read at most this many documents from the source.")
     config: str | None = Field(None, description="For `hf`: the dataset's configuration (subset) name.")
     split: str = Field("train", description="For `hf`: the split to stream.")
+
+    @field_validator("include")
+    @classmethod
+    def _inside_the_tree(cls, include: str) -> str:
+        if include.startswith(("/", "~")) or ".." in include.replace("\\", "/").split("/"):
+            raise ValueError("a glob inside the standard library's tree: no leading '/' or '~', no '..'")
+        return include
 
     @model_validator(mode="after")
     def _path_needed(self) -> Source:
