@@ -23,11 +23,18 @@ console = Console()
 err = Console(stderr=True)
 
 
+def _local_policy():
+    """The local user's own machine: any path they can open; credentials built in or in LLMP_CREDENTIALS."""
+    from llm_platform.api.policy import SpecPolicy
+
+    return SpecPolicy.from_env(strict=False)
+
+
 def _load(path: Path):
     from llm_platform.api import SpecError, load_job
 
     try:
-        return load_job(path)
+        return load_job(path, policy=_local_policy())
     except SpecError as e:
         err.print(str(e), markup=False)
         raise typer.Exit(2) from None
@@ -41,7 +48,7 @@ def validate(files: Annotated[list[Path], typer.Argument(help="LLMJob YAML files
     bad = 0
     for path in files:
         try:
-            job = load_job(path)
+            job = load_job(path, policy=_local_policy())
             console.print(f"{path}: OK ({job.metadata.name}, {len(job.spec.stages)} stages)", markup=False)
         except SpecError as e:
             bad += 1

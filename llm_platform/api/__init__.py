@@ -3,14 +3,17 @@
 from .errors import Problem, SpecError
 from .job import API_VERSION, KIND, JobSpec, JobStatus, LLMJob, Metadata, ModelSpec, StageStatus, StorageSpec
 from .load import load_job, parse_job, parse_job_text
+from .policy import TRUSTED, Credential, SpecPolicy
 from .stage import OUTPUTS, SECTIONS, STAGE_KINDS, Stage
 
 __all__ = [
     "API_VERSION",
     "KIND",
     "OUTPUTS",
+    "TRUSTED",
     "SECTIONS",
     "STAGE_KINDS",
+    "Credential",
     "JobSpec",
     "JobStatus",
     "LLMJob",
@@ -18,6 +21,7 @@ __all__ = [
     "ModelSpec",
     "Problem",
     "SpecError",
+    "SpecPolicy",
     "Stage",
     "StageStatus",
     "StorageSpec",

@@ -1,12 +1,17 @@
-"""The stage graph: order, ancestry and where each stage's inputs come from. Pure functions over a list of stages."""
+"""The stage graph: order, ancestry and where each stage's inputs come from. Pure functions over a list of stages.
+
+Every function here runs in time linear in the size of the graph (stages plus `needs` edges; `topological_order` adds
+a sort) and without recursion, so a hostile spec with thousands of stages or a long `needs` chain costs milliseconds,
+never a RecursionError. tests/api/test_dag.py holds them to that by counting operations.
+"""
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Protocol
 
-from .errors import Problem
+from .errors import Problem, shorten
 from .stage import OUTPUTS, Stage
 
 
@@ -16,6 +21,7 @@ class StageLike(Protocol):
 
 
 EXTERNAL = "<spec.model.from>"
+_NAMES_SHOWN = 12  # how many stage names an "unknown stage" message lists
 
 
 def graph_problems(stages: Sequence[Stage], external: Sequence[str] = ()) -> list[Problem]:
@@ -26,10 +32,11 @@ def graph_problems(stages: Sequence[Stage], external: Sequence[str] = ()) -> lis
     problems = naming_problems(stages)
     if problems:
         return problems
+    available = upstream_artifacts(stages)
     for i, stage in enumerate(stages):
-        sources = input_sources(stages, stage.name, external)
+        have = available[stage.name]
         for artifact in stage.inputs:
-            if artifact not in sources:
+            if artifact not in have and artifact not in external:
                 producers = [kind for kind, outs in OUTPUTS.items() if artifact in outs]
                 problems.append(
                     Problem(
@@ -53,20 +60,17 @@ def naming_problems(stages: Sequence[StageLike]) -> list[Problem]:
             problems.append(
                 Problem(
                     ("spec", "stages", i, "name"),
-                    f"duplicate stage name '{stage.name}' (also stages[{seen[stage.name]}]); "
+                    f"duplicate stage name '{shorten(str(stage.name), 80)}' (also stages[{seen[stage.name]}]); "
                     "give every stage a unique name",
                 )
             )
         seen.setdefault(stage.name, i)
+    names = _some_names(seen)
     for i, stage in enumerate(stages):
         for j, need in enumerate(stage.needs):
             if need not in seen:
-                problems.append(
-                    Problem(
-                        ("spec", "stages", i, "needs", j),
-                        f"'{need}' is not a stage of this job; stages are: {', '.join(seen)}",
-                    )
-                )
+                message = f"'{shorten(str(need), 80)}' is not a stage of this job; stages are: {names}"
+                problems.append(Problem(("spec", "stages", i, "needs", j), message))
     if problems:
         return problems
     cycle = find_cycle(stages)
@@ -80,68 +84,115 @@ def naming_problems(stages: Sequence[StageLike]) -> list[Problem]:
     return []
 
 
+def _some_names(seen: dict[str, int]) -> str:
+    """The first stage names, enough to spot a typo; a message must not grow with the size of a hostile spec."""
+    shown = ", ".join(name for name, _ in zip(seen, range(_NAMES_SHOWN), strict=False))
+    return shown + (f", ... ({len(seen)} stages)" if len(seen) > _NAMES_SHOWN else "")
+
+
 def _a(word: str) -> str:
     return f"{'an' if word[0] in 'aeiou' else 'a'} '{word}'"
 
 
 def find_cycle(stages: Sequence[StageLike]) -> list[str]:
-    """A list of stage names forming a cycle through `needs`, or [] when the graph is acyclic."""
+    """A list of stage names forming a cycle through `needs`, or [] when the graph is acyclic.
+
+    Depth-first search with an explicit stack (a 3,000-long chain must not hit Python's recursion limit); needs that
+    name no stage are ignored here (naming_problems reports them)."""
     needs = {s.name: s.needs for s in stages}
-    state: dict[str, int] = {}  # 1: on the current path, 2: done
-    path: list[str] = []
-
-    def visit(name: str) -> list[str]:
-        state[name] = 1
-        path.append(name)
-        for need in needs.get(name, ()):
-            if state.get(need) == 1:
-                return path[path.index(need) :]
-            if need not in state and (found := visit(need)):
-                return found
-        path.pop()
-        state[name] = 2
-        return []
-
-    for stage in stages:
-        if stage.name not in state and (found := visit(stage.name)):
-            return found
+    done: set[str] = set()
+    for root in needs:
+        if root in done:
+            continue
+        path = [root]
+        on_path = {root: 0}  # name -> index in path
+        pending = [iter(needs[root])]
+        while pending:
+            for need in pending[-1]:
+                if need in on_path:
+                    return path[on_path[need] :]
+                if need in needs and need not in done:
+                    on_path[need] = len(path)
+                    path.append(need)
+                    pending.append(iter(needs[need]))
+                    break
+            else:  # every need of path[-1] explored
+                finished = path.pop()
+                del on_path[finished]
+                done.add(finished)
+                pending.pop()
     return []
 
 
-def topological_order(stages: Sequence[Stage]) -> list[str]:
-    """Stage names so that every stage comes after its needs; ties keep the order of the spec."""
-    position = {s.name: i for i, s in enumerate(stages)}
-    waiting = {s.name: set(s.needs) for s in stages}
-    order: list[str] = []
-    while waiting:
-        ready = sorted((n for n, w in waiting.items() if not w), key=position.__getitem__)
-        if not ready:
-            raise ValueError(f"stage graph has a cycle: {find_cycle(stages)}")
-        for name in ready:
-            order.append(name)
-            del waiting[name]
-        for w in waiting.values():
-            w.difference_update(ready)
-    return order
+def topological_order(stages: Sequence[StageLike]) -> list[str]:
+    """Stage names so that every stage comes after its needs. Stages are grouped by depth (the longest `needs` chain
+    below them) and ties keep the order of the spec, so independent stages start together and in a stable order."""
+    names = [s.name for s in stages]
+    position = {name: i for i, name in enumerate(names)}
+    missing = {s.name: len(set(s.needs)) for s in stages}  # needs not yet placed
+    dependents: dict[str, list[str]] = {name: [] for name in names}
+    for stage in stages:
+        for need in set(stage.needs):
+            if need in dependents:
+                dependents[need].append(stage.name)
+    depth = dict.fromkeys(names, 0)
+    ready = deque(name for name in names if missing[name] == 0)
+    placed: list[str] = []
+    while ready:
+        current = ready.popleft()
+        placed.append(current)
+        for dependent in dependents[current]:
+            depth[dependent] = max(depth[dependent], depth[current] + 1)
+            missing[dependent] -= 1
+            if missing[dependent] == 0:
+                ready.append(dependent)
+    if len(placed) != len(names):
+        raise ValueError(f"stage graph has a cycle or an unknown need: {find_cycle(stages) or sorted(missing)}")
+    return sorted(placed, key=lambda name: (depth[name], position[name]))
 
 
-def ancestors(stages: Sequence[Stage], name: str) -> list[str]:
+def ancestors(stages: Sequence[StageLike], name: str) -> list[str]:
     """Stages reachable through `needs`, nearest first (breadth-first, in `needs` order)."""
-    by_name = {s.name: s for s in stages}
-    found: list[str] = []
-    queue = deque(by_name[name].needs)
+    needs = {s.name: s.needs for s in stages}
+    return _reachable(needs, needs[name])
+
+
+def descendants(stages: Sequence[StageLike], name: str) -> list[str]:
+    """Stages that (transitively) need `name`, in topological order."""
+    dependents: dict[str, list[str]] = {s.name: [] for s in stages}
+    for stage in stages:
+        for need in stage.needs:
+            if need in dependents:
+                dependents[need].append(stage.name)
+    below = set(_reachable(dependents, dependents[name]))
+    return [s for s in topological_order(stages) if s in below]
+
+
+def _reachable(edges: dict[str, list[str]], start: Iterable[str]) -> list[str]:
+    """Names reachable from `start` along `edges`, breadth-first, each once."""
+    found: dict[str, None] = {}
+    queue = deque(start)
     while queue:
         current = queue.popleft()
         if current in found:
             continue
-        found.append(current)
-        queue.extend(by_name[current].needs)
-    return found
+        found[current] = None
+        queue.extend(edges.get(current, ()))
+    return list(found)
 
 
-def descendants(stages: Sequence[Stage], name: str) -> list[str]:
-    """Stages that (transitively) need `name`, in topological order."""
-    return [s for s in topological_order(stages) if name in ancestors(stages, s)]
+def upstream_artifacts(stages: Sequence[Stage]) -> dict[str, frozenset[str]]:
+    """For each stage, the artifacts some stage among its ancestors produces: one pass in topological order, each
+    edge visited once (the artifact kinds are a handful, so a union costs a constant)."""
+    by_name = {s.name: s for s in stages}
+    available: dict[str, frozenset[str]] = {}
+    for name in topological_order(stages):
+        found: set[str] = set()
+        for need in by_name[name].needs:
+            found |= available[need]
+            found.update(by_name[need].outputs)
+        available[name] = frozenset(found)
+    return available
 
 
 def input_sources(stages: Sequence[Stage], name: str, external: Sequence[str] = ()) -> dict[str, str]:

@@ -7,12 +7,16 @@ C4, FineWeb, datatrove's MinHash). These models mirror the library's config data
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from .base import SpecModel
+from .fields import CredentialName, EndpointUrl, ReadPath
 
+LanguageCode = Annotated[str, Field(pattern=r"^[a-z]{2}$")]  # ISO 639-1
+NgramSize = Annotated[int, Field(ge=1, le=64)]
+Fraction = Annotated[float, Field(ge=0, le=1)]
 PII_KINDS = ("email", "phone", "ip", "credit_card", "iban", "secret")
 PiiKind = Literal["email", "phone", "ip", "credit_card", "iban", "secret"]
 
@@ -25,12 +29,24 @@ class Source(SpecModel):
         "files; jsonl: a glob of JSON-lines files; parquet: a glob of Parquet files; hf: a Hugging Face dataset name "
         "or local dataset folder, streamed. Globs may be local or s3://bucket/prefix*."
     )
-    path: str | None = Field(None, description="Glob of files, or the dataset for `hf` (not used by `stdlib`).")
-    include: str = Field("*.py", description="For `stdlib`: which files of the tree to read.")
+    path: ReadPath | None = Field(None, description="Glob of files, or the dataset for `hf` (not used by `stdlib`).")
+    include: str = Field(
+        "*.py",
+        min_length=1,
+        max_length=200,
+        description="For `stdlib`: which files of the tree to read, a glob inside it (e.g. *.py, email/*.py).",
+    )
     field: str = Field("text", description="For jsonl/parquet/hf: the field or column holding the text.")
-    max_docs: int | None = Field(None, ge=1, description="Read at most this many documents from the source.")
+    max_docs: int | None = Field(None, ge=1, le=2**40, description="Read at most this many documents from the source.")
     config: str | None = Field(None, description="For `hf`: the dataset's configuration (subset) name.")
     split: str = Field("train", description="For `hf`: the split to stream.")
+
+    @field_validator("include")
+    @classmethod
+    def _inside_the_tree(cls, include: str) -> str:
+        if include.startswith(("/", "~")) or ".." in include.replace("\\", "/").split("/"):
+            raise ValueError("a glob inside the standard library's tree: no leading '/' or '~', no '..'")
+        return include
 
     @model_validator(mode="after")
     def _path_needed(self) -> Source:
@@ -56,9 +72,13 @@ class CleanSpec(SpecModel):
 class LanguageSpec(SpecModel):
     """Language identification with lingua (models ship in the wheel); FineWeb's threshold by default."""
 
-    keep: list[str] = Field(["en"], description="ISO 639-1 codes to keep; empty: tag every document, drop none.")
+    keep: list[LanguageCode] = Field(
+        ["en"], description="ISO 639-1 codes to keep; empty: tag every document, drop none."
+    )
     threshold: float = Field(0.65, ge=0, le=1, description="Minimum confidence of the top language.")
-    candidates: list[str] | None = Field(None, description="Languages to tell apart (faster); default: all 75.")
+    candidates: list[LanguageCode] | None = Field(
+        None, description="Languages to tell apart (faster); default: all 75."
+    )
     max_chars: int = Field(2000, ge=1, description="Identify on the first this-many characters.")
     low_accuracy: bool = Field(False, description="lingua's low-accuracy mode: faster, weaker on short texts.")
 
@@ -85,10 +105,10 @@ class GopherRepetitionSpec(SpecModel):
     dup_para_frac: float | None = Field(0.30, ge=0, le=1)
     dup_line_char_frac: float | None = Field(0.20, ge=0, le=1)
     dup_para_char_frac: float | None = Field(0.20, ge=0, le=1)
-    top_ngram_char_frac: dict[int, float] = Field(
+    top_ngram_char_frac: dict[NgramSize, Fraction] = Field(
         {2: 0.20, 3: 0.18, 4: 0.16}, description="n -> max share of characters in the most frequent n-gram."
     )
-    dup_ngram_char_frac: dict[int, float] = Field(
+    dup_ngram_char_frac: dict[NgramSize, Fraction] = Field(
         {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10},
         description="n -> max share of characters in repeated n-grams.",
     )
@@ -122,7 +142,7 @@ class FineWebSpec(SpecModel):
 class ClassifierSpec(SpecModel):
     """A hashed n-gram classifier (`HashedNgramClassifier.save`) scoring each document for `label`."""
 
-    model: str = Field(description="Path of the classifier's .npz file.")
+    model: ReadPath = Field(description="Path of the classifier's .npz file.")
     label: str = Field("hq", description="The label whose probability is the score.")
     min_score: float | None = Field(0.5, ge=0, le=1, description="Drop documents scoring below.")
     max_score: float | None = Field(None, ge=0, le=1, description="Drop documents scoring above.")
@@ -131,13 +151,13 @@ class ClassifierSpec(SpecModel):
 class PerplexitySpec(SpecModel):
     """Perplexity under a small model of ours (an HF-format checkpoint folder with its tokenizer)."""
 
-    model: str = Field(description="Checkpoint folder (config.json, model.safetensors, tokenizer files).")
-    tokenizer: str | None = Field(None, description="Tokenizer folder, if not the model's.")
+    model: ReadPath = Field(description="Checkpoint folder (config.json, model.safetensors, tokenizer files).")
+    tokenizer: ReadPath | None = Field(None, description="Tokenizer folder, if not the model's.")
     min_perplexity: float | None = Field(None, gt=0, description="Drop documents below (verbatim boilerplate).")
     max_perplexity: float | None = Field(None, gt=0, description="Drop documents above (unlike the reference).")
     max_tokens: int = Field(512, ge=2, description="Score the first this-many tokens.")
     batch_size: int = Field(8, ge=1)
-    device: str = "cpu"
+    device: str = Field("cpu", pattern=r"^(cpu|cuda(:[0-9]{1,2})?|mps)$")
 
 
 class ToxicitySpec(SpecModel):
@@ -145,8 +165,8 @@ class ToxicitySpec(SpecModel):
 
     max_bad_words: int = Field(0, ge=0, description="Drop pages with more listed words than this.")
     builtin_words: bool = Field(True, description="Use the built-in English list.")
-    word_list: str | None = Field(None, description="A file of extra words or phrases, one per line.")
-    classifier: str | None = Field(None, description="A hashed n-gram classifier with a toxicity label.")
+    word_list: ReadPath | None = Field(None, description="A file of extra words or phrases, one per line.")
+    classifier: ReadPath | None = Field(None, description="A hashed n-gram classifier with a toxicity label.")
     label: str = "toxic"
     max_score: float = Field(0.4, ge=0, le=1)
 
@@ -180,10 +200,10 @@ class FilterStep(SpecModel):
 class MinHashSpec(SpecModel):
     """Near-duplicate removal by MinHash + LSH; datatrove's defaults (Jaccard ~0.8 caught with p = 0.92)."""
 
-    ngram: int = Field(5, ge=1, description="Word n-gram (shingle) size.")
-    bands: int = Field(14, ge=1, description="LSH bands.")
-    rows: int = Field(8, ge=1, description="Minimum hashes per band.")
-    seed: int = 1
+    ngram: int = Field(5, ge=1, le=64, description="Word n-gram (shingle) size.")
+    bands: int = Field(14, ge=1, le=1024, description="LSH bands.")
+    rows: int = Field(8, ge=1, le=1024, description="Minimum hashes per band.")
+    seed: int = Field(1, ge=0, le=2**32 - 1)
 
 
 class DedupSpec(SpecModel):
@@ -202,7 +222,7 @@ class DecontaminateSpec(SpecModel):
     """Drop documents sharing word n-grams with evaluation sets."""
 
     sources: list[Source] = Field(min_length=1, description="The eval sets, read like corpus sources.")
-    ngram: int = Field(13, ge=1)
+    ngram: int = Field(13, ge=1, le=64)
     min_item_words: int = Field(8, ge=1, description="Eval items shorter than this are not matched.")
     max_matches: int = Field(0, ge=0, description="Drop documents with more matching n-grams than this.")
 
@@ -210,18 +230,24 @@ class DecontaminateSpec(SpecModel):
 class SyntheticSpec(SpecModel):
     """Generate instruction data with an OpenAI-compatible endpoint; written to synthetic/instructions.jsonl."""
 
-    endpoint: str = Field(description="Base URL of the API, e.g. http://localhost:8000/v1.")
-    model: str
-    topics: list[str] = Field(min_length=1, description="Seed topics; `per_topic` instructions each.")
-    per_topic: int = Field(4, ge=1)
-    judge_endpoint: str | None = Field(None, description="Endpoint of the critique model; default: `endpoint`.")
-    judge_model: str | None = Field(None, description="Critique model; default: `model`.")
-    api_key_env: str | None = Field("OPENAI_API_KEY", description="Environment variable holding the API key.")
+    endpoint: EndpointUrl = Field(description="Base URL of the API, e.g. http://localhost:8000/v1.")
+    model: str = Field(max_length=256)
+    topics: list[str] = Field(
+        min_length=1, max_length=10_000, description="Seed topics; `per_topic` instructions each."
+    )
+    per_topic: int = Field(4, ge=1, le=10_000)
+    judge_endpoint: EndpointUrl | None = Field(None, description="Endpoint of the critique model; default: `endpoint`.")
+    judge_model: str | None = Field(None, max_length=256, description="Critique model; default: `model`.")
+    credential: CredentialName | None = Field(
+        None,
+        description="Name of an API key the site's configuration allows for these endpoints (e.g. `openai` for "
+        "https://api.openai.com/v1); none: no key is sent. A spec never names an environment variable.",
+    )
     temperature: float = Field(0.9, ge=0, le=2)
-    max_tokens: int = Field(512, ge=1)
+    max_tokens: int = Field(512, ge=1, le=1_048_576)
     min_score: float = Field(4.0, ge=1, le=5, description="Minimum mean of helpfulness, correctness, coherence.")
     max_similarity: float = Field(0.6, ge=0, le=1, description="Max 3-gram similarity to a kept instruction.")
-    concurrency: int = Field(4, ge=1)
+    concurrency: int = Field(4, ge=1, le=256)
 
 
 class DataSpec(SpecModel):

@@ -43,11 +43,17 @@ class SpecError(ValueError):
         super().__init__(f"{head}invalid LLMJob ({count}):\n" + "\n".join(f"  - {p}" for p in problems))
 
 
+def shorten(text: str, limit: int = 120) -> str:
+    """A value as a message quotes it: a hostile spec must not make its error messages huge."""
+    return text if len(text) <= limit else f"{text[: limit - 20]}... ({len(text)} characters)"
+
+
 def format_loc(loc: Loc) -> str:
     """('spec', 'stages', 2, 'train', 'lr') -> 'spec.stages[2].train.lr'."""
     out = ""
     for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        part = part if isinstance(part, int) else shorten(str(part), 80)
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
     return out or "<root>"
 
 
@@ -56,6 +62,8 @@ def problems_from_validation_error(err: ValidationError, model: type[BaseModel],
     problems: list[Problem] = []
     for e in err.errors(include_url=False):
         loc = tuple(e["loc"])
+        if loc[-1:] == ("[key]",):  # pydantic's marker for a bad mapping key: the path is the key's own
+            loc = loc[:-1]
         ctx = e.get("ctx") or {}
         if "problems" in ctx:  # graph-level problems raised by a model validator, each with its own path
             problems.extend(ctx["problems"])
@@ -67,7 +75,7 @@ def problems_from_validation_error(err: ValidationError, model: type[BaseModel],
         if message.startswith("Value error, "):
             message = message.removeprefix("Value error, ")
         if e["type"] not in ("missing",) and not isinstance(e.get("input"), dict | list):
-            message += f" (got {e.get('input')!r})"
+            message += f" (got {shorten(repr(e.get('input')))})"
         problems.append(Problem(loc, message))
     return problems
 

@@ -7,18 +7,19 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from .base import SpecModel
+from .fields import ReadPath
 
 
 class DatasetRef(SpecModel):
     """A dataset of examples: JSONL (local or s3://) with named fields."""
 
-    path: str = Field(description="Glob or URI of JSONL files.")
+    path: ReadPath = Field(description="Glob or URI of JSONL files.")
     format: Literal["instruction", "chat", "text", "preference"] = Field(
         "instruction",
         description="instruction: prompt/response fields; chat: a `messages` list; text: one `text` field; "
         "preference: prompt/chosen/rejected (for align).",
     )
-    max_examples: int | None = Field(None, ge=1)
+    max_examples: int | None = Field(None, ge=1, le=2**31 - 1)
     prompt_field: str = Field("prompt", description="instruction/preference: the field holding the prompt.")
     response_field: str = Field("response", description="instruction: the field holding the response.")
     chosen_field: str = Field("chosen", description="preference: the field holding the preferred response.")
@@ -27,7 +28,7 @@ class DatasetRef(SpecModel):
 
 class LoraSpec(SpecModel):
     rank: int = Field(16, ge=1, le=4096)
-    alpha: float = Field(32.0, gt=0)
+    alpha: float = Field(32.0, gt=0, le=1e6)
     dropout: float = Field(0.0, ge=0, lt=1)
     targets: list[str] | Literal["all-linear"] = Field("all-linear", description="Module names, or all-linear.")
 

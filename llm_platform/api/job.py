@@ -6,7 +6,6 @@ generated from them.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -14,6 +13,10 @@ from pydantic_core import PydanticCustomError
 
 from .base import SpecModel
 from .dag import graph_problems
+from .errors import Problem
+from .fields import DnsLabel, EndpointUrl, ImageRef, LabelKey, LabelValue, ReadPath, SecretName, WritePath
+from .limits import MAX_STAGES
+from .overrides import override_problems
 from .stage import NAME_PATTERN, Stage
 
 API_VERSION = "llmplatform.dev/v1alpha1"
@@ -28,54 +31,63 @@ class Metadata(BaseModel):
     name: str = Field(
         pattern=NAME_PATTERN, max_length=30, description="Lowercase letters, digits and '-', at most 30 characters."
     )
-    namespace: str = "default"
-    labels: dict[str, str] = Field(default_factory=dict)
-    annotations: dict[str, str] = Field(default_factory=dict)
+    namespace: DnsLabel = "default"
+    labels: dict[LabelKey, LabelValue] = Field(default_factory=dict)
+    annotations: dict[LabelKey, str] = Field(default_factory=dict)
+
+    @field_validator("annotations")
+    @classmethod
+    def _annotations_size(cls, annotations: dict[str, str]) -> dict[str, str]:
+        if sum(len(k) + len(v) for k, v in annotations.items()) > 256 * 1024:
+            raise ValueError("annotations may hold at most 256 KiB in all (the Kubernetes limit)")
+        return annotations
 
 
 class StorageSpec(SpecModel):
-    uri: str | None = Field(
+    uri: WritePath | None = Field(
         None, description="Where artifacts live: s3://bucket/prefix or file:///path. Locally defaults to the workdir."
     )
-    secret_ref: str | None = Field(
+    secret_ref: SecretName | None = Field(
         None,
-        description="Kubernetes Secret with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (and optional AWS_ENDPOINT_URL).",
+        description="Kubernetes Secret with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (and optional AWS_ENDPOINT_URL); "
+        "the site's configuration lists the Secrets jobs may use.",
     )
-    endpoint_url: str | None = Field(None, description="S3-compatible endpoint (MinIO, Ceph, ...).")
-
-    @field_validator("uri")
-    @classmethod
-    def _scheme(cls, uri: str | None) -> str | None:
-        if uri is not None and "://" in uri and not uri.startswith(("s3://", "file://")):
-            raise ValueError("storage URI must start with s3:// or file:// (or be a plain local path)")
-        return uri
+    endpoint_url: EndpointUrl | None = Field(
+        None, description="S3-compatible endpoint (MinIO, Ceph, ...); the site's configuration lists those allowed."
+    )
 
 
 class ModelSpec(SpecModel):
     preset: str | None = Field(None, description="A named architecture, e.g. llama-125m (see `llmp model presets`).")
-    overrides: dict[str, Any] = Field(default_factory=dict, description="Fields of the model config to change.")
-    from_: str | None = Field(None, alias="from", description="Start from this Hugging Face-format checkpoint (URI).")
+    overrides: dict[str, Any] = Field(
+        default_factory=dict, description="Fields of the model config to change (typed like the preset's fields)."
+    )
+    from_: ReadPath | None = Field(
+        None, alias="from", description="Start from this Hugging Face-format checkpoint (URI)."
+    )
 
     @model_validator(mode="after")
     def _known(self) -> ModelSpec:
-        from llm_platform.trainer.model.config import PRESETS, ModelConfig
+        from llm_platform.trainer.model.config import PRESETS
 
         if (self.preset is None) == (self.from_ is None):
             raise ValueError("give exactly one of `preset` (a new model) or `from` (an existing checkpoint)")
         if self.preset is not None and self.preset not in PRESETS:
             raise ValueError(f"unknown preset '{self.preset}'; known presets: {', '.join(sorted(PRESETS))}")
-        fields = {f.name for f in dataclasses.fields(ModelConfig)}
-        unknown = sorted(set(self.overrides) - fields)
-        if unknown:
-            raise ValueError(f"unknown model override(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(fields))}")
+        values, problems = override_problems(self.overrides, self.preset)
+        if problems:
+            raise PydanticCustomError(
+                "model_overrides", "{count} problem(s) in the overrides", {"count": len(problems), "problems": problems}
+            )
+        self.__dict__["overrides"] = values  # the validated values (no re-validation on assignment)
         return self
 
 
 class JobSpec(SpecModel):
     storage: StorageSpec = Field(default_factory=StorageSpec)
-    image: str | None = Field(None, description="Default container image for every stage (cluster runs).")
+    image: ImageRef | None = Field(None, description="Default container image for every stage (cluster runs).")
     model: ModelSpec | None = Field(None, description="The model architecture, or a checkpoint to start from.")
-    stages: list[Stage] = Field(min_length=1)
+    stages: list[Stage] = Field(min_length=1, max_length=MAX_STAGES)
     suspend: bool = Field(False, description="Pause the job: no new stage starts and running children are suspended.")
     cleanup: Literal["keep", "delete"] = Field("keep", description="On deletion: keep or delete stored artifacts.")
     max_retries: int = Field(
@@ -101,9 +113,7 @@ class JobSpec(SpecModel):
         raise KeyError(f"no stage named '{name}'; stages are: {', '.join(s.name for s in self.stages)}")
 
 
-def _problem_no_preset(stages: list[Stage]):
-    from .errors import Problem
-
+def _problem_no_preset(stages: list[Stage]) -> Problem:
     i = next(i for i, s in enumerate(stages) if s.kind == "pretrain")
     return Problem(("spec", "model"), f"stages[{i}] pretrains a new model; set spec.model.preset (e.g. llama-125m)")
 

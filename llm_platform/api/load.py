@@ -1,4 +1,9 @@
-"""Reading an LLMJob from YAML text, a file or a dict, with every problem reported against its YAML line."""
+"""Reading an LLMJob from YAML text, a file or a dict, with every problem reported against its YAML line.
+
+Whatever the input, the outcome is an `LLMJob` or a `SpecError`: limits on size, depth and stage count are checked
+before the models run (limits.py), YAML is read without aliases (yaml_reader.py), and the site's `SpecPolicy` decides
+which local paths and credentials a spec may name (policy.py).
+"""
 
 from __future__ import annotations
 
@@ -12,48 +17,68 @@ from pydantic import ValidationError
 from .dag import naming_problems
 from .errors import Loc, Problem, SpecError, problems_from_validation_error
 from .job import LLMJob
+from .limits import MAX_DOCUMENT_BYTES, stage_count_problems, structure_problems
+from .policy import TRUSTED, SpecPolicy, policy_problems
+from .yaml_reader import read_yaml
+
+_MAX_PATH = 4096
 
 
-def load_job(source: str | Path) -> LLMJob:
+def load_job(source: str | Path, policy: SpecPolicy = TRUSTED) -> LLMJob:
     """Parse and validate an LLMJob from a file path or from YAML text. Raises SpecError listing every problem."""
-    if isinstance(source, Path) or ("\n" not in source and Path(source).is_file()):
+    if isinstance(source, Path) or _names_a_file(source):
         path = Path(source)
         try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as e:
-            raise SpecError([Problem((), f"cannot read the file: {e.strerror}")], source=str(path)) from e
-        return parse_job_text(text, source=str(path))
-    return parse_job_text(str(source))
+            with open(path, encoding="utf-8") as f:
+                text = f.read(MAX_DOCUMENT_BYTES + 1)
+        except (OSError, UnicodeDecodeError) as e:
+            reason = e.strerror if isinstance(e, OSError) else "not UTF-8 text"
+            raise SpecError([Problem((), f"cannot read the file: {reason}")], source=str(path)) from e
+        return parse_job_text(text, source=str(path), policy=policy)
+    return parse_job_text(str(source), policy=policy)
 
 
-def parse_job_text(text: str, source: str | None = None) -> LLMJob:
+def _names_a_file(source: str) -> bool:
+    if "\n" in source or "\0" in source or len(source) > _MAX_PATH:
+        return False
     try:
-        documents = [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = mark.line + 1 if mark else None
-        raise SpecError([Problem((), f"not valid YAML: {getattr(e, 'problem', e)}", line)], source) from e
-    if len(documents) != 1:
-        raise SpecError([Problem((), f"expected one YAML document holding an LLMJob, found {len(documents)}")], source)
-    root = yaml.compose(text)
+        return Path(source).is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def parse_job_text(text: str, source: str | None = None, policy: SpecPolicy = TRUSTED) -> LLMJob:
+    data, root = read_yaml(text, source)
+    if data is None:
+        raise SpecError([Problem((), "expected one YAML document holding an LLMJob, found none", 1)], source)
     try:
-        return parse_job(documents[0], source=source)
+        return parse_job(data, source=source, policy=policy)
     except SpecError as e:
         problems = [Problem(p.loc, p.message, p.line or _line_of(root, p.loc)) for p in e.problems]
         raise SpecError(problems, source) from None
 
 
-def parse_job(data: Any, source: str | None = None) -> LLMJob:
-    """Validate a dict (as the operator and the REST service receive it) into an LLMJob."""
+def parse_job(data: Any, source: str | None = None, policy: SpecPolicy = TRUSTED) -> LLMJob:
+    """Validate a dict (as the operator and the REST service receive it) into an LLMJob.
+
+    `policy` says which local paths and credentials this caller may let a spec use: the default trusts the local
+    user (`llmp run` on their own machine); the REST API and the operator pass a strict one (see policy.py)."""
     if not isinstance(data, dict):
         raise SpecError([Problem((), f"an LLMJob must be a mapping, got {type(data).__name__}")], source)
+    problems = structure_problems(data) or stage_count_problems(data)
+    if problems:
+        raise SpecError(problems, source)
     try:
-        return LLMJob.model_validate(data)
+        job = LLMJob.model_validate(data)
     except ValidationError as e:
         problems = problems_from_validation_error(e, LLMJob, data)
         known = {p.loc for p in problems}
         problems += [p for p in naming_problems(_raw_stages(data)) if p.loc not in known]
         raise SpecError(problems, source) from None
+    problems = policy_problems(job, policy)
+    if problems:
+        raise SpecError(problems, source)
+    return job
 
 
 def _raw_stages(data: dict) -> list[SimpleNamespace]:
@@ -74,7 +99,7 @@ def _line_of(node: yaml.Node | None, loc: Loc) -> int | None:
     line = node.start_mark.line + 1 if node is not None else None
     for part in loc:
         if isinstance(node, yaml.MappingNode):
-            match = next(((k, v) for k, v in node.value if k.value == part), None)
+            match = next(((k, v) for k, v in node.value if k.value == str(part)), None)
             if match is None:
                 return line
             line, node = match[0].start_mark.line + 1, match[1]

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
+from .fields import PathRole
 from .job import JobSpec
 
 
@@ -34,7 +35,7 @@ def reference_markdown() -> str:
         for name, field in model.model_fields.items():
             key = field.alias or name
             lines.append(
-                f"| `{key}` | {_type_name(field.annotation)} | {_default(field)} | "
+                f"| `{key}` | {_field_type(field)} | {_default(field)} | "
                 f"{(field.description or '').replace('|', '/')} |"
             )
             for sub in _models_in(field.annotation):
@@ -52,9 +53,21 @@ def _default(field) -> str:
     return "" if field.default is PydanticUndefined or field.default is None else f"`{field.default!r}`"
 
 
+def _field_type(field) -> str:
+    """pydantic keeps the metadata of a top-level `Annotated` on the field, not in its annotation."""
+    role = next((m.mode for m in field.metadata if isinstance(m, PathRole)), None)
+    return _ROLE_NAMES.get(role) or _type_name(field.annotation)
+
+
+_ROLE_NAMES = {"read": "path or URI (read)", "write": "path or URI (written)"}
+
+
 def _type_name(annotation: Any) -> str:
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
+    if origin is typing.Annotated:
+        role = next((m.mode for m in annotation.__metadata__ if isinstance(m, PathRole)), None)
+        return _ROLE_NAMES.get(role) or _type_name(args[0])
     if origin is typing.Literal:
         return " \\/ ".join(f"`{a}`" for a in args)
     if origin in (typing.Union, types.UnionType):

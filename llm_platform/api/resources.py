@@ -7,8 +7,9 @@ import re
 from pydantic import Field, field_validator
 
 from .base import SpecModel
+from .fields import LabelKey, LabelValue
 
-_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
+_QUANTITY = re.compile(r"^[0-9]{1,15}(\.[0-9]{1,9})?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
 
 
 class Resources(SpecModel):
@@ -18,7 +19,9 @@ class Resources(SpecModel):
     cpu: str | None = Field(None, description="CPU per worker as a Kubernetes quantity, e.g. '8' or '500m'.")
     memory: str | None = Field(None, description="Memory per worker as a Kubernetes quantity, e.g. '32Gi'.")
     gpus: int = Field(0, ge=0, le=16, description="GPUs per worker (nvidia.com/gpu).")
-    node_selector: dict[str, str] = Field(default_factory=dict, description="Kubernetes nodeSelector for the pods.")
+    node_selector: dict[LabelKey, LabelValue] = Field(
+        default_factory=dict, description="Kubernetes nodeSelector for the pods."
+    )
 
     @field_validator("cpu", "memory")
     @classmethod

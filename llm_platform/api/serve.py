@@ -11,7 +11,7 @@ from .base import SpecModel
 
 class AutoscaleSpec(SpecModel):
     min_replicas: int = Field(1, ge=1)
-    max_replicas: int = Field(4, ge=1)
+    max_replicas: int = Field(4, ge=1, le=1000)
     target_cpu_percent: int = Field(70, ge=1, le=100)
 
     @model_validator(mode="after")
@@ -26,5 +26,5 @@ class ServeSpec(SpecModel):
     replicas: int = Field(1, ge=0, le=1000)
     quantization: Literal["none", "int8", "int4"] = "none"
     port: int = Field(8000, ge=1, le=65535)
-    max_batch: int = Field(32, ge=1)
+    max_batch: int = Field(32, ge=1, le=65536)
     autoscale: AutoscaleSpec | None = None

@@ -13,7 +13,9 @@ from pydantic import Field, model_validator
 from .base import SpecModel
 from .data import DataSpec
 from .evaluate import EvalSpec
+from .fields import ImageRef
 from .finetune import AlignSpec, FinetuneSpec
+from .limits import MAX_STAGES
 from .resources import Resources
 from .serve import ServeSpec
 from .tokenizer import TokenizerSpec
@@ -60,9 +62,11 @@ class Stage(SpecModel):
         description="Lowercase letters, digits and '-'; at most 16 characters (it becomes part of Kubernetes names).",
     )
     kind: StageKind
-    needs: list[str] = Field(default_factory=list, description="Stages that must succeed before this one starts.")
+    needs: list[str] = Field(
+        default_factory=list, max_length=MAX_STAGES, description="Stages that must succeed before this one starts."
+    )
     resources: Resources = Field(default_factory=Resources)
-    image: str | None = Field(None, description="Container image for this stage; default: spec.image.")
+    image: ImageRef | None = Field(None, description="Container image for this stage; default: spec.image.")
     data: DataSpec | None = None
     tokenizer: TokenizerSpec | None = None
     train: TrainSpec | None = None
@@ -74,8 +78,9 @@ class Stage(SpecModel):
     @model_validator(mode="before")
     @classmethod
     def _default_section(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("kind") in _DEFAULTABLE and data.get(data["kind"]) is None:
-            data = {**data, data["kind"]: {}}
+        kind = data.get("kind") if isinstance(data, dict) else None
+        if isinstance(kind, str) and kind in _DEFAULTABLE and data.get(kind) is None:
+            data = {**data, kind: {}}
         return data
 
     @model_validator(mode="after")

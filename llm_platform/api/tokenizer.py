@@ -5,15 +5,18 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 
 from .base import SpecModel
+from .fields import ReadPath
 
 
 class TokenizerSpec(SpecModel):
     vocab_size: int = Field(32000, ge=260, le=1_048_576, description="Vocabulary size, special tokens included.")
-    from_: str | None = Field(
+    from_: ReadPath | None = Field(
         None, alias="from", description="Use this existing tokenizer (folder or file URI) instead of training one."
     )
-    min_frequency: int = Field(2, ge=1, description="Merges seen fewer times than this are not learned.")
-    pattern: str | None = Field(None, description="Pre-tokenization regex; default is the Llama 3 / GPT-4 style one.")
+    min_frequency: int = Field(2, ge=1, le=2**31 - 1, description="Merges seen fewer times than this are not learned.")
+    pattern: str | None = Field(
+        None, max_length=1000, description="Pre-tokenization regex; default is the Llama 3 / GPT-4 style one."
+    )
     train_max_bytes: int | None = Field(
         None, ge=1, description="Train on at most this many bytes of the corpus (all of it is still tokenized)."
     )

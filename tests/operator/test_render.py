@@ -35,7 +35,7 @@ def test_workload_kind(stage, kind):
 def test_finetune_without_a_train_section_renders_with_default_parallelism():
     j = parse_job(
         job_dict(
-            {"name": "sft", "kind": "finetune", "finetune": {"dataset": {"path": "s3://d/x.jsonl"}}},
+            {"name": "sft", "kind": "finetune", "finetune": {"dataset": {"path": "s3://data/x.jsonl"}}},
             model={"from": "s3://models/base"},
         )
     )

@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from llm_platform.confinement import check_local
+
 from .document import Document
 
 __all__ = ["Document", "expand", "iter_documents", "stdlib_root"]
@@ -74,6 +76,8 @@ def expand(pattern: str) -> list[str]:
         matches = [f"s3://{bucket}/{k}" for k in keys if fnmatch.fnmatch(k, key_pattern)]
     else:
         matches = glob.glob(str(Path(pattern).expanduser()), recursive=True)
+        for match in matches:  # a glob or a symlink may lead out of the folders this machine lets jobs read
+            check_local(match, "read", f"source path '{pattern}'")
     if not matches:
         raise FileNotFoundError(f"source path '{pattern}' matches no file")
     return sorted(matches)

@@ -7,12 +7,14 @@ above `max_similarity` to one already kept) are dropped so the set stays diverse
 model (the same one by default) scores every pair 1-5 for helpfulness, correctness and coherence as JSON; pairs whose
 mean score is below `min_score`, or whose critique cannot be read, are dropped. Output rows are instruction JSONL
 (`prompt`, `response`, plus `scores` and `topic`), the format the finetune stage reads.
+
+The API key is passed in by the caller, never looked up here from a name the spec chose: the stage resolves the spec's
+`credential` through the site's allow-list, which binds each key to the endpoints it may be sent to.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 import urllib.error
@@ -183,7 +185,7 @@ class SyntheticConfig:
     per_topic: int = 4
     judge_endpoint: str | None = None
     judge_model: str | None = None
-    api_key_env: str | None = "OPENAI_API_KEY"
+    credential: str | None = None  # the name of the key (resolved by the caller), for the record
     temperature: float = 0.9
     max_tokens: int = 512
     min_score: float = 4.0
@@ -191,12 +193,14 @@ class SyntheticConfig:
     concurrency: int = 4
 
 
-def generate_instructions(config: SyntheticConfig) -> tuple[list[dict], Counter[str]]:
-    """Run generate -> dedup -> respond -> critique -> filter; returns the kept rows and counts per outcome."""
-    key = os.environ.get(config.api_key_env) if config.api_key_env else None
+def generate_instructions(config: SyntheticConfig, api_key: str | None = None) -> tuple[list[dict], Counter[str]]:
+    """Run generate -> dedup -> respond -> critique -> filter; returns the kept rows and counts per outcome.
+
+    `api_key` goes, as a bearer token, to `endpoint` and `judge_endpoint`; None sends no Authorization header.
+    An `engine:<model folder>` endpoint runs on the built-in inference engine and sends nothing anywhere."""
     engines: dict[str, EngineChat] = {}
-    writer = make_client(config.endpoint, config.model, key, engines)
-    judge = make_client(config.judge_endpoint or config.endpoint, config.judge_model or config.model, key, engines)
+    writer = make_client(config.endpoint, config.model, api_key, engines)
+    judge = make_client(config.judge_endpoint or config.endpoint, config.judge_model or config.model, api_key, engines)
     counts: Counter[str] = Counter()
     jobs = [(topic, v) for topic in config.topics for v in range(config.per_topic)]
     with ThreadPoolExecutor(max_workers=config.concurrency) as pool:

@@ -12,6 +12,8 @@ import bz2
 import csv
 from pathlib import Path
 
+from llm_platform.confinement import check_local
+
 LETTERS = ("A", "B", "C", "D")
 HELLASWAG_FILE = "hellaswag/hellaswag_val_full.txt.bz2"
 
@@ -22,6 +24,7 @@ class BenchmarkDataError(ValueError):
 
 def benchmark_file(data_dir: str | Path, relative: str) -> Path:
     path = Path(data_dir).expanduser() / relative
+    check_local(path, "read", "eval.data_dir")
     if not path.is_file():
         raise BenchmarkDataError(
             f"{path} does not exist; eval.data_dir ({data_dir}) must hold {relative} "

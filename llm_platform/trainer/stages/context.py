@@ -11,6 +11,7 @@ from rich.console import Console
 
 from llm_platform.api import LLMJob, Stage
 from llm_platform.api.dag import EXTERNAL, input_sources
+from llm_platform.confinement import check_local
 from llm_platform.storage import ArtifactStore, S3Backend, StoreError
 from llm_platform.storage.downloads import staged_download
 
@@ -69,6 +70,7 @@ def fetch_uri(uri: str, store: ArtifactStore) -> Path:
     if uri.startswith("s3://"):
         return _download_s3_folder(uri, store.cache_dir / "external")
     path = Path(uri.removeprefix("file://")).expanduser()
+    check_local(path, "read", uri)
     if not path.exists():
         raise FileNotFoundError(f"spec.model.from: {uri} does not exist")
     return path

@@ -7,12 +7,15 @@ and `synthetic/instructions.jsonl` when the spec asks for synthetic data.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from rich.progress import Progress
 
 from llm_platform.api.data import DataSpec
+from llm_platform.api.policy import SpecPolicy
 from llm_platform.trainer.data.clean import CleanConfig
 from llm_platform.trainer.data.decontaminate import DecontaminationConfig, EvalIndex
 from llm_platform.trainer.data.language import LanguageConfig
@@ -30,6 +33,15 @@ from .context import StageContext
 def _frozen(values: dict[str, Any]) -> dict[str, Any]:
     """Spec values as the library's frozen configs hold them: lists become tuples."""
     return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+
+
+def synthetic_api_key(config: SyntheticConfig, environ: Mapping[str, str] = os.environ) -> str | None:
+    """The key for the synthetic-data endpoints: the spec names a credential, this process's site configuration
+    (LLMP_CREDENTIALS, or the built-in ones) says which variable holds it and where it may go, checked again here."""
+    if config.credential is None:
+        return None
+    urls = tuple(u for u in (config.endpoint, config.judge_endpoint) if u)
+    return SpecPolicy.from_env(environ, strict=False).credential_value(config.credential, urls, environ)
 
 
 def pipeline_config(spec: DataSpec) -> PipelineConfig:
@@ -99,7 +111,8 @@ def run(ctx: StageContext, out: Path) -> dict:
             f"(see report/report.json: {', '.join(f'{k}={v}' for k, v in result.items() if k.startswith('dropped'))})"
         )
     if spec.synthetic is not None:
-        rows, counts = generate_instructions(SyntheticConfig(**_frozen(spec.synthetic.model_dump())))
+        config = SyntheticConfig(**_frozen(spec.synthetic.model_dump()))
+        rows, counts = generate_instructions(config, synthetic_api_key(config))
         write_jsonl(rows, out / "synthetic" / "instructions.jsonl")
         result |= {f"synthetic_{k}": v for k, v in counts.items()}
     kept = result["train_docs"] + result["val_docs"]

@@ -90,3 +90,21 @@ def test_hugging_face_dataset_from_a_local_folder(tmp_path, monkeypatch):
     assert [d.text for d in iter_documents(source)] == paragraphs
     halves = [[d.text for d in iter_documents(source, k, 2)] for k in range(2)]
     assert sorted(halves[0] + halves[1]) == sorted(paragraphs)
+
+
+def test_a_glob_cannot_follow_a_symlink_out_of_the_allowed_folders(tmp_path, monkeypatch):
+    """The spec said data/**; the symlink inside led to outside/. With LLMP_READ_ROOTS set, the reader refuses."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "data" / "a.txt").write_text("kept text " * 10)
+    (tmp_path / "outside" / "hostname.txt").write_text("secret host")
+    (tmp_path / "data" / "link").symlink_to(tmp_path / "outside")
+    source = SimpleNamespace(type="files", path=f"{tmp_path}/data/**/*.txt", max_docs=None)
+    monkeypatch.setenv("LLMP_READ_ROOTS", str(tmp_path / "data"))
+    with pytest.raises(PermissionError, match=r"source path '.*data/\*\*/\*\.txt': .*outside"):
+        list(iter_documents(source))
+    (tmp_path / "data" / "link").unlink()
+    assert [d.text for d in iter_documents(source)] == ["kept text " * 10]
+    monkeypatch.delenv("LLMP_READ_ROOTS")  # the local user's own machine: no restriction
+    (tmp_path / "data" / "link").symlink_to(tmp_path / "outside")
+    assert len(list(iter_documents(source))) == 2

@@ -83,12 +83,9 @@ def endpoint():
     server.shutdown()
 
 
-def test_generate_critique_filter(endpoint, tmp_path, monkeypatch):
-    monkeypatch.setenv("SYNTH_KEY", "secret-token")
-    config = SyntheticConfig(
-        endpoint=endpoint, model="tiny", topics=("sorting", "tides"), per_topic=3, api_key_env="SYNTH_KEY"
-    )
-    rows, counts = generate_instructions(config)
+def test_generate_critique_filter(endpoint, tmp_path):
+    config = SyntheticConfig(endpoint=endpoint, model="tiny", topics=("sorting", "tides"), per_topic=3)
+    rows, counts = generate_instructions(config, api_key="secret-token")
     assert counts == {
         "generated": 6,
         "dropped_similar": 1,  # merge sort asked twice in other words
@@ -103,6 +100,12 @@ def test_generate_critique_filter(endpoint, tmp_path, monkeypatch):
     write_jsonl(rows, tmp_path / "instructions.jsonl")
     lines = (tmp_path / "instructions.jsonl").read_text().splitlines()
     assert [json.loads(line)["response"] for line in lines] == [r["response"] for r in rows]
+
+
+def test_no_key_means_no_authorization_header(endpoint):
+    config = SyntheticConfig(endpoint=endpoint, model="tiny", topics=("tides",), per_topic=1)
+    generate_instructions(config)
+    assert _Handler.calls and all(c["auth"] is None for c in _Handler.calls)
 
 
 def test_client_retries_a_busy_server_and_reports_real_errors(endpoint):
