@@ -84,6 +84,10 @@ def _subdomain(value: str) -> str:
 
 
 def _endpoint(value: str) -> str:
+    if value.startswith("engine:"):
+        # the built-in inference engine over a local model folder: a read path, confined like any other
+        check_path(value[len("engine:") :], "read")
+        return value
     problem = None
     if len(value) > 2048 or _CONTROL.search(value) or " " in value:
         problem = "at most 2048 characters, no spaces or control characters"
@@ -94,7 +98,7 @@ def _endpoint(value: str) -> str:
         except ValueError:
             url = None
         if url is None or url.scheme not in ("http", "https") or not url.hostname:
-            problem = "an http:// or https:// URL with a host, e.g. https://api.example.com/v1"
+            problem = "an http(s):// URL with a host, e.g. https://api.example.com/v1, or engine:<model folder>"
         elif url.username is not None or url.password is not None:
             problem = "no user or password inside the URL (credentials come from the site's configuration)"
         elif url.fragment:

@@ -166,6 +166,8 @@ DATA = "data: {sources: [{type: stdlib}]}"
          "spec.stages[0].data.synthetic.endpoint"),
         ("{sources: [{type: stdlib}], synthetic: {endpoint: 'http://u:p@h/v1', model: m, topics: [t]}}",
          "spec.stages[0].data.synthetic.endpoint"),
+        ("{sources: [{type: stdlib}], synthetic: {endpoint: 'engine:../../models/m', model: m, topics: [t]}}",
+         "spec.stages[0].data.synthetic.endpoint"),
         ("{sources: [{type: stdlib}], synthetic: {endpoint: 'http://h/v1', model: m, topics: [t], "
          "api_key_env: AWS_SECRET_ACCESS_KEY}}", "spec.stages[0].data.synthetic.api_key_env"),
         ("{sources: [{type: stdlib, include: '../../../etc/*'}]}", "spec.stages[0].data.sources[0].include"),
@@ -178,6 +180,12 @@ DATA = "data: {sources: [{type: stdlib}]}"
 )  # fmt: skip
 def test_data_paths_and_endpoints_are_checked(data, path):
     assert path in paths_of(with_spec(DATA, f"data: {data}"))
+
+
+def test_the_built_in_engine_is_an_endpoint():
+    spec = "data: {sources: [{type: stdlib}], synthetic: {endpoint: 'engine:/models/m', model: m, topics: [t]}}"
+    job = load_job(with_spec(DATA, spec))
+    assert job.spec.stages[0].data.synthetic.endpoint == "engine:/models/m"
 
 
 @pytest.mark.parametrize("task", ["mmlu_../../../etc/passwd", "mmlu_a/b", "has space", "", "-x"])

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from llm_platform.confinement import check_local
+
 from .minhash import MinHashConfig, MinHasher
 
 CRITERIA = ("helpfulness", "correctness", "coherence")
@@ -134,6 +136,7 @@ def make_client(endpoint: str, model: str, key: str | None, engines: dict[str, E
     if not endpoint.startswith(ENGINE_PREFIX):
         return ChatClient(endpoint, model, key)
     folder = endpoint[len(ENGINE_PREFIX) :]
+    check_local(folder, "read", "data.synthetic.endpoint")
     if folder not in engines:
         engines[folder] = EngineChat(folder)
     return engines[folder]
