@@ -18,6 +18,7 @@ from llm_platform.trainer.eval.perplexity import perplexity
 from llm_platform.trainer.inference.generate import generate
 from llm_platform.trainer.model.hf import load_pretrained
 from llm_platform.trainer.tokenizer import Tokenizer
+from llm_platform.trainer.tokenizer.bos import encode_text
 
 from .context import StageContext
 
@@ -51,7 +52,7 @@ def run(ctx: StageContext, out: Path) -> dict:
         for prompt in g.prompts:
             ids = generate(
                 model,
-                tokenizer.encode(prompt),
+                encode_text(tokenizer, prompt),
                 g.max_new_tokens,
                 g.temperature,
                 g.top_k,
