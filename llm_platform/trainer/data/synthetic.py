@@ -1,5 +1,6 @@
 """Synthetic instruction data: generate -> deduplicate -> respond -> critique -> filter, over any OpenAI-compatible
-chat endpoint (our own server, vLLM, or a hosted API).
+chat endpoint (our own server, vLLM, or a hosted API), or over the built-in inference engine with no server at all
+(`endpoint: engine:<model folder>`, a Hugging Face format folder with tokenizer files).
 
 A generator model writes instructions per seed topic; near-duplicate instructions (word 3-gram MinHash similarity
 above `max_similarity` to one already kept) are dropped so the set stays diverse; the model answers each; a judge
@@ -87,6 +88,55 @@ class ChatClient:
             attempt += 1
 
 
+ENGINE_PREFIX = "engine:"
+
+
+class EngineChat:
+    """The built-in inference engine as a chat client: each prompt is one user turn through the tokenizer's chat
+    template (plain text when it has none), and a whole list of prompts runs as one continuously batched load."""
+
+    def __init__(self, folder: str) -> None:
+        from llm_platform.trainer.inference import LLMEngine
+
+        self.engine = LLMEngine.from_pretrained(folder)
+        if self.engine.tokenizer is None:
+            raise EndpointError(f"{ENGINE_PREFIX}{folder}: the model folder has no tokenizer files")
+
+    def _prompt_ids(self, prompt: str) -> list[int]:
+        tokenizer = self.engine.tokenizer
+        if tokenizer.chat_template is not None:
+            ids = tokenizer.encode_chat([{"role": "user", "content": prompt}], add_generation_prompt=True)
+        else:
+            ids = tokenizer.encode(prompt, add_bos=tokenizer.bos_id is not None)
+        return ids[-(self.engine.max_model_len // 2) :]  # keep room to answer
+
+    def chat_many(self, prompts: Sequence[str], temperature: float, max_tokens: int) -> list[str]:
+        from llm_platform.trainer.inference import SamplingParams
+
+        room = self.engine.max_model_len - self.engine.max_model_len // 2
+        params = SamplingParams(max_tokens=max(1, min(max_tokens, room)), temperature=temperature)
+        outs = self.engine.generate([self._prompt_ids(p) for p in prompts], params)
+        return [out.outputs[0].text for out in outs]
+
+
+def chat_all(client: ChatClient | EngineChat, prompts: Sequence[str], temperature: float, max_tokens: int, pool):
+    """Answers to every prompt, in order: one batched load on the engine, concurrent requests to an endpoint."""
+    if not prompts:
+        return []
+    if isinstance(client, EngineChat):
+        return client.chat_many(prompts, temperature, max_tokens)
+    return list(pool.map(lambda p: client.chat(p, temperature, max_tokens), prompts))
+
+
+def make_client(endpoint: str, model: str, key: str | None, engines: dict[str, EngineChat]) -> ChatClient | EngineChat:
+    if not endpoint.startswith(ENGINE_PREFIX):
+        return ChatClient(endpoint, model, key)
+    folder = endpoint[len(ENGINE_PREFIX) :]
+    if folder not in engines:
+        engines[folder] = EngineChat(folder)
+    return engines[folder]
+
+
 def parse_scores(critique: str) -> dict[str, float] | None:
     """The criteria scores from a judge's reply (the first JSON object holding all of them), or None."""
     for candidate in _JSON_OBJECT.findall(critique):
@@ -144,13 +194,14 @@ class SyntheticConfig:
 def generate_instructions(config: SyntheticConfig) -> tuple[list[dict], Counter[str]]:
     """Run generate -> dedup -> respond -> critique -> filter; returns the kept rows and counts per outcome."""
     key = os.environ.get(config.api_key_env) if config.api_key_env else None
-    writer = ChatClient(config.endpoint, config.model, key)
-    judge = ChatClient(config.judge_endpoint or config.endpoint, config.judge_model or config.model, key)
+    engines: dict[str, EngineChat] = {}
+    writer = make_client(config.endpoint, config.model, key, engines)
+    judge = make_client(config.judge_endpoint or config.endpoint, config.judge_model or config.model, key, engines)
     counts: Counter[str] = Counter()
     jobs = [(topic, v) for topic in config.topics for v in range(config.per_topic)]
     with ThreadPoolExecutor(max_workers=config.concurrency) as pool:
         prompts = [INSTRUCTION_PROMPT.format(topic=t, variant=v + 1) for t, v in jobs]
-        drafts = list(pool.map(lambda p: writer.chat(p, config.temperature, config.max_tokens), prompts))
+        drafts = chat_all(writer, prompts, config.temperature, config.max_tokens, pool)
         counts["generated"] = len(drafts)
         diversity = DiversityFilter(config.max_similarity)
         chosen: list[tuple[str, str]] = []
@@ -162,13 +213,11 @@ def generate_instructions(config: SyntheticConfig) -> tuple[list[dict], Counter[
                 counts["dropped_similar"] += 1
             else:
                 chosen.append((topic, instruction))
-        responses = list(pool.map(lambda c: writer.chat(c[1], config.temperature, config.max_tokens), chosen))
-        critiques = list(
-            pool.map(
-                lambda pair: judge.chat(CRITIQUE_PROMPT.format(instruction=pair[0][1], response=pair[1]), 0.0, 100),
-                zip(chosen, responses, strict=True),
-            )
-        )
+        responses = chat_all(writer, [c[1] for c in chosen], config.temperature, config.max_tokens, pool)
+        critique_prompts = [
+            CRITIQUE_PROMPT.format(instruction=c[1], response=r) for c, r in zip(chosen, responses, strict=True)
+        ]
+        critiques = chat_all(judge, critique_prompts, 0.0, 100, pool)
     rows = []
     for (topic, instruction), response, critique in zip(chosen, responses, critiques, strict=True):
         scores = parse_scores(critique)

@@ -1,20 +1,22 @@
 """Generation that stops at stop strings, for benchmarks that grade free text (GSM8K answers, BBH, ...).
 
-The decode loop runs through our static KV cache and checks the text generated so far after every token, so it stops
-as soon as a stop string appears instead of running to the token limit; the text returned ends before the first stop
-string, as lm-eval expects.
+All prompts of a call run together through the inference engine (continuous batching over a paged KV cache), each
+stopping as soon as a stop string appears instead of running to the token limit; the text returned ends before the
+first stop string, as lm-eval expects.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
-from llm_platform.trainer.inference.kv_cache import StaticKVCache
-from llm_platform.trainer.inference.sampling import sample_next
+from llm_platform.trainer.inference import EngineConfig, LLMEngine, SamplingParams
 from llm_platform.trainer.tokenizer import Tokenizer
+
+BLOCK_SIZE = 16
 
 
 @dataclass(frozen=True)
@@ -41,29 +43,54 @@ def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
     return (text[: min(cuts)], True) if cuts else (text, False)
 
 
+def sampling_params(decoding: Decoding) -> SamplingParams:
+    return SamplingParams(
+        max_tokens=decoding.max_new_tokens,
+        temperature=0.0 if decoding.greedy else decoding.temperature,
+        top_k=decoding.top_k or 0,
+        top_p=1.0 if decoding.top_p is None else decoding.top_p,
+        stop=tuple(s for s in decoding.stops if s),
+        seed=decoding.seed,
+    )
+
+
 @torch.no_grad()
+def generate_batch(
+    model: torch.nn.Module,
+    tokenizer: Tokenizer,
+    prompts: Sequence[Sequence[int]],
+    decodings: Sequence[Decoding],
+    max_batch: int = 64,
+) -> list[str]:
+    """Texts continuing each of `prompts` (see `generate_until`), generated together by one engine whose KV pool
+    holds every request at once. A prompt keeps its last max_seq_len - 1 tokens."""
+    if len(prompts) != len(decodings):
+        raise ValueError(f"{len(prompts)} prompts but {len(decodings)} decoding settings")
+    for i, ids in enumerate(prompts):
+        if not ids:
+            raise ValueError(f"prompts[{i}]: generation needs at least one prompt token")
+    if not prompts:
+        return []
+    limit = model.config.max_seq_len
+    cut = [list(ids)[-max(1, limit - 1) :] for ids in prompts]
+    blocks = [
+        math.ceil(min(limit, len(ids) + d.max_new_tokens) / BLOCK_SIZE) for ids, d in zip(cut, decodings, strict=True)
+    ]
+    batch = min(max_batch, len(prompts))
+    config = EngineConfig(
+        block_size=BLOCK_SIZE,
+        num_blocks=sum(sorted(blocks, reverse=True)[:batch]),
+        max_num_seqs=batch,
+        enable_prefix_caching=False,
+    )
+    engine = LLMEngine(model, tokenizer, config)
+    outs = engine.generate(cut, [sampling_params(d) for d in decodings])
+    return [out.outputs[0].text for out in outs]
+
+
 def generate_until(model: torch.nn.Module, tokenizer: Tokenizer, prompt_ids: Sequence[int], decoding: Decoding) -> str:
     """Text continuing `prompt_ids`, ending before the first stop string, at the end-of-sequence token, or after
     `max_new_tokens` tokens (fewer when the model's context fills up)."""
     if not prompt_ids:
         raise ValueError("generation needs at least one prompt token")
-    device = next(model.parameters()).device
-    limit = model.config.max_seq_len
-    prompt = list(prompt_ids)[-max(1, limit - 1) :]
-    budget = min(decoding.max_new_tokens, limit - len(prompt))
-    generator = torch.Generator(device=device).manual_seed(decoding.seed)
-    dtype = next(model.parameters()).dtype
-    cache = StaticKVCache(model.config, 1, len(prompt) + budget, device=device, dtype=dtype)
-    model.eval()
-    logits = model(torch.tensor([prompt], device=device), cache=cache, start_pos=0)[:, -1, :]
-    new: list[int] = []
-    temperature = 0.0 if decoding.greedy else decoding.temperature
-    for position in range(len(prompt), len(prompt) + budget):
-        token = sample_next(logits, temperature, decoding.top_k, decoding.top_p, generator).item()
-        if token == tokenizer.eos_id:
-            break
-        new.append(token)
-        if cut_at_stop(tokenizer.decode(new, skip_special=True), decoding.stops)[1]:
-            break
-        logits = model(torch.tensor([[token]], device=device), cache=cache, start_pos=position)[:, -1, :]
-    return cut_at_stop(tokenizer.decode(new, skip_special=True), decoding.stops)[0]
+    return generate_batch(model, tokenizer, [prompt_ids], [decoding])[0]

@@ -21,7 +21,7 @@ import torch
 from llm_platform.trainer.model.hf import load_pretrained
 from llm_platform.trainer.tokenizer import Tokenizer
 
-from .generation import Decoding, generate_until
+from .generation import Decoding, generate_batch
 from .scoring import score_continuations
 from .task_names import LM_EVAL_MISSING
 
@@ -170,8 +170,8 @@ class PlatformLM(TemplateLM):
         )
 
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
-        """One prompt at a time, cut on the left to leave room for `max_gen_toks` new tokens."""
-        outputs = []
+        """All prompts at once through the engine, each cut on the left to leave room for `max_gen_toks`."""
+        prompts, decodings = [], []
         for request in requests:
             context, gen_kwargs = request.args
             decoding = self.decoding(gen_kwargs)
@@ -180,7 +180,9 @@ class PlatformLM(TemplateLM):
                 raise ValueError(
                     f"max_gen_toks={decoding.max_new_tokens} leaves no room for a prompt in {self.max_length} tokens"
                 )
-            text = generate_until(self.model, self.tokenizer, self.tok_encode(context)[-room:], decoding)
+            prompts.append(self.tok_encode(context)[-room:])
+            decodings.append(decoding)
+        outputs = generate_batch(self.model, self.tokenizer, prompts, decodings)
+        for request, text in zip(requests, outputs, strict=True):
             self.cache_hook.add_partial("generate_until", request.args, text)
-            outputs.append(text)
         return outputs

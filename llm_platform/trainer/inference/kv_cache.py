@@ -99,3 +99,9 @@ class StaticKVCache:
 
     def memory_bytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self.first + self.second)
+
+    def reorder(self, rows: torch.Tensor) -> None:
+        """Row i now holds what row ``rows[i]`` held (beam search follows its surviving beams)."""
+        for layer in range(len(self.first)):
+            self.first[layer] = self.first[layer].index_select(0, rows)
+            self.second[layer] = self.second[layer].index_select(0, rows)

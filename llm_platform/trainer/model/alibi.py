@@ -26,6 +26,7 @@ def alibi_slopes(n_heads: int) -> torch.Tensor:
 
 
 def alibi_bias(slopes: torch.Tensor, q_positions: torch.Tensor, k_positions: torch.Tensor) -> torch.Tensor:
-    """Additive bias of shape [heads, Tq, Tk]: slope x (key position - query position), <= 0 for past keys."""
-    distance = (k_positions[None, :] - q_positions[:, None]).to(slopes.dtype)
+    """Additive bias of shape [heads, Tq, Tk] (or [B, heads, Tq, Tk] for per-row positions [B, T]):
+    slope x (key position - query position), <= 0 for past keys."""
+    distance = (k_positions.unsqueeze(-2) - q_positions.unsqueeze(-1)).to(slopes.dtype).unsqueeze(-3)
     return slopes[:, None, None] * distance

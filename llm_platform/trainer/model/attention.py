@@ -19,10 +19,11 @@ from .rope import apply_rotary
 class AttentionContext:
     """What every attention layer needs besides its input, computed once per forward by the Transformer.
 
-    positions: absolute positions of the current tokens, [T].
+    positions: absolute positions of the current tokens, [T] (or [B, T] when rows sit at different positions).
     rope: (cos, sin) for those positions, or None without RoPE.
     alibi_slopes: per-head ALiBi slopes, or None.
-    cache: a KV cache (``llm_platform.trainer.inference.kv_cache.StaticKVCache``) or None.
+    cache: a KV cache (``llm_platform.trainer.inference.kv_cache.StaticKVCache``, or the engine's per-step
+        ``paged_cache.PagedBatch``, whose ``update`` returns per-row key positions) or None.
     start_pos: position of the first current token (0 without a cache).
     """
 

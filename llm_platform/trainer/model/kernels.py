@@ -63,8 +63,9 @@ def position_mask(
     k_positions: torch.Tensor,
     window: int | None,
 ) -> torch.Tensor:
-    """Boolean [Tq, Tk] mask (True = attend): causal, inside the window, and only filled cache slots (position >= 0)."""
-    q, k = q_positions[:, None], k_positions[None, :]
+    """Boolean [Tq, Tk] mask (True = attend): causal, inside the window, and only filled cache slots (position >= 0).
+    Per-row positions [B, Tq] and [B, Tk] give a [B, Tq, Tk] mask."""
+    q, k = q_positions.unsqueeze(-1), k_positions.unsqueeze(-2)
     allowed = (k <= q) & (k >= 0)
     if window is not None:
         allowed &= q - k < window
@@ -99,7 +100,8 @@ def attention(
     """Softmax attention over [B, H, Tq, D] queries and [B, H_kv, Tk, D] keys/values (H a multiple of H_kv).
 
     k_positions: absolute positions of the keys; None means the keys are the Tk positions ending at the last query
-        (training, prefill, and a full KV cache), which keeps the unmasked fused kernels in play.
+        (training, prefill, and a full KV cache), which keeps the unmasked fused kernels in play. Per-row positions
+        (q_positions [B, Tq] with k_positions [B, Tk], -1 for empty slots) mask each row on its own.
     window: sliding window (a query sees itself and window - 1 earlier positions); None = full causal.
     bias: an additive [H, Tq, Tk] float bias (ALiBi), applied on top of the mask.
     impl / flash_fn: the layer's ``attn_impl`` and what ``resolve_flash_attn`` gave for it.
@@ -129,6 +131,8 @@ def attention(
     if k_positions is None:
         k_positions = prefix_positions(q_positions, k_len)
     allowed = position_mask(q_positions, k_positions, window)
+    if allowed.dim() == 3:
+        allowed = allowed.unsqueeze(1)  # [B, 1, Tq, Tk]: one mask for all heads of a row
     mask = allowed if bias is None else bias.to(q.dtype).masked_fill(~allowed, float("-inf"))
     return _sdpa(q, k, v, mask, is_causal=False, scale=scale, impl=impl)
 

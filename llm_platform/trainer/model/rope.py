@@ -171,6 +171,22 @@ class RotaryTable(nn.Module):
         cos, sin = self.cos_half[start_pos:end], self.sin_half[start_pos:end]
         return torch.cat((cos, cos), dim=-1).to(dtype), torch.cat((sin, sin), dim=-1).to(dtype)
 
+    def at(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and sin [B, T, dim] in `dtype` for per-row positions [B, T] (sequences of different lengths)."""
+        end = int(positions.max()) + 1
+        if end > self.cos_half.shape[0] or dtype == torch.float64:
+            return rope_cos_sin(
+                positions,
+                self.dim,
+                self.theta,
+                self.scaling,
+                seq_len=end,
+                max_seq_len=self.max_seq_len,
+                dtype=dtype,
+            )
+        cos, sin = self.cos_half[positions], self.sin_half[positions]
+        return torch.cat((cos, cos), dim=-1).to(dtype), torch.cat((sin, sin), dim=-1).to(dtype)
+
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
     first, second = x.chunk(2, dim=-1)

@@ -80,18 +80,27 @@ class Transformer(nn.Module):
         *,
         cache=None,
         start_pos: int = 0,
+        positions: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Logits [B, T, vocab] for token ids [B, T].
 
         cache / start_pos: with a KV cache, the tokens sit at positions start_pos .. start_pos + T - 1 and attend to
         everything the cache holds before them; the cache is updated in place.
+        positions: per-row positions [B, T] instead of start_pos, for a batch of sequences of different lengths
+        (the inference engine's paged cache; its ``update`` returns each row's keys and their positions).
         """
-        return self.lm_head(self.hidden_states(input_ids, cache=cache, start_pos=start_pos))
+        return self.lm_head(self.hidden_states(input_ids, cache=cache, start_pos=start_pos, positions=positions))
 
-    def hidden_states(self, input_ids: torch.Tensor, *, cache=None, start_pos: int = 0) -> torch.Tensor:
+    def hidden_states(
+        self, input_ids: torch.Tensor, *, cache=None, start_pos: int = 0, positions: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Final-norm hidden states [B, T, dim] (what the LM head reads; reward and value heads read it too)."""
         x = self.embed_tokens(input_ids)
-        ctx = self._context(input_ids.shape[1], start_pos, cache, x.dtype, x.device)
+        if positions is not None:
+            rope = self.rotary.at(positions, x.dtype) if self.rotary is not None else None
+            ctx = AttentionContext(positions, rope, self.alibi_slopes, cache, start_pos)
+        else:
+            ctx = self._context(input_ids.shape[1], start_pos, cache, x.dtype, x.device)
         for block in self.layers:
             if self.activation_checkpointing and self.training:
                 x = checkpoint(block, x, ctx, use_reentrant=False)

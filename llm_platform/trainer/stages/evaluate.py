@@ -14,8 +14,8 @@ import torch
 
 from llm_platform.api.evaluate import EvalSpec
 from llm_platform.trainer.data.pack import open_split
+from llm_platform.trainer.eval.generation import Decoding, generate_batch
 from llm_platform.trainer.eval.perplexity import perplexity
-from llm_platform.trainer.inference.generate import generate
 from llm_platform.trainer.model.hf import load_pretrained
 from llm_platform.trainer.tokenizer import Tokenizer
 from llm_platform.trainer.tokenizer.bos import encode_text
@@ -48,20 +48,20 @@ def run(ctx: StageContext, out: Path) -> dict:
     if spec.generate:
         tokenizer = Tokenizer.load(model_dir)
         g = spec.generate
+        decoding = Decoding(
+            max_new_tokens=g.max_new_tokens,
+            do_sample=g.temperature > 0,
+            temperature=g.temperature,
+            top_k=g.top_k,
+            top_p=g.top_p,
+            seed=g.seed,
+        )
+        prompts = [encode_text(tokenizer, prompt) or [0] for prompt in g.prompts]  # BOS first: tokenizer/bos.py
+        completions = generate_batch(model, tokenizer, prompts, [decoding] * len(prompts))
         samples = []
-        for prompt in g.prompts:
-            ids = generate(
-                model,
-                encode_text(tokenizer, prompt),
-                g.max_new_tokens,
-                g.temperature,
-                g.top_k,
-                g.top_p,
-                tokenizer.eos_id,
-                g.seed,
-            )
-            samples.append({"prompt": prompt, "completion": tokenizer.decode(ids)})
-            ctx.console.print(f"[bold]sample[/]: [cyan]{prompt}[/]{tokenizer.decode(ids)}")
+        for prompt, completion in zip(g.prompts, completions, strict=True):
+            samples.append({"prompt": prompt, "completion": completion})
+            ctx.console.print(f"[bold]sample[/]: [cyan]{prompt}[/]{completion}")
         report["samples"] = samples
     (out / "report" / "eval.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
     return metrics

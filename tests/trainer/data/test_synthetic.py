@@ -120,3 +120,25 @@ def test_scores_are_read_from_json_in_free_text():
     }  # fmt: skip
     assert parse_scores('{"helpfulness": 9, "correctness": 5, "coherence": 3}') is None
     assert parse_scores("{not json} and nothing else") is None
+
+
+def test_pipeline_runs_on_the_built_in_engine(tmp_path):
+    """`endpoint: engine:<folder>` runs every stage through LLMEngine in this process, no server. The model is a
+    small random one, so its texts are noise: the test checks the plumbing (every prompt answered, every outcome
+    counted), not the quality."""
+    from llm_platform.trainer.model import Transformer, get_config
+    from llm_platform.trainer.model.hf import save_pretrained
+    from llm_platform.trainer.tokenizer import train_bpe
+
+    tokenizer = train_bpe([text for text in INSTRUCTIONS.values()] * 20, 300)
+    model = Transformer(get_config("llama-tiny", vocab_size=tokenizer.vocab_size, max_seq_len=256))
+    model.init_weights(seed=0)
+    save_pretrained(model, tmp_path)
+    tokenizer.save(tmp_path)
+    config = SyntheticConfig(
+        endpoint=f"engine:{tmp_path}", model="tiny", topics=("sorting", "tides"), per_topic=3, max_tokens=12
+    )
+    rows, counts = generate_instructions(config)
+    assert counts["generated"] == 6
+    dropped = sum(v for k, v in counts.items() if k.startswith("dropped_"))
+    assert dropped + counts["kept"] == 6 and counts["kept"] == len(rows)
