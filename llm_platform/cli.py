@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from llm_platform.cli_operator import app as operator_app
+from llm_platform.cli_serve import app as serve_app
 from llm_platform.cli_tokenizer import app as tokenizer_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -234,6 +235,7 @@ def model_export(
 
 app.add_typer(tokenizer_app, name="tokenizer", help="Train, use, inspect and convert tokenizers.")
 app.registered_commands.extend(operator_app.registered_commands)  # `llmp render`, `llmp operator`
+app.registered_commands.extend(serve_app.registered_commands)  # `llmp serve`, `llmp generate`, `llmp chat`
 
 
 def main() -> None:

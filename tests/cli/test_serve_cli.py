@@ -1,0 +1,79 @@
+"""`llmp serve` as a real process (SIGTERM ends it cleanly), `llmp generate` and `llmp chat` on the tiny model, and
+the three spellings of MODEL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import openai
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from llm_platform.cli import app
+from llm_platform.cli_serve import resolve_model
+from llm_platform.storage import ArtifactStore
+
+from ..observability.prometheus import free_port
+from ..services.serving.conftest import model_dir  # noqa: F401 (the session fixture)
+from ..services.serving.tiny_model import GREETING, GREETING_ANSWER
+
+
+def test_llmp_serve_answers_and_stops_on_sigterm(model_dir):  # noqa: F811
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "llm_platform.cli", "serve", str(model_dir), "--port", str(port), "--name", "tiny"],
+        env={**os.environ, "LLMP_API_KEY": "from-a-secret"},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, process.stderr.read()
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="from-a-secret", max_retries=0)
+        answer = client.chat.completions.create(
+            model="tiny", messages=[{"role": "user", "content": GREETING}], temperature=0
+        )
+        assert answer.choices[0].message.content == GREETING_ANSWER
+        process.send_signal(signal.SIGTERM)
+        # uvicorn shuts down gracefully, then re-raises the signal so the exit status tells how the process ended
+        assert process.wait(30) in (0, -signal.SIGTERM)
+        assert "Traceback" not in process.stderr.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_generate_and_chat_print_the_answer(model_dir):  # noqa: F811
+    runner = CliRunner()
+    chat = runner.invoke(app, ["chat", str(model_dir), "--temperature", "0"], input=f"{GREETING}\n\n")
+    assert chat.exit_code == 0, chat.output
+    assert GREETING_ANSWER in chat.output
+    generated = runner.invoke(app, ["generate", str(model_dir), "--prompt", "import", "--max-tokens", "5"])
+    assert generated.exit_code == 0, generated.output
+
+
+def test_model_is_a_folder_or_a_stage_of_a_store(model_dir, tmp_path):  # noqa: F811
+    assert resolve_model(str(model_dir)) == model_dir
+    store = ArtifactStore.open(str(tmp_path / "store"))
+    with store.writer("sft") as out:
+        for file in model_dir.iterdir():
+            (out / "model").mkdir(exist_ok=True)
+            (out / "model" / file.name).write_bytes(file.read_bytes())
+    assert (resolve_model(str(tmp_path / "store" / "sft")) / "config.json").is_file()
+    with pytest.raises(typer.BadParameter, match="not a model folder"):
+        resolve_model(str(tmp_path / "store" / "missing"))
