@@ -14,6 +14,8 @@ import pytest
 
 from llm_platform.storage import ArtifactStore
 
+from ..observability.prometheus import free_port
+
 JOB = """\
 apiVersion: llmplatform.dev/v1alpha1
 kind: LLMJob
@@ -39,6 +41,10 @@ spec:
     kind: eval
     needs: [pretrain]
     eval: {limit: 2, batch_size: 2, generate: {prompts: ["def "], max_new_tokens: 4}}
+  - name: serve
+    kind: serve
+    needs: [pretrain]
+    serve: {port: PORT, duration: 0.5, sample: {prompt: "def ", max_tokens: 8}}
 """
 
 
@@ -50,7 +56,7 @@ def llmp(*args: str, **kwargs) -> subprocess.CompletedProcess:
 
 def write_job(tmp_path: Path, steps: int) -> Path:
     path = tmp_path / "job.yaml"
-    path.write_text(JOB.replace("STEPS", str(steps)))
+    path.write_text(JOB.replace("STEPS", str(steps)).replace("PORT", str(free_port())))
     return path
 
 
@@ -71,12 +77,13 @@ def test_quickstart_shape_runs_then_resumes_then_reruns_what_changed(tmp_path):
     first = llmp("run", str(job), "--workdir", str(tmp_path / "w"))
     assert first.returncode == 0, first.stdout + first.stderr
     assert "Summary" in first.stdout and "perplexity=" in first.stdout
+    assert "answer=" in first.stdout  # the serve stage answered its sample chat over HTTP, then stopped
     store = ArtifactStore.open(str(tmp_path / "w"))
-    assert all(store.exists(s) for s in ("data", "tokenizer", "pretrain", "eval"))
+    assert all(store.exists(s) for s in ("data", "tokenizer", "pretrain", "eval", "serve"))
     assert (store.fetch("pretrain") / "model" / "config.json").is_file()
 
     again = llmp("run", str(job), "--workdir", str(tmp_path / "w"))
-    assert again.returncode == 0 and again.stdout.count("up to date") == 4, again.stdout
+    assert again.returncode == 0 and again.stdout.count("up to date") == 5, again.stdout
 
     write_job(tmp_path, steps=7)  # a changed training setting re-runs pretrain and what depends on it, only
     changed = llmp("run", str(job), "--workdir", str(tmp_path / "w"))
