@@ -56,6 +56,7 @@ def run(ctx: StageContext, out: Path) -> dict:
         how to reach it, send the sample request, and end it after `duration`."""
         try:
             if not _wait_ready(state):
+                server.should_exit = True  # a model that failed to load ends the stage, with the reason
                 return
             started = time.monotonic()
             _announce(ctx, options, spec)
