@@ -44,7 +44,7 @@ class Running:
 @contextlib.contextmanager
 def running_server(model_dir: Path, **settings: Any) -> Iterator[Running]:
     """Serve `model_dir` on a free loopback port until the block ends; waits for /health to say ready."""
-    options = ServeOptions(model=model_dir, name=MODEL_NAME, port=free_port(), **settings)
+    options = ServeOptions(model=model_dir, name=MODEL_NAME, **{"port": free_port(), **settings})
     server, state = make_server(options)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
