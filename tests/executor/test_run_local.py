@@ -44,7 +44,7 @@ spec:
   - name: serve
     kind: serve
     needs: [pretrain]
-    serve: {port: PORT, duration: 0.5, sample: {prompt: "def ", max_tokens: 8}}
+    serve: {duration: 0.5, sample: {prompt: "def ", max_tokens: 8}}
 """
 
 
@@ -56,7 +56,8 @@ def llmp(*args: str, **kwargs) -> subprocess.CompletedProcess:
 
 def write_job(tmp_path: Path, steps: int) -> Path:
     path = tmp_path / "job.yaml"
-    path.write_text(JOB.replace("STEPS", str(steps)).replace("PORT", str(free_port())))
+    serving = f"serve: {{port: {free_port()}, duration"  # a free port, not the default 8000
+    path.write_text(JOB.replace("STEPS", str(steps)).replace("serve: {duration", serving))
     return path
 
 
