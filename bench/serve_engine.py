@@ -52,6 +52,7 @@ def sync(device: str) -> None:
 
 def run_ours(model: Transformer, requests, config: EngineConfig, device: str) -> dict:
     engine = LLMEngine(model, None, config)
+    engine.generate([p[:64] for p, _ in requests[:4]], SamplingParams(max_tokens=4, temperature=0))  # warm-up
     token_times: dict[str, list[float]] = {}
     peak_blocks = 0
     sync(device)
@@ -103,6 +104,8 @@ def run_transformers(model: Transformer, requests, device: str, dtype: torch.dty
     for row, (prompt, _) in enumerate(requests):
         ids[row, longest_prompt - len(prompt) :] = torch.tensor(prompt)
         mask[row, longest_prompt - len(prompt) :] = 1
+    with torch.no_grad():  # warm-up
+        hf.generate(ids[:4, -64:].to(device), max_new_tokens=4, do_sample=False, pad_token_id=0)
     sync(device)
     start = time.monotonic()
     with torch.no_grad():

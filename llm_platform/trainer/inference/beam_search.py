@@ -4,8 +4,9 @@ Each step scores every (beam, token) continuation by its accumulated log-probabi
 and n-gram ban, applied to log-probabilities as transformers does), keeps the best 2 x num_beams (more with several
 end ids), moves those that end (an end id, or the length limit) among the top num_beams into the finished set scored
 sum(logprob) / generated_length ** length_penalty, and continues with the best num_beams that did not end. It stops
-when every candidate ends, when ``early_stopping`` and num_beams hypotheses finished, or (early_stopping False) when
-the best running beam, scored at its current length, cannot beat the worst finished hypothesis.
+when every candidate ends, when ``early_stopping`` is True and num_beams hypotheses finished, or when the best running
+beam cannot beat the worst finished hypothesis: scored at its current length (early_stopping False, transformers'
+heuristic) or, with "never" and a positive length penalty, at the longest length it could reach (the exact bound).
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ def beam_search(
         # candidates among the top num_beams that end join the finished set if they beat its worst
         just_finished = ends & top_beams
         normalized = top_scores / float(cur_len + 1 - prompt_len) ** lp
-        if bool(is_finished.all()) and params.early_stopping:
+        if bool(is_finished.all()) and params.early_stopping is True:
             normalized = normalized + PRUNED
         if not improvable:
             normalized = normalized + PRUNED
@@ -94,10 +95,11 @@ def beam_search(
 
         cur_len += 1
         if improvable:
-            best_possible = running_scores[0] / float(cur_len - prompt_len) ** lp
+            exact = params.early_stopping == "never" and lp > 0
+            best_possible = running_scores[0] / float((max_length if exact else cur_len) - prompt_len) ** lp
             worst = torch.where(is_finished, finished_scores.min(), torch.full_like(finished_scores, PRUNED))
             improvable = bool((best_possible > worst).any())
-        all_done = bool(is_finished.all()) and params.early_stopping
+        all_done = bool(is_finished.all()) and params.early_stopping is True
         if not improvable or all_done or bool(ends.all()):
             break
         cache.reorder(beam_rows)

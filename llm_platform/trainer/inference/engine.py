@@ -24,25 +24,27 @@ from pathlib import Path
 
 import torch
 
+from llm_platform.trainer.model.config import ModelConfig
 from llm_platform.trainer.model.transformer import Transformer
 from llm_platform.trainer.tokenizer import Tokenizer
 
+from .emit import check_stop, finish, record_token, request_output, sampling_batch, token_logprobs
 from .lora import MultiLora
 from .model_runner import ModelRunner
-from .outputs import CompletionOutput, EngineStats, RequestOutput, TokenLogprob
+from .outputs import CompletionOutput, EngineStats, RequestOutput
 from .paged_cache import PagedKVCache
 from .params import BeamSearchParams, InvalidRequest, SamplingParams
-from .sampling import BatchSampling, process_logits, sample, top_logprobs
+from .sampling import process_logits, sample
 from .scheduler import Scheduler
-from .sequence import Sequence, Status
-from .stops import find_stop, held_back
+from .sequence import Sequence
 
 
 @dataclass(frozen=True)
 class EngineConfig:
     """block_size: tokens per KV block. num_blocks: blocks in the full-attention pool (None: room for
-    max_num_seqs sequences of max_model_len, capped at max(one sequence, 4096 blocks)). max_num_batched_tokens: the
-    token budget of one step (decodes + prefill chunks). max_model_len: prompt + output limit (None: the model's
+    max_num_seqs sequences of max_model_len, within kv_cache_bytes). kv_cache_bytes: memory for the KV pool when
+    num_blocks is None (None: half the free GPU memory on CUDA, 1 GiB on CPU). max_num_batched_tokens: the token
+    budget of one step (decodes + prefill chunks). max_model_len: prompt + output limit (None: the model's
     max_seq_len). add_bos: string prompts start with the tokenizer's bos token when it has one."""
 
     block_size: int = 16
@@ -50,6 +52,7 @@ class EngineConfig:
     max_num_seqs: int = 64
     max_num_batched_tokens: int = 2048
     max_model_len: int | None = None
+    kv_cache_bytes: int | None = None
     enable_prefix_caching: bool = True
     add_bos: bool = True
     seed: int = 0
@@ -59,7 +62,7 @@ class EngineConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"EngineConfig.{name}: must be a positive integer, got {value!r}")
-        for name in ("num_blocks", "max_model_len"):
+        for name in ("num_blocks", "max_model_len", "kv_cache_bytes"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"EngineConfig.{name}: must be a positive integer or None, got {value!r}")
@@ -86,8 +89,7 @@ class LLMEngine:
         if tokenizer is not None and tokenizer.eos_id is not None:
             self.eos_token_ids.add(tokenizer.eos_id)
         param = next(model.parameters())
-        blocks_per_seq = math.ceil(self.max_model_len / config.block_size)
-        num_blocks = config.num_blocks or max(blocks_per_seq, min(config.max_num_seqs * blocks_per_seq, 4096))
+        num_blocks = config.num_blocks or default_num_blocks(config, model.config, self.max_model_len, param)
         self.cache = PagedKVCache(
             model.config,
             num_blocks=num_blocks + 1,
@@ -127,14 +129,24 @@ class LLMEngine:
         draft_model: str | None = None,
     ) -> LLMEngine:
         """An engine over a Hugging Face format folder (config.json + safetensors, tokenizer files optional):
-        what our stages export, or any Llama/Mistral/Qwen2/Qwen3/Mixtral/DeepSeek-V3 checkpoint."""
+        what our stages export, or any Llama/Mistral/Qwen2/Qwen3/Mixtral/DeepSeek-V3 checkpoint.
+
+        quantization: "int8" or "int4" weight-only linears (``quantize.quantize_model``); adapters: {name: PEFT
+        folder} served side by side (not together with quantization: adapters wrap float linears)."""
         from llm_platform.trainer.model.hf import load_pretrained
 
-        if quantization is not None or draft_model is not None:
-            raise ValueError("quantization and draft_model are not supported by this engine build")
+        if draft_model is not None:
+            raise ValueError(
+                "draft_model: speculative decoding runs at batch 1 through inference.speculative, not in the "
+                "batched engine; leave draft_model unset here"
+            )
         path = Path(path)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         model = load_pretrained(path, dtype=dtype, device=device)
+        if quantization is not None:
+            from . import quantize  # weight-only INT8/INT4 linears (the engine-fast branch's module)
+
+            quantize.quantize_model(model, quantization)
         tokenizer = None
         with contextlib.suppress(FileNotFoundError):
             tokenizer = Tokenizer.load(path)
@@ -181,6 +193,8 @@ class LLMEngine:
         if not isinstance(params, SamplingParams):
             raise InvalidRequest("params", f"must be SamplingParams, got {type(params).__name__}")
         params.validate(self.vocab_size)
+        if params.stop and self.tokenizer is None:
+            raise InvalidRequest("stop", "stop strings need a tokenizer, and this engine has none; use stop_token_ids")
         if adapter is not None and (self.lora is None or adapter not in self.lora.names):
             known = sorted(self.lora.names) if self.lora else []
             raise InvalidRequest("adapter", f"unknown adapter {adapter!r}; this engine serves {known}")
@@ -222,7 +236,7 @@ class LLMEngine:
         for seq in seqs:
             if not seq.finished:
                 self.scheduler.remove(seq)
-                self._finish(seq, "abort")
+                finish(seq, "abort")
         self._aborted.append(request_id)
 
     def has_unfinished_requests(self) -> bool:
@@ -246,74 +260,30 @@ class LLMEngine:
         advanced: dict[str, None] = dict.fromkeys(self._aborted)
         self._aborted = []
         for seq in plan.cache_full:
-            self._finish(seq, "length")
+            finish(seq, "length")
             advanced[seq.request_id] = None
         logits = self.runner.execute(plan.scheduled) if plan.scheduled else {}
         drawing = [item.seq for item in plan.scheduled if item.samples]
         for item in plan.scheduled:
             seq = item.seq
             seq.num_computed += item.num_tokens
-            self.cache.register_full_blocks(seq.blocks, seq.tokens, seq.num_computed, seq.adapter)
+            if self.cache.has_unregistered_blocks(seq.blocks, seq.num_computed):
+                self.cache.register_full_blocks(seq.blocks, seq.tokens, seq.num_computed, seq.adapter)
         if drawing:
             self._emit(drawing, torch.stack([logits[s.seq_id] for s in drawing]))
             advanced.update(dict.fromkeys(s.request_id for s in drawing))
         return [self._request_output(rid) for rid in advanced if rid in self.requests]
 
     def _emit(self, seqs: list[Sequence], logits: torch.Tensor) -> None:
-        device = logits.device
-        settings = BatchSampling(
-            temperature=torch.tensor([s.params.temperature for s in seqs], device=device),
-            top_k=torch.tensor([s.params.top_k for s in seqs], device=device),
-            top_p=torch.tensor([s.params.top_p for s in seqs], device=device),
-            min_p=torch.tensor([s.params.min_p for s in seqs], device=device),
-            repetition_penalty=torch.tensor([s.params.repetition_penalty for s in seqs], device=device),
-            presence_penalty=torch.tensor([s.params.presence_penalty for s in seqs], device=device),
-            frequency_penalty=torch.tensor([s.params.frequency_penalty for s in seqs], device=device),
-            no_repeat_ngram_size=[s.params.no_repeat_ngram_size for s in seqs],
-            history=[s.tokens for s in seqs],
-            output_counts=output_counts(seqs, logits.shape[-1], device),
-        )
-        tokens = sample(
-            process_logits(logits, settings), settings.temperature, [s.generator for s in seqs], self.generator
-        )
-        want = [s.params.logprobs for s in seqs if s.params.logprobs is not None]
-        chosen_lp = top_lp = top_ids = None
-        if want:
-            chosen_lp, top_lp, top_ids = top_logprobs(logits, tokens, max(want))
-            chosen_lp, top_lp, top_ids = chosen_lp.tolist(), top_lp.tolist(), top_ids.tolist()
-        now = time.monotonic()
-        for row, (seq, token) in enumerate(zip(seqs, tokens.tolist(), strict=True)):
-            seq.output_ids.append(token)
-            seq.first_token_time = seq.first_token_time or now
-            if chosen_lp is not None:
-                seq.cumulative_logprob += chosen_lp[row]
-                if seq.logprobs is not None:
-                    k = seq.params.logprobs
-                    pairs = list(zip(top_ids[row][:k], top_lp[row][:k], strict=True))
-                    seq.logprobs.append(TokenLogprob(token, chosen_lp[row], pairs))
-            self._check_stop(seq, token)
-
-    def _check_stop(self, seq: Sequence, token: int) -> None:
-        p = seq.params
-        reason: str | None = None
-        if token in p.stop_token_ids:
-            reason, seq.stop_reason = "stop", token
-        elif token in self.eos_token_ids and not p.ignore_eos:
-            reason = "stop"
-        shown = seq.output_ids[:-1] if reason else seq.output_ids
-        text = self._decode(shown)
-        if reason is None and p.stop:
-            hit = find_stop(text, p.stop, max(0, len(seq.text) - max(len(s) for s in p.stop)))
-            if hit is not None:
-                text, reason, seq.stop_reason = text[: hit[0]], "stop", hit[1]
-        if reason is None and (len(seq.output_ids) >= p.max_tokens or seq.num_tokens >= self.max_model_len):
-            reason = "length"
-        if reason is None:
-            text = text[: len(text) - held_back(text, p.stop)]
-        seq.text = text
-        if reason is not None:
-            self.scheduler.remove(seq)
-            self._finish(seq, reason)
+        settings = sampling_batch(seqs, logits.shape[-1], logits.device)
+        processed = process_logits(logits, settings)
+        tokens = sample(processed, settings.temperature, [s.generator for s in seqs], self.generator)
+        for seq, token, logprob in zip(seqs, tokens.tolist(), token_logprobs(seqs, logits, tokens), strict=True):
+            record_token(seq, token, logprob)
+            reason = check_stop(seq, token, self.eos_token_ids, self.max_model_len, self._decode)
+            if reason is not None:
+                self.scheduler.remove(seq)
+                finish(seq, reason)
 
     def _decode(self, ids: list[int]) -> str:
         """Output text; ids the tokenizer does not know (a model vocabulary padded past it) decode to nothing."""
@@ -325,37 +295,12 @@ class LLMEngine:
             known = [i for i in ids if i < self.tokenizer.vocab_size and self.tokenizer.id_to_token(i) is not None]
             return self.tokenizer.decode(known, skip_special=True)
 
-    def _finish(self, seq: Sequence, reason: str) -> None:
-        seq.status = Status.FINISHED
-        seq.finish_reason = reason
-        seq.finished_time = time.monotonic()
-
     def _request_output(self, request_id: str) -> RequestOutput:
         seqs = self.requests[request_id]
-        finished = all(s.finished for s in seqs)
-        if finished:
+        out = request_output(request_id, seqs)
+        if out.finished:
             del self.requests[request_id]
-        times = [s.first_token_time for s in seqs if s.first_token_time is not None]
-        return RequestOutput(
-            request_id=request_id,
-            prompt_token_ids=list(seqs[0].prompt_ids),
-            outputs=[
-                CompletionOutput(
-                    index=s.index,
-                    token_ids=list(s.output_ids),
-                    text=s.text,
-                    finish_reason=s.finish_reason,
-                    logprobs=list(s.logprobs) if s.logprobs is not None else None,
-                    stop_reason=s.stop_reason,
-                    cumulative_logprob=s.cumulative_logprob if s.logprobs is not None else None,
-                )
-                for s in seqs
-            ],
-            finished=finished,
-            arrival_time=seqs[0].arrival_time,
-            first_token_time=min(times) if times else None,
-            finished_time=max(s.finished_time or 0.0 for s in seqs) if finished else None,
-        )
+        return out
 
     # ------------------------------------------------------------------ conveniences
     def generate(
@@ -364,7 +309,10 @@ class LLMEngine:
         params: SamplingParams | Seq[SamplingParams],
         adapter: str | None = None,
     ) -> list[RequestOutput]:
-        """Runs the prompts to completion (all validated before any is queued); outputs in prompt order."""
+        """Runs the prompts to completion (all validated before any is queued); outputs in prompt order.
+
+        For offline use: it drives ``step`` itself, so on an engine that also serves streamed requests the other
+        requests' outputs of those steps are not returned to anyone (a server calls ``step`` itself instead)."""
         per_prompt = [params] * len(prompts) if isinstance(params, SamplingParams) else list(params)
         if len(per_prompt) != len(prompts):
             raise InvalidRequest("params", f"{len(per_prompt)} settings for {len(prompts)} prompts")
@@ -381,7 +329,11 @@ class LLMEngine:
         return [final[rid] for rid in ids]
 
     def beam_search(self, prompt: str | list[int], params: BeamSearchParams) -> list[CompletionOutput]:
-        """The best ``num_return_sequences`` beams for one prompt, best first (transformers' beam search)."""
+        """The best ``num_return_sequences`` beams for one prompt, best first (transformers' beam search).
+
+        Runs to completion right away on its own static cache (one row per beam), outside the paged pool and the
+        step loop. Each output's ``cumulative_logprob`` is the beam score transformers reports as
+        ``sequences_scores``: sum of token logprobs / generated_length ** length_penalty."""
         from .beam_search import beam_search
 
         if not isinstance(params, BeamSearchParams):
@@ -402,16 +354,23 @@ class LLMEngine:
         ]
 
 
-def output_counts(seqs: list[Sequence], vocab_size: int, device: torch.device) -> torch.Tensor | None:
-    """[B, V] occurrences of each token in each sequence's output, when some row uses presence/frequency."""
-    if not any(s.params.presence_penalty or s.params.frequency_penalty for s in seqs):
-        return None
-    counts = torch.zeros(len(seqs), vocab_size, device=device)
-    for row, s in enumerate(seqs):
-        if s.output_ids:
-            ids = torch.as_tensor(s.output_ids, device=device)
-            counts[row].index_add_(0, ids, torch.ones(len(s.output_ids), device=device))
-    return counts
+def kv_bytes_per_token(config: ModelConfig, dtype: torch.dtype) -> int:
+    """KV cache bytes one token takes over all layers: keys and values, or MLA's latent and RoPE key."""
+    if config.attention == "mla":
+        width = config.kv_lora_rank + config.qk_rope_head_dim
+    else:
+        width = 2 * config.kv_heads * config.head_size
+    return config.n_layers * width * torch.tensor([], dtype=dtype).element_size()
+
+
+def default_num_blocks(config: EngineConfig, model_config: ModelConfig, max_model_len: int, param: torch.Tensor) -> int:
+    """Blocks for max_num_seqs full-length sequences, or as many as the memory budget holds (at least one)."""
+    budget = config.kv_cache_bytes
+    if budget is None:
+        budget = torch.cuda.mem_get_info(param.device)[0] // 2 if param.is_cuda else 1 << 30
+    per_block = kv_bytes_per_token(model_config, param.dtype) * config.block_size
+    wanted = config.max_num_seqs * math.ceil(max_model_len / config.block_size)
+    return max(1, min(wanted, budget // per_block))
 
 
 def checkpoint_eos_ids(path: Path) -> list[int]:

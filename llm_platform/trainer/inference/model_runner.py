@@ -1,7 +1,8 @@
 """Executing a step: the scheduled sequences' new tokens through the model, over the paged cache.
 
 Sequences are batched by kind (decoding one token, or prefilling a chunk) and by adapter, each batch a padded
-[B, T] forward with per-row positions, so one long prefill chunk does not pad the decodes to its length. Only the
+[B, T] forward with per-row positions, so one long prefill chunk does not pad the decodes to its length (and
+prefill chunks of very different lengths go in separate forwards). Only the
 rows that draw a token this step go through the LM head, at their last position.
 """
 
@@ -16,6 +17,21 @@ from llm_platform.trainer.model.transformer import Transformer
 from .lora import MultiLora
 from .paged_cache import PagedBatch, PagedKVCache
 from .scheduler import ScheduledSequence
+
+
+def split_padding(group: list[ScheduledSequence], max_waste: float = 2.0) -> list[list[ScheduledSequence]]:
+    """Splits rows (longest first) into batches whose padded size stays within ``max_waste`` x their real tokens,
+    so a long prefill chunk does not pad many short ones to its length."""
+    batches: list[list[ScheduledSequence]] = []
+    for item in sorted(group, key=lambda s: -s.num_tokens):
+        current = batches[-1] if batches else None
+        if current is not None:
+            real = sum(s.num_tokens for s in current) + item.num_tokens
+            if (len(current) + 1) * current[0].num_tokens <= max_waste * real:
+                current.append(item)
+                continue
+        batches.append([item])
+    return batches
 
 
 class ModelRunner:
@@ -37,7 +53,8 @@ class ModelRunner:
         for (adapter, _), group in groupby(sorted(scheduled, key=key), key=key):
             if self.lora is not None:
                 self.lora.activate(adapter or None)
-            logits |= self._forward(list(group))
+            for batch in split_padding(list(group)):
+                logits |= self._forward(batch)
         if self.lora is not None:
             self.lora.activate(None)
         return logits
@@ -48,7 +65,7 @@ class ModelRunner:
         positions = torch.zeros(len(group), width, dtype=torch.long)
         for row, s in enumerate(group):
             start, n = s.seq.num_computed, s.num_tokens
-            ids[row, :n] = torch.as_tensor(s.seq.tokens[start : start + n])
+            ids[row, :n] = torch.as_tensor(s.seq.token_slice(start, start + n))
             positions[row, :n] = torch.arange(start, start + n)
             positions[row, n:] = start + n - 1  # padding queries look at real keys (no empty softmax rows)
         batch = PagedBatch(self.cache, [(s.seq.blocks, s.seq.num_computed, s.num_tokens) for s in group], width)

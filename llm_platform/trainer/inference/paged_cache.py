@@ -93,10 +93,11 @@ class KVGroup:
 
 @dataclass
 class SequenceBlocks:
-    """A sequence's cache state: block tables per group (NULL_BLOCK where a window dropped a block) and the hashes
-    of its full blocks registered so far."""
+    """A sequence's cache state: block tables per group, how many leading blocks of each a window dropped (their
+    entries are NULL_BLOCK), and the hashes of its full blocks registered so far."""
 
     tables: list[list[int]]
+    dropped: list[int]
     hashes: list[int] = field(default_factory=list)
 
 
@@ -161,7 +162,7 @@ class PagedKVCache:
         return sum(t.numel() * t.element_size() for t in (*self.first.values(), *self.second.values()))
 
     def new_sequence(self) -> SequenceBlocks:
-        return SequenceBlocks([[] for _ in self.groups])
+        return SequenceBlocks([[] for _ in self.groups], [0] * len(self.groups))
 
     def _first_live_block(self, group: KVGroup, num_computed: int) -> int:
         """Index of the oldest block the next token still attends to (0 for full attention)."""
@@ -174,11 +175,8 @@ class PagedKVCache:
         needed = []
         for gi, group in enumerate(self.groups):
             table = seq.tables[gi]
-            dropped = 0
-            if group.window is not None:
-                live_from = self._first_live_block(group, num_computed)
-                dropped = sum(1 for b in table[:live_from] if b != NULL_BLOCK)
-            needed.append(max(0, total - len(table)) - dropped)
+            released = max(0, min(self._first_live_block(group, num_computed), len(table)) - seq.dropped[gi])
+            needed.append(max(0, total - len(table)) - released)
         return needed
 
     def can_allocate(self, seq: SequenceBlocks, num_computed: int, num_new: int) -> bool:
@@ -193,10 +191,11 @@ class PagedKVCache:
         total = math.ceil((num_computed + num_new) / self.block_size)
         for gi, group in enumerate(self.groups):
             table = seq.tables[gi]
-            for j in range(min(self._first_live_block(group, num_computed), len(table))):
-                if table[j] != NULL_BLOCK:
-                    group.allocator.release(table[j])
-                    table[j] = NULL_BLOCK
+            live_from = min(self._first_live_block(group, num_computed), len(table))
+            for j in range(seq.dropped[gi], live_from):
+                group.allocator.release(table[j])
+                table[j] = NULL_BLOCK
+            seq.dropped[gi] = max(seq.dropped[gi], live_from)
             while len(table) < total:
                 table.append(group.allocator.allocate())
 
@@ -206,6 +205,7 @@ class PagedKVCache:
                 if block != NULL_BLOCK:
                     group.allocator.release(block)
             seq.tables[gi] = []
+            seq.dropped[gi] = 0
         seq.hashes = []
 
     # ---------------------------------------------------------------- prefix sharing
@@ -226,11 +226,14 @@ class PagedKVCache:
             parent = h
         return len(seq.tables[0]) * self.block_size
 
+    def has_unregistered_blocks(self, seq: SequenceBlocks, num_computed: int) -> bool:
+        return self.prefix_caching and num_computed // self.block_size > len(seq.hashes)
+
     def register_full_blocks(
         self, seq: SequenceBlocks, tokens: list[int], num_computed: int, adapter: str | None
     ) -> None:
         """Names the blocks filled so far so later sequences with the same prefix can reuse them."""
-        if not self.prefix_caching:
+        if not self.has_unregistered_blocks(seq, num_computed):
             return
         allocator = self.groups[0].allocator
         for j in range(len(seq.hashes), num_computed // self.block_size):
@@ -252,28 +255,26 @@ class PagedBatch:
         self.cache = cache
         bs = cache.block_size
         device = next(iter(cache.first.values())).device
+        ends = torch.tensor([computed + new for _, computed, new in rows])
         self.slots: list[torch.Tensor] = []
         self.tables: list[torch.Tensor] = []
         self.key_positions: list[torch.Tensor] = []
         for gi in range(len(cache.groups)):
-            slots = torch.zeros(len(rows), width, dtype=torch.long)
-            live_rows = []
-            for r, (seq, computed, new) in enumerate(rows):
+            slots: list[int] = []
+            live: list[list[int]] = []
+            for seq, computed, new in rows:
                 table = seq.tables[gi]
-                pos = torch.arange(computed, computed + new)
-                slots[r, :new] = torch.as_tensor(table, dtype=torch.long)[pos // bs] * bs + pos % bs
-                live_rows.append([(j, b) for j, b in enumerate(table[: math.ceil((computed + new) / bs)]) if b != 0])
-            n_blocks = max(1, max(len(live) for live in live_rows))
-            tables = torch.zeros(len(rows), n_blocks, dtype=torch.long)
-            positions = torch.full((len(rows), n_blocks * bs), -1, dtype=torch.long)
-            offsets = torch.arange(bs)
-            for r, live in enumerate(live_rows):
-                end = rows[r][1] + rows[r][2]
-                for i, (j, b) in enumerate(live):
-                    tables[r, i] = b
-                    pos = j * bs + offsets
-                    positions[r, i * bs : (i + 1) * bs] = torch.where(pos < end, pos, -1)
-            self.slots.append(slots.flatten().to(device))
+                slots += [table[p // bs] * bs + p % bs for p in range(computed, computed + new)]
+                slots += [NULL_BLOCK] * (width - new)  # padding writes into the null block
+                live.append(table[seq.dropped[gi] : math.ceil((computed + new) / bs)])
+            n_blocks = max(1, max(len(blocks) for blocks in live))
+            tables = torch.tensor([blocks + [NULL_BLOCK] * (n_blocks - len(blocks)) for blocks in live])
+            first = torch.tensor([seq.dropped[gi] for seq, _, _ in rows])
+            offsets = torch.arange(n_blocks * bs)
+            positions = first[:, None] * bs + offsets  # (B, n_blocks * bs)
+            filled = torch.tensor([len(blocks) for blocks in live])[:, None] * bs
+            positions = torch.where((positions < ends[:, None]) & (offsets < filled), positions, -1)
+            self.slots.append(torch.tensor(slots, dtype=torch.long).to(device))
             self.tables.append(tables.to(device))
             self.key_positions.append(positions.to(device))
 

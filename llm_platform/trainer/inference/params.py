@@ -137,13 +137,14 @@ class SamplingParams:
 class BeamSearchParams:
     """Beam search as transformers runs it: ``num_beams`` hypotheses, finished ones scored by
     sum(logprobs) / generated_length ** length_penalty; ``early_stopping`` True stops once ``num_beams`` hypotheses
-    finished, False stops when no running beam can still beat the worst finished one (transformers' heuristic).
+    finished, False stops when no running beam can still beat the worst finished one (transformers' heuristic),
+    "never" uses the exact bound (canonical beam search).
     ``num_return_sequences`` best hypotheses come back, best first."""
 
     num_beams: int = 4
     max_tokens: int = 16
     length_penalty: float = 1.0
-    early_stopping: bool = False
+    early_stopping: bool | str = False
     num_return_sequences: int = 1
     repetition_penalty: float = 1.0
     no_repeat_ngram_size: int = 0
@@ -156,7 +157,11 @@ class BeamSearchParams:
         max_tokens = _integer(self.max_tokens, "max_tokens")
         _require(max_tokens >= 1, "max_tokens", f"must be >= 1, got {max_tokens}")
         _finite(self.length_penalty, "length_penalty")
-        _require(isinstance(self.early_stopping, bool), "early_stopping", "must be true or false")
+        _require(
+            self.early_stopping is True or self.early_stopping is False or self.early_stopping == "never",
+            "early_stopping",
+            f'must be true, false or "never", got {self.early_stopping!r}',
+        )
         returns = _integer(self.num_return_sequences, "num_return_sequences")
         _require(1 <= returns <= beams, "num_return_sequences", f"must be in [1, num_beams={beams}], got {returns}")
         _check_penalties(self.repetition_penalty, self.no_repeat_ngram_size)

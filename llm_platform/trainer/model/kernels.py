@@ -131,10 +131,29 @@ def attention(
     if k_positions is None:
         k_positions = prefix_positions(q_positions, k_len)
     allowed = position_mask(q_positions, k_positions, window)
-    if allowed.dim() == 3:
+    per_row = allowed.dim() == 3
+    if per_row:
         allowed = allowed.unsqueeze(1)  # [B, 1, Tq, Tk]: one mask for all heads of a row
     mask = allowed if bias is None else bias.to(q.dtype).masked_fill(~allowed, float("-inf"))
+    if per_row and k.shape[1] != q.shape[1]:
+        return _grouped_as_queries(q, k, v, mask, scale=scale, impl=impl)
     return _sdpa(q, k, v, mask, is_causal=False, scale=scale, impl=impl)
+
+
+def _grouped_as_queries(q, k, v, mask, *, scale: float, impl: str) -> torch.Tensor:
+    """GQA under a per-row mask (the inference engine's batches): the query heads sharing a KV head become extra
+    query rows of that head, so keys and values are read in place; masked fused kernels cannot group heads, and
+    repeating K/V for them would copy the whole cache every layer."""
+    batch, heads, q_len, dim = q.shape
+    kv_heads, k_len = k.shape[1], k.shape[2]
+    group = heads // kv_heads
+    folded_q = q.reshape(batch, kv_heads, group * q_len, dim)  # query head h = kv * group + g, as repeat_heads
+    if mask.shape[1] == 1:
+        mask = mask.unsqueeze(2).expand(batch, 1, group, q_len, k_len).reshape(batch, 1, group * q_len, k_len)
+    else:
+        mask = mask.reshape(batch, kv_heads, group * q_len, k_len)
+    out = _sdpa(folded_q, k, v, mask, is_causal=False, scale=scale, impl=impl)  # (B, H_kv, group * Tq, Dv)
+    return out.reshape(batch, heads, q_len, v.shape[-1])
 
 
 def _sdpa(q, k, v, mask, *, is_causal: bool, scale: float, impl: str) -> torch.Tensor:

@@ -172,7 +172,8 @@ class RotaryTable(nn.Module):
         return torch.cat((cos, cos), dim=-1).to(dtype), torch.cat((sin, sin), dim=-1).to(dtype)
 
     def at(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos and sin [B, T, dim] in `dtype` for per-row positions [B, T] (sequences of different lengths)."""
+        """cos and sin [B, T, dim] in `dtype` for per-row positions [B, T] (sequences of different lengths). Past the
+        table (dynamic NTK beyond its original context) the frequencies follow the batch's furthest position."""
         end = int(positions.max()) + 1
         if end > self.cos_half.shape[0] or dtype == torch.float64:
             return rope_cos_sin(

@@ -4,6 +4,8 @@ alone, and a seeded request samples the same tokens whoever shares its batch."""
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from llm_platform.trainer.inference import EngineConfig, LLMEngine, SamplingParams
@@ -25,10 +27,11 @@ def _alone(model, prompt, params=GREEDY) -> list[int]:
     [
         ("llama-tiny", {}),
         ("mistral-tiny", {"sliding_window": 8}),
+        ("mistral-tiny", {"sliding_window": 8, "sliding_window_layers": [1]}),
         ("deepseek-tiny", {}),
         ("llama-tiny", {"position_encoding": "alibi"}),
     ],
-    ids=["gqa", "sliding-window", "mla-moe", "alibi"],
+    ids=["gqa", "sliding-window", "window-and-full-layers", "mla-moe", "alibi"],
 )
 def test_paged_cache_equals_static_cache(preset, overrides):
     model = tiny_model(preset, **overrides)
@@ -140,3 +143,36 @@ def test_bad_engine_config_names_the_field():
         EngineConfig(block_size=0)
     with pytest.raises(ValueError, match="EngineConfig.num_blocks"):
         EngineConfig(num_blocks=-3)
+
+
+@pytest.mark.parametrize("preset", ["llama-tiny", "deepseek-tiny"])
+def test_everything_at_once_changes_no_output(preset):
+    """Shared prefixes, a small pool (preemptions), a small budget (chunks) and staggered arrivals together."""
+    rng = random.Random(1)
+    model = tiny_model(preset)
+    shared = [rng.randrange(500) for _ in range(30)]
+    prompts = [
+        shared[: rng.randint(1, 30)] + [rng.randrange(500) for _ in range(rng.randint(0, 20))] for _ in range(10)
+    ]
+    params = [SamplingParams(max_tokens=rng.randint(1, 16), temperature=0, ignore_eos=True) for _ in prompts]
+    expected = [_alone(model, p, q) for p, q in zip(prompts, params, strict=True)]
+    engine = LLMEngine(model, None, EngineConfig(block_size=4, num_blocks=16, max_num_batched_tokens=7, max_num_seqs=5))
+    got: dict[int, list[int]] = {}
+    pending = list(range(len(prompts)))
+    while pending or engine.has_unfinished_requests():
+        for _ in range(rng.randint(0, 3)):
+            if pending:
+                i = pending.pop(0)
+                engine.add_request(str(i), prompts[i], params[i])
+        got |= {int(o.request_id): o.outputs[0].token_ids for o in engine.step() if o.finished}
+    assert [got[i] for i in range(len(prompts))] == expected
+    stats = engine.stats()
+    assert stats.num_preemptions > 0 and stats.prefix_cache_hit_tokens > 0 and stats.kv_blocks_used == 0
+
+
+def test_default_pool_fits_the_memory_budget():
+    model = tiny_model()  # llama-tiny: 2 layers x (K, V) x 2 KV heads x 32 x 4 bytes = 1 KiB per token
+    engine = LLMEngine(model, None, EngineConfig(block_size=4, kv_cache_bytes=100 * 4 * 1024))
+    assert engine.stats().kv_blocks_total == 100
+    roomy = LLMEngine(model, None, EngineConfig(block_size=4, max_num_seqs=2))  # 2 x 128 tokens fit in 1 GiB
+    assert roomy.stats().kv_blocks_total == 2 * 128 // 4

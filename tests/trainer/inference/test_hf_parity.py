@@ -94,10 +94,17 @@ def test_filters_keep_what_transformers_keeps():
 
 
 @pytest.mark.parametrize(
-    ("length_penalty", "early_stopping", "no_repeat"),
-    [(1.0, False, 0), (2.0, True, 0), (-1.0, False, 2), (0.5, True, 0)],
+    ("length_penalty", "early_stopping", "no_repeat", "repetition"),
+    [
+        (1.0, False, 0, 1.0),
+        (2.0, True, 0, 1.0),
+        (-1.0, False, 2, 1.0),
+        (0.5, True, 0, 1.4),
+        (1.0, False, 0, 0.7),
+        (1.5, "never", 0, 1.0),
+    ],
 )
-def test_beam_search_equals_transformers(models, length_penalty, early_stopping, no_repeat):
+def test_beam_search_equals_transformers(models, length_penalty, early_stopping, no_repeat, repetition):
     hf, engine = models
     prompt = PROMPTS[0]
     # an end token the model likes early, so that hypotheses finish at different lengths
@@ -110,6 +117,7 @@ def test_beam_search_equals_transformers(models, length_penalty, early_stopping,
         early_stopping=early_stopping,
         num_return_sequences=3,
         no_repeat_ngram_size=no_repeat,
+        repetition_penalty=repetition,
         stop_token_ids=(end,),
     )
     ours = engine.beam_search(prompt, params)
@@ -121,6 +129,7 @@ def test_beam_search_equals_transformers(models, length_penalty, early_stopping,
         early_stopping=early_stopping,
         num_return_sequences=3,
         no_repeat_ngram_size=no_repeat,
+        repetition_penalty=repetition,
         eos_token_id=end,
         pad_token_id=end,
         do_sample=False,

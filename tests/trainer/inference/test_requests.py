@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 import torch
 
-from llm_platform.trainer.inference import EngineConfig, InvalidRequest, LLMEngine, SamplingParams
+from llm_platform.trainer.inference import BeamSearchParams, EngineConfig, InvalidRequest, LLMEngine, SamplingParams
 from llm_platform.trainer.inference.sampling import apply_presence_frequency
 from llm_platform.trainer.tokenizer import train_bpe
 
@@ -140,3 +140,32 @@ def test_frequency_penalty_in_the_engine_matches_the_formula(engine):
             produced.append(token)
             ids.append(token)
     assert out.outputs[0].token_ids == produced
+
+
+def test_eos_ends_with_stop_unless_ignored():
+    engine = LLMEngine(tiny_model(), None, EngineConfig(block_size=4))
+    plain = engine.generate([[5, 6, 7]], SamplingParams(max_tokens=8, temperature=0, ignore_eos=True))[0].outputs[0]
+    engine.eos_token_ids = {plain.token_ids[2]}
+    first = plain.token_ids.index(plain.token_ids[2])
+    out = engine.generate([[5, 6, 7]], SamplingParams(max_tokens=8, temperature=0))[0].outputs[0]
+    assert out.token_ids == plain.token_ids[: first + 1]
+    assert out.finish_reason == "stop" and out.stop_reason is None
+    ignored = engine.generate([[5, 6, 7]], SamplingParams(max_tokens=8, temperature=0, ignore_eos=True))[0]
+    assert ignored.outputs[0].token_ids == plain.token_ids
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"num_beams": 0}, "num_beams"),
+        ({"num_return_sequences": 5}, "num_return_sequences"),
+        ({"early_stopping": "sometimes"}, "early_stopping"),
+        ({"length_penalty": float("inf")}, "length_penalty"),
+        ({"repetition_penalty": 0.0}, "repetition_penalty"),
+    ],
+)
+def test_bad_beam_search_is_refused_by_field(engine, change, field):
+    params = dataclasses.replace(BeamSearchParams(num_beams=4, max_tokens=4), **change)
+    with pytest.raises(InvalidRequest) as err:
+        engine.beam_search("to be", params)
+    assert err.value.field == field
