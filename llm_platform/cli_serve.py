@@ -88,7 +88,7 @@ def serve(
     """Serve MODEL over an OpenAI-compatible HTTP API (completions, chat, tools, streaming, /metrics)."""
     from llm_platform.api.serve import ContentFilterSpec
     from llm_platform.services.openai_api.state import Limits
-    from llm_platform.services.openai_server import ServeOptions, api_keys_from
+    from llm_platform.services.openai_server import LoadFailed, ServeOptions, api_keys_from
     from llm_platform.services.openai_server import serve as run_server
 
     if quantization not in (None, "int8", "int4"):
@@ -110,7 +110,11 @@ def serve(
         content_filter=ContentFilterSpec(mode=content_filter),
     )
     err.print(f"serving {options.name} from {folder} on http://{host}:{port}/v1 (Ctrl-C to stop)", markup=False)
-    run_server(options)
+    try:
+        run_server(options)
+    except LoadFailed as error:
+        err.print(str(error), markup=False)
+        raise typer.Exit(1) from None
 
 
 def _engine(model: str):

@@ -11,6 +11,8 @@ connections, lets the requests in flight finish, then exits.
 from __future__ import annotations
 
 import os
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,6 +95,29 @@ def make_server(options: ServeOptions, load_engine: Callable[[], Any] | None = N
     return uvicorn.Server(config), state
 
 
+class LoadFailed(RuntimeError):
+    """The model did not load; the server stopped instead of answering 503 forever."""
+
+
+def stop_if_load_fails(server: Any, state: ServerState) -> threading.Thread:
+    """A watcher that ends the server when the model fails to load (a process manager or the kubelet then sees the
+    failure and its reason, instead of a server that is up but never ready)."""
+
+    def watch() -> None:
+        while not state.ready and state.load_error is None:
+            time.sleep(0.05)
+        if state.load_error is not None:
+            server.should_exit = True
+
+    thread = threading.Thread(target=watch, name="load-watch", daemon=True)
+    thread.start()
+    return thread
+
+
 def serve(options: ServeOptions) -> None:
-    server, _ = make_server(options)
+    """Run until SIGTERM/Ctrl-C; raises `LoadFailed` if the model does not load."""
+    server, state = make_server(options)
+    stop_if_load_fails(server, state)
     server.run()
+    if state.load_error is not None:
+        raise LoadFailed(f"the model did not load: {state.load_error}") from state.load_error

@@ -77,3 +77,14 @@ def test_model_is_a_folder_or_a_stage_of_a_store(model_dir, tmp_path):  # noqa: 
     assert (resolve_model(str(tmp_path / "store" / "sft")) / "config.json").is_file()
     with pytest.raises(typer.BadParameter, match="not a model folder"):
         resolve_model(str(tmp_path / "store" / "missing"))
+
+
+def test_a_model_that_cannot_load_ends_llmp_serve_with_the_reason(model_dir, tmp_path):  # noqa: F811
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for file in model_dir.iterdir():
+        (broken / file.name).write_bytes(file.read_bytes())
+    (broken / "model.safetensors").write_bytes(b"not safetensors")
+    result = CliRunner().invoke(app, ["serve", str(broken), "--port", str(free_port())])
+    assert result.exit_code == 1
+    assert "the model did not load" in result.output

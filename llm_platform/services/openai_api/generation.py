@@ -67,7 +67,7 @@ def sampling_params(
     try:
         params.validate(engine.tokenizer.vocab_size)
     except InvalidRequest as error:
-        raise invalid(error.message if hasattr(error, "message") else str(error), error.field) from None
+        raise invalid(error.message, error.field) from None
     return params
 
 
