@@ -30,16 +30,16 @@ class CompletionRun:
         self.prompts = completion_prompts(request, tokenizer)
         if isinstance(request.prompt, str) or (request.prompt and isinstance(request.prompt[0], str)):
             texts = [request.prompt] if isinstance(request.prompt, str) else list(request.prompt)
-            generation.check_input(state, texts)
         else:
-            generation.check_input(state, [tokenizer.decode(ids) for ids in self.prompts])
+            texts = [tokenizer.decode(ids, skip_special=True) for ids in self.prompts]
+        generation.check_input(state, texts)
         params = generation.sampling_params(
             state, request, [len(p) for p in self.prompts], request.max_tokens, request.logprobs
         )
         self.id = f"cmpl-{uuid.uuid4().hex}"
         self.created = int(time.time())
         self.streams = generation.start(state, self.prompts, params, adapter, self.id)
-        self.echo = [tokenizer.decode(ids) if request.echo else "" for ids in self.prompts]
+        self.echo = [text if request.echo else "" for text in texts]
 
     def _index(self, prompt_index: int, choice_index: int) -> int:
         return prompt_index * self.request.n + choice_index

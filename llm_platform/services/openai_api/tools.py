@@ -20,6 +20,8 @@ from .errors import invalid
 from .protocol import ChatCompletionRequest, NamedToolChoice, Tool
 
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
+MAX_SCHEMA_CHARS = 32_768
+"""A bound on each function's schema: it is written into the prompt and run against every call the model makes."""
 _BLOCK = re.compile(re.escape(OPEN) + r"(.*?)(?:" + re.escape(CLOSE) + r"|$)", re.DOTALL)
 
 
@@ -38,6 +40,11 @@ def active_tools(request: ChatCompletionRequest) -> list[Tool]:
         return []
     names = [tool.function.name for tool in request.tools]
     for i, tool in enumerate(request.tools):
+        if len(json.dumps(tool.function.parameters)) > MAX_SCHEMA_CHARS:
+            raise invalid(
+                f"tools[{i}].function.parameters is longer than {MAX_SCHEMA_CHARS} characters as JSON; simplify it",
+                f"tools[{i}].function.parameters",
+            )
         try:
             Draft202012Validator.check_schema(tool.function.parameters)
         except SchemaError as error:

@@ -182,3 +182,19 @@ def test_health_and_metrics_need_no_key(served):
     assert httpx.get(f"{served.url}/health").json()["status"] == "ok"
     metrics = httpx.get(f"{served.url}/metrics").text
     assert "vllm:num_requests_waiting" in metrics and "vllm:time_to_first_token_seconds_bucket" in metrics
+
+
+def test_n_streamed_chat_answers_are_told_apart_by_index(client):
+    kwargs = {"model": MODEL_NAME, "messages": GREET, "temperature": 1.0, "n": 2, "seed": 3, "max_tokens": 10}
+    whole = client.chat.completions.create(**kwargs)
+    chunks = list(client.chat.completions.create(stream=True, **kwargs))
+    texts = {0: "", 1: ""}
+    for chunk in chunks:
+        for choice in chunk.choices:
+            texts[choice.index] += choice.delta.content or ""
+    assert texts == {c.index: c.message.content for c in whole.choices}  # the same seed, the same samples
+
+
+def test_echo_returns_the_prompt_before_the_completion(client):
+    out = client.completions.create(model=MODEL_NAME, prompt="import json", max_tokens=4, temperature=0, echo=True)
+    assert out.choices[0].text.startswith("import json") and len(out.choices[0].text) > len("import json")

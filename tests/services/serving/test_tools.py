@@ -60,3 +60,11 @@ def test_a_tool_whose_parameters_are_not_a_schema_is_refused_naming_it():
     with pytest.raises(APIError) as refused:
         active_tools(request)
     assert refused.value.param == "tools[0].function.parameters"
+
+
+def test_an_oversized_schema_is_refused():
+    huge = json.loads(json.dumps(WEATHER_TOOL))
+    huge["function"]["parameters"]["description"] = "x" * 40_000
+    request = ChatCompletionRequest(model="m", messages=[{"role": "user", "content": "hi"}], tools=[huge])
+    with pytest.raises(APIError, match="longer than"):
+        active_tools(request)
