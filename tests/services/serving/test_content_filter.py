@@ -26,6 +26,21 @@ def test_each_check_names_itself():
     assert flags("a perfectly fine sentence") == ()
 
 
+def test_the_classifier_hook_flags_what_it_scores_above_the_threshold(tmp_path):
+    from llm_platform.trainer.data.classifier import HashedNgramClassifier
+
+    hostile = [f"you are a worthless idiot number {i}" for i in range(20)]
+    kind = [f"thank you for the lovely gift number {i}" for i in range(20)]
+    model = HashedNgramClassifier(["ok", "toxic"], buckets=1 << 12).fit(hostile + kind, ["toxic"] * 20 + ["ok"] * 20)
+    model.save(tmp_path / "toxic.npz")
+    spec = ContentFilterSpec(mode="block", toxicity=False, pii=False, classifier=str(tmp_path / "toxic.npz"))
+    flags = ContentFilter(spec).flags
+    assert flags("you worthless idiot") == ("classifier",)
+    assert flags("thank you for the gift") == ()
+    with pytest.raises(ValueError, match="not one of this classifier's labels"):
+        ContentFilter(spec.model_copy(update={"classifier_label": "spam"}))
+
+
 def test_blocked_input_is_refused_before_the_model(model_dir):
     spec = ContentFilterSpec(mode="block", blocklist=["hello"], output=False, refusal=REFUSAL)
     with running_server(model_dir, content_filter=spec) as served:
