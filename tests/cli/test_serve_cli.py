@@ -20,14 +20,23 @@ from llm_platform.cli_serve import resolve_model
 from llm_platform.storage import ArtifactStore
 
 from ..observability.prometheus import free_port
-from ..services.serving.conftest import model_dir  # noqa: F401 (the session fixture)
 from ..services.serving.tiny_model import GREETING, GREETING_ANSWER
 
 
-def test_llmp_serve_answers_and_stops_on_sigterm(model_dir):  # noqa: F811
+def test_llmp_serve_answers_and_stops_on_sigterm(tiny_chat_model):
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "llm_platform.cli", "serve", str(model_dir), "--port", str(port), "--name", "tiny"],
+        [
+            sys.executable,
+            "-m",
+            "llm_platform.cli",
+            "serve",
+            str(tiny_chat_model),
+            "--port",
+            str(port),
+            "--name",
+            "tiny",
+        ],
         env={**os.environ, "LLMP_API_KEY": "from-a-secret"},
         stderr=subprocess.PIPE,
         text=True,
@@ -58,20 +67,20 @@ def test_llmp_serve_answers_and_stops_on_sigterm(model_dir):  # noqa: F811
             process.wait()
 
 
-def test_generate_and_chat_print_the_answer(model_dir):  # noqa: F811
+def test_generate_and_chat_print_the_answer(tiny_chat_model):
     runner = CliRunner()
-    chat = runner.invoke(app, ["chat", str(model_dir), "--temperature", "0"], input=f"{GREETING}\n\n")
+    chat = runner.invoke(app, ["chat", str(tiny_chat_model), "--temperature", "0"], input=f"{GREETING}\n\n")
     assert chat.exit_code == 0, chat.output
     assert GREETING_ANSWER in chat.output
-    generated = runner.invoke(app, ["generate", str(model_dir), "--prompt", "import", "--max-tokens", "5"])
+    generated = runner.invoke(app, ["generate", str(tiny_chat_model), "--prompt", "import", "--max-tokens", "5"])
     assert generated.exit_code == 0, generated.output
 
 
-def test_model_is_a_folder_or_a_stage_of_a_store(model_dir, tmp_path):  # noqa: F811
-    assert resolve_model(str(model_dir)) == model_dir
+def test_model_is_a_folder_or_a_stage_of_a_store(tiny_chat_model, tmp_path):
+    assert resolve_model(str(tiny_chat_model)) == tiny_chat_model
     store = ArtifactStore.open(str(tmp_path / "store"))
     with store.writer("sft") as out:
-        for file in model_dir.iterdir():
+        for file in tiny_chat_model.iterdir():
             (out / "model").mkdir(exist_ok=True)
             (out / "model" / file.name).write_bytes(file.read_bytes())
     assert (resolve_model(str(tmp_path / "store" / "sft")) / "config.json").is_file()
@@ -79,10 +88,10 @@ def test_model_is_a_folder_or_a_stage_of_a_store(model_dir, tmp_path):  # noqa: 
         resolve_model(str(tmp_path / "store" / "missing"))
 
 
-def test_a_model_that_cannot_load_ends_llmp_serve_with_the_reason(model_dir, tmp_path):  # noqa: F811
+def test_a_model_that_cannot_load_ends_llmp_serve_with_the_reason(tiny_chat_model, tmp_path):
     broken = tmp_path / "broken"
     broken.mkdir()
-    for file in model_dir.iterdir():
+    for file in tiny_chat_model.iterdir():
         (broken / file.name).write_bytes(file.read_bytes())
     (broken / "model.safetensors").write_bytes(b"not safetensors")
     result = CliRunner().invoke(app, ["serve", str(broken), "--port", str(free_port())])

@@ -15,7 +15,7 @@ import pytest
 from llm_platform.api.serve import ContentFilterSpec
 from llm_platform.services.openai_api.state import Limits
 
-from ..services.serving.conftest import model_dir, running_server  # noqa: F401 (the session fixture)
+from ..services.serving.conftest import running_server
 from ..services.serving.tiny_model import GREETING
 from .dashboards import exprs, instantiate, load, panels
 from .prometheus import INSTALL_HINT, Prometheus, find_tool, free_port, scrape_config
@@ -62,7 +62,7 @@ def drive(base_url: str, engine) -> int:
 
 
 @pytest.fixture(scope="module")
-def scraped(tmp_path_factory, model_dir) -> Scraped:  # noqa: F811
+def scraped(tmp_path_factory, tiny_chat_model) -> Scraped:
     binary = find_tool("prometheus")
     if binary is None:
         pytest.skip(f"needs the prometheus binary on PATH or in .tools/bin: run `{INSTALL_HINT}`")
@@ -73,7 +73,9 @@ def scraped(tmp_path_factory, model_dir) -> Scraped:  # noqa: F811
     prometheus = Prometheus(binary, config, folder / "data", free_port())
     content_filter = ContentFilterSpec(mode="log", blocklist=["help"])
     try:
-        with running_server(model_dir, port=port, limits=Limits(max_pending=1), content_filter=content_filter) as s:
+        with running_server(
+            tiny_chat_model, port=port, limits=Limits(max_pending=1), content_filter=content_filter
+        ) as s:
             prometheus.wait_ready()
             prometheus.wait_for("count(up == 1) == 1", "the server scraped")
             generated = drive(s.base_url, s.state.engine.engine)

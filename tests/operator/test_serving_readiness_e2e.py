@@ -11,13 +11,12 @@ import httpx
 from llm_platform.services.openai_server import ServeOptions, engine_loader, make_server
 
 from ..observability.prometheus import free_port
-from ..services.serving.conftest import model_dir  # noqa: F401 (the session fixture)
 from .cluster import stays, wait_for
 from .helpers import DATA, PRETRAIN, SERVE, TOKENIZER, job_dict
 from .test_operator_e2e import finish_first_stages
 
 
-def test_the_serving_deployment_is_available_only_once_the_server_is_healthy(cluster, model_dir):  # noqa: F811
+def test_the_serving_deployment_is_available_only_once_the_server_is_healthy(cluster, tiny_chat_model):
     cluster.start_operator(cluster.reconciler())
     cluster.apply(job_dict(DATA, TOKENIZER, PRETRAIN, {**SERVE, "serve": {"port": free_port()}}))
     finish_first_stages(cluster)
@@ -30,8 +29,8 @@ def test_the_serving_deployment_is_available_only_once_the_server_is_healthy(clu
 
     # the kubelet starts the container: our server on that port, its weights still loading
     loaded = threading.Event()
-    load = engine_loader(ServeOptions(model=model_dir))
-    server, _ = make_server(ServeOptions(model=model_dir, port=ports["http"]), lambda: loaded.wait(30) and load())
+    load = engine_loader(ServeOptions(model=tiny_chat_model))
+    server, _ = make_server(ServeOptions(model=tiny_chat_model, port=ports["http"]), lambda: loaded.wait(30) and load())
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
 

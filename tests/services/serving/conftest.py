@@ -18,15 +18,14 @@ from llm_platform.services.openai_api.state import Limits, ServerState
 from llm_platform.services.openai_server import ServeOptions, make_server
 
 from ...observability.prometheus import free_port
-from .tiny_model import build
 
 MODEL_NAME = "tiny"
 KEY = "sk-test-key"
 
 
 @pytest.fixture(scope="session")
-def model_dir(tmp_path_factory) -> Path:
-    return build(tmp_path_factory.mktemp("tiny-chat-model"))
+def model_dir(tiny_chat_model) -> Path:
+    return tiny_chat_model
 
 
 @dataclass

@@ -9,7 +9,6 @@ from llm_platform.api import parse_job
 from llm_platform.storage import ArtifactStore
 from llm_platform.trainer.stages import run_stage
 from tests.observability.prometheus import free_port
-from tests.services.serving.conftest import model_dir  # noqa: F401 (the session fixture)
 from tests.services.serving.tiny_model import GREETING, GREETING_ANSWER
 
 
@@ -24,11 +23,11 @@ def serve_job(model: str, serve: dict):
     )
 
 
-def test_the_stage_answers_its_sample_and_stops_after_its_duration(model_dir, tmp_path):  # noqa: F811
+def test_the_stage_answers_its_sample_and_stops_after_its_duration(tiny_chat_model, tmp_path):
     serve = {"port": free_port(), "duration": 1.0, "sample": {"prompt": GREETING, "max_tokens": 40}}
     store = ArtifactStore.open(str(tmp_path / "store"))
     started = time.monotonic()
-    manifest = run_stage(serve_job(str(model_dir), serve), "serve", store)
+    manifest = run_stage(serve_job(str(tiny_chat_model), serve), "serve", store)
     assert time.monotonic() - started < 60
     assert manifest.meta["metrics"]["answer"] == GREETING_ANSWER
     report = json.loads((store.fetch("serve") / "report" / "serve.json").read_text())
