@@ -97,3 +97,15 @@ def test_a_model_that_cannot_load_ends_llmp_serve_with_the_reason(tiny_chat_mode
     result = CliRunner().invoke(app, ["serve", str(broken), "--port", str(free_port())])
     assert result.exit_code == 1
     assert "the model did not load" in result.output
+
+
+def test_model_from_an_s3_folder_is_downloaded(tiny_chat_model, s3_bucket, tmp_path, monkeypatch):
+    import boto3
+
+    monkeypatch.setenv("HOME", str(tmp_path))  # the download cache goes under ~/.cache
+    s3 = boto3.client("s3")
+    for file in tiny_chat_model.iterdir():
+        s3.upload_file(str(file), s3_bucket, f"exports/chat/{file.name}")
+    folder = resolve_model(f"s3://{s3_bucket}/exports/chat")
+    assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in tiny_chat_model.iterdir())
+    assert (folder / "config.json").read_bytes() == (tiny_chat_model / "config.json").read_bytes()
