@@ -2,15 +2,15 @@
 
 The engine is not thread-safe and every `step()` is one forward over the whole batch, so exactly one thread calls
 it. Request handlers never touch the engine: they post commands (add, abort) that the thread applies between two
-steps, and read snapshots of their request's output from their own asyncio queue. A request whose client went away
-is aborted before the next step, so its slot is free one step later. `drain()` stops admitting and lets the thread
-run until the requests in flight are finished (graceful shutdown).
+steps, and read their request's outputs from their own asyncio queue (the engine builds fresh `RequestOutput`s each
+step, so they cross threads without a copy). A request whose client went away is aborted before the next step, so
+its slot is free one step later. `drain()` stops admitting and lets the thread run until the requests in flight are
+finished (graceful shutdown).
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import threading
 import time
 from dataclasses import dataclass, field
@@ -52,15 +52,6 @@ _END = object()
 def _put_all(items: list[tuple[asyncio.Queue, Any]]) -> None:
     for queue, item in items:
         queue.put_nowait(item)
-
-
-def snapshot(output: Any) -> Any:
-    """A copy of a RequestOutput the engine will not mutate afterwards (its token lists grow in place)."""
-    outputs = [
-        dataclasses.replace(o, token_ids=list(o.token_ids), logprobs=None if o.logprobs is None else list(o.logprobs))
-        for o in output.outputs
-    ]
-    return dataclasses.replace(output, outputs=outputs, prompt_token_ids=list(output.prompt_token_ids))
 
 
 class RequestStream:
@@ -214,7 +205,7 @@ class AsyncEngine:
             self._observe(tracked, output, now)
             if output.finished:
                 self._forget(output.request_id)
-            by_loop.setdefault(tracked.loop, []).append((tracked.queue, snapshot(output)))
+            by_loop.setdefault(tracked.loop, []).append((tracked.queue, output))
         for loop, items in by_loop.items():
             loop.call_soon_threadsafe(_put_all, items)
 
