@@ -73,7 +73,8 @@ def _template_messages(messages: list[Message]) -> list[dict[str, Any]]:
     """Messages as transformers hands them to a tool-aware template: calls with their arguments as objects."""
     out = []
     for message in messages:
-        item: dict[str, Any] = {"role": message.role, "content": message.text()}
+        role = "system" if message.role == "developer" else message.role  # OpenAI's newer name for system
+        item: dict[str, Any] = {"role": role, "content": message.text()}
         if message.tool_calls:
             item["tool_calls"] = [
                 {
