@@ -34,14 +34,19 @@ DRAIN_TIMEOUT_S = 600.0
 
 
 class ClosingStreamingResponse(StreamingResponse):
-    """A streaming response that always closes its generator, so a client that hangs up mid-stream aborts its
-    request in the engine at once, whatever point the stream was cancelled at."""
+    """A streaming response that always closes its generator and its engine requests (`on_close`), so a client that
+    hangs up aborts its request at once, whether the stream was cancelled mid-way or before its first byte."""
+
+    def __init__(self, content, on_close: Callable[[], None], **kwargs: Any):
+        super().__init__(content, **kwargs)
+        self.on_close = on_close
 
     async def __call__(self, scope, receive, send) -> None:
         try:
             await super().__call__(scope, receive, send)
         finally:
             await self.body_iterator.aclose()
+            self.on_close()
 
 
 class Guard:
@@ -198,14 +203,14 @@ def create_app(state: ServerState, load_engine: Callable[[], Any]) -> FastAPI:
     async def completions(body: CompletionRequest, request: Request):
         run = CompletionRun(state, body)
         if body.stream:
-            return ClosingStreamingResponse(run.stream(), media_type="text/event-stream")
+            return ClosingStreamingResponse(run.stream(), run.close, media_type="text/event-stream")
         return await _unless_client_leaves(request, run.response())
 
     @app.post("/v1/chat/completions")
     async def chat_completions(body: ChatCompletionRequest, request: Request):
         run = ChatRun(state, body)
         if body.stream:
-            return ClosingStreamingResponse(run.stream(), media_type="text/event-stream")
+            return ClosingStreamingResponse(run.stream(), run.close, media_type="text/event-stream")
         return await _unless_client_leaves(request, run.response())
 
     return app

@@ -41,6 +41,10 @@ class ChatRun:
         self.created = int(time.time())
         (self.stream_,) = generation.start(state, [self.prompt], params, adapter, self.id)
 
+    def close(self) -> None:
+        """Abort the request if it is still running (a no-op once it has finished)."""
+        self.stream_.close()
+
     def _logprobs(self, entries: list | None) -> dict | None:
         if not self.request.logprobs or entries is None:
             return None

@@ -41,6 +41,11 @@ class CompletionRun:
         self.streams = generation.start(state, self.prompts, params, adapter, self.id)
         self.echo = [text if request.echo else "" for text in texts]
 
+    def close(self) -> None:
+        """Abort whatever of this request is still running (a no-op once it has finished)."""
+        for stream in self.streams:
+            stream.close()
+
     def _index(self, prompt_index: int, choice_index: int) -> int:
         return prompt_index * self.request.n + choice_index
 
