@@ -11,6 +11,7 @@ from rich.console import Console
 from llm_platform.cli_api import api_app
 from llm_platform.cli_api import app as serve_api_app
 from llm_platform.cli_operator import app as operator_app
+from llm_platform.cli_serve import app as serve_app
 from llm_platform.cli_tokenizer import app as tokenizer_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -209,6 +210,7 @@ app.add_typer(tokenizer_app, name="tokenizer", help="Train, use, inspect and con
 app.add_typer(api_app, name="api", help="The jobs REST API's bearer tokens.")
 app.registered_commands.extend(operator_app.registered_commands)  # `llmp render`, `llmp operator`
 app.registered_commands.extend(serve_api_app.registered_commands)  # `llmp serve-api`
+app.registered_commands.extend(serve_app.registered_commands)  # `llmp serve`, `llmp generate`, `llmp chat`
 
 
 def main() -> None:

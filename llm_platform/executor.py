@@ -31,6 +31,7 @@ HEADLINE_METRICS = (
     "tokens_per_s",
     "val_loss",
     "perplexity",
+    "answer",
 )
 BENCHMARK_SUFFIXES = ("_acc", "_acc_norm", "_exact_match", "_strict_match")
 

@@ -57,3 +57,12 @@ def s3_bucket(s3_env):
     name = f"test-{uuid.uuid4().hex[:12]}"
     boto3.client("s3").create_bucket(Bucket=name)
     return name
+
+
+@pytest.fixture(scope="session")
+def tiny_chat_model(tmp_path_factory) -> Path:
+    """A tiny model taught two chats word for word (tests/services/serving/tiny_model.py), built once per session
+    for the serving, CLI, stage, export and dashboard tests."""
+    from tests.services.serving.tiny_model import build
+
+    return build(tmp_path_factory.mktemp("tiny-chat-model"))

@@ -2,7 +2,10 @@
 
 `engine: builtin` runs our OpenAI-compatible server through `llmp stage run` like every other stage. `engine: vllm`
 runs the vLLM OpenAI image on the model the stage serves, which an init container (our image) copies from the
-artifact store into a shared volume first. Both answer `GET /v1/models` once the model is loaded: the probes use it.
+artifact store into a shared volume first. Both answer `GET /health` with 200 only once the weights are loaded (our
+server answers 503 until then, and again if its engine dies): the startup probe waits for it through a long load,
+readiness keeps traffic away until then, liveness restarts a server whose engine has stopped. Both export
+`vllm:num_requests_waiting`, the autoscaler's metric (through the Prometheus adapter, see docs/serving.md).
 """
 
 from __future__ import annotations
@@ -24,6 +27,10 @@ from .pods import (
     volumes,
 )
 
+HEALTH = "/health"
+API_KEY_ENTRY = "api-key"
+QUEUE_METRIC = "vllm_num_requests_waiting"
+"""`vllm:num_requests_waiting` as the Prometheus adapter exposes it to the HPA (custom metric names take no colon)."""
 MODEL_VOLUME = "models"
 MODEL_DIR = "/models/model"
 VLLM_SERVER = ["python3", "-m", "vllm.entrypoints.openai.api_server"]
@@ -39,6 +46,13 @@ def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
     return {"httpGet": {"path": path, "port": "http"}, "periodSeconds": period, "failureThreshold": failures}
 
 
+def _api_key_env(secret: str | None, variable: str) -> list[dict[str, Any]]:
+    """The API key clients must send, from the Secret's `api-key` entry (never written into the manifest)."""
+    if secret is None:
+        return []
+    return [{"name": variable, "valueFrom": {"secretKeyRef": {"name": secret, "key": API_KEY_ENTRY}}}]
+
+
 def _vllm_args(job: LLMJob, stage: Stage, gpus: int) -> list[str]:
     serve = stage.serve
     if serve.quantization != "none":
@@ -47,6 +61,8 @@ def _vllm_args(job: LLMJob, stage: Stage, gpus: int) -> list[str]:
             "serves the exported checkpoint as it is. Use engine: builtin, or quantization: none with engine: vllm"
         )
     args = [
+        "--host",
+        "0.0.0.0",
         "--model",
         MODEL_DIR,
         "--served-model-name",
@@ -113,6 +129,7 @@ def render_deployment(
             storage=False,  # it serves what fetch-model copied; the storage Secret stays out of the server
         )
         server["args"] = _vllm_args(job, stage, res.gpus)
+        server["env"] = [*server["env"], *_api_key_env(serve.api_key_secret, "VLLM_API_KEY")]
     else:
         server = container(
             "server",
@@ -124,8 +141,11 @@ def render_deployment(
             command=llmp_command(job, stage, jopts),
             ports=ports,
         )
-    server["readinessProbe"] = _probe("/v1/models", 10, 3)
-    server["startupProbe"] = _probe("/v1/models", 10, 90)  # loading a large model takes minutes
+        listen = [{"name": "LLMP_SERVE_HOST", "value": "0.0.0.0"}]  # the pod IP, not only loopback
+        server["env"] = [*server["env"], *listen, *_api_key_env(serve.api_key_secret, "LLMP_API_KEY")]
+    server["startupProbe"] = _probe(HEALTH, 10, 90)  # loading a large model takes minutes
+    server["readinessProbe"] = _probe(HEALTH, 10, 3)
+    server["livenessProbe"] = _probe(HEALTH, 20, 3)
     spec = pod_spec(job, stage, namespace, jopts, [server], vols, None)
     if init_containers:
         spec = {"initContainers": init_containers, **spec}
@@ -178,16 +198,13 @@ def _companion_metadata(
 def render_autoscaler(
     job: LLMJob, stage: Stage, options: RenderOptions | None = None, *, owner_uid: str | None = None
 ) -> dict[str, Any] | None:
-    """An autoscaling/v2 HPA on CPU utilisation, or None without `serve.autoscale`."""
+    """An autoscaling/v2 HPA on queue length (requests waiting per pod), or None without `serve.autoscale`.
+
+    CPU says little about an inference server (its batch saturates the accelerator first); requests waiting say
+    exactly when a replica is behind. The metric reaches the HPA as a Pods metric through the Prometheus adapter."""
     autoscale = stage.serve.autoscale
     if autoscale is None:
         return None
-    if not stage.resources.cpu:
-        index = next(i for i, s in enumerate(job.spec.stages) if s.name == stage.name)
-        raise RenderError(
-            f"spec.stages[{index}].resources.cpu: autoscaling on CPU utilisation needs a CPU request; set "
-            "resources.cpu (e.g. '4')"
-        )
     options = options or RenderOptions()
     name = child_name(namespace_of(job, options), job.metadata.name, stage.name)
     meta = _companion_metadata(job, stage, options, owner_uid, name)
@@ -201,10 +218,10 @@ def render_autoscaler(
             "maxReplicas": autoscale.max_replicas,
             "metrics": [
                 {
-                    "type": "Resource",
-                    "resource": {
-                        "name": "cpu",
-                        "target": {"type": "Utilization", "averageUtilization": autoscale.target_cpu_percent},
+                    "type": "Pods",
+                    "pods": {
+                        "metric": {"name": QUEUE_METRIC},
+                        "target": {"type": "AverageValue", "averageValue": str(autoscale.target_waiting_requests)},
                     },
                 }
             ],

@@ -112,7 +112,7 @@ def test_the_podmonitor_finds_the_training_pods_the_operator_renders():
     labels = master["metadata"]["labels"]
     assert monitor["selector"]["matchLabels"].items() <= labels.items()
     assert all(e["key"] in labels for e in monitor["selector"]["matchExpressions"] if e["operator"] == "Exists")
-    (endpoint,) = monitor["podMetricsEndpoints"]
+    endpoint, serving = monitor["podMetricsEndpoints"]
     ports = {p["name"]: p["containerPort"] for p in master["spec"]["containers"][0]["ports"]}
     assert ports[endpoint["port"]] == job.spec.stage("pretrain").train.metrics_port
     # only rank 0 serves metrics, so only the Master declares the port (no target that is always down)
@@ -121,6 +121,12 @@ def test_the_podmonitor_finds_the_training_pods_the_operator_renders():
     # the series carry their own `job` label (the LLMJob), which the dashboards select on
     assert endpoint["honorLabels"] is True
     assert monitor["namespaceSelector"] == {"matchNames": ["research", "prod"]}
+    # serving pods: the server's /metrics on the port named http, which the serve Deployment declares
+    deployment = next(d for d in render_job(example("serve-vllm.yaml")) if d["kind"] == "Deployment")
+    pod = deployment["spec"]["template"]
+    assert monitor["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    assert serving["port"] in {p["name"] for p in pod["spec"]["containers"][0]["ports"]}
+    assert (serving["path"], serving["honorLabels"]) == ("/metrics", True)
 
 
 def test_the_api_service_reaches_the_api_and_its_role_binds_to_its_account():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 
@@ -28,11 +29,16 @@ def test_every_kind_has_a_runner_or_says_why_not():
     assert not set(RUNNERS) & set(NOT_BUILT)
 
 
-def test_a_kind_without_a_runner_is_named():
+def test_serving_with_vllm_needs_vllm_here():
     job = load_job("examples/serve-vllm.yaml")
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vllm is installed here")
     assert stage_problems(job.spec.stage("serve")) == [
-        "stage 'serve': kind: the 'serve' runner is not built yet in this version of llm-platform"
+        "stage 'serve': serve.engine needs the 'vllm' package, which is not installed; pip install vllm (on a CUDA "
+        "machine), or use engine: builtin"
     ]
+    job.spec.stage("serve").serve.engine = "builtin"
+    assert stage_problems(job.spec.stage("serve")) == []
 
 
 def test_a_method_without_an_implementation_is_named():

@@ -14,6 +14,8 @@ import pytest
 
 from llm_platform.storage import ArtifactStore
 
+from ..observability.prometheus import free_port
+
 JOB = """\
 apiVersion: llmplatform.dev/v1alpha1
 kind: LLMJob
@@ -39,6 +41,10 @@ spec:
     kind: eval
     needs: [pretrain]
     eval: {limit: 2, batch_size: 2, generate: {prompts: ["def "], max_new_tokens: 4}}
+  - name: serve
+    kind: serve
+    needs: [pretrain]
+    serve: {duration: 0.5, sample: {prompt: "def ", max_tokens: 8}}
 """
 
 
@@ -50,7 +56,8 @@ def llmp(*args: str, **kwargs) -> subprocess.CompletedProcess:
 
 def write_job(tmp_path: Path, steps: int) -> Path:
     path = tmp_path / "job.yaml"
-    path.write_text(JOB.replace("STEPS", str(steps)))
+    serving = f"serve: {{port: {free_port()}, duration"  # a free port, not the default 8000
+    path.write_text(JOB.replace("STEPS", str(steps)).replace("serve: {duration", serving))
     return path
 
 
@@ -71,12 +78,13 @@ def test_quickstart_shape_runs_then_resumes_then_reruns_what_changed(tmp_path):
     first = llmp("run", str(job), "--workdir", str(tmp_path / "w"))
     assert first.returncode == 0, first.stdout + first.stderr
     assert "Summary" in first.stdout and "perplexity=" in first.stdout
+    assert "answer=" in first.stdout  # the serve stage answered its sample chat over HTTP, then stopped
     store = ArtifactStore.open(str(tmp_path / "w"))
-    assert all(store.exists(s) for s in ("data", "tokenizer", "pretrain", "eval"))
+    assert all(store.exists(s) for s in ("data", "tokenizer", "pretrain", "eval", "serve"))
     assert (store.fetch("pretrain") / "model" / "config.json").is_file()
 
     again = llmp("run", str(job), "--workdir", str(tmp_path / "w"))
-    assert again.returncode == 0 and again.stdout.count("up to date") == 4, again.stdout
+    assert again.returncode == 0 and again.stdout.count("up to date") == 5, again.stdout
 
     # bytes flipped in the committed model: pretraining is no longer up to date, so it runs again (and eval with it)
     weights = next((store.fetch("pretrain") / "model").glob("*.safetensors"))

@@ -15,9 +15,9 @@ from prometheus_client import CollectorRegistry
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARDS = REPO / "helm" / "llm-platform" / "dashboards"
-NAMES = ("training", "operator")
+NAMES = ("training", "operator", "serving")
 
-SERIES = re.compile(r"\bllmp_[A-Za-z0-9_]+")
+SERIES = re.compile(r"\bllmp_[A-Za-z0-9_]+|\bvllm:[A-Za-z0-9_:]+")  # ours, and vLLM's names the server exports
 VARIABLE = re.compile(r"\$\{(\w+)\}|\$(\w+)")
 LABEL_VALUES = re.compile(r"^label_values\((?P<match>.+),\s*(?P<label>\w+)\)$")
 
@@ -59,7 +59,7 @@ def series_in(text: str) -> set[str]:
 
 
 def queried_series(board: dict[str, Any]) -> set[str]:
-    """Every llmp_* series name in the board's panel queries and template variable queries."""
+    """Every llmp_* (and vllm:*) series name in the board's panel queries and template variable queries."""
     found = set().union(*(series_in(e) for e in exprs(board)))
     for variable in variables(board).values():
         if variable["type"] == "query":

@@ -8,6 +8,7 @@ import re
 import pytest
 
 from llm_platform.observability.operator import OperatorMetrics
+from llm_platform.observability.serving import ServingMetrics
 from llm_platform.observability.training import TrainingMetrics
 
 from .dashboards import (
@@ -61,10 +62,31 @@ def operator_registry():
     return metrics.registry
 
 
+def serving_registry():
+    """A ServingMetrics fed as the server feeds it over one request's life, a content-filter flag and a 429."""
+    metrics = ServingMetrics("demo")
+    metrics.running.set(1)
+    metrics.waiting.set(0)
+    metrics.kv_cache_usage.set(0.25)
+    metrics.prompt_tokens.inc(12)
+    metrics.generation_tokens.inc(8)
+    metrics.ttft.observe(0.05)
+    metrics.inter_token.observe(0.01)
+    metrics.e2e.observe(0.2)
+    metrics.finished("stop")
+    metrics.flagged("pii", "input", "logged")
+    metrics.refused("queue_full")
+    return metrics.registry
+
+
 @pytest.fixture(scope="module")
 def exported():
     """Dashboard name -> {metric family -> sample names} from the registry that dashboard reads."""
-    out = {"training": exported_samples(training_registry()), "operator": exported_samples(operator_registry())}
+    out = {
+        "training": exported_samples(training_registry()),
+        "operator": exported_samples(operator_registry()),
+        "serving": exported_samples(serving_registry()),
+    }
     for name, families in out.items():
         untouched = sorted(f for f, samples in families.items() if not samples)
         assert not untouched, f"{name}: the registry exported no sample for {untouched}; feed them above"

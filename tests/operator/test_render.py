@@ -99,10 +99,10 @@ def test_local_storage_needs_a_shared_claim_which_is_then_mounted_at_its_path():
 
 def test_render_problems_lists_every_stage_that_cannot_run():
     serve_vllm = {**SERVE, "serve": {"engine": "vllm", "quantization": "int4"}}
-    serve_hpa = {**SERVE, "name": "serve2", "serve": {"engine": "vllm", "autoscale": {}}}
-    problems = render_problems(job(DATA, TOKENIZER, PRETRAIN, serve_vllm, serve_hpa))
+    serve_int8 = {**SERVE, "name": "serve2", "serve": {"engine": "vllm", "quantization": "int8"}}
+    problems = render_problems(job(DATA, TOKENIZER, PRETRAIN, serve_vllm, serve_int8))
     assert len(problems) == 2
-    assert "vLLM" in problems[0] and "resources.cpu" in problems[1]
+    assert "'int4'" in problems[0] and "'int8'" in problems[1]
 
 
 def test_yaml_output_has_no_anchors_and_the_spec_as_a_literal_block():

@@ -16,14 +16,23 @@ def serving(serve=None, resources=None, name="demo"):
     return j, j.spec.stage("serve")
 
 
-def test_builtin_engine_runs_the_stage_command_and_is_ready_when_it_lists_models():
+def test_builtin_engine_runs_the_stage_command_and_is_ready_once_healthy():
     j, stage = serving({"replicas": 3, "port": 9000})
     out = render_deployment(j, stage)
     assert out["spec"]["replicas"] == 3
     container = out["spec"]["template"]["spec"]["containers"][0]
     assert container["command"][:3] == ["llmp", "stage", "run"]
     assert container["ports"] == [{"name": "http", "containerPort": 9000, "protocol": "TCP"}]
-    assert container["readinessProbe"]["httpGet"] == {"path": "/v1/models", "port": "http"}
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/health", "port": "http"}  # 503 until the weights load
+    assert {"name": "LLMP_SERVE_HOST", "value": "0.0.0.0"} in container["env"]
+
+
+@pytest.mark.parametrize(("engine", "variable"), [("builtin", "LLMP_API_KEY"), ("vllm", "VLLM_API_KEY")])
+def test_the_api_key_comes_from_the_named_secret(engine, variable):
+    j, stage = serving({"engine": engine, "api_key_secret": "bot-keys"})
+    container = render_deployment(j, stage)["spec"]["template"]["spec"]["containers"][0]
+    assert {"name": variable, "valueFrom": {"secretKeyRef": {"name": "bot-keys", "key": "api-key"}}} in container["env"]
 
 
 def test_vllm_engine_copies_the_model_in_first_and_serves_it_under_the_job_name():
@@ -63,8 +72,8 @@ def test_service_names_must_start_with_a_letter():
         render_service(j, stage)
 
 
-def test_autoscale_makes_an_hpa_and_starts_at_its_minimum():
-    j, stage = serving({"autoscale": {"min_replicas": 2, "max_replicas": 6, "target_cpu_percent": 50}}, {"cpu": "4"})
+def test_autoscale_scales_on_requests_waiting_and_starts_at_its_minimum():
+    j, stage = serving({"autoscale": {"min_replicas": 2, "max_replicas": 6, "target_waiting_requests": 3}})
     hpa = render_autoscaler(j, stage)
     assert hpa["spec"]["scaleTargetRef"] == {
         "apiVersion": "apps/v1",
@@ -72,16 +81,17 @@ def test_autoscale_makes_an_hpa_and_starts_at_its_minimum():
         "name": child("demo", "serve"),
     }
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 6)
-    assert hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"] == 50
+    (metric,) = hpa["spec"]["metrics"]
+    assert metric == {
+        "type": "Pods",
+        "pods": {
+            "metric": {"name": "vllm_num_requests_waiting"},
+            "target": {"type": "AverageValue", "averageValue": "3"},
+        },
+    }
     assert render_deployment(j, stage)["spec"]["replicas"] == 2
 
 
 def test_no_autoscale_no_hpa():
     j, stage = serving()
     assert render_autoscaler(j, stage) is None
-
-
-def test_cpu_autoscaling_without_a_cpu_request_names_the_field():
-    j, stage = serving({"autoscale": {}})
-    with pytest.raises(RenderError, match=r"spec\.stages\[3\]\.resources\.cpu"):
-        render_autoscaler(j, stage)

@@ -29,6 +29,7 @@ RUNNERS = {
     "finetune": "llm_platform.trainer.stages.finetune",
     "align": "llm_platform.trainer.stages.align",
     "eval": "llm_platform.trainer.stages.evaluate",
+    "serve": "llm_platform.trainer.stages.serve",
 }
 
 

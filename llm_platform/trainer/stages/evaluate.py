@@ -18,6 +18,7 @@ from llm_platform.trainer.eval.generation import Decoding, generate_batch
 from llm_platform.trainer.eval.perplexity import perplexity
 from llm_platform.trainer.model.hf import load_pretrained
 from llm_platform.trainer.tokenizer import Tokenizer
+from llm_platform.trainer.tokenizer.bos import encode_text
 
 from .context import StageContext
 
@@ -55,7 +56,7 @@ def run(ctx: StageContext, out: Path) -> dict:
             top_p=g.top_p,
             seed=g.seed,
         )
-        prompts = [tokenizer.encode(prompt) or [tokenizer.bos_id or 0] for prompt in g.prompts]
+        prompts = [encode_text(tokenizer, prompt) or [0] for prompt in g.prompts]  # BOS first: tokenizer/bos.py
         completions = generate_batch(model, tokenizer, prompts, [decoding] * len(prompts))
         samples = []
         for prompt, completion in zip(g.prompts, completions, strict=True):

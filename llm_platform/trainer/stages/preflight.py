@@ -16,7 +16,7 @@ from llm_platform.api import Stage
 from llm_platform.trainer.eval.task_names import task_list_problems
 
 # stage kinds that validate and render to cluster manifests but have no runner yet
-NOT_BUILT = ("serve",)
+NOT_BUILT: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,8 @@ def needs(stage: Stage) -> list[Need]:
             found.append(Need("data.engine", ("ray",), "pip install 'llm-platform[ray]'"))
     if stage.eval is not None and stage.eval.tasks:
         found.append(Need("eval.tasks", ("lm_eval",), "pip install 'llm-platform[eval]'"))
+    if stage.serve is not None and stage.serve.engine == "vllm":
+        found.append(Need("serve.engine", ("vllm",), "pip install vllm (on a CUDA machine), or use engine: builtin"))
     train = stage.train
     if train is not None:
         if train.parallel.strategy == "deepspeed":

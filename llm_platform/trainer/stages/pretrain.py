@@ -20,7 +20,7 @@ from llm_platform.trainer.model.transformer import Transformer
 from llm_platform.trainer.tokenizer import Tokenizer
 from llm_platform.trainer.train.config import TrainConfig
 from llm_platform.trainer.train.distributed import setup_distributed
-from llm_platform.trainer.train.export import export_pretrained
+from llm_platform.trainer.train.export import export_pretrained, write_generation_files
 from llm_platform.trainer.train.loop import train
 
 from .context import StageContext
@@ -74,7 +74,9 @@ def run(ctx: StageContext, out: Path) -> dict:
         log.close()
     export_pretrained(model, env, model_dir)
     if env.is_main:
-        Tokenizer.load(ctx.input("tokenizer")).save(model_dir)
+        tokenizer = Tokenizer.load(ctx.input("tokenizer"))
+        tokenizer.save(model_dir)
+        write_generation_files(model_dir, tokenizer)
     return {"params": num_params(model_config), **result.metrics()}
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from llm_platform.trainer.data.corpus import iter_corpus
 from llm_platform.trainer.data.pack import write_meta, write_split
 from llm_platform.trainer.tokenizer import Tokenizer, train_bpe
+from llm_platform.trainer.tokenizer.bos import encode_texts
 from llm_platform.trainer.tokenizer.stats import compression_stats
 
 from .context import StageContext, fetch_uri
@@ -42,7 +43,7 @@ def run(ctx: StageContext, out: Path) -> dict:
 
 def _encode_stream(tokenizer: Tokenizer, texts: Iterator[str]) -> Iterator[list[int]]:
     while batch := list(itertools.islice(texts, BATCH)):
-        yield from tokenizer.encode_batch(batch)
+        yield from encode_texts(tokenizer, batch)  # BOS first, as everything downstream expects (tokenizer/bos.py)
 
 
 def _limit_bytes(texts: Iterator[str], limit: int | None) -> Iterator[str]:

@@ -24,7 +24,7 @@ from llm_platform.trainer.model.hf import save_pretrained
 from llm_platform.trainer.model.transformer import Transformer
 from llm_platform.trainer.train.config import TrainConfig
 from llm_platform.trainer.train.distributed import DistEnv, setup_distributed
-from llm_platform.trainer.train.export import full_state_dict
+from llm_platform.trainer.train.export import full_state_dict, write_generation_files
 from llm_platform.trainer.train.loop import train
 
 from .context import StageContext
@@ -114,6 +114,7 @@ def tune(ctx: StageContext, out: Path, model: nn.Module, tokenizer, settings: Tr
     export(model, job.adapters, env, out, base_model=str(ctx.job.spec.model.from_ or "base"))
     if env.is_main:
         tokenizer.save(model_dir)
+        write_generation_files(model_dir, tokenizer)
     return {"trainable_params": trainable, **result.metrics()}
 
 

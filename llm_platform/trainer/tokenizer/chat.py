@@ -7,6 +7,7 @@ and in transformers.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import Any
@@ -38,12 +39,19 @@ def _raise(message: str) -> None:
     raise ChatTemplateError(message)
 
 
+def _tojson(value: Any, ensure_ascii: bool = False, indent: int | None = None, separators=None, sort_keys=False) -> str:
+    """transformers' `tojson`: keys in their given order and no HTML escaping (Jinja's own sorts and escapes, which
+    would change the prompt of every template that writes tools or arguments as JSON)."""
+    return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+
+
 @cache
 def _compile(template: str) -> jinja2.Template:
     environment = ImmutableSandboxedEnvironment(
         trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
     )
     environment.globals["raise_exception"] = _raise
+    environment.filters["tojson"] = _tojson
     try:
         return environment.from_string(template)
     except jinja2.TemplateSyntaxError as err:

@@ -114,6 +114,9 @@ def load_files(
 
 def tokenizer_config(roles: dict[str, str], chat_template: str | None, formats: tuple[str, ...]) -> dict[str, Any]:
     config: dict[str, Any] = {f"{role}_token": roles[role] for role in ROLES if role in roles}
+    # the platform's BOS rule (tokenizer/bos.py), stated for transformers and vLLM: BOS starts every sequence
+    config["add_bos_token"] = "bos" in roles
+    config["add_eos_token"] = False
     if "hf" in formats:
         config["tokenizer_class"] = "PreTrainedTokenizerFast"
     config["clean_up_tokenization_spaces"] = False

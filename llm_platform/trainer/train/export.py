@@ -44,3 +44,32 @@ def export_pretrained(model: nn.Module, env: DistEnv, path: Path, dtype: torch.d
     if model.config.tie_embeddings:
         plain.lm_head.weight = plain.embed_tokens.weight
     save_pretrained(plain, path, dtype=dtype)
+
+
+END_OF_TURN = "<|end|>"
+"""The token that closes a chat turn in our template (`specials.CHAT_ROLE_TOKENS`): a chat answer ends there."""
+
+
+def write_generation_files(path: Path, tokenizer) -> None:
+    """Complete an exported folder (weights, config and tokenizer already in it) so vLLM and transformers generate
+    from it as we do: `config.json` gains the bos/eos/pad ids, and `generation_config.json` lists every token that
+    ends a generation, EOS and the chat turn's end (vLLM stops on each `eos_token_id` of the generation config, so a
+    chat answer ends at `<|end|>` instead of running on into a made-up next turn)."""
+    import json
+
+    ids = {
+        "bos_token_id": tokenizer.bos_id,
+        "eos_token_id": tokenizer.eos_id,
+        "pad_token_id": tokenizer.pad_id,
+    }
+    config_file = path / "config.json"
+    config = json.loads(config_file.read_text())
+    config.update({k: v for k, v in ids.items() if v is not None})
+    stops = [i for i in (tokenizer.eos_id, tokenizer.token_to_id(END_OF_TURN)) if i is not None]
+    generation = {k: v for k, v in ids.items() if v is not None and k != "eos_token_id"}
+    if stops:
+        generation["eos_token_id"] = stops if len(stops) > 1 else stops[0]
+    for name, content in (("config.json", config), ("generation_config.json", generation)):
+        tmp = path / f".{name}.tmp"
+        tmp.write_text(json.dumps(content, indent=2) + "\n")
+        tmp.replace(path / name)
