@@ -56,10 +56,10 @@ def serve_api(
         jobs = LocalJobs(root, max_running=max_running, max_queued=max_queued)
     elif backend == "cluster":
         from llm_platform.operator.kube import Kube, load_configuration
+        from llm_platform.operator.options import options_from_env
         from llm_platform.services.cluster_jobs import USER_AGENT, ClusterJobs, pod_namespace
 
         kube = Kube(load_configuration(str(kubeconfig) if kubeconfig else None), user_agent=USER_AGENT)
-        from llm_platform.operator.options import options_from_env
 
         # the operator's allow-lists and image packages (the chart gives both pods the same environment)
         jobs = ClusterJobs(kube, namespace or pod_namespace(), options_from_env())
@@ -74,7 +74,7 @@ def serve_api(
     except TokenFileError as e:
         err.print(str(e), markup=False)
         raise typer.Exit(2) from None
-    settings = ApiSettings(max_body_bytes=max_body_bytes, public_docs=public_docs)
+    settings = ApiSettings(max_body_bytes=max_body_bytes, public_docs=public_docs, policy=_server_policy(backend, root))
     uvicorn.run(create_app(jobs, token_file, settings), host=host, port=port)
 
 
@@ -130,3 +130,20 @@ def token_revoke(
         err.print(f"no token with id '{token_id}' in {tokens}; `llmp api token list` shows them", markup=False)
         raise typer.Exit(2)
     err.print(f"token {token_id} revoked", markup=False)
+
+
+def _server_policy(backend: str, root: Path):
+    """What submitted specs may reach: `LLMP_*` settings (`SpecPolicy.from_env`, strict: unset means nothing), plus,
+    for the local backend, writing under its own root. The same roots go into this process's environment, so the
+    `llmp run` processes it starts check the paths again when they open them."""
+    import dataclasses
+    import os
+
+    from llm_platform.api.policy import SpecPolicy
+
+    policy = SpecPolicy.from_env()
+    if backend == "local":
+        policy = dataclasses.replace(policy, write_roots=(*policy.write_roots, root.resolve()))
+    os.environ["LLMP_READ_ROOTS"] = os.pathsep.join(str(r) for r in policy.read_roots)
+    os.environ["LLMP_WRITE_ROOTS"] = os.pathsep.join(str(r) for r in policy.write_roots)
+    return policy

@@ -14,6 +14,7 @@ import anyio
 from fastapi import HTTPException, Request
 
 from llm_platform.api import LLMJob, Problem, SpecError, parse_job_text
+from llm_platform.api.policy import SpecPolicy
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +41,9 @@ async def read_limited(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def parse_body(body: bytes) -> LLMJob:
-    """The job in a JSON or YAML body (JSON is YAML), validated by the same code as `llmp validate`. Raises SpecError;
+def parse_body(body: bytes, policy: SpecPolicy) -> LLMJob:
+    """The job in a JSON or YAML body (JSON is YAML), validated by the same code as `llmp validate` under the server's
+    `policy` (which local paths, credentials and Secrets a caller's spec may name). Raises SpecError;
     anything else the validation raises is reported as a SpecError too (and logged as the bug it is), so a malformed
     request is never a 500."""
     try:
@@ -52,7 +54,7 @@ def parse_body(body: bytes) -> LLMJob:
     if not text.strip():
         raise SpecError([Problem((), "the body is empty; send an LLMJob as JSON or YAML")])
     try:
-        job = parse_job_text(text, source="request body")
+        job = parse_job_text(text, source="request body", policy=policy)
     except SpecError:
         raise
     except RecursionError:
@@ -79,5 +81,5 @@ def _check_servable(job: LLMJob) -> None:
         raise SpecError([Problem((), "a number is NaN or infinite; use a finite number")], "request body") from None
 
 
-async def parse_off_loop(body: bytes, limiter: anyio.CapacityLimiter) -> LLMJob:
-    return await anyio.to_thread.run_sync(parse_body, body, limiter=limiter)
+async def parse_off_loop(body: bytes, policy: SpecPolicy, limiter: anyio.CapacityLimiter) -> LLMJob:
+    return await anyio.to_thread.run_sync(parse_body, body, policy, limiter=limiter)

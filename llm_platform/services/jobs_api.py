@@ -16,7 +16,7 @@ what to do; a malformed request never gets a 5xx.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import anyio
@@ -30,6 +30,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from llm_platform.api import LLMJob, Metadata, SpecError
+from llm_platform.api.policy import SpecPolicy
 from llm_platform.api.stage import NAME_PATTERN
 from llm_platform.trainer.stages.preflight import PreflightError
 
@@ -73,6 +74,8 @@ class ApiSettings:
     public_docs: bool = False  # serve /docs and /openapi.json without a token
     parse_threads: int = 4  # bodies parsed and validated at once
     parse_waiting: int = 16  # bodies waiting for a parse thread; 429 past it
+    # what a caller's spec may reach on this server: by default no local path, credential or Secret at all
+    policy: SpecPolicy = field(default_factory=SpecPolicy.strict)
 
 
 def create_app(jobs: Jobs, tokens: TokenFile, settings: ApiSettings = ApiSettings()) -> FastAPI:
@@ -98,7 +101,7 @@ def create_app(jobs: Jobs, tokens: TokenFile, settings: ApiSettings = ApiSetting
             raise HTTPException(
                 429, "too many job specs are being validated now; retry in a few seconds", {"Retry-After": "5"}
             )
-        job = await parse_off_loop(await read_limited(request, settings.max_body_bytes), parse_limiter)
+        job = await parse_off_loop(await read_limited(request, settings.max_body_bytes), settings.policy, parse_limiter)
         if "namespace" in job.metadata.model_fields_set and job.metadata.namespace != namespace:
             raise HTTPException(
                 403,
