@@ -42,6 +42,8 @@ def run_tasks(
     limit: int | None = None,
     num_fewshot: int | None = None,
     log_samples: bool = False,
+    fewshot_as_multiturn: bool = False,
+    apply_chat_template: bool = False,
 ) -> dict[str, Any]:
     """lm-eval's result dict for `names` scored by `lm` (any lm-eval `LM`); `limit` caps the examples of each task
     (each MMLU subject counts as a task)."""
@@ -53,7 +55,14 @@ def run_tasks(
     # indexing lm-eval's ~15,000 stock task files takes seconds; only do it when a stock task is asked for
     manager = TaskManager(include_defaults=any(isinstance(task, str) for task in tasks))
     return simple_evaluate(
-        model=lm, tasks=tasks, task_manager=manager, limit=limit, num_fewshot=num_fewshot, log_samples=log_samples
+        model=lm,
+        tasks=tasks,
+        task_manager=manager,
+        limit=limit,
+        num_fewshot=num_fewshot,
+        log_samples=log_samples,
+        apply_chat_template=apply_chat_template,
+        fewshot_as_multiturn=fewshot_as_multiturn,
     )
 
 

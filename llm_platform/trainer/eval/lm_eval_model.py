@@ -14,6 +14,7 @@ same here as through transformers (tests/trainer/eval/test_lm_eval_parity.py hol
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -60,7 +61,9 @@ class PlatformLM(TemplateLM):
     """lm-eval `LM` over a `Transformer` and our `Tokenizer`.
 
     add_bos: prepend BOS when encoding text (None: when the tokenizer has one; `from_pretrained` reads what the folder's
-    HF tokenizer does). max_length: context for scoring (None: the model's `max_seq_len`).
+    HF tokenizer does). max_length: context for scoring (None: the model's `max_seq_len`). max_gen_toks: new tokens
+    where a task names no limit; gen_toks_limit: at most this many new tokens whatever a task asks (chain-of-thought
+    tasks ask for 1024-2048, more than a small model's whole context).
     """
 
     def __init__(
@@ -72,6 +75,7 @@ class PlatformLM(TemplateLM):
         max_length: int | None = None,
         add_bos: bool | None = None,
         max_gen_toks: int = 256,
+        gen_toks_limit: int | None = None,
     ):
         super().__init__()
         if tokenizer.eos_id is None and tokenizer.bos_id is None:
@@ -84,6 +88,7 @@ class PlatformLM(TemplateLM):
         self.max_length = max_length or model.config.max_seq_len
         self.add_bos = tokenizer.bos_id is not None if add_bos is None else add_bos
         self.max_gen_toks = max_gen_toks
+        self.gen_toks_limit = gen_toks_limit
 
     @classmethod
     def from_pretrained(
@@ -104,6 +109,19 @@ class PlatformLM(TemplateLM):
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    @property
+    def tokenizer_name(self) -> str:
+        """What lm-eval keys its request cache by when prompts go through a chat template."""
+        return f"llmp-{self.tokenizer.vocab_size}"
+
+    def chat_template(self, chat_template: bool | str = False) -> str | None:
+        return self.tokenizer.chat_template or ""
+
+    def apply_chat_template(self, chat_history: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+        """The messages of a (few-shot) prompt as the tokenizer's chat template renders them, for
+        `eval.apply_chat_template`; a tokenizer without a template is an error that says so."""
+        return self.tokenizer.render_chat(chat_history, add_generation_prompt=add_generation_prompt)
 
     def tok_encode(self, string: str, add_special_tokens: bool | None = None, **kwargs) -> list[int]:
         """Ids as the HF tokenizer gives them: special-token text becomes its id, and BOS is prepended unless told
@@ -160,8 +178,9 @@ class PlatformLM(TemplateLM):
         if unknown:
             raise ValueError(f"generation settings {unknown} are not supported; use {sorted(DECODING_KEYS)}")
         until = kwargs.get("until") or []
+        limit = self.gen_toks_limit or kwargs["max_gen_toks"]
         return Decoding(
-            max_new_tokens=kwargs["max_gen_toks"],
+            max_new_tokens=min(kwargs["max_gen_toks"], limit),
             stops=tuple([until] if isinstance(until, str) else until),
             do_sample=bool(kwargs.get("do_sample")),
             temperature=float(kwargs.get("temperature") or 0.0),
@@ -170,11 +189,14 @@ class PlatformLM(TemplateLM):
         )
 
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
-        """One prompt at a time, cut on the left to leave room for `max_gen_toks` new tokens."""
+        """One prompt at a time, cut on the left to leave room for `max_gen_toks` new tokens. Sampled requests get
+        seeds 0, 1, 2, ... in order, so the repeats of one prompt (pass@k's n samples) differ, reproducibly."""
         outputs = []
-        for request in requests:
+        for index, request in enumerate(requests):
             context, gen_kwargs = request.args
             decoding = self.decoding(gen_kwargs)
+            if not decoding.greedy:
+                decoding = replace(decoding, seed=index)
             room = self.max_length - decoding.max_new_tokens
             if room < 1:
                 raise ValueError(
