@@ -22,7 +22,7 @@ except ImportError as error:  # the `eval` extra is optional
     raise ImportError(LM_EVAL_MISSING) from error
 
 # keys of a stock config that say where lm-eval would download from, or group it by name in its own registry
-_HUB_KEYS = ("dataset_path", "dataset_name", "dataset_kwargs", "tag", "group", "task_alias")
+_HUB_KEYS = ("dataset_path", "dataset_name", "dataset_kwargs", "tag", "group")
 
 
 class _NoMetadataHint(logging.Filter):
