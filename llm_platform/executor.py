@@ -132,6 +132,11 @@ def run_job(
         outcomes.append(StageOutcome(name, stage.kind, "ran", seconds, metrics=manifest.meta.get("metrics", {})))
         console.print(f"[bold green]✓  {name}[/] in {seconds:.1f}s")
     console.print(summary_table(outcomes))
+    for outcome in outcomes:
+        report = store.fetch(outcome.name) / "report" / "eval.md" if outcome.kind == "eval" and outcome.result in (
+            "ran", "skipped") else None  # fmt: skip
+        if report is not None and report.is_file():
+            console.print(f"[bold]{outcome.name} report[/]: {report}")
     return outcomes
 
 

@@ -1,0 +1,92 @@
+"""The generative offline tasks end to end through lm-eval: a model that answers with the references scores the
+maximum, one that answers wrongly the minimum, and each metric is the one the task promises. The "model" here is an
+oracle that looks the answer up by prompt: what is under test is the task (prompt, filter, scoring, aggregation)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import pytest
+
+from tests.conftest import shared_path
+
+pytest.importorskip("lm_eval", reason="the lm-eval tests need the eval extra: pip install 'llm-platform[eval]'")
+
+from lm_eval import simple_evaluate  # noqa: E402
+from lm_eval.api.model import LM  # noqa: E402
+from lm_eval.tasks import TaskManager  # noqa: E402
+
+from llm_platform.trainer.eval.offline_tasks import offline_task  # noqa: E402
+
+
+class Oracle(LM):
+    """Answers each prompt with `answer(doc)` of the document whose prompt it is."""
+
+    def __init__(self, task, answer: Callable[[dict], str], limit: int):
+        super().__init__()
+        docs = task.eval_docs.select(range(limit))
+        self.answers = {task.doc_to_text(doc): answer(doc) for doc in docs}
+
+    def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
+        return [self.answers[request.args[0]] for request in requests]
+
+    def loglikelihood(self, requests, disable_tqdm: bool = False):
+        raise NotImplementedError
+
+    def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
+        raise NotImplementedError
+
+
+def score(name: str, answer: Callable[[dict], str], limit: int, data_dir=None) -> dict:
+    task = offline_task(name, data_dir or shared_path("data"))
+    results = simple_evaluate(
+        model=Oracle(task, answer, limit), tasks=[task], task_manager=TaskManager(include_defaults=False), limit=limit
+    )
+    return {k: v for k, v in results["results"][name].items() if "," in k and "_stderr" not in k}
+
+
+def test_humaneval_canonical_completions_pass_and_stubs_fail():
+    assert score("humaneval", lambda doc: doc["canonical_solution"], 6) == {"pass_at_1,sandbox": 1.0}
+    assert score("humaneval", lambda doc: "    return None\n", 6) == {"pass_at_1,sandbox": 0.0}
+
+
+def test_humaneval_sampled_reports_pass_at_1_and_10():
+    """Every sample right: 1 for both; the unbiased estimator's values for partly right samples are in the metric
+    tests."""
+    assert score("humaneval_sampled", lambda doc: doc["canonical_solution"], 2) == {
+        "pass_at_1,sandbox": 1.0, "pass_at_10,sandbox": 1.0,
+    }  # fmt: skip
+
+
+def test_squad_gold_answers_score_one():
+    assert score("squad", lambda doc: doc["answers"]["text"][0], 20) == {"exact_match,none": 1.0, "f1,none": 1.0}
+    wrong = score("squad", lambda doc: "the " + doc["answers"]["text"][0] + " and more", 20)
+    assert wrong["exact_match,none"] == 0 and 0.3 < wrong["f1,none"] < 1
+
+
+def test_flores_reference_translations_score_100():
+    assert score("flores200_eng-deu", lambda doc: " " + doc["target"], 30) == {
+        "bleu,none": pytest.approx(100), "chrf,none": pytest.approx(100),
+    }  # fmt: skip
+    untranslated = score("flores200_eng-deu", lambda doc: doc["source"], 30)
+    assert untranslated["bleu,none"] < 10 and untranslated["chrf,none"] < 50
+
+
+def test_summarization_scores_rouge_on_a_local_jsonl(tmp_path):
+    """A summarisation JSONL made of SQuAD paragraphs, each 'summarised' by its first sentence."""
+    data = json.loads(shared_path("data", "squad_v1.1", "dev-v1.1.json").read_text(encoding="utf-8"))["data"]
+    rows = [{"document": p["context"], "summary": p["context"].split(". ")[0]} for p in data[0]["paragraphs"][:10]]
+    (tmp_path / "summarization").mkdir()
+    (tmp_path / "summarization" / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    perfect = score("summarization", lambda doc: doc["summary"], 10, tmp_path)
+    assert perfect == {"rouge1,none": 100.0, "rouge2,none": 100.0, "rougeL,none": 100.0}
+    lead_words = score("summarization", lambda doc: " ".join(doc["document"].split()[:12]), 10, tmp_path)
+    assert 0 < lead_words["rouge2,none"] < lead_words["rouge1,none"] < 100
+
+
+def test_flores_languages_must_differ_and_exist(tmp_path):
+    with pytest.raises(ValueError, match="source and target languages must differ"):
+        offline_task("flores200_eng-eng", shared_path("data"))
+    with pytest.raises(ValueError, match=r"flores200/devtest/xho_<script>.devtest does not exist"):
+        offline_task("flores200_eng-xho", shared_path("data"))
