@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from llm_platform.cli_eval import app as eval_app
 from llm_platform.cli_operator import app as operator_app
 from llm_platform.cli_tokenizer import app as tokenizer_app
 
@@ -233,6 +234,7 @@ def model_export(
 
 
 app.add_typer(tokenizer_app, name="tokenizer", help="Train, use, inspect and convert tokenizers.")
+app.add_typer(eval_app, name="eval", help="Evaluation reports: compare runs.")
 app.registered_commands.extend(operator_app.registered_commands)  # `llmp render`, `llmp operator`
 
 

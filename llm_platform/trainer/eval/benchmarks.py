@@ -66,7 +66,8 @@ def run_tasks(
     )
 
 
-def _metric_name(task: str, key: str) -> str:
+def metric_name(task: str, key: str) -> str:
+    """The headline name of lm-eval result key `metric,filter` of `task`: `<task>_<metric>[_<filter>]`, lower case."""
     metric, _, filter_name = key.partition(",")
     name = f"{task}_{metric}" if filter_name in ("", "none") else f"{task}_{metric}_{filter_name}"
     return re.sub(r"[^a-z0-9_]+", "_", name.lower())
@@ -80,7 +81,7 @@ def headline_metrics(results: dict[str, Any], names: Sequence[str]) -> dict[str,
         task = resolve(name).name
         for key, value in results["results"].get(task, {}).items():
             if "," in key and "_stderr" not in key and isinstance(value, int | float):
-                metrics[_metric_name(task, key)] = round(float(value), 4)
+                metrics[metric_name(task, key)] = round(float(value), 4)
     return metrics
 
 
