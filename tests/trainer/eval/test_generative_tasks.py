@@ -54,15 +54,15 @@ def test_humaneval_canonical_completions_pass_and_stubs_fail():
 def test_humaneval_sampled_reports_pass_at_1_and_10():
     """Every sample right: 1 for both; the unbiased estimator's values for partly right samples are in the metric
     tests."""
-    assert score("humaneval_sampled", lambda doc: doc["canonical_solution"], 2) == {
+    assert score("humaneval_sampled", lambda doc: doc["canonical_solution"], 1) == {
         "pass_at_1,sandbox": 1.0, "pass_at_10,sandbox": 1.0,
     }  # fmt: skip
 
 
 def test_squad_gold_answers_score_one():
-    assert score("squad", lambda doc: doc["answers"]["text"][0], 20) == {"exact_match,none": 1.0, "f1,none": 1.0}
-    wrong = score("squad", lambda doc: "the " + doc["answers"]["text"][0] + " and more", 20)
-    assert wrong["exact_match,none"] == 0 and 0.3 < wrong["f1,none"] < 1
+    """Gold answers with a different case and an article: the official normalisation makes them exact."""
+    answer = lambda doc: "The " + doc["answers"]["text"][0].upper()  # noqa: E731
+    assert score("squad", answer, 10) == {"exact_match,none": 1.0, "f1,none": 1.0}
 
 
 def test_flores_reference_translations_score_100():

@@ -68,12 +68,14 @@ def perturb(answer: str, rng: random.Random) -> str:
 
 
 def test_perturbed_answers_score_as_the_official_formula(dev):
+    """Every fifth question of the dev set (2,114), each answered with a perturbed reference answer."""
     rng = random.Random(13)
-    predictions = [perturb(answers[rng.randrange(len(answers))], rng) for answers in dev]
-    ours = squad_scores(predictions, dev)
-    assert ours == pytest.approx(official(predictions, dev), abs=1e-9)
+    golds = dev[::5]
+    predictions = [perturb(answers[rng.randrange(len(answers))], rng) for answers in golds]
+    ours = squad_scores(predictions, golds)
+    assert ours == pytest.approx(official(predictions, golds), abs=1e-9)
     assert 10 < ours["exact_match"] < ours["f1"] < 90
-    for prediction, answers in list(zip(predictions, dev, strict=True))[:500]:
+    for prediction, answers in list(zip(predictions, golds, strict=True))[:300]:
         assert squad_f1(prediction, answers) == pytest.approx(max(official_f1(prediction, t) for t in answers))
 
 
