@@ -28,8 +28,9 @@ from .task_names import LM_EVAL_MISSING
 
 try:
     from lm_eval.api.model import TemplateLM
+    from lm_eval.api.registry import register_model
     from lm_eval.models.utils import normalize_gen_kwargs
-    from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
+    from lm_eval.utils import get_rolling_token_windows, make_disjoint_window, simple_parse_args_string
 except ImportError as error:  # the `eval` extra is optional
     raise ImportError(LM_EVAL_MISSING) from error
 
@@ -57,6 +58,7 @@ def hf_adds_bos(model_dir: str | Path, tokenizer: Tokenizer) -> bool:
     return True
 
 
+@register_model("llmp")
 class PlatformLM(TemplateLM):
     """lm-eval `LM` over a `Transformer` and our `Tokenizer`.
 
@@ -97,6 +99,35 @@ class PlatformLM(TemplateLM):
         tokenizer = Tokenizer.load(model_dir)
         options.setdefault("add_bos", hf_adds_bos(model_dir, tokenizer))
         return cls(load_pretrained(model_dir, device=device, dtype=dtype), tokenizer, **options)
+
+    @classmethod
+    def create_from_arg_string(cls, arg_string: str, additional_config: dict | None = None) -> PlatformLM:
+        return cls.create_from_arg_obj(simple_parse_args_string(arg_string), additional_config)
+
+    @classmethod
+    def create_from_arg_obj(cls, arg_dict: dict, additional_config: dict | None = None) -> PlatformLM:
+        """`--model llmp --model_args path=DIR[,dtype=bfloat16,max_length=N,gen_toks_limit=N]` on lm-eval's command
+        line (with `--device` and `--batch_size`), or the same keys to `simple_evaluate(model="llmp", ...)`."""
+        args = dict(arg_dict)
+        extra = {k: v for k, v in (additional_config or {}).items() if v is not None}
+        path = args.pop("path", None) or args.pop("pretrained", None)
+        if not path:
+            raise ValueError("--model_args needs path=<folder of an HF-format checkpoint with tokenizer files>")
+        dtype = args.pop("dtype", None)
+        options = {key: int(args.pop(key)) for key in ("max_length", "gen_toks_limit", "max_gen_toks") if key in args}
+        if args:
+            raise ValueError(f"unknown --model_args {sorted(args)}; use path, dtype, max_length, gen_toks_limit")
+        batch_size = str(extra.get("batch_size", 8))
+        device = extra.get("device") or "cuda"
+        if str(device).startswith("cuda") and not torch.cuda.is_available():
+            device = "cpu"  # lm-eval's command line asks for cuda unless told otherwise, as HFLM falls back
+        return cls.from_pretrained(
+            path,
+            device=device,
+            dtype=getattr(torch, dtype) if dtype else None,
+            batch_size=int(batch_size) if batch_size.isdigit() else 8,
+            **options,
+        )
 
     @property
     def eot_token_id(self) -> int:
