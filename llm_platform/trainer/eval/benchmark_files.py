@@ -125,6 +125,38 @@ def read_truthfulqa_mc(path: Path) -> list[dict]:
     ]
 
 
+TRUTHFULQA_COLUMNS = ("Type", "Category", "Question", "Best Answer", "Correct Answers", "Incorrect Answers", "Source")
+
+
+def read_truthfulqa_csv(path: Path) -> list[dict]:
+    """TruthfulQA.csv as the Hugging Face `truthful_qa/generation` rows: {type, category, question, best_answer,
+    correct_answers, incorrect_answers, source}, the `; `-joined answer lists split."""
+    with path.open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in TRUTHFULQA_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise BenchmarkDataError(f"{path}:1: missing column(s) {', '.join(missing)} in the header")
+        rows = []
+        for row in reader:
+            answers = {key: [a.strip() for a in row[key].split(";") if a.strip()] for key in TRUTHFULQA_COLUMNS[4:6]}
+            if not answers["Correct Answers"] or not answers["Incorrect Answers"]:
+                raise BenchmarkDataError(f"{path}:{reader.line_num}: a question needs correct and incorrect answers")
+            rows.append(
+                {
+                    "type": row["Type"],
+                    "category": row["Category"],
+                    "question": row["Question"],
+                    "best_answer": row["Best Answer"],
+                    "correct_answers": answers["Correct Answers"],
+                    "incorrect_answers": answers["Incorrect Answers"],
+                    "source": row["Source"],
+                }
+            )
+    if not rows:
+        raise BenchmarkDataError(f"{path}: no questions")
+    return rows
+
+
 def read_bbh(path: Path) -> list[dict]:
     """{input, target} per example of a BIG-Bench-Hard task file."""
     data = _read_json(path)

@@ -1,5 +1,6 @@
-"""lm-eval's own tasks with their documents read from `eval.data_dir`: TruthfulQA MC1/MC2, GSM8K (5-shot, and 8-shot
-chain of thought with answer extraction), BIG-Bench Hard with the 3-shot chain-of-thought prompts, and MMLU-Pro.
+"""lm-eval's own tasks with their documents read from `eval.data_dir`: TruthfulQA MC1/MC2 and generation, GSM8K
+(5-shot, and 8-shot chain of thought with answer extraction), BIG-Bench Hard with the 3-shot chain-of-thought
+prompts, and MMLU-Pro.
 
 Each is the config lm-eval ships (prompt template, few-shot exemplars, stop strings, answer-extraction filters,
 metrics, version) with `custom_dataset` in place of the hub dataset: the files are read into the rows of the Hugging
@@ -17,6 +18,7 @@ from .benchmark_files import (
     read_bbh,
     read_jsonl,
     read_table,
+    read_truthfulqa_csv,
     read_truthfulqa_mc,
 )
 from .task_building import ConfigurableTask, DatasetDict, Group, build_task, group, splits, stock_config
@@ -37,6 +39,18 @@ def truthfulqa(data_dir: str | Path, variant: str) -> ConfigurableTask:
         f"truthfulqa/truthfulqa_{variant}.yaml", custom_dataset=partial(_truthfulqa_docs, str(data_dir))
     )
     return build_task(config)
+
+
+def _truthfulqa_gen_docs(data_dir: str, **_lm_eval_metadata) -> DatasetDict:
+    return splits(validation=read_truthfulqa_csv(benchmark_file(data_dir, "truthfulqa/TruthfulQA.csv")))
+
+
+def truthfulqa_gen(data_dir: str | Path) -> ConfigurableTask:
+    """TruthfulQA generation: a greedy answer after the same QA preamble, scored by BLEU and ROUGE against the true
+    and the false reference answers (max, diff, and acc: closer to a true than to any false answer). lm-eval's
+    version leaves BLEURT out too, so these are its numbers."""
+    custom = partial(_truthfulqa_gen_docs, str(data_dir))
+    return build_task(stock_config("truthfulqa/truthfulqa_gen.yaml", custom_dataset=custom))
 
 
 def _gsm8k_docs(data_dir: str, **_lm_eval_metadata) -> DatasetDict:

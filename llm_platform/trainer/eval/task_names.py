@@ -62,8 +62,8 @@ GROUPS = {
 OFFLINE_TASKS = (
     *GROUPS,
     *(leaf for leaves in GROUPS.values() for leaf in leaves),
-    "hellaswag", "truthfulqa_mc1", "truthfulqa_mc2", "gsm8k", "gsm8k_cot", "humaneval", "humaneval_sampled", "squad",
-    "summarization",
+    "hellaswag", "truthfulqa_mc1", "truthfulqa_mc2", "truthfulqa_gen", "gsm8k", "gsm8k_cot", "humaneval",
+    "humaneval_sampled", "squad", "summarization",
 )  # fmt: skip
 
 # FLORES-200 translation between two languages whose files sit in flores200/devtest, e.g. flores200_eng-deu
@@ -74,7 +74,7 @@ DATA_FILES = {
     "mmlu": "mmlu/{dev,test}/*.csv",
     "mmlu_pro": "mmlu_pro/{test,validation}.jsonl (or .json/.parquet, the TIGER-Lab/MMLU-Pro columns)",
     "hellaswag": "hellaswag/hellaswag_val_full.txt.bz2",
-    "truthfulqa": "truthfulqa/mc_task.json",
+    "truthfulqa": "truthfulqa/mc_task.json (MC1/MC2) and truthfulqa/TruthfulQA.csv (generation)",
     "gsm8k": "gsm8k/{train,test}.jsonl",
     "bbh": "bbh/bbh/<task>.json",
     "humaneval": "humaneval/HumanEval.jsonl.gz",

@@ -83,6 +83,25 @@ def test_truthfulqa_matches_lm_evals_task(lm, tmp_path, variant):
     assert_same_scores(evaluate(lm, offline_task(task, shared_path("data"))), evaluate(lm, reference), task)
 
 
+def test_truthfulqa_generation_matches_lm_evals_task(lm, tmp_path):
+    import csv
+
+    with shared_path("data", "truthfulqa", "TruthfulQA.csv").open(newline="", encoding="utf-8") as f:
+        rows = [
+            {
+                "type": r["Type"], "category": r["Category"], "question": r["Question"],
+                "best_answer": r["Best Answer"], "source": r["Source"],
+                "correct_answers": r["Correct Answers"].split("; "),
+                "incorrect_answers": r["Incorrect Answers"].split("; "),
+            }
+            for r in list(csv.DictReader(f))[:LIMIT]
+        ]  # fmt: skip
+    reference = stock_task("truthfulqa/truthfulqa_gen.yaml", {"validation": write_jsonl(tmp_path / "g.jsonl", rows)})
+    mine = evaluate(lm, offline_task("truthfulqa_gen", shared_path("data")))
+    assert_same_scores(mine, evaluate(lm, reference), "truthfulqa_gen")
+    assert {"bleu_max,none", "rouge1_acc,none", "rougeL_diff,none"} <= mine["results"]["truthfulqa_gen"].keys()
+
+
 @pytest.mark.parametrize(("task", "yaml"), [("gsm8k", "gsm8k/gsm8k.yaml"), ("gsm8k_cot", "gsm8k/gsm8k-cot.yaml")])
 def test_gsm8k_matches_lm_evals_task(lm, task, yaml):
     """The published JSONL already has the hub dataset's columns, so lm-eval reads the very same files."""
