@@ -103,6 +103,8 @@ def markdown(report: Mapping[str, Any], curves: Mapping[str, Mapping[int, float]
                 shown = metric if filter_name == "none" else f"{metric} ({filter_name})"
                 lines.append(f"| {task} | {shown} | {value:.4f} | {_number(stderr)} | {n} |")
         lines += ["", f"lm-eval {bench.get('lm_eval_version', '?')}, limit {bench.get('limit')}.", ""]
+    if sandbox := report.get("sandbox"):
+        lines += [f"Generated code ran in the sandbox with {sandbox} isolation.", ""]
     if curves:
         lines += ["## pass@k", ""]
         for task, curve in curves.items():

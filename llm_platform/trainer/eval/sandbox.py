@@ -105,13 +105,14 @@ class Outcome:
 
 @functools.cache
 def isolation() -> str:
-    """'namespaces' where this process may create network/PID namespaces and switch uid, else 'rlimits'."""
+    """'namespaces' where this process may create network/PID namespaces and switch uid, and this interpreter runs
+    as the throw-away uid (it must be readable by others), else 'rlimits'."""
     if os.geteuid() != 0 or not (shutil.which("unshare") and shutil.which("setpriv")):
         return "rlimits"
     probe = subprocess.run(
         ["unshare", "--net", "--pid", "--fork", "--kill-child", "setpriv", "--reuid=65534", "--regid=65534",
-         "--clear-groups", "--no-new-privs", "true"],
-        capture_output=True,
+         "--clear-groups", "--no-new-privs", sys.executable, "-I", "-c", "pass"],
+        capture_output=True, cwd="/",
     )  # fmt: skip
     return "namespaces" if probe.returncode == 0 else "rlimits"
 

@@ -47,6 +47,10 @@ def run(ctx: StageContext, out: Path) -> dict:
     if spec.tasks:
         report["benchmarks"], headline, samples = benchmarks(model, model_dir, spec, out / "report" / "samples")
         metrics |= headline
+        if any(task.startswith("humaneval") for task in spec.tasks):
+            from llm_platform.trainer.eval.sandbox import isolation
+
+            report["sandbox"] = isolation()  # how the generated code was contained
         ctx.console.print(f"[bold]eval[/]: {', '.join(f'{k} {v:.4f}' for k, v in headline.items())}")
     if spec.generate:
         tokenizer = Tokenizer.load(model_dir)
