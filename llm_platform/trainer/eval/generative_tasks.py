@@ -71,7 +71,7 @@ def humaneval(data_dir: str | Path, sampled: bool) -> ConfigurableTask:
             "output_type": "generate_until",
             "doc_to_text": "prompt",
             "doc_to_target": "entry_point",
-            "generation_kwargs": {"until": HUMANEVAL_STOPS, "max_gen_toks": 512, **decoding},
+            "generation_kwargs": {"until": HUMANEVAL_STOPS, "max_gen_toks": 1024, **decoding},
             "repeats": HUMANEVAL_SAMPLES if sampled else 1,
             "num_fewshot": 0,
             "filter_list": [{"name": "sandbox", "filter": [{"function": "custom", "filter_fn": run_in_sandbox}]}],

@@ -90,3 +90,20 @@ def test_flores_languages_must_differ_and_exist(tmp_path):
         offline_task("flores200_eng-eng", shared_path("data"))
     with pytest.raises(ValueError, match=r"flores200/devtest/xho_<script>.devtest does not exist"):
         offline_task("flores200_eng-xho", shared_path("data"))
+
+
+def test_humaneval_prompts_and_decoding_are_lm_evals():
+    """lm-eval's own humaneval task cannot score offline (its metric downloads `code_eval`), but ours asks the model
+    the same: the problem's prompt, its stop strings and token budget, greedy."""
+    from pathlib import Path
+
+    import lm_eval.tasks
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    stock = load_yaml(Path(lm_eval.tasks.__file__).parent / "humaneval" / "humaneval.yaml", resolve_func=False)
+    ours = offline_task("humaneval", shared_path("data"))
+    doc = ours.eval_docs[0]
+    assert ours.doc_to_text(doc) == doc["prompt"] and stock["doc_to_text"] == "{{prompt}}"
+    for key in ("until", "max_gen_toks"):
+        assert ours.config.generation_kwargs[key] == stock["generation_kwargs"][key]
+    assert ours.config.generation_kwargs["do_sample"] is stock["generation_kwargs"]["do_sample"] is False
