@@ -5,11 +5,12 @@ its time is up.
 Two levels, chosen once per process by `isolation()`:
 
 - "namespaces" (running as root with util-linux `unshare` and `setpriv`, as in the trainer image and CI): the program
-  runs in new network and PID namespaces (`unshare --net --pid --fork --kill-child`), so it sees no network device
-  but a downed loopback, and when its PID 1 dies the kernel kills every process it forked, setsid or not. It runs
-  as a throw-away uid with no supplementary groups and no-new-privs (`setpriv`), which makes RLIMIT_NPROC bite (the
-  kernel does not apply it to root) and leaves it unable to delete or write anything it does not own: only its temp
-  dir is its own.
+  runs in new network, PID and mount namespaces (`unshare --net --pid --mount --fork --kill-child`), so it sees no
+  network device but a downed loopback, and when its PID 1 dies the kernel kills every process it forked, setsid or
+  not. Its temp dir is a size-capped tmpfs mounted in its own mount namespace (so it cannot fill the host's disk, and
+  what it wrote is gone with the namespace). It runs as a throw-away uid with no supplementary groups and
+  no-new-privs (`setpriv`), which makes RLIMIT_NPROC bite (the kernel does not apply it to root) and leaves it unable
+  to delete or write anything it does not own: only its temp dir is its own.
 - "rlimits" (anywhere else): the same rlimits, a new session killed as a group, and an audit hook installed before
   the program runs that refuses sockets, subprocesses, ctypes and file writes/deletes outside the temp dir. An audit
   hook is a speed bump, not a wall (Python code can reach raw syscalls in other ways), so this level is for a
@@ -79,10 +80,11 @@ class Limits:
     memory_bytes: int = 1024 * MiB
     processes: int = 16
     file_bytes: int = 8 * MiB
+    disk_bytes: int = 64 * MiB  # the temp dir's size ("namespaces" mode; "rlimits" caps each file only)
     output_chars: int = 4096
 
     def __post_init__(self) -> None:
-        for name in ("timeout_s", "cpu_s", "memory_bytes", "processes", "file_bytes", "output_chars"):
+        for name in ("timeout_s", "cpu_s", "memory_bytes", "processes", "file_bytes", "disk_bytes", "output_chars"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"sandbox limit {name} must be positive, got {getattr(self, name)}")
 
@@ -103,18 +105,37 @@ class Outcome:
         return self.status == "passed"
 
 
+# run by `sh -c` inside the new namespaces, as root, then as the sandbox uid: a tmpfs of $3 bytes over the home
+# folder $1 (private to this mount namespace), the program $5 copied in, then privileges dropped to uid $2 for $4
+_ENTER = (
+    'mount --make-rprivate / && mount -t tmpfs -o "size=$3,mode=0700,uid=$2,gid=$2" tmpfs "$1" '
+    '&& cp "$5" "$1/program.py" && chown "$2:$2" "$1/program.py" && cd "$1" '
+    '&& exec setpriv --reuid="$2" --regid="$2" --clear-groups --no-new-privs -- "$4" -I program.py'
+)
+
+
+def _namespace_command(home: Path, uid: int, disk_bytes: int, program: Path) -> list[str]:
+    return [
+        "unshare", "--net", "--pid", "--mount", "--fork", "--kill-child",
+        "sh", "-c", _ENTER, "sh", str(home), str(uid), str(disk_bytes), sys.executable, str(program),
+    ]  # fmt: skip
+
+
 @functools.cache
 def isolation() -> str:
-    """'namespaces' where this process may create network/PID namespaces and switch uid, and this interpreter runs
-    as the throw-away uid (it must be readable by others), else 'rlimits'."""
-    if os.geteuid() != 0 or not (shutil.which("unshare") and shutil.which("setpriv")):
+    """'namespaces' where this process may create network/PID/mount namespaces, mount a tmpfs and switch uid, and
+    this interpreter runs as the throw-away uid (it must be readable by others), else 'rlimits'."""
+    if os.geteuid() != 0 or not all(shutil.which(tool) for tool in ("unshare", "setpriv", "mount", "sh")):
         return "rlimits"
-    probe = subprocess.run(
-        ["unshare", "--net", "--pid", "--fork", "--kill-child", "setpriv", "--reuid=65534", "--regid=65534",
-         "--clear-groups", "--no-new-privs", sys.executable, "-I", "-c", "pass"],
-        capture_output=True, cwd="/",
-    )  # fmt: skip
-    return "namespaces" if probe.returncode == 0 else "rlimits"
+    base = Path(tempfile.mkdtemp(prefix="llmp-sandbox-probe-"))
+    try:
+        base.chmod(0o711)
+        (base / "home").mkdir()
+        (base / "program.py").write_text("pass\n")
+        probe = subprocess.run(_namespace_command(base / "home", 65534, MiB, base / "program.py"), capture_output=True)
+        return "namespaces" if probe.returncode == 0 else "rlimits"
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 _uids_lock = threading.Lock()
@@ -185,23 +206,17 @@ def run_program(source: str, limits: Limits = Limits(), *, mode: str | None = No
     home, logs = base / "home", base / "logs"
     home.mkdir(mode=0o700)
     logs.mkdir(mode=0o700)
-    (home / "program.py").write_text(source, encoding="utf-8")
-    interpreter = sys.executable
     uid = None
     if mode == "namespaces":
         uid = _take_uid()
         base.chmod(0o711)  # the sandbox uid may pass through to its home, not list or touch the logs
-        os.chown(home, uid, uid)
-        os.chown(home / "program.py", uid, uid)
-        command = [
-            "unshare", "--net", "--pid", "--fork", "--kill-child",
-            "setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--no-new-privs", "--",
-            interpreter, "-I", "program.py",
-        ]  # fmt: skip
+        (logs / "program.py").write_text(source, encoding="utf-8")
+        command = _namespace_command(home, uid, limits.disk_bytes, logs / "program.py")
         nproc = limits.processes
     else:
+        (home / "program.py").write_text(source, encoding="utf-8")
         (home / "guard.py").write_text(_GUARD, encoding="utf-8")
-        command = [interpreter, "-I", "guard.py", "program.py"]
+        command = [sys.executable, "-I", "guard.py", "program.py"]
         nproc = _user_process_count() + limits.processes
     env = {"HOME": str(home), "TMPDIR": str(home), "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0"}
     try:

@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -172,3 +173,13 @@ def test_the_program_runs_isolated_from_our_environment(monkeypatch):
     monkeypatch.setenv("SECRET_TOKEN", "hunter2")
     outcome = run_program("import os, sys\nprint(os.environ.get('SECRET_TOKEN'), sys.flags.isolated)\n", QUICK)
     assert outcome.stdout == "None 1\n" and os.environ["SECRET_TOKEN"] == "hunter2"
+
+
+def test_the_temp_dir_is_capped_and_leaves_nothing_behind():
+    if isolation() != "namespaces":
+        pytest.skip("the size-capped temp dir needs the namespaces mode (root with unshare and setpriv)")
+    before = {p.name for p in Path(tempfile.gettempdir()).iterdir()}
+    source = "for i in range(100):\n    open(f'f{i}', 'wb').write(b'x' * (1 << 20))\n"
+    outcome = run_program(source, Limits(timeout_s=5, disk_bytes=8 << 20))
+    assert outcome.status == "failed" and "No space left on device" in outcome.stderr
+    assert {p.name for p in Path(tempfile.gettempdir()).iterdir()} <= before
