@@ -230,3 +230,17 @@ def find_table(data_dir: str | Path, stem: str) -> Path:
         f"{Path(data_dir).expanduser() / stem}.jsonl (or .json, .parquet) does not exist; eval.data_dir ({data_dir}) "
         f"must hold {stem}.jsonl"
     )
+
+
+BBQ_FIELDS = (
+    "example_id", "question_polarity", "context_condition", "category", "answer_info", "additional_metadata",
+    "context", "question", "ans0", "ans1", "ans2", "label",
+)  # fmt: skip
+
+
+def read_bbq(folder: Path) -> list[dict]:
+    """Every example of the BBQ release's `data/<Category>.jsonl` files in `folder`, in file-name order."""
+    files = sorted(folder.glob("*.jsonl"))
+    if not files:
+        raise BenchmarkDataError(f"{folder} holds no <Category>.jsonl files (the BBQ release's data/ folder)")
+    return [record for file in files for record in read_jsonl(file, BBQ_FIELDS)]

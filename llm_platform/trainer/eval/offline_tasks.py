@@ -95,6 +95,7 @@ def offline_task(name: str, data_dir: str | Path) -> ConfigurableTask | Group:
         "truthfulqa_mc1": partial(stock_offline.truthfulqa, variant="mc1"),
         "truthfulqa_mc2": partial(stock_offline.truthfulqa, variant="mc2"),
         "truthfulqa_gen": stock_offline.truthfulqa_gen,
+        "bbq": stock_offline.bbq,
         "gsm8k": partial(stock_offline.gsm8k, cot=False),
         "gsm8k_cot": partial(stock_offline.gsm8k, cot=True),
         "bbh_cot_fewshot": stock_offline.bbh,

@@ -1,5 +1,5 @@
-"""lm-eval's own tasks with their documents read from `eval.data_dir`: TruthfulQA MC1/MC2 and generation, GSM8K
-(5-shot, and 8-shot chain of thought with answer extraction), BIG-Bench Hard with the 3-shot chain-of-thought
+"""lm-eval's own tasks with their documents read from `eval.data_dir`: TruthfulQA MC1/MC2 and generation, BBQ,
+GSM8K (5-shot, and 8-shot chain of thought with answer extraction), BIG-Bench Hard with the 3-shot chain-of-thought
 prompts, and MMLU-Pro.
 
 Each is the config lm-eval ships (prompt template, few-shot exemplars, stop strings, answer-extraction filters,
@@ -16,6 +16,7 @@ from .benchmark_files import (
     benchmark_file,
     find_table,
     read_bbh,
+    read_bbq,
     read_jsonl,
     read_table,
     read_truthfulqa_csv,
@@ -51,6 +52,17 @@ def truthfulqa_gen(data_dir: str | Path) -> ConfigurableTask:
     version leaves BLEURT out too, so these are its numbers."""
     custom = partial(_truthfulqa_gen_docs, str(data_dir))
     return build_task(stock_config("truthfulqa/truthfulqa_gen.yaml", custom_dataset=custom))
+
+
+def _bbq_docs(data_dir: str, **_lm_eval_metadata) -> DatasetDict:
+    folder = Path(data_dir).expanduser() / "bbq" / "data"
+    return splits(test=read_bbq(folder))
+
+
+def bbq(data_dir: str | Path) -> ConfigurableTask:
+    """BBQ (Parrish et al.), the social-bias benchmark: multiple choice over ambiguous and disambiguated contexts;
+    accuracy on each and the bias scores, overall and per category. The user supplies the release's data/*.jsonl."""
+    return build_task(stock_config("bbq/bbq_multiple_choice.yaml", custom_dataset=partial(_bbq_docs, str(data_dir))))
 
 
 def _gsm8k_docs(data_dir: str, **_lm_eval_metadata) -> DatasetDict:

@@ -63,7 +63,7 @@ OFFLINE_TASKS = (
     *GROUPS,
     *(leaf for leaves in GROUPS.values() for leaf in leaves),
     "hellaswag", "truthfulqa_mc1", "truthfulqa_mc2", "truthfulqa_gen", "gsm8k", "gsm8k_cot", "humaneval",
-    "humaneval_sampled", "squad", "summarization",
+    "humaneval_sampled", "squad", "summarization", "bbq",
 )  # fmt: skip
 
 # FLORES-200 translation between two languages whose files sit in flores200/devtest, e.g. flores200_eng-deu
@@ -76,6 +76,7 @@ DATA_FILES = {
     "hellaswag": "hellaswag/hellaswag_val_full.txt.bz2",
     "truthfulqa": "truthfulqa/mc_task.json (MC1/MC2) and truthfulqa/TruthfulQA.csv (generation)",
     "gsm8k": "gsm8k/{train,test}.jsonl",
+    "bbq": "bbq/data/<Category>.jsonl (the BBQ release's files)",
     "bbh": "bbh/bbh/<task>.json",
     "humaneval": "humaneval/HumanEval.jsonl.gz",
     "squad": "squad_v1.1/dev-v1.1.json",
