@@ -25,7 +25,8 @@ class EvalSpec(SpecModel):
         description="lm-eval task names. Offline tasks over the files in `data_dir`: mmlu (and mmlu_<subject>), "
         "mmlu_pro (and mmlu_pro_<category>), hellaswag, truthfulqa_mc1, truthfulqa_mc2, truthfulqa_gen, gsm8k, "
         "gsm8k_cot, bbh_cot_fewshot (and bbh_cot_fewshot_<task>), humaneval, humaneval_sampled (pass@1/pass@10; "
-        "generated code runs in a sandbox), squad, flores200_<src>-<tgt> (e.g. flores200_eng-deu), summarization, bbq. "
+        "generated code runs in a sandbox), squad, flores200_<src>-<tgt> (e.g. flores200_eng-deu), summarization, bbq, "
+        "bfcl_simple (tool use). "
         "Any other name (or `lm-eval:<name>`) is lm-eval's own task, downloaded from the Hugging Face hub.",
     )
     data_dir: str | None = Field(
@@ -34,7 +35,8 @@ class EvalSpec(SpecModel):
         "mmlu/{dev,test}/*.csv, hellaswag/hellaswag_val_full.txt.bz2, truthfulqa/{mc_task.json,TruthfulQA.csv}, "
         "gsm8k/*.jsonl, "
         "bbh/bbh/*.json, humaneval/HumanEval.jsonl.gz, squad_v1.1/dev-v1.1.json, flores200/{dev,devtest}/*, "
-        "mmlu_pro/{test,validation}.jsonl, bbq/data/*.jsonl, summarization/test.jsonl.",
+        "mmlu_pro/{test,validation}.jsonl, bbq/data/*.jsonl, summarization/test.jsonl, "
+        "bfcl/{,possible_answer/}BFCL_v3_simple.json.",
     )
     num_fewshot: int | None = Field(None, ge=0, description="Few-shot examples per prompt; default: each task's own.")
     limit: int | None = Field(None, ge=1, description="Examples per task (or validation batches) at most.")

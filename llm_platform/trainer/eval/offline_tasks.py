@@ -87,7 +87,7 @@ def hellaswag(data_dir: str | Path) -> ConfigurableTask:
 
 def offline_task(name: str, data_dir: str | Path) -> ConfigurableTask | Group:
     """The task or group for an offline name (`task_names.resolve(name).offline`)."""
-    from . import generative_tasks, stock_offline
+    from . import generative_tasks, stock_offline, tool_use
 
     builders = {
         "mmlu": mmlu,
@@ -104,6 +104,7 @@ def offline_task(name: str, data_dir: str | Path) -> ConfigurableTask | Group:
         "humaneval_sampled": partial(generative_tasks.humaneval, sampled=True),
         "squad": generative_tasks.squad,
         "summarization": generative_tasks.summarization,
+        "bfcl_simple": tool_use.bfcl_simple,
     }
     if name in builders:
         return builders[name](data_dir)
