@@ -26,7 +26,7 @@ class EvalSpec(SpecModel):
         "mmlu_pro (and mmlu_pro_<category>), hellaswag, truthfulqa_mc1, truthfulqa_mc2, truthfulqa_gen, gsm8k, "
         "gsm8k_cot, bbh_cot_fewshot (and bbh_cot_fewshot_<task>), humaneval, humaneval_sampled (pass@1/pass@10; "
         "generated code runs in a sandbox), squad, flores200_<src>-<tgt> (e.g. flores200_eng-deu), summarization, bbq, "
-        "bfcl_simple (tool use). "
+        "bfcl_simple (tool use), redteam (toxic completions of red-team prompts). "
         "Any other name (or `lm-eval:<name>`) is lm-eval's own task, downloaded from the Hugging Face hub.",
     )
     data_dir: str | None = Field(
@@ -36,7 +36,7 @@ class EvalSpec(SpecModel):
         "gsm8k/*.jsonl, "
         "bbh/bbh/*.json, humaneval/HumanEval.jsonl.gz, squad_v1.1/dev-v1.1.json, flores200/{dev,devtest}/*, "
         "mmlu_pro/{test,validation}.jsonl, bbq/data/*.jsonl, summarization/test.jsonl, "
-        "bfcl/{,possible_answer/}BFCL_v3_simple.json.",
+        "bfcl/{,possible_answer/}BFCL_v3_simple.json, redteam/prompts.jsonl.",
     )
     num_fewshot: int | None = Field(None, ge=0, description="Few-shot examples per prompt; default: each task's own.")
     limit: int | None = Field(None, ge=1, description="Examples per task (or validation batches) at most.")

@@ -87,7 +87,7 @@ def hellaswag(data_dir: str | Path) -> ConfigurableTask:
 
 def offline_task(name: str, data_dir: str | Path) -> ConfigurableTask | Group:
     """The task or group for an offline name (`task_names.resolve(name).offline`)."""
-    from . import generative_tasks, stock_offline, tool_use
+    from . import generative_tasks, safety_tasks, stock_offline, tool_use
 
     builders = {
         "mmlu": mmlu,
@@ -105,6 +105,7 @@ def offline_task(name: str, data_dir: str | Path) -> ConfigurableTask | Group:
         "squad": generative_tasks.squad,
         "summarization": generative_tasks.summarization,
         "bfcl_simple": tool_use.bfcl_simple,
+        "redteam": safety_tasks.redteam,
     }
     if name in builders:
         return builders[name](data_dir)

@@ -63,7 +63,7 @@ OFFLINE_TASKS = (
     *GROUPS,
     *(leaf for leaves in GROUPS.values() for leaf in leaves),
     "hellaswag", "truthfulqa_mc1", "truthfulqa_mc2", "truthfulqa_gen", "gsm8k", "gsm8k_cot", "humaneval",
-    "humaneval_sampled", "squad", "summarization", "bbq", "bfcl_simple",
+    "humaneval_sampled", "squad", "summarization", "bbq", "bfcl_simple", "redteam",
 )  # fmt: skip
 
 # FLORES-200 translation between two languages whose files sit in flores200/devtest, e.g. flores200_eng-deu
@@ -82,6 +82,7 @@ DATA_FILES = {
     "squad": "squad_v1.1/dev-v1.1.json",
     "flores200": "flores200/{dev,devtest}/<lang>_<script>.{dev,devtest}",
     "summarization": "summarization/test.jsonl ({document, summary} per line)",
+    "redteam": "redteam/prompts.jsonl ({prompt} per line)",
     "bfcl": "bfcl/BFCL_v3_simple.json and bfcl/possible_answer/BFCL_v3_simple.json (the BFCL release's files)",
 }
 
