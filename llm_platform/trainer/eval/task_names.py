@@ -141,7 +141,7 @@ def data_files(names: Sequence[str]) -> str:
     """The files `names` read under eval.data_dir, for messages."""
     families = []
     for name in names:
-        family = next((key for key in DATA_FILES if name.startswith(key)), None)
+        family = max((key for key in DATA_FILES if name.startswith(key)), key=len, default=None)
         if family and family not in families:
             families.append(family)
     return ", ".join(DATA_FILES[family] for family in families)

@@ -30,6 +30,8 @@ def test_a_group_and_one_of_its_members_cannot_both_run():
 def test_a_missing_data_dir_names_the_files_each_task_reads():
     (problem,) = task_list_problems(["gsm8k_cot", "humaneval"], None)
     assert "gsm8k/{train,test}.jsonl, humaneval/HumanEval.jsonl.gz" in problem
+    (problem,) = task_list_problems(["mmlu_pro_law"], None)
+    assert "mmlu_pro/{test,validation}.jsonl" in problem and "mmlu/{dev,test}" not in problem
 
 
 def test_a_task_twice_is_named_with_both_positions():
