@@ -7,6 +7,7 @@ The plot needs matplotlib (the `data` extra); without it the Markdown says so an
 from __future__ import annotations
 
 import importlib.util
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,9 +34,13 @@ def pass_at_k_curves(samples: Mapping[str, Sequence[dict]]) -> dict[str, dict[in
     return curves
 
 
+_PERCENT_SCALE = re.compile(r"(bleu|chrf|rouge1|rouge2|rougel)(_max)?$")
+
+
 def _scaled(value: float, name: str) -> tuple[float, str]:
-    """Scores on a 0-100 scale (BLEU, chrF, ROUGE) drawn as fractions, so every bar shares one axis."""
-    if any(key in name for key in ("bleu", "chrf", "rouge")):
+    """Scores on a 0-100 scale (BLEU, chrF, ROUGE; not their 0-1 `_acc`) drawn as fractions, so every bar shares one
+    axis."""
+    if _PERCENT_SCALE.search(name):
         return value / 100, f"{name} (/100)"
     return value, name
 
@@ -52,7 +57,8 @@ def plot_scores(scores: Mapping[str, float], curves: Mapping[str, Mapping[int, f
     panels = 1 + bool(curves)
     fig, axes = plt.subplots(1, panels, figsize=(7 * panels, max(3.0, 0.35 * len(scores) + 1.5)), squeeze=False)
     bars = axes[0][0]
-    labelled = [_scaled(value, name) for name, value in scores.items()]
+    # differences between two scores (TruthfulQA's *_diff) can be negative and are no score of their own
+    labelled = [_scaled(value, name) for name, value in scores.items() if not name.endswith("_diff")]
     bars.barh([label for _, label in labelled], [value for value, _ in labelled], color="#4C72B0")
     bars.set_xlim(0, 1)
     bars.invert_yaxis()

@@ -39,3 +39,11 @@ def test_without_matplotlib_the_report_says_so(tmp_path, monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else find_spec(name))
     text = write_report(tmp_path, REPORT, SAMPLES).read_text()
     assert "No plot: matplotlib is not installed" in text and not (tmp_path / "scores.png").exists()
+
+
+def test_only_percent_scale_scores_are_scaled():
+    from llm_platform.trainer.eval.report import _scaled
+
+    assert _scaled(12.5, "flores200_eng_deu_bleu") == (0.125, "flores200_eng_deu_bleu (/100)")
+    assert _scaled(30.0, "truthfulqa_gen_rouge1_max")[0] == 0.3
+    assert _scaled(0.3, "truthfulqa_gen_bleu_acc") == (0.3, "truthfulqa_gen_bleu_acc")
