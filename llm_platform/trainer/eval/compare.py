@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .benchmarks import metric_name
+from .task_names import GROUPS
 
 ITERATIONS = 1000
 
@@ -75,8 +76,26 @@ def _load_report(folder: Path, name: str) -> Run:
     scores = report.get("scores")
     if not isinstance(scores, dict):
         raise ValueError(f"{folder / 'eval.json'}: no 'scores'; it was written by an older version, run the eval again")
-    items = _per_example(folder / "samples")
+    items = _with_groups(_per_example(folder / "samples"), scores)
     return Run(name, scores, {k: v for k, v in items.items() if k in scores}, report.get("baselines", {}))
+
+
+def _with_groups(items: dict[str, dict[str, float]], scores: Mapping[str, float]) -> dict[str, dict[str, float]]:
+    """A group's metric (mmlu_acc) over the pooled examples of its members (mmlu_anatomy_acc, ...): lm-eval weights
+    the members by size, which is the plain mean over the pool."""
+    for group, members in GROUPS.items():
+        for metric in scores:
+            if not metric.startswith(f"{group}_") or metric in items:
+                continue
+            rest = metric.removeprefix(f"{group}_")
+            pooled = {
+                f"{member}/{key}": value
+                for member in members
+                for key, value in items.get(f"{member}_{rest}", {}).items()
+            }
+            if pooled:
+                items[metric] = pooled
+    return items
 
 
 def load_runs(path: str | Path) -> list[Run]:

@@ -75,3 +75,14 @@ def test_nothing_to_compare_is_an_error():
     with pytest.raises(ValueError, match="nothing to compare"):
         compare([])
     assert compare([Run("x", {"m": 1.0})])[0].cells[0].value == 1.0
+
+
+def test_a_group_metric_pools_its_members_examples(tmp_path):
+    folder = tmp_path / "r"
+    (folder / "samples").mkdir(parents=True)
+    (folder / "eval.json").write_text(json.dumps({"scores": {"mmlu_acc": 0.5}}))
+    for subject, accs in [("anatomy", [1, 0, 1]), ("virology", [0, 1, 0, 0, 1])]:
+        records = [{"doc_id": i, "filter": "none", "metrics": ["acc"], "acc": a} for i, a in enumerate(accs)]
+        (folder / "samples" / f"mmlu_{subject}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (run,) = load_runs(folder)
+    assert len(run.items["mmlu_acc"]) == 8 and sum(run.items["mmlu_acc"].values()) == 4
