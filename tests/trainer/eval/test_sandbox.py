@@ -28,12 +28,12 @@ def problems() -> list[dict]:
 
 
 def test_canonical_solutions_pass(problems):
-    """Every fourth of the 164 problems (all of them: bench/humaneval_canonical.py, which takes ~10 s on 2 cores)."""
-    sample = problems[::4]
+    """Every eighth of the 164 problems (all of them: bench/humaneval_canonical.py, 164/164 in ~8 s on 2 cores)."""
+    sample = problems[::8]
     outcomes = run_programs([humaneval_program(p, p["canonical_solution"]) for p in sample], workers=8)
     pairs = zip(sample, outcomes, strict=True)
     failures = [(p["task_id"], o.status, o.stderr[-300:]) for p, o in pairs if not o.passed]
-    assert len(problems) == 164 and len(sample) == 41 and failures == []
+    assert len(problems) == 164 and len(sample) == 21 and failures == []
 
 
 def test_wrong_solutions_fail(problems):
