@@ -10,6 +10,7 @@ from rich.console import Console
 
 from llm_platform.cli_api import api_app
 from llm_platform.cli_api import app as serve_api_app
+from llm_platform.cli_eval import app as eval_app
 from llm_platform.cli_operator import app as operator_app
 from llm_platform.cli_serve import app as serve_app
 from llm_platform.cli_tokenizer import app as tokenizer_app
@@ -208,6 +209,7 @@ def model_export(
 
 app.add_typer(tokenizer_app, name="tokenizer", help="Train, use, inspect and convert tokenizers.")
 app.add_typer(api_app, name="api", help="The jobs REST API's bearer tokens.")
+app.add_typer(eval_app, name="eval", help="Evaluation reports: compare runs.")
 app.registered_commands.extend(operator_app.registered_commands)  # `llmp render`, `llmp operator`
 app.registered_commands.extend(serve_api_app.registered_commands)  # `llmp serve-api`
 app.registered_commands.extend(serve_app.registered_commands)  # `llmp serve`, `llmp generate`, `llmp chat`

@@ -133,6 +133,13 @@ def run_job(
         outcomes.append(StageOutcome(name, stage.kind, "ran", seconds, metrics=manifest.meta.get("metrics", {})))
         console.print(f"[bold green]✓  {name}[/] in {seconds:.1f}s")
     console.print(summary_table(outcomes))
+    for outcome in outcomes:
+        if outcome.kind == "eval" and outcome.result in ("ran", "skipped"):
+            manifest = store.manifest(outcome.name)
+            if manifest is not None and "report/eval.md" in manifest.files:
+                key = f"{outcome.name}/versions/{manifest.version}/report/eval.md"
+                where = store.backend.local_path(key) or f"{uri}/{key}"
+                console.print(f"[bold]{outcome.name} report[/]: {where}", soft_wrap=True)  # a path to copy whole
     return outcomes
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, model_validator
 
 from .base import SpecModel
 from .fields import ReadPath
@@ -35,11 +35,21 @@ class EvalSpec(SpecModel):
     tasks: list[TaskName] = Field(
         default_factory=list,
         max_length=1000,
-        description="lm-eval task names. mmlu, mmlu_<subject> and hellaswag are offline tasks over the files in "
-        "`data_dir`; any other name (or `lm-eval:<name>`) is lm-eval's own task, downloaded from the Hugging Face hub.",
+        description="lm-eval task names. Offline tasks over the files in `data_dir`: mmlu (and mmlu_<subject>), "
+        "mmlu_pro (and mmlu_pro_<category>), hellaswag, truthfulqa_mc1, truthfulqa_mc2, truthfulqa_gen, gsm8k, "
+        "gsm8k_cot, bbh_cot_fewshot (and bbh_cot_fewshot_<task>), humaneval, humaneval_sampled (pass@1/pass@10; "
+        "generated code runs in a sandbox), squad, flores200_<src>-<tgt> (e.g. flores200_eng-deu), summarization, bbq, "
+        "bfcl_simple (tool use), redteam (toxic completions of red-team prompts). "
+        "Any other name (or `lm-eval:<name>`) is lm-eval's own task, downloaded from the Hugging Face hub.",
     )
     data_dir: ReadPath | None = Field(
-        None, description="Folder holding the offline benchmark files: mmlu/{dev,test}/*.csv, hellaswag/*.txt.bz2."
+        None,
+        description="Folder (or s3:// prefix) holding the offline benchmark files in their published formats: "
+        "mmlu/{dev,test}/*.csv, hellaswag/hellaswag_val_full.txt.bz2, truthfulqa/{mc_task.json,TruthfulQA.csv}, "
+        "gsm8k/*.jsonl, "
+        "bbh/bbh/*.json, humaneval/HumanEval.jsonl.gz, squad_v1.1/dev-v1.1.json, flores200/{dev,devtest}/*, "
+        "mmlu_pro/{test,validation}.jsonl, bbq/data/*.jsonl, summarization/test.jsonl, "
+        "bfcl/{,possible_answer/}BFCL_v3_simple.json, redteam/prompts.jsonl.",
     )
     num_fewshot: int | None = Field(
         None, ge=0, le=1000, description="Few-shot examples per prompt; default: each task's own."
@@ -51,4 +61,28 @@ class EvalSpec(SpecModel):
     seq_len: int | None = Field(
         None, ge=8, le=1_048_576, description="Context for perplexity; default is the model's training length."
     )
+    max_gen_toks: int | None = Field(
+        None, ge=1, le=32768, description="At most this many new tokens per generated answer, whatever a task asks."
+    )
+    apply_chat_template: bool = Field(False, description="Wrap benchmark prompts in the tokenizer's chat template.")
+    fewshot_as_multiturn: bool = Field(
+        False, description="With apply_chat_template: few-shot examples as earlier turns of the conversation."
+    )
+    baselines: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        max_length=16,
+        description="Reference numbers to report beside this model's, by baseline name: "
+        "{name: {metric: value}}, metric names as the stage reports them (e.g. mmlu_acc).",
+    )
     generate: GenerateSpec | None = None
+
+    @model_validator(mode="after")
+    def _checked(self) -> EvalSpec:
+        if self.fewshot_as_multiturn and not self.apply_chat_template:
+            raise ValueError("eval.fewshot_as_multiturn needs eval.apply_chat_template: true")
+        for name, numbers in self.baselines.items():
+            if not name or len(numbers) > 256 or not all(numbers):
+                raise ValueError(
+                    f"eval.baselines.{name or '<empty>'}: a named baseline with 1-256 metrics, e.g. {{mmlu_acc: 0.45}}"
+                )
+        return self

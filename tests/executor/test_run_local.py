@@ -82,6 +82,8 @@ def test_quickstart_shape_runs_then_resumes_then_reruns_what_changed(tmp_path):
     store = ArtifactStore.open(str(tmp_path / "w"))
     assert all(store.exists(s) for s in ("data", "tokenizer", "pretrain", "eval", "serve"))
     assert (store.fetch("pretrain") / "model" / "config.json").is_file()
+    report = store.fetch("eval") / "report" / "eval.md"
+    assert f"eval report: {report}\n" in first.stdout and report.is_file()
 
     again = llmp("run", str(job), "--workdir", str(tmp_path / "w"))
     assert again.returncode == 0 and again.stdout.count("up to date") == 5, again.stdout

@@ -42,6 +42,8 @@ def run_tasks(
     limit: int | None = None,
     num_fewshot: int | None = None,
     log_samples: bool = False,
+    fewshot_as_multiturn: bool = False,
+    apply_chat_template: bool = False,
 ) -> dict[str, Any]:
     """lm-eval's result dict for `names` scored by `lm` (any lm-eval `LM`); `limit` caps the examples of each task
     (each MMLU subject counts as a task)."""
@@ -53,11 +55,19 @@ def run_tasks(
     # indexing lm-eval's ~15,000 stock task files takes seconds; only do it when a stock task is asked for
     manager = TaskManager(include_defaults=any(isinstance(task, str) for task in tasks))
     return simple_evaluate(
-        model=lm, tasks=tasks, task_manager=manager, limit=limit, num_fewshot=num_fewshot, log_samples=log_samples
+        model=lm,
+        tasks=tasks,
+        task_manager=manager,
+        limit=limit,
+        num_fewshot=num_fewshot,
+        log_samples=log_samples,
+        apply_chat_template=apply_chat_template,
+        fewshot_as_multiturn=fewshot_as_multiturn,
     )
 
 
-def _metric_name(task: str, key: str) -> str:
+def metric_name(task: str, key: str) -> str:
+    """The headline name of lm-eval result key `metric,filter` of `task`: `<task>_<metric>[_<filter>]`, lower case."""
     metric, _, filter_name = key.partition(",")
     name = f"{task}_{metric}" if filter_name in ("", "none") else f"{task}_{metric}_{filter_name}"
     return re.sub(r"[^a-z0-9_]+", "_", name.lower())
@@ -71,7 +81,7 @@ def headline_metrics(results: dict[str, Any], names: Sequence[str]) -> dict[str,
         task = resolve(name).name
         for key, value in results["results"].get(task, {}).items():
             if "," in key and "_stderr" not in key and isinstance(value, int | float):
-                metrics[_metric_name(task, key)] = round(float(value), 4)
+                metrics[metric_name(task, key)] = round(float(value), 4)
     return metrics
 
 

@@ -14,6 +14,7 @@ same here as through transformers (tests/trainer/eval/test_lm_eval_parity.py hol
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -27,8 +28,9 @@ from .task_names import LM_EVAL_MISSING
 
 try:
     from lm_eval.api.model import TemplateLM
+    from lm_eval.api.registry import register_model
     from lm_eval.models.utils import normalize_gen_kwargs
-    from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
+    from lm_eval.utils import get_rolling_token_windows, make_disjoint_window, simple_parse_args_string
 except ImportError as error:  # the `eval` extra is optional
     raise ImportError(LM_EVAL_MISSING) from error
 
@@ -56,11 +58,14 @@ def hf_adds_bos(model_dir: str | Path, tokenizer: Tokenizer) -> bool:
     return True
 
 
+@register_model("llmp")
 class PlatformLM(TemplateLM):
     """lm-eval `LM` over a `Transformer` and our `Tokenizer`.
 
     add_bos: prepend BOS when encoding text (None: when the tokenizer has one; `from_pretrained` reads what the folder's
-    HF tokenizer does). max_length: context for scoring (None: the model's `max_seq_len`).
+    HF tokenizer does). max_length: context for scoring (None: the model's `max_seq_len`). max_gen_toks: new tokens
+    where a task names no limit; gen_toks_limit: at most this many new tokens whatever a task asks (chain-of-thought
+    tasks ask for 1024-2048, more than a small model's whole context).
     """
 
     def __init__(
@@ -72,6 +77,7 @@ class PlatformLM(TemplateLM):
         max_length: int | None = None,
         add_bos: bool | None = None,
         max_gen_toks: int = 256,
+        gen_toks_limit: int | None = None,
     ):
         super().__init__()
         if tokenizer.eos_id is None and tokenizer.bos_id is None:
@@ -84,6 +90,7 @@ class PlatformLM(TemplateLM):
         self.max_length = max_length or model.config.max_seq_len
         self.add_bos = tokenizer.bos_id is not None if add_bos is None else add_bos
         self.max_gen_toks = max_gen_toks
+        self.gen_toks_limit = gen_toks_limit
 
     @classmethod
     def from_pretrained(
@@ -92,6 +99,35 @@ class PlatformLM(TemplateLM):
         tokenizer = Tokenizer.load(model_dir)
         options.setdefault("add_bos", hf_adds_bos(model_dir, tokenizer))
         return cls(load_pretrained(model_dir, device=device, dtype=dtype), tokenizer, **options)
+
+    @classmethod
+    def create_from_arg_string(cls, arg_string: str, additional_config: dict | None = None) -> PlatformLM:
+        return cls.create_from_arg_obj(simple_parse_args_string(arg_string), additional_config)
+
+    @classmethod
+    def create_from_arg_obj(cls, arg_dict: dict, additional_config: dict | None = None) -> PlatformLM:
+        """`--model llmp --model_args path=DIR[,dtype=bfloat16,max_length=N,gen_toks_limit=N]` on lm-eval's command
+        line (with `--device` and `--batch_size`), or the same keys to `simple_evaluate(model="llmp", ...)`."""
+        args = dict(arg_dict)
+        extra = {k: v for k, v in (additional_config or {}).items() if v is not None}
+        path = args.pop("path", None) or args.pop("pretrained", None)
+        if not path:
+            raise ValueError("--model_args needs path=<folder of an HF-format checkpoint with tokenizer files>")
+        dtype = args.pop("dtype", None)
+        options = {key: int(args.pop(key)) for key in ("max_length", "gen_toks_limit", "max_gen_toks") if key in args}
+        if args:
+            raise ValueError(f"unknown --model_args {sorted(args)}; use path, dtype, max_length, gen_toks_limit")
+        batch_size = str(extra.get("batch_size", 8))
+        device = extra.get("device") or "cuda"
+        if str(device).startswith("cuda") and not torch.cuda.is_available():
+            device = "cpu"  # lm-eval's command line asks for cuda unless told otherwise, as HFLM falls back
+        return cls.from_pretrained(
+            path,
+            device=device,
+            dtype=getattr(torch, dtype) if dtype else None,
+            batch_size=int(batch_size) if batch_size.isdigit() else 8,
+            **options,
+        )
 
     @property
     def eot_token_id(self) -> int:
@@ -104,6 +140,19 @@ class PlatformLM(TemplateLM):
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    @property
+    def tokenizer_name(self) -> str:
+        """What lm-eval keys its request cache by when prompts go through a chat template."""
+        return f"llmp-{self.tokenizer.vocab_size}"
+
+    def chat_template(self, chat_template: bool | str = False) -> str | None:
+        return self.tokenizer.chat_template or ""
+
+    def apply_chat_template(self, chat_history: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+        """The messages of a (few-shot) prompt as the tokenizer's chat template renders them, for
+        `eval.apply_chat_template`; a tokenizer without a template is an error that says so."""
+        return self.tokenizer.render_chat(chat_history, add_generation_prompt=add_generation_prompt)
 
     def tok_encode(self, string: str, add_special_tokens: bool | None = None, **kwargs) -> list[int]:
         """Ids as the HF tokenizer gives them: special-token text becomes its id, and BOS is prepended unless told
@@ -160,8 +209,9 @@ class PlatformLM(TemplateLM):
         if unknown:
             raise ValueError(f"generation settings {unknown} are not supported; use {sorted(DECODING_KEYS)}")
         until = kwargs.get("until") or []
+        limit = self.gen_toks_limit or kwargs["max_gen_toks"]
         return Decoding(
-            max_new_tokens=kwargs["max_gen_toks"],
+            max_new_tokens=min(kwargs["max_gen_toks"], limit),
             stops=tuple([until] if isinstance(until, str) else until),
             do_sample=bool(kwargs.get("do_sample")),
             temperature=float(kwargs.get("temperature") or 0.0),
@@ -170,11 +220,15 @@ class PlatformLM(TemplateLM):
         )
 
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
-        """All prompts at once through the engine, each cut on the left to leave room for `max_gen_toks`."""
+        """All prompts at once through the engine, each cut on the left to leave room for `max_gen_toks`. Sampled
+        requests get seeds 0, 1, 2, ... in order, so the repeats of one prompt (pass@k's n samples) differ,
+        reproducibly."""
         prompts, decodings = [], []
-        for request in requests:
+        for index, request in enumerate(requests):
             context, gen_kwargs = request.args
             decoding = self.decoding(gen_kwargs)
+            if not decoding.greedy:
+                decoding = replace(decoding, seed=index)
             room = self.max_length - decoding.max_new_tokens
             if room < 1:
                 raise ValueError(

@@ -1,8 +1,9 @@
 """The `eval` stage: perplexity on the held-out split, lm-eval benchmarks, and sample generations.
 
-Writes `report/eval.json` (everything measured) and, for benchmarks, `report/samples/<task>.jsonl` (each example's
-prompt, the model's scores and whether it was right); headline numbers (`perplexity`, `mmlu_acc`, `hellaswag_acc_norm`,
-...) become the stage's metrics.
+Writes `report/eval.json` (everything measured; `scores` holds the headline numbers, `baselines` the spec's reference
+numbers), `report/eval.md` with `report/scores.png` (tables, per-task bars, pass@k curves) and, for benchmarks,
+`report/samples/<task>.jsonl` (each example's prompt, the model's scores and whether it was right); headline numbers
+(`perplexity`, `mmlu_acc`, `hellaswag_acc_norm`, ...) become the stage's metrics.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from llm_platform.api.evaluate import EvalSpec
 from llm_platform.trainer.data.pack import open_split
 from llm_platform.trainer.eval.generation import Decoding, generate_batch
 from llm_platform.trainer.eval.perplexity import perplexity
+from llm_platform.trainer.eval.report import write_report
 from llm_platform.trainer.model.hf import load_pretrained
 from llm_platform.trainer.tokenizer import Tokenizer
 from llm_platform.trainer.tokenizer.bos import encode_text
@@ -38,12 +40,18 @@ def run(ctx: StageContext, out: Path) -> dict:
         report["perplexity"] = result
         metrics |= {"val_loss": round(result["loss"], 4), "perplexity": round(result["perplexity"], 3)}
         ctx.console.print(
-            f"[bold]eval[/]: validation loss {result['loss']:.4f}, perplexity {result['perplexity']:.2f} "
-            f"over {result['tokens']:,} tokens"
+            f"[bold]eval[/]: validation loss {result['loss']:.4f}, perplexity {result['perplexity']:.2f}, "
+            f"token accuracy {result['token_accuracy']:.4f} over {result['tokens']:,} tokens "
+            f"({seq_len}-token context)"
         )
+    samples: dict = {}
     if spec.tasks:
-        report["benchmarks"], headline = benchmarks(model, model_dir, spec, out / "report" / "samples")
+        report["benchmarks"], headline, samples = benchmarks(model, model_dir, spec, out / "report" / "samples")
         metrics |= headline
+        if any(task.startswith("humaneval") for task in spec.tasks):
+            from llm_platform.trainer.eval.sandbox import isolation
+
+            report["sandbox"] = isolation()  # how the generated code was contained
         ctx.console.print(f"[bold]eval[/]: {', '.join(f'{k} {v:.4f}' for k, v in headline.items())}")
     if spec.generate:
         tokenizer = Tokenizer.load(model_dir)
@@ -58,30 +66,49 @@ def run(ctx: StageContext, out: Path) -> dict:
         )
         prompts = [encode_text(tokenizer, prompt) or [0] for prompt in g.prompts]  # BOS first: tokenizer/bos.py
         completions = generate_batch(model, tokenizer, prompts, [decoding] * len(prompts))
-        samples = []
+        generated = []
         for prompt, completion in zip(g.prompts, completions, strict=True):
-            samples.append({"prompt": prompt, "completion": completion})
+            generated.append({"prompt": prompt, "completion": completion})
             ctx.console.print(f"[bold]sample[/]: [cyan]{prompt}[/]{completion}")
-        report["samples"] = samples
+        report["samples"] = generated
+    report["scores"] = metrics
+    if spec.baselines:
+        report["baselines"] = spec.baselines
     (out / "report" / "eval.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    markdown = write_report(out / "report", report, samples)
+    ctx.console.print(f"[bold]eval[/]: wrote {markdown.relative_to(out)} with the scores and plots")
     return metrics
 
 
 def benchmarks(
     model: torch.nn.Module, model_dir: Path, spec: EvalSpec, samples_dir: Path
-) -> tuple[dict, dict[str, float]]:
-    """`spec.tasks` through lm-eval: (the report's part, headline metrics); each example's record goes to
-    `samples_dir/<task>.jsonl`."""
+) -> tuple[dict, dict[str, float], dict[str, list[dict]]]:
+    """`spec.tasks` through lm-eval: (the report's part, headline metrics, per-example records); each example's
+    record also goes to `samples_dir/<task>.jsonl`."""
     from llm_platform.trainer.eval.benchmarks import headline_metrics, report, run_tasks
+    from llm_platform.trainer.eval.data_dir import local_data_dir
     from llm_platform.trainer.eval.lm_eval_model import PlatformLM, hf_adds_bos
 
     tokenizer = Tokenizer.load(model_dir)
-    lm = PlatformLM(model, tokenizer, batch_size=spec.batch_size, add_bos=hf_adds_bos(model_dir, tokenizer))
+    lm = PlatformLM(
+        model,
+        tokenizer,
+        batch_size=spec.batch_size,
+        add_bos=hf_adds_bos(model_dir, tokenizer),
+        gen_toks_limit=spec.max_gen_toks,
+    )
     results = run_tasks(
-        lm, spec.tasks, data_dir=spec.data_dir, limit=spec.limit, num_fewshot=spec.num_fewshot, log_samples=True
+        lm,
+        spec.tasks,
+        data_dir=local_data_dir(spec.data_dir),
+        limit=spec.limit,
+        num_fewshot=spec.num_fewshot,
+        log_samples=True,
+        apply_chat_template=spec.apply_chat_template,
+        fewshot_as_multiturn=spec.fewshot_as_multiturn,
     )
     samples_dir.mkdir()
     for task, records in results["samples"].items():
         lines = (json.dumps(record, ensure_ascii=False, default=str) for record in records)
         (samples_dir / f"{task}.jsonl").write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
-    return report(results, spec.tasks, spec.limit), headline_metrics(results, spec.tasks)
+    return report(results, spec.tasks, spec.limit), headline_metrics(results, spec.tasks), results["samples"]

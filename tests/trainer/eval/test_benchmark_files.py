@@ -63,3 +63,62 @@ def test_a_missing_file_names_the_path_and_the_setting(tmp_path):
     with pytest.raises(BenchmarkDataError) as info:
         mmlu_file(tmp_path, "anatomy", "test")
     assert str(info.value).startswith(f"{tmp_path}/mmlu/test/anatomy_test.csv does not exist; eval.data_dir")
+
+
+def test_truthfulqa_files_become_the_hub_rows():
+    from llm_platform.trainer.eval.benchmark_files import read_truthfulqa_csv, read_truthfulqa_mc
+
+    mc = read_truthfulqa_mc(shared_path("data", "truthfulqa", "mc_task.json"))
+    gen = read_truthfulqa_csv(shared_path("data", "truthfulqa", "TruthfulQA.csv"))
+    assert len(mc) == len(gen) == 790
+    assert mc[0]["mc1_targets"]["labels"][0] == 1 and sum(mc[0]["mc1_targets"]["labels"]) == 1
+    assert gen[0]["correct_answers"][0] == "Nothing happens" and gen[0]["incorrect_answers"]
+
+
+def test_gsm8k_bbh_squad_and_humaneval_hold_the_published_counts():
+    from llm_platform.trainer.eval.benchmark_files import read_bbh, read_humaneval, read_jsonl, read_squad
+    from llm_platform.trainer.eval.task_names import BBH_TASKS
+
+    data = shared_path("data")
+    assert [len(read_jsonl(data / "gsm8k" / f"{s}.jsonl", ("question", "answer"))) for s in ("test", "train")] == [
+        1319, 7473,
+    ]  # fmt: skip
+    assert sum(len(read_bbh(data / "bbh" / "bbh" / f"{task}.json")) for task in BBH_TASKS) == 6511
+    squad = read_squad(data / "squad_v1.1" / "dev-v1.1.json")
+    assert len(squad) == 10570 and squad[0]["answers"]["text"][0] == "Denver Broncos"
+    assert len(read_humaneval(data / "humaneval" / "HumanEval.jsonl.gz")) == 164
+
+
+def test_a_bad_jsonl_line_and_a_missing_field_name_their_line(tmp_path):
+    from llm_platform.trainer.eval.benchmark_files import read_jsonl
+
+    path = tmp_path / "x.jsonl"
+    path.write_text('{"question": "q", "answer": "a"}\n{"question": "q"}\n')
+    with pytest.raises(BenchmarkDataError, match=r"x.jsonl:2: missing field\(s\) answer"):
+        read_jsonl(path, ("question", "answer"))
+    path.write_text('{"question": "q", "answer": "a"}\n{not json\n')
+    with pytest.raises(BenchmarkDataError, match=r"x.jsonl:2: not valid JSON"):
+        read_jsonl(path, ("question", "answer"))
+
+
+def test_truthfulqa_targets_must_be_labelled_0_or_1(tmp_path):
+    from llm_platform.trainer.eval.benchmark_files import read_truthfulqa_mc
+
+    path = tmp_path / "mc.json"
+    path.write_text('[{"question": "q", "mc1_targets": {"a": 1, "b": 2}, "mc2_targets": {"a": 1}}]')
+    with pytest.raises(BenchmarkDataError, match="question 0: answer targets must map answer text to 0 or 1"):
+        read_truthfulqa_mc(path)
+
+
+def test_mmlu_pro_files_may_be_jsonl_or_parquet(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from llm_platform.trainer.eval.benchmark_files import find_table, read_table
+
+    rows = [{"question": "q", "options": ["a", "b"], "answer": "A", "cot_content": "", "category": "law"}]
+    (tmp_path / "mmlu_pro").mkdir()
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "mmlu_pro" / "test.parquet")
+    assert read_table(find_table(tmp_path, "mmlu_pro/test"), ("question", "options")) == rows
+    with pytest.raises(BenchmarkDataError, match=r"mmlu_pro/validation.jsonl \(or .json, .parquet\) does not exist"):
+        find_table(tmp_path, "mmlu_pro/validation")

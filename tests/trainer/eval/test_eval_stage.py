@@ -17,12 +17,13 @@ from tests.trainer.train.fixtures import MODEL, commit_tokens, pretrain_job
 pytest.importorskip("lm_eval", reason="the lm-eval tests need the eval extra: pip install 'llm-platform[eval]'")
 
 TASKS = ["mmlu_anatomy", "mmlu_virology", "hellaswag"]
+BASELINES = {"chance": {"mmlu_anatomy_acc": 0.25, "hellaswag_acc": 0.25}}
 MODEL_256 = MODEL | {"max_seq_len": 256}  # room for HellaSwag endings in the tiny code-trained vocabulary
 
 
 def eval_job(data_dir: str):
     body = pretrain_job(PRETRAIN, MODEL_256).to_dict()
-    eval_settings = {"tasks": TASKS, "data_dir": data_dir, "limit": 5}
+    eval_settings = {"tasks": TASKS, "data_dir": data_dir, "limit": 5, "baselines": BASELINES}
     body["spec"]["stages"].append({"name": "eval", "kind": "eval", "needs": ["pretrain"], "eval": eval_settings})
     return parse_job(body)
 
@@ -62,3 +63,15 @@ def test_per_example_records_add_up_to_the_accuracies(evaluated):
         records = [json.loads(line) for line in lines]
         assert [r["doc_id"] for r in records] == list(range(5))
         assert sum(r["acc"] for r in records) / 5 == pytest.approx(manifest.meta["metrics"][f"{task}_acc"])
+
+
+def test_markdown_report_with_plot_and_baselines(evaluated):
+    folder = evaluated[1] / "report"
+    text = (folder / "eval.md").read_text()
+    report = json.loads((folder / "eval.json").read_text())
+    assert report["scores"] == evaluated[0].meta["metrics"] and report["baselines"] == BASELINES
+    assert "| mmlu_anatomy | acc |" in text and "| hellaswag | acc_norm |" in text
+    assert f"| chance | mmlu_anatomy_acc | 0.2500 | {report['scores']['mmlu_anatomy_acc']:.4f} |" in text
+    assert "![scores](scores.png)" in text
+    assert (folder / "scores.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert 0 <= report["perplexity"]["token_accuracy"] <= 1 and report["perplexity"]["seq_len"] == 256

@@ -9,17 +9,33 @@ def test_our_names_are_offline_and_the_rest_go_to_lm_eval():
     assert resolve("mmlu") == TaskRef("mmlu", offline=True)
     assert resolve("mmlu_college_physics") == TaskRef("mmlu_college_physics", offline=True)
     assert resolve("hellaswag") == TaskRef("hellaswag", offline=True)
-    assert resolve("mmlu_pro") == TaskRef("mmlu_pro", offline=False)  # not a subject: lm-eval's own task
+    assert resolve("mmlu_pro") == TaskRef("mmlu_pro", offline=True)
+    assert resolve("mmlu_prox_de") == TaskRef("mmlu_prox_de", offline=False)  # not ours: lm-eval's own task
+    assert resolve("flores200_eng-deu") == TaskRef("flores200_eng-deu", offline=True)
+    assert resolve("flores_eng_Latn-deu_Latn") == TaskRef("flores_eng_Latn-deu_Latn", offline=False)
     assert resolve("arc_easy") == TaskRef("arc_easy", offline=False)
     assert resolve("lm-eval:hellaswag") == TaskRef("hellaswag", offline=False)
 
 
-def test_mmlu_has_57_subjects():
-    assert len([name for name in OFFLINE_TASKS if name.startswith("mmlu_")]) == 57
+def test_groups_cover_their_published_members():
+    assert len(resolve("mmlu").covers()) == 57 and {"mmlu_professional_law", "mmlu_pro_law"} <= set(OFFLINE_TASKS)
+    assert len(resolve("bbh_cot_fewshot").covers()) == 27 and len(resolve("mmlu_pro").covers()) == 14
+
+
+def test_a_group_and_one_of_its_members_cannot_both_run():
+    (problem,) = task_list_problems(["bbh_cot_fewshot", "bbh_cot_fewshot_snarks"], "/data")
+    assert problem.startswith("eval.tasks[1]: 'bbh_cot_fewshot_snarks' evaluates bbh_cot_fewshot_snarks, which")
+
+
+def test_a_missing_data_dir_names_the_files_each_task_reads():
+    (problem,) = task_list_problems(["gsm8k_cot", "humaneval"], None)
+    assert "gsm8k/{train,test}.jsonl, humaneval/HumanEval.jsonl.gz" in problem
+    (problem,) = task_list_problems(["mmlu_pro_law"], None)
+    assert "mmlu_pro/{test,validation}.jsonl" in problem and "mmlu/{dev,test}" not in problem
 
 
 def test_a_task_twice_is_named_with_both_positions():
-    assert task_list_problems(["arc_easy", "gsm8k", "arc_easy"], None) == [
+    assert task_list_problems(["arc_easy", "lm-eval:gsm8k", "arc_easy"], None) == [
         "eval.tasks[2]: 'arc_easy' evaluates arc_easy, which 'arc_easy' (eval.tasks[0]) already evaluates; list it once"
     ]
 

@@ -1,0 +1,62 @@
+"""`llmp eval compare RUN_OR_DIR ...`: evaluated runs side by side, with bootstrap confidence intervals and each run's
+difference from the first."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+app = typer.Typer(no_args_is_help=True, help="Evaluation reports: compare runs.")
+err = Console(stderr=True)
+
+
+def _interval(low: float | None, high: float | None, signed: bool = False) -> str:
+    if low is None or high is None:
+        return ""
+    form = "{:+.4f}" if signed else "{:.4f}"
+    return escape(f" [{form.format(low)}, {form.format(high)}]")
+
+
+@app.command("compare")
+def compare_runs(
+    runs: Annotated[list[str], typer.Argument(help="Eval report folders, eval.json files, or run folders.")],
+    level: Annotated[float, typer.Option(min=0.5, max=0.999, help="Confidence level of the intervals.")] = 0.95,
+    iterations: Annotated[int, typer.Option(min=100, max=100_000, help="Bootstrap resamples.")] = 1000,
+    baselines: Annotated[bool, typer.Option(help="Show the reference numbers the runs' specs name.")] = True,
+) -> None:
+    """Print the runs' scores side by side: each with its bootstrap interval, later runs with their difference from
+    the first (paired over the same examples) and its interval."""
+    from rich.table import Table
+
+    from llm_platform.trainer.eval.compare import Run, compare, load_runs
+
+    try:
+        loaded = [run for path in runs for run in load_runs(path)]
+    except (ValueError, OSError) as error:
+        err.print(str(error), markup=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    if baselines:
+        named = {name: numbers for run in loaded for name, numbers in run.baselines.items()}
+        loaded += [Run(f"baseline {name}", dict(numbers)) for name, numbers in named.items()]
+    rows = compare(loaded, iterations, level)
+    table = Table(title=f"{len(loaded)} runs; intervals: {level:.0%} bootstrap, {iterations} resamples")
+    table.add_column("metric")
+    for i, run in enumerate(loaded):
+        title = run.name if i == 0 else f"{run.name} (Δ vs {loaded[0].name})"
+        table.add_column(escape(title), justify="right")
+    for row in rows:
+        cells = []
+        for cell in row.cells:
+            if cell.value is None:
+                cells.append("–")
+                continue
+            text = f"{cell.value:.4f}{_interval(cell.low, cell.high)}"
+            if cell.delta is not None:
+                color = "green" if cell.delta > 0 else "red" if cell.delta < 0 else "white"
+                text += f"\n[{color}]{cell.delta:+.4f}[/]{_interval(cell.delta_low, cell.delta_high, signed=True)}"
+            cells.append(text)
+        table.add_row(escape(row.metric), *cells)
+    Console().print(table)
