@@ -48,7 +48,9 @@ def start_server(root: Path) -> tuple[subprocess.Popen, str, dict[str, dict[str,
     command = [sys.executable, "-m", "llm_platform.cli", "serve-api", "--root", str(root / "jobs")]
     command += ["--tokens", str(root / "tokens.json"), "--port", str(port), "--max-running", "1", "--max-queued", "4"]
     log = open(root / "server.log", "wb")  # noqa: SIM115 (the server's, closed when it exits)
-    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(REPO)})
+    # jobs may read what this run puts in its own folder (the blocker's pipe), as a site's LLMP_READ_ROOTS would allow
+    env = {**os.environ, "PYTHONPATH": str(REPO), "LLMP_READ_ROOTS": str(root)}
+    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while True:

@@ -24,7 +24,7 @@ FINETUNE = {
     "name": "sft",
     "kind": "finetune",
     "needs": ["pretrain"],
-    "finetune": {"method": "lora", "dataset": {"path": "s3://d/sft.jsonl"}},
+    "finetune": {"method": "lora", "dataset": {"path": "s3://data/sft.jsonl"}},
 }
 QLORA = {**FINETUNE, "finetune": {**FINETUNE["finetune"], "method": "qlora"}}
 DEEPSPEED = {**PRETRAIN, "train": {"steps": 10, "parallel": {"strategy": "deepspeed", "gpus_per_node": 8}}}
@@ -58,18 +58,18 @@ def test_image_patterns_are_the_administrators_and_default_to_the_operators_own_
     assert image_repository("registry:5000/team/trainer:3") == "registry:5000/team/trainer"
     assert image_repository("ghcr.io/x/y@sha256:abc") == "ghcr.io/x/y"
     own = RenderOptions(image="registry:5000/team/trainer:2")
-    assert refusal(job_dict(DATA, image="registry:5000/team/trainer@sha256:00"), own) is None
+    assert refusal(job_dict(DATA, image="registry:5000/team/trainer@sha256:0000000000000000000000000000000000000000000000000000000000000000"), own) is None
     assert refusal(job_dict(DATA, image="registry:5000/team/trainer-evil:1"), own) is not None
 
 
 def test_a_secret_outside_the_allow_list_is_refused_and_patterns_may_name_the_namespace():
-    body = job_dict(DATA, storage={"uri": "s3://b/p", "secret_ref": "prod-db-password"})
+    body = job_dict(DATA, storage={"uri": "s3://bucket/p", "secret_ref": "prod-db-password"})
     message = refusal(body)
     assert "  - spec.storage.secret_ref: Secret 'prod-db-password' is not allowed by this operator" in message
     assert "(allowed: s3-credentials)" in message and "--allow-secret" in message
     assert refusal(body, RenderOptions(allow=AllowList(secrets=("team/prod-*",)))) is None  # the job is in 'team'
     assert refusal(body, RenderOptions(allow=AllowList(secrets=("other/prod-*",)))) is not None
-    assert refusal(job_dict(DATA, storage={"uri": "s3://b/p", "secret_ref": "s3-credentials"})) is None
+    assert refusal(job_dict(DATA, storage={"uri": "s3://bucket/p", "secret_ref": "s3-credentials"})) is None
 
 
 def test_a_claim_and_a_priority_class_outside_the_allow_lists_are_refused_with_their_annotation():
@@ -158,7 +158,7 @@ def test_the_default_image_packages_are_what_the_trainer_dockerfile_installs():
             "name": "data",
             "kind": "data",
             "data": {
-                "sources": [{"type": "parquet", "path": "s3://p/*.parquet"}, {"type": "hf", "path": "x/y"}],
+                "sources": [{"type": "parquet", "path": "s3://corpus/*.parquet"}, {"type": "hf", "path": "x/y"}],
                 "language": {},
                 "plots": True,
                 "engine": "ray",
@@ -193,11 +193,11 @@ def test_the_jobs_api_cluster_backend_refuses_the_same(cluster):
 
     jobs = ClusterJobs(cluster.kube, "team")
     with pytest.raises(PreflightError) as refused:
-        jobs.submit(parse_job(job_dict(DATA, TOKENIZER, DEEPSPEED)))
+        jobs.submit("team", parse_job(job_dict(DATA, TOKENIZER, DEEPSPEED)))
     assert any(
         p.startswith("spec.stages[2].train.parallel.strategy: needs the 'deepspeed'") for p in refused.value.problems
     )
-    assert jobs.names() == []
+    assert jobs.list("team") == []
 
 
 def test_without_a_webhook_the_operator_fails_such_a_job_before_creating_any_pod(cluster):

@@ -12,7 +12,7 @@ from llm_platform.services.openai_server import ServeOptions, engine_loader, mak
 
 from ..observability.prometheus import free_port
 from .cluster import stays, wait_for
-from .helpers import DATA, PRETRAIN, SERVE, TOKENIZER, job_dict
+from .helpers import DATA, PRETRAIN, SERVE, TOKENIZER, child, job_dict
 from .test_operator_e2e import finish_first_stages
 
 
@@ -20,8 +20,8 @@ def test_the_serving_deployment_is_available_only_once_the_server_is_healthy(clu
     cluster.start_operator(cluster.reconciler())
     cluster.apply(job_dict(DATA, TOKENIZER, PRETRAIN, {**SERVE, "serve": {"port": free_port()}}))
     finish_first_stages(cluster)
-    cluster.finish("PyTorchJob", "demo-pretrain", "Succeeded")
-    deployment = wait_for(lambda: cluster.child("Deployment", "demo-serve"), what="the serving Deployment")
+    cluster.finish("PyTorchJob", child("demo", "pretrain"), "Succeeded")
+    deployment = wait_for(lambda: cluster.child("Deployment", child("demo", "serve")), what="the serving Deployment")
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     readiness = container["readinessProbe"]["httpGet"]
@@ -46,7 +46,7 @@ def test_the_serving_deployment_is_available_only_once_the_server_is_healthy(clu
         assert stays(lambda: cluster.stage("demo", "serve").get("phase") != "Succeeded")
         loaded.set()
         wait_for(probe_passes, timeout=30, what="the readiness probe passing")
-        cluster.finish("Deployment", "demo-serve", "Succeeded")  # Ready pods: the Deployment is Available
+        cluster.finish("Deployment", child("demo", "serve"), "Succeeded")  # Ready pods: the Deployment is Available
         wait_for(lambda: cluster.phase("demo") == "Succeeded", what="phase Succeeded")
     finally:
         loaded.set()

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
+from llm_platform.api.policy import SpecPolicy
 from llm_platform.services.jobs_api import ApiSettings, create_app
 from llm_platform.services.local_jobs import LocalJobs
 from llm_platform.services.tokens import TokenFile
@@ -30,7 +31,11 @@ def api(tmp_path, request):
     tokens = tmp_path / "tokens.json"
     team, read_only, other = add_token(tokens, "team"), add_token(tokens, "team", True), add_token(tokens, "other")
     jobs = LocalJobs(tmp_path / "jobs", **options.get("jobs", {}))
-    app = create_app(jobs, TokenFile(tokens), ApiSettings(**options.get("settings", {})))
+    # jobs of these tests may read and write under the test's own folder, nothing else
+    settings = {"policy": SpecPolicy.strict(read_roots=(tmp_path,), write_roots=(tmp_path,))} | options.get(
+        "settings", {}
+    )
+    app = create_app(jobs, TokenFile(tokens), ApiSettings(**settings))
     try:
         with serving(app) as url, httpx.Client(base_url=url, timeout=60) as client:
             yield Api(client, jobs, auth(team), auth(read_only), auth(other))

@@ -101,7 +101,8 @@ class ApiProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         command = [sys.executable, "-m", "llm_platform.cli", "serve-api", "--root", str(root), "--tokens", str(tokens)]
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        # the server's jobs may read what the test puts beside its root (`LLMP_READ_ROOTS`, as a site would set it)
+        env = {**os.environ, "PYTHONPATH": str(REPO), "LLMP_READ_ROOTS": str(root.parent)}
         self.proc = subprocess.Popen(
             [*command, "--port", str(self.port), *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )

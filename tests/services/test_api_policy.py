@@ -25,8 +25,8 @@ def test_a_spec_cannot_read_the_servers_files(api):
     assert [p["path"] for p in problems] == ["spec.stages[0].data.sources[0].path"]
 
 
-def test_a_spec_cannot_write_outside_the_servers_root(api, tmp_path):
-    victim = tmp_path / "another-job"
+def test_a_spec_cannot_write_outside_the_servers_root(api, tmp_path_factory):
+    victim = tmp_path_factory.mktemp("elsewhere") / "another-job"
     problems = refusal(api, job_body("writer", storage={"uri": str(victim)}))
     assert [p["path"] for p in problems] == ["spec.storage.uri"]
     assert not victim.exists()

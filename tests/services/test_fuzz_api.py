@@ -32,11 +32,6 @@ def test_no_request_gets_a_5xx_or_an_unexplained_refusal(report):
     assert report["statuses"].keys() <= {"200", "201", "204", "401", "403", "404", "405", "409", "413", "422", "429"}
 
 
-@pytest.mark.xfail(
-    reason="spec validation raises TypeError on some specs (llm_platform/api/stage.py: unhashable list); the API turns "
-    "it into a 422 saying it is a bug, and the spec-hardening work fixes the validation itself",
-    strict=False,
-)
 def test_validation_never_crashes(report):
     assert report["findings_by_kind"].get("validation crashed", 0) == 0, report["first_findings"]
     assert report["tracebacks_in_server_log"] == 0

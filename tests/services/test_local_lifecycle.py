@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from llm_platform.api.policy import SpecPolicy
 from llm_platform.services.processes import group_members, is_alive
 
 from .server import ApiProcess, add_token, auth, blocked_job, job_body, wait_for
@@ -51,8 +52,10 @@ def stage_phase(client: httpx.Client, headers: dict, name: str, stage: str = "da
 
 @pytest.mark.parametrize("api", [LIMITS], indirect=True)
 def test_a_burst_of_submissions_is_queued_then_refused_and_never_runs_more_than_the_limit(api, tmp_path):
+    bodies = [blocked_job(f"burst-{i}", tmp_path / "pipe") for i in range(50)]  # one pipe, made before the burst
+
     def submit(i: int) -> httpx.Response:
-        return api.client.post("/v1/jobs", json=blocked_job(f"burst-{i}", tmp_path / "pipe"), headers=api.team)
+        return api.client.post("/v1/jobs", json=bodies[i], headers=api.team)
 
     with ThreadPoolExecutor(50) as pool:
         responses = list(pool.map(submit, range(50)))
@@ -138,7 +141,11 @@ def test_a_failed_stage_is_failed_and_what_needs_it_is_skipped(api, tmp_path):
     assert "matches no file" in status["message"]  # the run's log, naming the cause
 
 
-@pytest.mark.parametrize("api", [{"jobs": {"status_timeout_s": 1.0}}], indirect=True)
+# any storage endpoint may be named here: the test points two jobs at a dead and a hung one
+ANY_ENDPOINT = {"settings": {"policy": SpecPolicy(storage_endpoints=None)}}
+
+
+@pytest.mark.parametrize("api", [{"jobs": {"status_timeout_s": 1.0}} | ANY_ENDPOINT], indirect=True)
 def test_jobs_whose_store_is_dead_or_hangs_do_not_break_the_listing(api, monkeypatch):
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.setenv(key, "testing")  # so the reads get as far as the network
