@@ -262,15 +262,19 @@ class LLMEngine:
         for seq in plan.cache_full:
             finish(seq, "length")
             advanced[seq.request_id] = None
-        logits = self.runner.execute(plan.scheduled) if plan.scheduled else {}
-        drawing = [item.seq for item in plan.scheduled if item.samples]
+        wanted = [item.seq for item in plan.scheduled if item.samples]  # the scheduler's order: who draws first
+        drawing, logits = self.runner.execute(plan.scheduled) if plan.scheduled else ([], None)
         for item in plan.scheduled:
             seq = item.seq
             seq.num_computed += item.num_tokens
             if self.cache.has_unregistered_blocks(seq.blocks, seq.num_computed):
                 self.cache.register_full_blocks(seq.blocks, seq.tokens, seq.num_computed, seq.adapter)
-        if drawing:
-            self._emit(drawing, torch.stack([logits[s.seq_id] for s in drawing]))
+        if logits is not None:
+            if any(a is not b for a, b in zip(wanted, drawing, strict=True)):
+                row_of = {s.seq_id: row for row, s in enumerate(drawing)}
+                logits = logits[torch.tensor([row_of[s.seq_id] for s in wanted], device=logits.device)]
+                drawing = wanted
+            self._emit(drawing, logits)
             advanced.update(dict.fromkeys(s.request_id for s in drawing))
         return [self._request_output(rid) for rid in advanced if rid in self.requests]
 

@@ -17,6 +17,7 @@ from llm_platform.trainer.model.transformer import Transformer
 from .lora import MultiLora
 from .paged_cache import PagedBatch, PagedKVCache
 from .scheduler import ScheduledSequence
+from .sequence import Sequence
 
 
 def split_padding(group: list[ScheduledSequence], max_waste: float = 2.0) -> list[list[ScheduledSequence]]:
@@ -42,10 +43,11 @@ class ModelRunner:
         self.device = next(model.parameters()).device
 
     @torch.no_grad()
-    def execute(self, scheduled: list[ScheduledSequence]) -> dict[int, torch.Tensor]:
-        """Runs every scheduled sequence's tokens; returns last-position logits [V] per seq_id of the sequences
-        that draw a token this step."""
-        logits: dict[int, torch.Tensor] = {}
+    def execute(self, scheduled: list[ScheduledSequence]) -> tuple[list[Sequence], torch.Tensor | None]:
+        """Runs every scheduled sequence's tokens; returns the sequences that draw a token this step and their
+        last-position logits [N, V] (one tensor for the whole step, rows in that order), or None when none draws."""
+        drawing: list[Sequence] = []
+        outputs: list[torch.Tensor] = []
 
         def key(s: ScheduledSequence) -> tuple[str, bool]:
             return (s.seq.adapter or "", s.num_tokens > 1)
@@ -54,25 +56,33 @@ class ModelRunner:
             if self.lora is not None:
                 self.lora.activate(adapter or None)
             for batch in split_padding(list(group)):
-                logits |= self._forward(batch)
+                rows, logits = self._forward(batch)
+                drawing += rows
+                if logits is not None:
+                    outputs.append(logits)
         if self.lora is not None:
             self.lora.activate(None)
-        return logits
+        if not outputs:
+            return drawing, None
+        return drawing, outputs[0] if len(outputs) == 1 else torch.cat(outputs)
 
-    def _forward(self, group: list[ScheduledSequence]) -> dict[int, torch.Tensor]:
+    def _forward(self, group: list[ScheduledSequence]) -> tuple[list[Sequence], torch.Tensor | None]:
         width = max(s.num_tokens for s in group)
-        ids = torch.zeros(len(group), width, dtype=torch.long)
-        positions = torch.zeros(len(group), width, dtype=torch.long)
-        for row, s in enumerate(group):
+        ids: list[int] = []
+        for s in group:
             start, n = s.seq.num_computed, s.num_tokens
-            ids[row, :n] = torch.as_tensor(s.seq.token_slice(start, start + n))
-            positions[row, :n] = torch.arange(start, start + n)
-            positions[row, n:] = start + n - 1  # padding queries look at real keys (no empty softmax rows)
+            ids += s.seq.token_slice(start, start + n)
+            ids += [0] * (width - n)
         batch = PagedBatch(self.cache, [(s.seq.blocks, s.seq.num_computed, s.num_tokens) for s in group], width)
-        hidden = self.model.hidden_states(ids.to(self.device), cache=batch, positions=positions.to(self.device))
+        inputs = torch.tensor(ids).view(len(group), width)
+        hidden = self.model.hidden_states(
+            inputs.to(self.device), cache=batch, positions=batch.positions.to(self.device)
+        )  # (B, T, dim)
         rows = [row for row, s in enumerate(group) if s.samples]
         if not rows:
-            return {}
-        last = torch.tensor([group[row].num_tokens - 1 for row in rows], device=self.device)
-        out = self.model.lm_head(hidden[torch.tensor(rows, device=self.device), last])
-        return {group[row].seq.seq_id: out[i] for i, row in enumerate(rows)}
+            return [], None
+        if width == 1 and len(rows) == len(group):  # decode: every row draws, at its only position
+            return [s.seq for s in group], self.model.lm_head(hidden[:, 0])
+        last = torch.tensor([group[row].num_tokens - 1 for row in rows])
+        picked = hidden[torch.tensor(rows, device=self.device), last.to(self.device)]  # (N, dim)
+        return [group[row].seq for row in rows], self.model.lm_head(picked)

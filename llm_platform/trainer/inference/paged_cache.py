@@ -249,34 +249,39 @@ class PagedBatch:
 
     rows: (blocks, num_computed, num_new) per row; the new tokens of row b sit at positions num_computed ..
     num_computed + num_new - 1, left-aligned in a [B, T] batch (padding slots write to the null block).
+    ``positions`` [B, T] holds them (padding repeats the row's last position, so padding queries look at real keys
+    and no softmax row is empty). Everything is built with a few tensor ops per step, not per token: the host
+    work of a step stays the same whether a row brings one token or a thousand.
     """
 
     def __init__(self, cache: PagedKVCache, rows: list[tuple[SequenceBlocks, int, int]], width: int) -> None:
         self.cache = cache
         bs = cache.block_size
         device = next(iter(cache.first.values())).device
-        ends = torch.tensor([computed + new for _, computed, new in rows])
+        starts = torch.tensor([computed for _, computed, _ in rows])
+        counts = torch.tensor([new for _, _, new in rows])
+        ends = starts + counts
+        offsets = torch.arange(width)
+        real = offsets < counts[:, None]  # (B, T)
+        positions = starts[:, None] + torch.minimum(offsets, counts[:, None] - 1)  # (B, T)
+        self.positions = positions
         self.slots: list[torch.Tensor] = []
         self.tables: list[torch.Tensor] = []
         self.key_positions: list[torch.Tensor] = []
         for gi in range(len(cache.groups)):
-            slots: list[int] = []
-            live: list[list[int]] = []
-            for seq, computed, new in rows:
-                table = seq.tables[gi]
-                slots += [table[p // bs] * bs + p % bs for p in range(computed, computed + new)]
-                slots += [NULL_BLOCK] * (width - new)  # padding writes into the null block
-                live.append(table[seq.dropped[gi] : math.ceil((computed + new) / bs)])
+            live = [seq.tables[gi][seq.dropped[gi] : -(-(computed + new) // bs)] for seq, computed, new in rows]
             n_blocks = max(1, max(len(blocks) for blocks in live))
             tables = torch.tensor([blocks + [NULL_BLOCK] * (n_blocks - len(blocks)) for blocks in live])
             first = torch.tensor([seq.dropped[gi] for seq, _, _ in rows])
-            offsets = torch.arange(n_blocks * bs)
-            positions = first[:, None] * bs + offsets  # (B, n_blocks * bs)
+            index = (positions // bs - first[:, None]).clamp_(0, n_blocks - 1)
+            slots = torch.where(real, tables.gather(1, index) * bs + positions % bs, NULL_BLOCK)  # (B, T)
+            key_offsets = torch.arange(n_blocks * bs)
+            key_positions = first[:, None] * bs + key_offsets  # (B, n_blocks * bs)
             filled = torch.tensor([len(blocks) for blocks in live])[:, None] * bs
-            positions = torch.where((positions < ends[:, None]) & (offsets < filled), positions, -1)
-            self.slots.append(torch.tensor(slots, dtype=torch.long).to(device))
+            key_positions = torch.where((key_positions < ends[:, None]) & (key_offsets < filled), key_positions, -1)
+            self.slots.append(slots.view(-1).to(device))
             self.tables.append(tables.to(device))
-            self.key_positions.append(positions.to(device))
+            self.key_positions.append(key_positions.to(device))
 
     def update(
         self, layer: int, first: torch.Tensor, second: torch.Tensor, start_pos: int = 0
