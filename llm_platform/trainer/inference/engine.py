@@ -28,10 +28,18 @@ from llm_platform.trainer.model.config import ModelConfig
 from llm_platform.trainer.model.transformer import Transformer
 from llm_platform.trainer.tokenizer import Tokenizer
 
-from .emit import check_stop, finish, record_token, request_output, sampling_batch, token_logprobs
+from .emit import (
+    check_stop,
+    finish,
+    plain_greedy,
+    record_token,
+    request_output,
+    sampling_batch,
+    token_logprobs,
+)
 from .lora import MultiLora
 from .model_runner import ModelRunner
-from .outputs import CompletionOutput, EngineStats, RequestOutput
+from .outputs import CompletionOutput, EngineStats, RequestOutput, TokenLogprob
 from .paged_cache import PagedKVCache
 from .params import BeamSearchParams, InvalidRequest, SamplingParams
 from .sampling import process_logits, sample
@@ -279,10 +287,15 @@ class LLMEngine:
         return [self._request_output(rid) for rid in advanced if rid in self.requests]
 
     def _emit(self, seqs: list[Sequence], logits: torch.Tensor) -> None:
-        settings = sampling_batch(seqs, logits.shape[-1], logits.device)
-        processed = process_logits(logits, settings)
-        tokens = sample(processed, settings.temperature, [s.generator for s in seqs], self.generator)
-        for seq, token, logprob in zip(seqs, tokens.tolist(), token_logprobs(seqs, logits, tokens), strict=True):
+        if all(plain_greedy(s.params) for s in seqs):  # nothing to process: argmax, one host sync for the step
+            chosen: list[int] = logits.argmax(dim=-1).tolist()
+            logprobs: list[TokenLogprob | None] = [None] * len(seqs)
+        else:
+            settings = sampling_batch(seqs, logits.shape[-1], logits.device)
+            processed = process_logits(logits, settings)
+            tokens = sample(processed, settings.temperature, [s.generator for s in seqs], self.generator)
+            chosen, logprobs = tokens.tolist(), token_logprobs(seqs, logits, tokens)
+        for seq, token, logprob in zip(seqs, chosen, logprobs, strict=True):
             record_token(seq, token, logprob)
             reason = check_stop(seq, token, self.eos_token_ids, self.max_model_len, self._decode)
             if reason is not None:
