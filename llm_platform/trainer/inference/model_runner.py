@@ -15,7 +15,7 @@ import torch
 from llm_platform.trainer.model.transformer import Transformer
 
 from .lora import MultiLora
-from .paged_cache import PagedBatch, PagedKVCache
+from .paged_cache import PagedBatch, PagedKVCache, batch_layout
 from .scheduler import ScheduledSequence
 from .sequence import Sequence
 
@@ -73,16 +73,18 @@ class ModelRunner:
             start, n = s.seq.num_computed, s.num_tokens
             ids += s.seq.token_slice(start, start + n)
             ids += [0] * (width - n)
-        batch = PagedBatch(self.cache, [(s.seq.blocks, s.seq.num_computed, s.num_tokens) for s in group], width)
+        rows = [(s.seq.blocks, s.seq.num_computed, s.num_tokens) for s in group]
+        batch = PagedBatch(self.cache, batch_layout(self.cache, rows, width).to(self.device))
         inputs = torch.tensor(ids).view(len(group), width)
+        end = max(s.seq.num_computed + s.num_tokens for s in group)
         hidden = self.model.hidden_states(
-            inputs.to(self.device), cache=batch, positions=batch.positions.to(self.device)
+            inputs.to(self.device), cache=batch, positions=batch.positions, rope_end=end
         )  # (B, T, dim)
-        rows = [row for row, s in enumerate(group) if s.samples]
-        if not rows:
+        drawing = [row for row, s in enumerate(group) if s.samples]
+        if not drawing:
             return [], None
-        if width == 1 and len(rows) == len(group):  # decode: every row draws, at its only position
+        if width == 1 and len(drawing) == len(group):  # decode: every row draws, at its only position
             return [s.seq for s in group], self.model.lm_head(hidden[:, 0])
-        last = torch.tensor([group[row].num_tokens - 1 for row in rows])
-        picked = hidden[torch.tensor(rows, device=self.device), last.to(self.device)]  # (N, dim)
-        return [group[row].seq for row in rows], self.model.lm_head(picked)
+        last = torch.tensor([group[row].num_tokens - 1 for row in drawing])
+        picked = hidden[torch.tensor(drawing, device=self.device), last.to(self.device)]  # (N, dim)
+        return [group[row].seq for row in drawing], self.model.lm_head(picked)

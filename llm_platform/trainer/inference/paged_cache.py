@@ -243,45 +243,69 @@ class PagedKVCache:
             seq.hashes.append(h)
 
 
+@dataclass
+class BatchLayout:
+    """Where a padded [B, T] batch's tokens sit and what they attend to, per KV group: built on the host once per
+    step, with a few tensor ops (not per token), so a step's host work does not grow with its tokens.
+
+    positions [B, T]: the new tokens' positions (padding repeats the row's last one, so padding queries look at real
+    keys and no softmax row is empty); slots [B * T] per group: where each token's entries go (padding: the null
+    block); tables [B, n_blocks] and key_positions [B, n_blocks * block_size] (-1 = empty) per group: what each row
+    attends to."""
+
+    positions: torch.Tensor
+    slots: list[torch.Tensor]
+    tables: list[torch.Tensor]
+    key_positions: list[torch.Tensor]
+
+    def to(self, device: torch.device) -> BatchLayout:
+        def move(ts: list[torch.Tensor]) -> list[torch.Tensor]:
+            return [t.to(device) for t in ts]
+
+        return BatchLayout(self.positions.to(device), move(self.slots), move(self.tables), move(self.key_positions))
+
+
+def batch_layout(
+    cache: PagedKVCache, rows: list[tuple[SequenceBlocks, int, int]], width: int, n_blocks: int | None = None
+) -> BatchLayout:
+    """The layout of rows (blocks, num_computed, num_new): row b's new tokens sit at positions num_computed ..
+    num_computed + num_new - 1, left-aligned in a [B, width] batch. n_blocks: the tables' width (default: the most
+    blocks a row attends to; a CUDA graph passes its fixed width, which must be at least that)."""
+    bs = cache.block_size
+    starts = torch.tensor([computed for _, computed, _ in rows])
+    counts = torch.tensor([new for _, _, new in rows])
+    ends = starts + counts
+    offsets = torch.arange(width)
+    real = offsets < counts[:, None]  # (B, T)
+    positions = starts[:, None] + torch.minimum(offsets, counts[:, None] - 1)  # (B, T)
+    layout = BatchLayout(positions, [], [], [])
+    for gi in range(len(cache.groups)):
+        live = [seq.tables[gi][seq.dropped[gi] : -(-(computed + new) // bs)] for seq, computed, new in rows]
+        width_blocks = max(1, max(len(blocks) for blocks in live)) if n_blocks is None else n_blocks
+        tables = torch.tensor([blocks + [NULL_BLOCK] * (width_blocks - len(blocks)) for blocks in live])
+        first = torch.tensor([seq.dropped[gi] for seq, _, _ in rows])
+        index = (positions // bs - first[:, None]).clamp_(0, width_blocks - 1)
+        slots = torch.where(real, tables.gather(1, index) * bs + positions % bs, NULL_BLOCK)  # (B, T)
+        key_offsets = torch.arange(width_blocks * bs)
+        key_positions = first[:, None] * bs + key_offsets  # (B, n_blocks * bs)
+        filled = torch.tensor([len(blocks) for blocks in live])[:, None] * bs
+        key_positions = torch.where((key_positions < ends[:, None]) & (key_offsets < filled), key_positions, -1)
+        layout.slots.append(slots.view(-1))
+        layout.tables.append(tables)
+        layout.key_positions.append(key_positions)
+    return layout
+
+
 class PagedBatch:
-    """What one forward over a padded batch of sequences passes to the model as ``cache``: where each new token's
-    entries go (slots) and what each row attends to (its blocks and their positions).
+    """What one forward over a padded batch of sequences passes to the model as ``cache``: its ``BatchLayout`` (on
+    the cache's device) and the pools it writes the new entries into and reads each row's entries from."""
 
-    rows: (blocks, num_computed, num_new) per row; the new tokens of row b sit at positions num_computed ..
-    num_computed + num_new - 1, left-aligned in a [B, T] batch (padding slots write to the null block).
-    ``positions`` [B, T] holds them (padding repeats the row's last position, so padding queries look at real keys
-    and no softmax row is empty). Everything is built with a few tensor ops per step, not per token: the host
-    work of a step stays the same whether a row brings one token or a thousand.
-    """
-
-    def __init__(self, cache: PagedKVCache, rows: list[tuple[SequenceBlocks, int, int]], width: int) -> None:
+    def __init__(self, cache: PagedKVCache, layout: BatchLayout) -> None:
         self.cache = cache
-        bs = cache.block_size
-        device = next(iter(cache.first.values())).device
-        starts = torch.tensor([computed for _, computed, _ in rows])
-        counts = torch.tensor([new for _, _, new in rows])
-        ends = starts + counts
-        offsets = torch.arange(width)
-        real = offsets < counts[:, None]  # (B, T)
-        positions = starts[:, None] + torch.minimum(offsets, counts[:, None] - 1)  # (B, T)
-        self.positions = positions
-        self.slots: list[torch.Tensor] = []
-        self.tables: list[torch.Tensor] = []
-        self.key_positions: list[torch.Tensor] = []
-        for gi in range(len(cache.groups)):
-            live = [seq.tables[gi][seq.dropped[gi] : -(-(computed + new) // bs)] for seq, computed, new in rows]
-            n_blocks = max(1, max(len(blocks) for blocks in live))
-            tables = torch.tensor([blocks + [NULL_BLOCK] * (n_blocks - len(blocks)) for blocks in live])
-            first = torch.tensor([seq.dropped[gi] for seq, _, _ in rows])
-            index = (positions // bs - first[:, None]).clamp_(0, n_blocks - 1)
-            slots = torch.where(real, tables.gather(1, index) * bs + positions % bs, NULL_BLOCK)  # (B, T)
-            key_offsets = torch.arange(n_blocks * bs)
-            key_positions = first[:, None] * bs + key_offsets  # (B, n_blocks * bs)
-            filled = torch.tensor([len(blocks) for blocks in live])[:, None] * bs
-            key_positions = torch.where((key_positions < ends[:, None]) & (key_offsets < filled), key_positions, -1)
-            self.slots.append(slots.view(-1).to(device))
-            self.tables.append(tables.to(device))
-            self.key_positions.append(key_positions.to(device))
+        self.positions = layout.positions
+        self.slots = layout.slots
+        self.tables = layout.tables
+        self.key_positions = layout.key_positions
 
     def update(
         self, layer: int, first: torch.Tensor, second: torch.Tensor, start_pos: int = 0
