@@ -28,6 +28,7 @@ from llm_platform.trainer.model.config import ModelConfig
 from llm_platform.trainer.model.transformer import Transformer
 from llm_platform.trainer.tokenizer import Tokenizer
 
+from .decode_graphs import DecodeGraphs
 from .emit import (
     check_stop,
     finish,
@@ -53,7 +54,9 @@ class EngineConfig:
     max_num_seqs sequences of max_model_len, within kv_cache_bytes). kv_cache_bytes: memory for the KV pool when
     num_blocks is None (None: half the free GPU memory on CUDA, 1 GiB on CPU). max_num_batched_tokens: the token
     budget of one step (decodes + prefill chunks). max_model_len: prompt + output limit (None: the model's
-    max_seq_len). add_bos: string prompts start with the tokenizer's bos token when it has one."""
+    max_seq_len). add_bos: string prompts start with the tokenizer's bos token when it has one. cuda_graphs: decode
+    batches run as padded static-shape steps replayed from CUDA graphs (``decode_graphs``; on CPU the same padded
+    steps run eagerly), off by default."""
 
     block_size: int = 16
     num_blocks: int | None = None
@@ -64,6 +67,7 @@ class EngineConfig:
     enable_prefix_caching: bool = True
     add_bos: bool = True
     seed: int = 0
+    cuda_graphs: bool = False
 
     def __post_init__(self) -> None:
         for name in ("block_size", "max_num_seqs", "max_num_batched_tokens"):
@@ -116,7 +120,10 @@ class LLMEngine:
         self.scheduler = Scheduler(
             self.cache, max_num_seqs=config.max_num_seqs, max_num_batched_tokens=config.max_num_batched_tokens
         )
-        self.runner = ModelRunner(model, self.cache, self.lora)
+        graphs = None
+        if config.cuda_graphs:
+            graphs = DecodeGraphs(model, self.cache, max_num_seqs=config.max_num_seqs, max_model_len=self.max_model_len)
+        self.runner = ModelRunner(model, self.cache, self.lora, graphs)
         self.generator = torch.Generator(device=param.device).manual_seed(config.seed)
         self.requests: dict[str, list[Sequence]] = {}
         self._aborted: list[str] = []

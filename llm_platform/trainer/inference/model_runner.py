@@ -14,6 +14,7 @@ import torch
 
 from llm_platform.trainer.model.transformer import Transformer
 
+from .decode_graphs import DecodeGraphs
 from .lora import MultiLora
 from .paged_cache import PagedBatch, PagedKVCache, batch_layout
 from .scheduler import ScheduledSequence
@@ -36,10 +37,15 @@ def split_padding(group: list[ScheduledSequence], max_waste: float = 2.0) -> lis
 
 
 class ModelRunner:
-    def __init__(self, model: Transformer, cache: PagedKVCache, lora: MultiLora | None = None) -> None:
+    """graphs: replays decode batches from CUDA graphs (``decode_graphs``); None runs every batch eagerly."""
+
+    def __init__(
+        self, model: Transformer, cache: PagedKVCache, lora: MultiLora | None = None, graphs: DecodeGraphs | None = None
+    ) -> None:
         self.model = model
         self.cache = cache
         self.lora = lora
+        self.graphs = graphs if lora is None else None
         self.device = next(model.parameters()).device
 
     @torch.no_grad()
@@ -67,6 +73,8 @@ class ModelRunner:
         return drawing, outputs[0] if len(outputs) == 1 else torch.cat(outputs)
 
     def _forward(self, group: list[ScheduledSequence]) -> tuple[list[Sequence], torch.Tensor | None]:
+        if self.graphs is not None and self.graphs.supports(group):
+            return [s.seq for s in group], self.graphs.run(group)
         width = max(s.num_tokens for s in group)
         ids: list[int] = []
         for s in group:
