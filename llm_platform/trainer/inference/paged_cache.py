@@ -136,6 +136,8 @@ class PagedKVCache:
                 self.group_of[layer] = len(self.groups)
             self.groups.append(KVGroup(layers, window, BlockAllocator(blocks)))
         self.prefix_caching = enable_prefix_caching and all(g.window is None for g in self.groups)
+        # GQA/MHA layers with RoPE or no positions take a first prefill chunk's keys as they are (PagedBatch.update)
+        self.plain_attention = config.attention != "mla" and config.position_encoding != "alibi"
         self.first: dict[int, torch.Tensor] = {}
         self.second: dict[int, torch.Tensor] = {}
         for g in self.groups:
@@ -257,12 +259,14 @@ class BatchLayout:
     slots: list[torch.Tensor]
     tables: list[torch.Tensor]
     key_positions: list[torch.Tensor]
+    fresh: bool = False  # every row starts at position 0: its keys are exactly this forward's new tokens
 
     def to(self, device: torch.device) -> BatchLayout:
         def move(ts: list[torch.Tensor]) -> list[torch.Tensor]:
             return [t.to(device) for t in ts]
 
-        return BatchLayout(self.positions.to(device), move(self.slots), move(self.tables), move(self.key_positions))
+        positions = self.positions.to(device)
+        return BatchLayout(positions, move(self.slots), move(self.tables), move(self.key_positions), self.fresh)
 
 
 def batch_layout(
@@ -278,7 +282,7 @@ def batch_layout(
     offsets = torch.arange(width)
     real = offsets < counts[:, None]  # (B, T)
     positions = starts[:, None] + torch.minimum(offsets, counts[:, None] - 1)  # (B, T)
-    layout = BatchLayout(positions, [], [], [])
+    layout = BatchLayout(positions, [], [], [], fresh=all(computed == 0 for _, computed, _ in rows))
     for gi in range(len(cache.groups)):
         live = [seq.tables[gi][seq.dropped[gi] : -(-(computed + new) // bs)] for seq, computed, new in rows]
         width_blocks = max(1, max(len(blocks) for blocks in live)) if n_blocks is None else n_blocks
@@ -306,19 +310,31 @@ class PagedBatch:
         self.slots = layout.slots
         self.tables = layout.tables
         self.key_positions = layout.key_positions
+        self.fresh = layout.fresh and cache.plain_attention
 
     def update(
         self, layer: int, first: torch.Tensor, second: torch.Tensor, start_pos: int = 0
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Writes the new entries [B, heads, T, width] into their slots and returns each row's cached entries
         [B, heads, L, width] with their positions [B, L] (-1 = empty). ``start_pos`` is unused: rows carry their own
-        positions."""
+        positions.
+
+        When every row starts at position 0 (a first prefill chunk) and the layer's window spans the chunk, a row's
+        keys are exactly its new entries, left-aligned like its queries: those come back as they are, with positions
+        None (plain causal attention: the fused kernels, no gather; a right-padded key is never before a real
+        query)."""
         gi = self.cache.group_of[layer]
-        out = []
-        for pool, new in ((self.cache.first[layer], first), (self.cache.second[layer], second)):
+        pools = (self.cache.first[layer], self.cache.second[layer])
+        for pool, new in zip(pools, (first, second), strict=True):
             blocks, bs, heads, width = pool.shape
             flat = pool.view(blocks * bs, heads, width)
             flat.index_copy_(0, self.slots[gi], new.transpose(1, 2).reshape(-1, heads, width).to(pool.dtype))
+        window = self.cache.groups[gi].window
+        if self.fresh and (window is None or first.shape[2] <= window) and first.dtype == pools[0].dtype:
+            return first, second, None
+        out = []
+        for pool, new in zip(pools, (first, second), strict=True):
+            blocks, bs, heads, width = pool.shape
             gathered = pool[self.tables[gi]]  # (B, n_blocks, bs, heads, width)
             rows = gathered.shape[0]
             out.append(gathered.view(rows, -1, heads, width).transpose(1, 2).to(new.dtype))  # (B, heads, L, width)
