@@ -89,6 +89,15 @@ class DecodeGraphs:
             and next(model.parameters()).dtype != torch.float64
         )
 
+    def capture_all(self) -> None:
+        """Captures every bucket's graph now (at engine start, instead of at the first batch of each shape). The
+        fresh buffers hold padding rows only, so the warm-ups write nothing but the null block."""
+        for rows in self.batch_sizes:
+            for blocks in self.block_counts:
+                buffers = self.buffers.get((rows, blocks)) or self._new_buffers((rows, blocks))
+                if self.capture and buffers.graph is None:
+                    self._capture(buffers)
+
     def supports(self, group: list[ScheduledSequence]) -> bool:
         """Whether this batch is a decode batch the graphs cover: one token per row, every row drawing."""
         return (

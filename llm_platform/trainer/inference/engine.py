@@ -123,6 +123,9 @@ class LLMEngine:
         graphs = None
         if config.cuda_graphs:
             graphs = DecodeGraphs(model, self.cache, max_num_seqs=config.max_num_seqs, max_model_len=self.max_model_len)
+            if graphs.enabled and graphs.capture:
+                with torch.no_grad():
+                    graphs.capture_all()
         self.runner = ModelRunner(model, self.cache, self.lora, graphs)
         self.generator = torch.Generator(device=param.device).manual_seed(config.seed)
         self.requests: dict[str, list[Sequence]] = {}

@@ -70,3 +70,18 @@ def test_graph_decode_with_sampling_and_logprobs_equals_eager():
         for a, b in zip(graphed.logprobs, eager.logprobs, strict=True):
             assert a.logprob == pytest.approx(b.logprob, abs=1e-5)
     assert torch.cuda.is_available() or not engine.runner.graphs.capture
+
+
+def test_padding_only_buffers_run_to_finite_logits():
+    """What capture_all's warm-ups and captures run on CUDA before any request: every row padding."""
+    model = tiny_model()
+    engine = LLMEngine(model, None, EngineConfig(block_size=4, max_num_seqs=3, cuda_graphs=True))
+    graphs = engine.runner.graphs
+    before = {layer: pool.clone() for layer, pool in engine.cache.first.items()}
+    with torch.no_grad():
+        graphs.capture_all()
+        assert sorted(graphs.buffers) == [(r, b) for r in (1, 2, 3) for b in graphs.block_counts]
+        for buffers in graphs.buffers.values():
+            assert torch.isfinite(graphs._step(buffers)).all()
+    for layer, pool in engine.cache.first.items():  # only the null block was written
+        assert torch.equal(pool[1:], before[layer][1:])
