@@ -104,14 +104,15 @@ class DecodeGraphs:
             self.enabled and len(group) <= self.batch_sizes[-1] and all(s.num_tokens == 1 and s.samples for s in group)
         )
 
-    def run(self, group: list[ScheduledSequence]) -> torch.Tensor:
-        """Last-position logits [B, V] of a decode batch (``supports(group)`` must hold)."""
+    def run(self, group: list[ScheduledSequence]) -> torch.Tensor | None:
+        """Last-position logits [B, V] of a decode batch (``supports(group)`` must hold); None when its context is
+        past every bucket (the caller runs it eagerly)."""
         rows = [(s.seq.blocks, s.seq.num_computed, 1) for s in group]
         bs = self.cache.block_size
         needed = max(-(-(computed + 1) // bs) - min(blocks.dropped) for blocks, computed, _ in rows)
         key = (bucket_for(len(group), self.batch_sizes), bucket_for(needed, self.block_counts))
         if key[0] is None or key[1] is None:
-            raise ValueError(f"decode batch of {len(group)} rows x {needed} blocks is past the largest graph bucket")
+            return None
         layout = pad_layout(batch_layout(self.cache, rows, 1, n_blocks=key[1]), key[0])
         ids = torch.zeros(key[0], 1, dtype=torch.long)
         ids[: len(group), 0] = torch.tensor([s.seq.tokens_tail() for s in group])  # decode: the last token

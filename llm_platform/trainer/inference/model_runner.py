@@ -74,7 +74,9 @@ class ModelRunner:
 
     def _forward(self, group: list[ScheduledSequence]) -> tuple[list[Sequence], torch.Tensor | None]:
         if self.graphs is not None and self.graphs.supports(group):
-            return [s.seq for s in group], self.graphs.run(group)
+            logits = self.graphs.run(group)
+            if logits is not None:
+                return [s.seq for s in group], logits
         width = max(s.num_tokens for s in group)
         ids: list[int] = []
         for s in group:
