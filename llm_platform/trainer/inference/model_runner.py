@@ -24,15 +24,18 @@ from .sequence import Sequence
 def split_padding(group: list[ScheduledSequence], max_waste: float = 2.0) -> list[list[ScheduledSequence]]:
     """Splits rows (longest first) into batches whose padded size stays within ``max_waste`` x their real tokens,
     so a long prefill chunk does not pad many short ones to its length."""
+    if all(s.num_tokens == 1 for s in group):  # decodes: one batch, no padding
+        return [group]
     batches: list[list[ScheduledSequence]] = []
+    real = 0  # tokens in the current (last) batch
     for item in sorted(group, key=lambda s: -s.num_tokens):
         current = batches[-1] if batches else None
-        if current is not None:
-            real = sum(s.num_tokens for s in current) + item.num_tokens
-            if (len(current) + 1) * current[0].num_tokens <= max_waste * real:
-                current.append(item)
-                continue
+        if current is not None and (len(current) + 1) * current[0].num_tokens <= max_waste * (real + item.num_tokens):
+            current.append(item)
+            real += item.num_tokens
+            continue
         batches.append([item])
+        real = item.num_tokens
     return batches
 
 
