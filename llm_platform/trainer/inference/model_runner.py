@@ -16,7 +16,7 @@ from llm_platform.trainer.model.transformer import Transformer
 
 from .decode_graphs import DecodeGraphs
 from .lora import MultiLora
-from .paged_cache import PagedBatch, PagedKVCache, batch_layout
+from .paged_cache import PagedBatch, PagedKVCache, batch_layout, long_tensor
 from .scheduler import ScheduledSequence
 from .sequence import Sequence
 
@@ -88,7 +88,7 @@ class ModelRunner:
             ids += [0] * (width - n)
         rows = [(s.seq.blocks, s.seq.num_computed, s.num_tokens) for s in group]
         batch = PagedBatch(self.cache, batch_layout(self.cache, rows, width).to(self.device))
-        inputs = torch.tensor(ids).view(len(group), width)
+        inputs = long_tensor(ids).view(len(group), width)
         end = max(s.seq.num_computed + s.num_tokens for s in group)
         hidden = self.model.hidden_states(
             inputs.to(self.device), cache=batch, positions=batch.positions, rope_end=end

@@ -16,6 +16,7 @@ needed. Freed blocks keep their hash until the pool hands them out again (least 
 
 from __future__ import annotations
 
+import array
 import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -269,6 +270,11 @@ class BatchLayout:
         return BatchLayout(positions, move(self.slots), move(self.tables), move(self.key_positions), self.fresh)
 
 
+def long_tensor(values: array.array | list[int]) -> torch.Tensor:
+    """An int64 CPU tensor of the values, through a C array (about 4x faster than ``torch.tensor`` of a list)."""
+    return torch.frombuffer(values if isinstance(values, array.array) else array.array("q", values), dtype=torch.long)
+
+
 def batch_layout(
     cache: PagedKVCache, rows: list[tuple[SequenceBlocks, int, int]], width: int, n_blocks: int | None = None
 ) -> BatchLayout:
@@ -286,7 +292,11 @@ def batch_layout(
     for gi in range(len(cache.groups)):
         live = [seq.tables[gi][seq.dropped[gi] : -(-(computed + new) // bs)] for seq, computed, new in rows]
         width_blocks = max(1, max(len(blocks) for blocks in live)) if n_blocks is None else n_blocks
-        tables = torch.tensor([blocks + [NULL_BLOCK] * (width_blocks - len(blocks)) for blocks in live])
+        flat = array.array("q")
+        for blocks in live:
+            flat.extend(blocks)
+            flat.extend([NULL_BLOCK] * (width_blocks - len(blocks)))
+        tables = long_tensor(flat).view(len(rows), width_blocks)
         first = torch.tensor([seq.dropped[gi] for seq, _, _ in rows])
         index = (positions // bs - first[:, None]).clamp_(0, width_blocks - 1)
         slots = torch.where(real, tables.gather(1, index) * bs + positions % bs, NULL_BLOCK)  # (B, T)
