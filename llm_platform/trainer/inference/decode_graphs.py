@@ -48,7 +48,7 @@ def pad_layout(layout: BatchLayout, rows: int) -> BatchLayout:
     if extra == 0:
         return layout
     positions = torch.cat([layout.positions, torch.zeros(extra, 1, dtype=torch.long)])
-    slots = [torch.cat([s, torch.full((extra,), NULL_BLOCK * 1, dtype=torch.long)]) for s in layout.slots]
+    slots = [torch.cat([s, torch.full((extra,), NULL_BLOCK, dtype=torch.long)]) for s in layout.slots]
     tables = [torch.cat([t, torch.full((extra, t.shape[1]), NULL_BLOCK, dtype=torch.long)]) for t in layout.tables]
     key_positions = []
     for k in layout.key_positions:
@@ -149,8 +149,8 @@ class DecodeGraphs:
         return self.model.lm_head(hidden[:, 0])
 
     def _capture(self, buffers: _Buffers) -> None:
-        """Two warm-up runs on a side stream, then the capture; the buffers hold the real step's inputs, so the
-        warm-ups write the same entries into the same slots that the replay then writes again."""
+        """Two warm-up runs on a side stream, then the capture. The warm-ups write what the buffers hold: padding
+        rows only (``capture_all``: the null block), or a real step's inputs (the entries its replay writes again)."""
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):

@@ -42,8 +42,13 @@ def test_padding_rows_write_the_null_block_and_see_one_finite_key():
 
 @pytest.mark.parametrize(
     ("preset", "overrides"),
-    [("llama-tiny", {}), ("mistral-tiny", {"sliding_window": 8, "sliding_window_layers": [1]}), ("deepseek-tiny", {})],
-    ids=["gqa", "window-and-full-layers", "mla-moe-stays-eager"],
+    [
+        ("llama-tiny", {}),
+        ("mistral-tiny", {"sliding_window": 8, "sliding_window_layers": [1]}),
+        ("deepseek-tiny", {"n_layers": 1}),  # its first layer is dense: MLA without MoE
+        ("deepseek-tiny", {}),
+    ],
+    ids=["gqa", "window-and-full-layers", "mla", "mla-moe-stays-eager"],
 )
 def test_graph_decode_changes_no_output(preset, overrides):
     model = tiny_model(preset, **overrides)
@@ -53,7 +58,7 @@ def test_graph_decode_changes_no_output(preset, overrides):
     for prompt, p, out in zip(PROMPTS, params, outs, strict=True):
         assert out.outputs[0].token_ids == generate(model, prompt, p.max_tokens, temperature=0)
     graphs = engine.runner.graphs
-    assert graphs.enabled == (preset != "deepseek-tiny")
+    assert graphs.enabled == (overrides != {} or preset != "deepseek-tiny")
     if graphs.enabled:  # decode batches shrink as requests end: 3 rows padded to 4, then 2, then 1
         assert {rows for rows, _ in graphs.buffers} >= {1, 2, 4}
 
