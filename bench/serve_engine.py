@@ -12,6 +12,9 @@ eos ignored, so every request produces exactly its length). Model: the issue's 1
 
     PYTHONPATH=. python bench/serve_engine.py                    # CUDA, 64 requests, the 1.1B shape
     PYTHONPATH=. python bench/serve_engine.py --tiny             # CPU smoke check (tiny model, small load)
+    PYTHONPATH=. python bench/serve_engine.py --cuda-graphs      # decode steps replayed from CUDA graphs
+    PYTHONPATH=. python bench/serve_engine.py --host-overhead --skip-transformers
+        # the full 64-request load on a 2-layer dim-64 model (CPU): what a step costs the host, model aside
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from llm_platform.trainer.model.transformer import Transformer
 
 SHAPE_1B = dict(vocab_size=32000, dim=2048, n_layers=22, n_heads=32, num_kv_heads=4, ffn_dim=5632, max_seq_len=2048)
 SHAPE_TINY = dict(vocab_size=512, dim=64, n_layers=2, n_heads=4, num_kv_heads=2, ffn_dim=128, max_seq_len=256)
+SHAPE_HOST = {**SHAPE_TINY, "max_seq_len": 2048}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -79,6 +83,7 @@ def run_ours(model: Transformer, requests, config: EngineConfig, device: str) ->
         "tokens": tokens,
         "tok_per_s": tokens / wall,
         "steps": steps,
+        "step_ms": wall / steps * 1e3,
         "ttft_p50_ms": percentile(ttft, 50) * 1e3,
         "ttft_p99_ms": percentile(ttft, 99) * 1e3,
         "itl_p50_ms": percentile(gaps, 50) * 1e3,
@@ -130,14 +135,17 @@ def main() -> None:
     parser.add_argument("--device", default=None)
     parser.add_argument("--block-size", type=int, default=16)
     parser.add_argument("--max-batched-tokens", type=int, default=4096)
+    parser.add_argument("--host-overhead", action="store_true", help="full load on a 2-layer dim-64 model (CPU)")
+    parser.add_argument("--cuda-graphs", action="store_true", help="EngineConfig(cuda_graphs=True)")
     parser.add_argument("--skip-transformers", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None, help="write the results here too")
     args = parser.parse_args()
 
-    device = args.device or ("cpu" if args.tiny or not torch.cuda.is_available() else "cuda")
+    small = args.tiny or args.host_overhead
+    device = args.device or ("cpu" if small or not torch.cuda.is_available() else "cuda")
     dtype = torch.float32 if device == "cpu" else torch.bfloat16
-    shape = SHAPE_TINY if args.tiny else SHAPE_1B
+    shape = SHAPE_TINY if args.tiny else SHAPE_HOST if args.host_overhead else SHAPE_1B
     n = 8 if args.tiny else args.requests
     prompts, outputs = ((8, 64), (4, 32)) if args.tiny else ((32, 1024), (16, 512))
     requests = workload(n, prompts, outputs, shape["vocab_size"], args.seed)
@@ -154,6 +162,7 @@ def main() -> None:
         max_num_batched_tokens=args.max_batched_tokens,
         num_blocks=n * -(-longest // args.block_size),
         enable_prefix_caching=False,
+        cuda_graphs=args.cuda_graphs,
     )
     ours = run_ours(model, requests, config, device)
     static_bytes = 2 * shape["n_layers"] * n * longest * shape["num_kv_heads"] * (shape["dim"] // shape["n_heads"])
@@ -166,7 +175,10 @@ def main() -> None:
         result["throughput_ratio"] = ours["tok_per_s"] / result["transformers"]["tok_per_s"]
 
     print(f"{n} requests on {device} ({dtype}); prompts {prompts}, outputs {outputs}")
-    print(f"ours: {ours['tok_per_s']:.1f} tok/s over {ours['wall_s']:.2f} s, {ours['steps']} steps")
+    print(
+        f"ours: {ours['tok_per_s']:.1f} tok/s over {ours['wall_s']:.2f} s, {ours['steps']} steps "
+        f"({ours['step_ms']:.2f} ms/step)"
+    )
     print(f"  TTFT p50 {ours['ttft_p50_ms']:.1f} ms  p99 {ours['ttft_p99_ms']:.1f} ms")
     print(f"  inter-token p50 {ours['itl_p50_ms']:.1f} ms  p99 {ours['itl_p99_ms']:.1f} ms")
     print(

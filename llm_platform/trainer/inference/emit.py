@@ -9,6 +9,7 @@ from collections.abc import Callable
 import torch
 
 from .outputs import CompletionOutput, RequestOutput, TokenLogprob
+from .params import SamplingParams
 from .sampling import BatchSampling, top_logprobs
 from .sequence import Sequence, Status
 from .stops import find_stop, held_back
@@ -24,6 +25,19 @@ def output_counts(seqs: list[Sequence], vocab_size: int, device: torch.device) -
             ids = torch.as_tensor(s.output_ids, device=device)
             counts[row].index_add_(0, ids, torch.ones(len(s.output_ids), device=device))
     return counts
+
+
+def plain_greedy(p: SamplingParams) -> bool:
+    """Whether the row's token is the plain argmax of its logits: greedy, no penalty or n-gram ban that would change
+    the logits, no logprobs to report (``process_logits`` leaves such rows untouched)."""
+    return (
+        p.temperature == 0
+        and p.repetition_penalty == 1
+        and p.presence_penalty == 0
+        and p.frequency_penalty == 0
+        and not p.no_repeat_ngram_size
+        and p.logprobs is None
+    )
 
 
 def sampling_batch(seqs: list[Sequence], vocab_size: int, device: torch.device) -> BatchSampling:

@@ -28,10 +28,19 @@ from llm_platform.trainer.model.config import ModelConfig
 from llm_platform.trainer.model.transformer import Transformer
 from llm_platform.trainer.tokenizer import Tokenizer
 
-from .emit import check_stop, finish, record_token, request_output, sampling_batch, token_logprobs
+from .decode_graphs import DecodeGraphs
+from .emit import (
+    check_stop,
+    finish,
+    plain_greedy,
+    record_token,
+    request_output,
+    sampling_batch,
+    token_logprobs,
+)
 from .lora import MultiLora
 from .model_runner import ModelRunner
-from .outputs import CompletionOutput, EngineStats, RequestOutput
+from .outputs import CompletionOutput, EngineStats, RequestOutput, TokenLogprob
 from .paged_cache import PagedKVCache
 from .params import BeamSearchParams, InvalidRequest, SamplingParams
 from .sampling import process_logits, sample
@@ -45,7 +54,9 @@ class EngineConfig:
     max_num_seqs sequences of max_model_len, within kv_cache_bytes). kv_cache_bytes: memory for the KV pool when
     num_blocks is None (None: half the free GPU memory on CUDA, 1 GiB on CPU). max_num_batched_tokens: the token
     budget of one step (decodes + prefill chunks). max_model_len: prompt + output limit (None: the model's
-    max_seq_len). add_bos: string prompts start with the tokenizer's bos token when it has one."""
+    max_seq_len). add_bos: string prompts start with the tokenizer's bos token when it has one. cuda_graphs: decode
+    batches run as padded static-shape steps replayed from CUDA graphs (``decode_graphs``; on CPU the same padded
+    steps run eagerly), off by default."""
 
     block_size: int = 16
     num_blocks: int | None = None
@@ -56,6 +67,7 @@ class EngineConfig:
     enable_prefix_caching: bool = True
     add_bos: bool = True
     seed: int = 0
+    cuda_graphs: bool = False
 
     def __post_init__(self) -> None:
         for name in ("block_size", "max_num_seqs", "max_num_batched_tokens"):
@@ -108,7 +120,13 @@ class LLMEngine:
         self.scheduler = Scheduler(
             self.cache, max_num_seqs=config.max_num_seqs, max_num_batched_tokens=config.max_num_batched_tokens
         )
-        self.runner = ModelRunner(model, self.cache, self.lora)
+        graphs = None
+        if config.cuda_graphs:
+            graphs = DecodeGraphs(model, self.cache, max_num_seqs=config.max_num_seqs, max_model_len=self.max_model_len)
+            if graphs.enabled and graphs.capture:
+                with torch.no_grad():
+                    graphs.capture_all()
+        self.runner = ModelRunner(model, self.cache, self.lora, graphs)
         self.generator = torch.Generator(device=param.device).manual_seed(config.seed)
         self.requests: dict[str, list[Sequence]] = {}
         self._aborted: list[str] = []
@@ -262,23 +280,32 @@ class LLMEngine:
         for seq in plan.cache_full:
             finish(seq, "length")
             advanced[seq.request_id] = None
-        logits = self.runner.execute(plan.scheduled) if plan.scheduled else {}
-        drawing = [item.seq for item in plan.scheduled if item.samples]
+        wanted = [item.seq for item in plan.scheduled if item.samples]  # the scheduler's order: who draws first
+        drawing, logits = self.runner.execute(plan.scheduled) if plan.scheduled else ([], None)
         for item in plan.scheduled:
             seq = item.seq
             seq.num_computed += item.num_tokens
             if self.cache.has_unregistered_blocks(seq.blocks, seq.num_computed):
                 self.cache.register_full_blocks(seq.blocks, seq.tokens, seq.num_computed, seq.adapter)
-        if drawing:
-            self._emit(drawing, torch.stack([logits[s.seq_id] for s in drawing]))
+        if logits is not None:
+            if any(a is not b for a, b in zip(wanted, drawing, strict=True)):
+                row_of = {s.seq_id: row for row, s in enumerate(drawing)}
+                logits = logits[torch.tensor([row_of[s.seq_id] for s in wanted], device=logits.device)]
+                drawing = wanted
+            self._emit(drawing, logits)
             advanced.update(dict.fromkeys(s.request_id for s in drawing))
         return [self._request_output(rid) for rid in advanced if rid in self.requests]
 
     def _emit(self, seqs: list[Sequence], logits: torch.Tensor) -> None:
-        settings = sampling_batch(seqs, logits.shape[-1], logits.device)
-        processed = process_logits(logits, settings)
-        tokens = sample(processed, settings.temperature, [s.generator for s in seqs], self.generator)
-        for seq, token, logprob in zip(seqs, tokens.tolist(), token_logprobs(seqs, logits, tokens), strict=True):
+        if all(plain_greedy(s.params) for s in seqs):  # nothing to process: argmax, one host sync for the step
+            chosen: list[int] = logits.argmax(dim=-1).tolist()
+            logprobs: list[TokenLogprob | None] = [None] * len(seqs)
+        else:
+            settings = sampling_batch(seqs, logits.shape[-1], logits.device)
+            processed = process_logits(logits, settings)
+            tokens = sample(processed, settings.temperature, [s.generator for s in seqs], self.generator)
+            chosen, logprobs = tokens.tolist(), token_logprobs(seqs, logits, tokens)
+        for seq, token, logprob in zip(seqs, chosen, logprobs, strict=True):
             record_token(seq, token, logprob)
             reason = check_stop(seq, token, self.eos_token_ids, self.max_model_len, self._decode)
             if reason is not None:

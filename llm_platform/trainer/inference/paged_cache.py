@@ -16,6 +16,7 @@ needed. Freed blocks keep their hash until the pool hands them out again (least 
 
 from __future__ import annotations
 
+import array
 import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -136,6 +137,8 @@ class PagedKVCache:
                 self.group_of[layer] = len(self.groups)
             self.groups.append(KVGroup(layers, window, BlockAllocator(blocks)))
         self.prefix_caching = enable_prefix_caching and all(g.window is None for g in self.groups)
+        # GQA/MHA layers with RoPE or no positions take a first prefill chunk's keys as they are (PagedBatch.update)
+        self.plain_attention = config.attention != "mla" and config.position_encoding != "alibi"
         self.first: dict[int, torch.Tensor] = {}
         self.second: dict[int, torch.Tensor] = {}
         for g in self.groups:
@@ -243,53 +246,105 @@ class PagedKVCache:
             seq.hashes.append(h)
 
 
+@dataclass
+class BatchLayout:
+    """Where a padded [B, T] batch's tokens sit and what they attend to, per KV group: built on the host once per
+    step, with a few tensor ops (not per token), so a step's host work does not grow with its tokens.
+
+    positions [B, T]: the new tokens' positions (padding repeats the row's last one, so padding queries look at real
+    keys and no softmax row is empty); slots [B * T] per group: where each token's entries go (padding: the null
+    block); tables [B, n_blocks] and key_positions [B, n_blocks * block_size] (-1 = empty) per group: what each row
+    attends to."""
+
+    positions: torch.Tensor
+    slots: list[torch.Tensor]
+    tables: list[torch.Tensor]
+    key_positions: list[torch.Tensor]
+    fresh: bool = False  # every row starts at position 0: its keys are exactly this forward's new tokens
+
+    def to(self, device: torch.device) -> BatchLayout:
+        def move(ts: list[torch.Tensor]) -> list[torch.Tensor]:
+            return [t.to(device) for t in ts]
+
+        positions = self.positions.to(device)
+        return BatchLayout(positions, move(self.slots), move(self.tables), move(self.key_positions), self.fresh)
+
+
+def long_tensor(values: array.array | list[int]) -> torch.Tensor:
+    """An int64 CPU tensor of the values, through a C array (about 4x faster than ``torch.tensor`` of a list)."""
+    return torch.frombuffer(values if isinstance(values, array.array) else array.array("q", values), dtype=torch.long)
+
+
+def batch_layout(
+    cache: PagedKVCache, rows: list[tuple[SequenceBlocks, int, int]], width: int, n_blocks: int | None = None
+) -> BatchLayout:
+    """The layout of rows (blocks, num_computed, num_new): row b's new tokens sit at positions num_computed ..
+    num_computed + num_new - 1, left-aligned in a [B, width] batch. n_blocks: the tables' width (default: the most
+    blocks a row attends to; a CUDA graph passes its fixed width, which must be at least that)."""
+    bs = cache.block_size
+    starts = torch.tensor([computed for _, computed, _ in rows])
+    counts = torch.tensor([new for _, _, new in rows])
+    ends = starts + counts
+    offsets = torch.arange(width)
+    real = offsets < counts[:, None]  # (B, T)
+    positions = starts[:, None] + torch.minimum(offsets, counts[:, None] - 1)  # (B, T)
+    layout = BatchLayout(positions, [], [], [], fresh=all(computed == 0 for _, computed, _ in rows))
+    for gi in range(len(cache.groups)):
+        live = [seq.tables[gi][seq.dropped[gi] : -(-(computed + new) // bs)] for seq, computed, new in rows]
+        width_blocks = max(1, max(len(blocks) for blocks in live)) if n_blocks is None else n_blocks
+        flat = array.array("q")
+        for blocks in live:
+            flat.extend(blocks)
+            flat.extend([NULL_BLOCK] * (width_blocks - len(blocks)))
+        tables = long_tensor(flat).view(len(rows), width_blocks)
+        first = torch.tensor([seq.dropped[gi] for seq, _, _ in rows])
+        index = (positions // bs - first[:, None]).clamp_(0, width_blocks - 1)
+        slots = torch.where(real, tables.gather(1, index) * bs + positions % bs, NULL_BLOCK)  # (B, T)
+        key_offsets = torch.arange(width_blocks * bs)
+        key_positions = first[:, None] * bs + key_offsets  # (B, n_blocks * bs)
+        filled = torch.tensor([len(blocks) for blocks in live])[:, None] * bs
+        key_positions = torch.where((key_positions < ends[:, None]) & (key_offsets < filled), key_positions, -1)
+        layout.slots.append(slots.view(-1))
+        layout.tables.append(tables)
+        layout.key_positions.append(key_positions)
+    return layout
+
+
 class PagedBatch:
-    """What one forward over a padded batch of sequences passes to the model as ``cache``: where each new token's
-    entries go (slots) and what each row attends to (its blocks and their positions).
+    """What one forward over a padded batch of sequences passes to the model as ``cache``: its ``BatchLayout`` (on
+    the cache's device) and the pools it writes the new entries into and reads each row's entries from."""
 
-    rows: (blocks, num_computed, num_new) per row; the new tokens of row b sit at positions num_computed ..
-    num_computed + num_new - 1, left-aligned in a [B, T] batch (padding slots write to the null block).
-    """
-
-    def __init__(self, cache: PagedKVCache, rows: list[tuple[SequenceBlocks, int, int]], width: int) -> None:
+    def __init__(self, cache: PagedKVCache, layout: BatchLayout) -> None:
         self.cache = cache
-        bs = cache.block_size
-        device = next(iter(cache.first.values())).device
-        ends = torch.tensor([computed + new for _, computed, new in rows])
-        self.slots: list[torch.Tensor] = []
-        self.tables: list[torch.Tensor] = []
-        self.key_positions: list[torch.Tensor] = []
-        for gi in range(len(cache.groups)):
-            slots: list[int] = []
-            live: list[list[int]] = []
-            for seq, computed, new in rows:
-                table = seq.tables[gi]
-                slots += [table[p // bs] * bs + p % bs for p in range(computed, computed + new)]
-                slots += [NULL_BLOCK] * (width - new)  # padding writes into the null block
-                live.append(table[seq.dropped[gi] : math.ceil((computed + new) / bs)])
-            n_blocks = max(1, max(len(blocks) for blocks in live))
-            tables = torch.tensor([blocks + [NULL_BLOCK] * (n_blocks - len(blocks)) for blocks in live])
-            first = torch.tensor([seq.dropped[gi] for seq, _, _ in rows])
-            offsets = torch.arange(n_blocks * bs)
-            positions = first[:, None] * bs + offsets  # (B, n_blocks * bs)
-            filled = torch.tensor([len(blocks) for blocks in live])[:, None] * bs
-            positions = torch.where((positions < ends[:, None]) & (offsets < filled), positions, -1)
-            self.slots.append(torch.tensor(slots, dtype=torch.long).to(device))
-            self.tables.append(tables.to(device))
-            self.key_positions.append(positions.to(device))
+        self.positions = layout.positions
+        self.slots = layout.slots
+        self.tables = layout.tables
+        self.key_positions = layout.key_positions
+        self.fresh = layout.fresh and cache.plain_attention
 
     def update(
         self, layer: int, first: torch.Tensor, second: torch.Tensor, start_pos: int = 0
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Writes the new entries [B, heads, T, width] into their slots and returns each row's cached entries
         [B, heads, L, width] with their positions [B, L] (-1 = empty). ``start_pos`` is unused: rows carry their own
-        positions."""
+        positions.
+
+        When every row starts at position 0 (a first prefill chunk) and the layer's window spans the chunk, a row's
+        keys are exactly its new entries, left-aligned like its queries: those come back as they are, with positions
+        None (plain causal attention: the fused kernels, no gather; a right-padded key is never before a real
+        query)."""
         gi = self.cache.group_of[layer]
-        out = []
-        for pool, new in ((self.cache.first[layer], first), (self.cache.second[layer], second)):
+        pools = (self.cache.first[layer], self.cache.second[layer])
+        for pool, new in zip(pools, (first, second), strict=True):
             blocks, bs, heads, width = pool.shape
             flat = pool.view(blocks * bs, heads, width)
             flat.index_copy_(0, self.slots[gi], new.transpose(1, 2).reshape(-1, heads, width).to(pool.dtype))
+        window = self.cache.groups[gi].window
+        if self.fresh and (window is None or first.shape[2] <= window) and first.dtype == pools[0].dtype:
+            return first, second, None
+        out = []
+        for pool, new in zip(pools, (first, second), strict=True):
+            blocks, bs, heads, width = pool.shape
             gathered = pool[self.tables[gi]]  # (B, n_blocks, bs, heads, width)
             rows = gathered.shape[0]
             out.append(gathered.view(rows, -1, heads, width).transpose(1, 2).to(new.dtype))  # (B, heads, L, width)

@@ -57,6 +57,10 @@ class Sequence:
             return self.output_ids[start - split : end - split]
         return self.prompt_ids[start:end] + self.output_ids[: max(0, end - split)]
 
+    def tokens_tail(self) -> int:
+        """The last token (what a decode step computes)."""
+        return self.output_ids[-1] if self.output_ids else self.prompt_ids[-1]
+
     @property
     def num_tokens(self) -> int:
         return len(self.prompt_ids) + len(self.output_ids)

@@ -171,10 +171,15 @@ class RotaryTable(nn.Module):
         cos, sin = self.cos_half[start_pos:end], self.sin_half[start_pos:end]
         return torch.cat((cos, cos), dim=-1).to(dtype), torch.cat((sin, sin), dim=-1).to(dtype)
 
-    def at(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    def at(
+        self, positions: torch.Tensor, dtype: torch.dtype, end: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """cos and sin [B, T, dim] in `dtype` for per-row positions [B, T] (sequences of different lengths). Past the
-        table (dynamic NTK beyond its original context) the frequencies follow the batch's furthest position."""
-        end = int(positions.max()) + 1
+        table (dynamic NTK beyond its original context) the frequencies follow the batch's furthest position.
+
+        end: positions.max() + 1 when the caller knows it on the host (saves a device-to-host sync, and lets a
+        CUDA graph capture the lookup); any value up to the table's length gives the same table lookup."""
+        end = int(positions.max()) + 1 if end is None else end
         if end > self.cos_half.shape[0] or dtype == torch.float64:
             return rope_cos_sin(
                 positions,

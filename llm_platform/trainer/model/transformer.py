@@ -92,12 +92,20 @@ class Transformer(nn.Module):
         return self.lm_head(self.hidden_states(input_ids, cache=cache, start_pos=start_pos, positions=positions))
 
     def hidden_states(
-        self, input_ids: torch.Tensor, *, cache=None, start_pos: int = 0, positions: torch.Tensor | None = None
+        self,
+        input_ids: torch.Tensor,
+        *,
+        cache=None,
+        start_pos: int = 0,
+        positions: torch.Tensor | None = None,
+        rope_end: int | None = None,
     ) -> torch.Tensor:
-        """Final-norm hidden states [B, T, dim] (what the LM head reads; reward and value heads read it too)."""
+        """Final-norm hidden states [B, T, dim] (what the LM head reads; reward and value heads read it too).
+
+        rope_end: with ``positions``, one past their largest value when the caller knows it (``RotaryTable.at``)."""
         x = self.embed_tokens(input_ids)
         if positions is not None:
-            rope = self.rotary.at(positions, x.dtype) if self.rotary is not None else None
+            rope = self.rotary.at(positions, x.dtype, rope_end) if self.rotary is not None else None
             ctx = AttentionContext(positions, rope, self.alibi_slopes, cache, start_pos)
         else:
             ctx = self._context(input_ids.shape[1], start_pos, cache, x.dtype, x.device)
