@@ -59,11 +59,14 @@ def allow_list_problems(job: LLMJob, options: RenderOptions) -> list[str]:
     for field, image in named:
         if image is not None and not _allowed(images, image):
             problems.append(_refusal(field, f"image '{image}'", images, "--allow-image", "images"))
-    secret = job.spec.storage.secret_ref
-    if secret is not None and not _allowed(allow.secrets, secret, namespace):
-        problems.append(
-            _refusal("spec.storage.secret_ref", f"Secret '{secret}'", allow.secrets, "--allow-secret", "secrets")
-        )
+    secrets = [("spec.storage.secret_ref", job.spec.storage.secret_ref)] + [
+        (f"spec.stages[{i}].serve.api_key_secret", s.serve.api_key_secret)
+        for i, s in enumerate(job.spec.stages)
+        if s.serve is not None
+    ]
+    for field, secret in secrets:
+        if secret is not None and not _allowed(allow.secrets, secret, namespace):
+            problems.append(_refusal(field, f"Secret '{secret}'", allow.secrets, "--allow-secret", "secrets"))
     jopts = job_options(job)
     if jopts.storage_claim is not None and not _allowed(allow.claims, jopts.storage_claim, namespace):
         field = f"metadata.annotations['{STORAGE_CLAIM_ANNOTATION}']"

@@ -18,7 +18,7 @@ from llm_platform.operator.render import render_problems
 from llm_platform.trainer.stages.preflight import NOT_BUILT, needs
 
 from .cluster import wait_for
-from .helpers import CLUSTER_EXAMPLES, DATA, PRETRAIN, REPO, TOKENIZER, child, example, job_dict
+from .helpers import CLUSTER_EXAMPLES, DATA, PRETRAIN, REPO, SERVE, TOKENIZER, child, example, job_dict
 
 FINETUNE = {
     "name": "sft",
@@ -82,6 +82,17 @@ def test_a_secret_outside_the_allow_list_is_refused_and_patterns_may_name_the_na
     assert refusal(body, RenderOptions(allow=AllowList(secrets=("team/prod-*",)))) is None  # the job is in 'team'
     assert refusal(body, RenderOptions(allow=AllowList(secrets=("other/prod-*",)))) is not None
     assert refusal(job_dict(DATA, storage={"uri": "s3://bucket/p", "secret_ref": "s3-credentials"})) is None
+
+
+def test_a_serving_api_key_secret_outside_the_allow_list_is_refused():
+    serve = {**SERVE, "serve": {"api_key_secret": "prod-db-password"}}
+    message = refusal(job_dict(DATA, TOKENIZER, PRETRAIN, serve))
+    assert "  - spec.stages[3].serve.api_key_secret: Secret 'prod-db-password' is not allowed" in message
+    allowed = RenderOptions(allow=AllowList(secrets=("s3-credentials", "team/serve-key")))
+    assert (
+        refusal(job_dict(DATA, TOKENIZER, PRETRAIN, {**SERVE, "serve": {"api_key_secret": "serve-key"}}), allowed)
+        is None
+    )
 
 
 def test_a_claim_and_a_priority_class_outside_the_allow_lists_are_refused_with_their_annotation():
