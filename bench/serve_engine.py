@@ -12,7 +12,7 @@ eos ignored, so every request produces exactly its length). Model: the issue's 1
 
     PYTHONPATH=. python bench/serve_engine.py                    # CUDA, 64 requests, the 1.1B shape
     PYTHONPATH=. python bench/serve_engine.py --tiny             # CPU smoke check (tiny model, small load)
-    PYTHONPATH=. python bench/serve_engine.py --cuda-graphs      # decode steps replayed from CUDA graphs
+    PYTHONPATH=. python bench/serve_engine.py --eager            # CUDA without graphs (they are on by default there)
     PYTHONPATH=. python bench/serve_engine.py --host-overhead --skip-transformers
         # the full 64-request load on a 2-layer dim-64 model (CPU): what a step costs the host, model aside
 """
@@ -136,7 +136,7 @@ def main() -> None:
     parser.add_argument("--block-size", type=int, default=16)
     parser.add_argument("--max-batched-tokens", type=int, default=4096)
     parser.add_argument("--host-overhead", action="store_true", help="full load on a 2-layer dim-64 model (CPU)")
-    parser.add_argument("--cuda-graphs", action="store_true", help="EngineConfig(cuda_graphs=True)")
+    parser.add_argument("--eager", action="store_true", help="EngineConfig(cuda_graphs=False): no CUDA graphs")
     parser.add_argument("--skip-transformers", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None, help="write the results here too")
@@ -162,7 +162,7 @@ def main() -> None:
         max_num_batched_tokens=args.max_batched_tokens,
         num_blocks=n * -(-longest // args.block_size),
         enable_prefix_caching=False,
-        cuda_graphs=args.cuda_graphs,
+        cuda_graphs=False if args.eager else None,
     )
     ours = run_ours(model, requests, config, device)
     static_bytes = 2 * shape["n_layers"] * n * longest * shape["num_kv_heads"] * (shape["dim"] // shape["n_heads"])
