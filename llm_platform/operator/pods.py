@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from llm_platform.api import LLMJob, Stage
+from llm_platform.trainer.stages.command import stage_run_args
 
 from .naming import (
     KUEUE_QUEUE_LABEL,
@@ -80,7 +81,7 @@ def image_of(job: LLMJob, stage: Stage, options: RenderOptions) -> str:
 
 
 def stage_args(job: LLMJob, stage: Stage, jopts: JobOptions) -> list[str]:
-    return ["stage", "run", "--job", SPEC_FILE, "--stage", stage.name, "--storage", storage_uri(job, jopts)]
+    return stage_run_args(SPEC_FILE, stage.name, storage_uri(job, jopts))
 
 
 def llmp_command(job: LLMJob, stage: Stage, jopts: JobOptions) -> list[str]:
@@ -111,7 +112,7 @@ def _job_labelled(job: LLMJob, kind: str, name: str, namespace: str) -> dict[str
     }
 
 
-def render_spec_configmap(job: LLMJob, options: RenderOptions, namespace: str) -> dict[str, Any]:
+def render_spec_configmap(job: LLMJob, namespace: str) -> dict[str, Any]:
     text = yaml.safe_dump(spec_document(job), sort_keys=False, width=120)
     return {
         **_job_labelled(job, "ConfigMap", spec_configmap_name(job.metadata.name), namespace),
@@ -180,7 +181,6 @@ def container(
     name: str,
     image: str,
     job: LLMJob,
-    jopts: JobOptions,
     resources: dict[str, Any],
     mounts: list[dict[str, Any]],
     command: list[str] | None = None,

@@ -91,7 +91,7 @@ def _owned(obj: dict[str, Any], job: LLMJob, owner_uid: str | None) -> dict[str,
 def render_configmap(job: LLMJob, options: RenderOptions | None = None, *, owner_uid: str | None = None) -> dict:
     """The ConfigMap holding the spec file every pod runs from."""
     options = options or RenderOptions()
-    return _owned(render_spec_configmap(job, options, namespace_of(job, options)), job, owner_uid)
+    return _owned(render_spec_configmap(job, namespace_of(job, options)), job, owner_uid)
 
 
 def render_service_account(
@@ -139,7 +139,7 @@ def render_problems(job: LLMJob, options: RenderOptions | None = None) -> list[s
 class _ManifestDumper(yaml.SafeDumper):
     """Plain YAML as people write manifests: no anchors, multi-line strings (the spec file) as literal blocks."""
 
-    def ignore_aliases(self, data: Any) -> bool:
+    def ignore_aliases(self, data: Any) -> bool:  # noqa: ARG002  # yaml.SafeDumper.ignore_aliases(data)
         return True
 
 

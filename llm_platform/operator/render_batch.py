@@ -44,7 +44,6 @@ def render_batch_job(
         "stage",
         image_of(job, stage, options),
         job,
-        jopts,
         resource_requirements(res.cpu, res.memory, res.gpus),
         mounts,
         command=llmp_command(job, stage, jopts),

@@ -88,7 +88,6 @@ def render_pytorchjob(
             CONTAINER,
             image_of(job, stage, options),
             job,
-            jopts,
             resource_requirements(stage.resources.cpu, stage.resources.memory, gpus),
             mounts,
             command=torchrun_command(job, stage, jopts, nnodes, nproc),

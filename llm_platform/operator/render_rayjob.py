@@ -66,10 +66,10 @@ def render_rayjob(
 
     # The head runs the driver (the stage command) and Ray's control plane; GPUs go to the workers. Both read and
     # write the store; the submitter only talks to the head's dashboard, so it gets no storage credentials.
-    head = container("ray-head", image, job, jopts, resource_requirements(cpu, memory, 0), mounts)
-    worker = container("ray-worker", image, job, jopts, resource_requirements(cpu, memory, gpus), mounts)
+    head = container("ray-head", image, job, resource_requirements(cpu, memory, 0), mounts)
+    worker = container("ray-worker", image, job, resource_requirements(cpu, memory, gpus), mounts)
     scratch, scratch_mounts = scratch_volumes()
-    submitter = container(SUBMITTER, image, job, jopts, SUBMITTER_RESOURCES, scratch_mounts, storage=False)
+    submitter = container(SUBMITTER, image, job, SUBMITTER_RESOURCES, scratch_mounts, storage=False)
 
     cluster: dict[str, Any] = {
         "rayVersion": options.ray_version,

@@ -91,7 +91,7 @@ def _fetch_model_container(job: LLMJob, stage: Stage, jopts: JobOptions, image: 
         "--dest",
         MODEL_DIR,
     ]
-    return container("fetch-model", image, job, jopts, FETCH_MODEL_RESOURCES, mounts, command=command)
+    return container("fetch-model", image, job, FETCH_MODEL_RESOURCES, mounts, command=command)
 
 
 def render_deployment(
@@ -121,7 +121,6 @@ def render_deployment(
             "server",
             options.vllm_image,
             job,
-            jopts,
             resources,
             [*mounts, model_mount],
             command=VLLM_SERVER,
@@ -135,7 +134,6 @@ def render_deployment(
             "server",
             image_of(job, stage, options),
             job,
-            jopts,
             resources,
             mounts,
             command=llmp_command(job, stage, jopts),

@@ -52,7 +52,7 @@ def run(ctx: StageContext, out: Path) -> dict:
         name=f"align ({spec.method})",
         train=data.train,
         val=data.val,
-        objective=lambda model, config: DPOLoss(model, spec.beta),
+        objective=lambda model, config: DPOLoss(model, spec.beta),  # noqa: ARG005  # tune() objective(model, config)
         adapters=None if spec.lora is None else lora_config(spec.lora),
         epochs=spec.epochs,
         loader=PreferenceLoader,
