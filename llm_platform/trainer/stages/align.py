@@ -48,7 +48,7 @@ def run(ctx: StageContext, out: Path) -> dict:
         attach_reference(pairs, lambda ids, labels: reference_logps(model, ids, labels), pad_id(tokenizer),
                          settings.micro_batch, env.device)  # fmt: skip
 
-    job = Tuning(
+    tuning = Tuning(
         name=f"align ({spec.method})",
         train=data.train,
         val=data.val,
@@ -59,4 +59,4 @@ def run(ctx: StageContext, out: Path) -> dict:
         collate=collate_pairs,
         prepare=with_reference,
     )
-    return {**data.summary(), **tune(ctx, out, model, tokenizer, settings, job)}
+    return {**data.summary(), **tune(ctx, out, model, tokenizer, settings, tuning)}
