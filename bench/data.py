@@ -36,10 +36,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from llm_platform.trainer.data.c4 import C4Config  # noqa: E402
 from llm_platform.trainer.data.document import Document  # noqa: E402
+from llm_platform.trainer.data.filters import build_filter  # noqa: E402
 from llm_platform.trainer.data.fineweb import FineWebQualityConfig  # noqa: E402
 from llm_platform.trainer.data.gopher import GopherQualityConfig, GopherRepetitionConfig  # noqa: E402
 from llm_platform.trainer.data.minhash import MinHasher, cluster  # noqa: E402
-from llm_platform.trainer.data.pipeline import build_filter  # noqa: E402
 from llm_platform.trainer.data.steps import Pipeline  # noqa: E402
 
 SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"

@@ -126,10 +126,10 @@ def schema_cases(url: str, secrets: dict, n: int, seed: int, findings: Findings)
         findings.judge("schemathesis", request, response.status_code, response.content)
 
     for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-        _run_mode(schema.as_strategy(mode), mode.value, n // 2, seed, lambda case, m=mode.value: _send(case, m))
+        _run_mode(schema.as_strategy(mode), n // 2, seed, lambda case, m=mode.value: _send(case, m))
 
 
-def _run_mode(strategy, mode: str, n: int, seed: int, send) -> None:
+def _run_mode(strategy, n: int, seed: int, send) -> None:
     """Draw `n` cases from `strategy` (no shrinking: every case is sent once) and send each."""
     from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis import seed as hypothesis_seed

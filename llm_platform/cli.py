@@ -97,7 +97,7 @@ def reference() -> None:
 
 @stage_app.command("run")
 def stage_run(
-    job: Annotated[Path, typer.Option(help="The LLMJob YAML file.")],
+    job_file: Annotated[Path, typer.Option("--job", help="The LLMJob YAML file.")],
     stage: Annotated[str, typer.Option(help="The stage to run.")],
     storage: Annotated[str | None, typer.Option(help="Artifact store URI (default: spec.storage.uri).")] = None,
 ) -> None:
@@ -106,18 +106,18 @@ def stage_run(
     from llm_platform.trainer.stages import run_stage
     from llm_platform.trainer.stages.preflight import PreflightError
 
-    spec = _load(job)
-    uri = storage or spec.spec.storage.uri
+    job = _load(job_file)
+    uri = storage or job.spec.storage.uri
     if not uri:
         err.print("no storage: pass --storage or set spec.storage.uri")
         raise typer.Exit(2)
     try:
-        spec.spec.stage(stage)
+        job.spec.stage(stage)
     except KeyError as e:
         err.print(e.args[0])
         raise typer.Exit(2) from None
     try:
-        run_stage(spec, stage, ArtifactStore.open(uri, spec.spec.storage.endpoint_url))
+        run_stage(job, stage, ArtifactStore.open(uri, job.spec.storage.endpoint_url))
     except (PreflightError, StoreError) as e:  # a refused setting, another writer, a corrupt input: no traceback
         err.print(str(e), markup=False)
         raise typer.Exit(2) from None

@@ -14,6 +14,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from rich.console import Console
 from rich.table import Table
@@ -21,6 +22,7 @@ from rich.table import Table
 from llm_platform.api import LLMJob
 from llm_platform.api.dag import ancestors, descendants, topological_order
 from llm_platform.storage import ArtifactStore
+from llm_platform.trainer.stages.command import stage_run_args
 
 HEADLINE_METRICS = (
     "train_docs",
@@ -36,11 +38,17 @@ HEADLINE_METRICS = (
 BENCHMARK_SUFFIXES = ("_acc", "_acc_norm", "_exact_match", "_strict_match")
 
 
+# What became of a stage in one `llmp run`, in the words the cluster's status uses: "skipped" is a stage that did not
+# run because a stage it needs failed (the operator's Skipped phase); "up to date" is one whose committed artifacts
+# already match its settings and inputs.
+StageResult = Literal["ran", "up to date", "failed", "skipped"]
+
+
 @dataclass
 class StageOutcome:
     name: str
     kind: str
-    result: str  # ran | skipped | failed | not run
+    result: StageResult
     seconds: float = 0.0
     reason: str = ""
     metrics: dict = field(default_factory=dict)
@@ -73,7 +81,7 @@ def stages_that_may_run(job: LLMJob, order: list[str], due: set[str]) -> list[st
 
 def stage_command(job_path: Path, stage: str, uri: str, local_gpus: int = 0) -> list[str]:
     """The command line of one stage: what a pod runs, here in a subprocess."""
-    cmd = ["-m", "llm_platform.cli", "stage", "run", "--job", str(job_path), "--stage", stage, "--storage", uri]
+    cmd = ["-m", "llm_platform.cli", *stage_run_args(str(job_path), stage, uri)]
     if local_gpus > 1:
         return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={local_gpus}", *cmd]
     return [sys.executable, *cmd]
@@ -105,7 +113,7 @@ def run_job(
     for name in order:
         stage = job.spec.stage(name)
         if failed:
-            outcomes.append(StageOutcome(name, stage.kind, "not run", reason="an earlier stage failed"))
+            outcomes.append(StageOutcome(name, stage.kind, "skipped", reason="an earlier stage failed"))
             continue
         if name not in forced:
             inputs_changed = ran & set(ancestors(job.spec.stages, name))
@@ -114,7 +122,7 @@ def run_job(
                 manifest = store.manifest(name)
                 console.print(f"[dim]⏭  {name} ({stage.kind}): up to date, {why}[/]")
                 outcomes.append(
-                    StageOutcome(name, stage.kind, "skipped", reason=why, metrics=manifest.meta.get("metrics", {}))
+                    StageOutcome(name, stage.kind, "up to date", reason=why, metrics=manifest.meta.get("metrics", {}))
                 )
                 continue
         console.print(f"[bold cyan]▶  {name}[/] ({stage.kind})")
@@ -134,7 +142,7 @@ def run_job(
         console.print(f"[bold green]✓  {name}[/] in {seconds:.1f}s")
     console.print(summary_table(outcomes))
     for outcome in outcomes:
-        if outcome.kind == "eval" and outcome.result in ("ran", "skipped"):
+        if outcome.kind == "eval" and outcome.result in ("ran", "up to date"):
             manifest = store.manifest(outcome.name)
             if manifest is not None and "report/eval.md" in manifest.files:
                 key = f"{outcome.name}/versions/{manifest.version}/report/eval.md"
@@ -153,7 +161,7 @@ def summary_table(outcomes: list[StageOutcome]) -> Table:
     table = Table(title="Summary")
     for column in ("stage", "kind", "result", "time", "highlights"):
         table.add_column(column)
-    colors = {"ran": "green", "skipped": "dim", "failed": "red", "not run": "yellow"}
+    colors: dict[StageResult, str] = {"ran": "green", "up to date": "dim", "failed": "red", "skipped": "yellow"}
     for o in outcomes:
         shown = [f"{k}={_fmt(o.metrics[k])}" for k in headline_metrics(o.metrics)][:4]
         table.add_row(

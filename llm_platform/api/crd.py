@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from .job import JobSpec, JobStatus
+from .job import KIND, JobSpec, JobStatus
 
 GROUP = "llmplatform.dev"
 VERSION = "v1alpha1"
@@ -31,7 +31,7 @@ def crd() -> dict[str, Any]:
             "group": GROUP,
             "scope": "Namespaced",
             "names": {
-                "kind": "LLMJob",
+                "kind": KIND,
                 "listKind": "LLMJobList",
                 "plural": PLURAL,
                 "singular": "llmjob",

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 from .errors import Problem, shorten
-from .stage import OUTPUTS, Stage
+from .stage import OUTPUTS, Stage, a_or_an
 
 
 class StageLike(Protocol):
@@ -41,7 +41,7 @@ def graph_problems(stages: Sequence[Stage], external: Sequence[str] = ()) -> lis
                 problems.append(
                     Problem(
                         ("spec", "stages", i, "needs"),
-                        f"{_a(stage.kind)} stage reads `{artifact}`, but none of the stages it needs "
+                        f"{a_or_an(stage.kind)} stage reads `{artifact}`, but none of the stages it needs "
                         f"(directly or through their needs) produces it; add a stage of kind "
                         f"{' or '.join(producers)} to `needs`"
                         + (" or set spec.model.from" if artifact == "model" else ""),
@@ -88,10 +88,6 @@ def _some_names(seen: dict[str, int]) -> str:
     """The first stage names, enough to spot a typo; a message must not grow with the size of a hostile spec."""
     shown = ", ".join(name for name, _ in zip(seen, range(_NAMES_SHOWN), strict=False))
     return shown + (f", ... ({len(seen)} stages)" if len(seen) > _NAMES_SHOWN else "")
-
-
-def _a(word: str) -> str:
-    return f"{'an' if word[0] in 'aeiou' else 'a'} '{word}'"
 
 
 def find_cycle(stages: Sequence[StageLike]) -> list[str]:

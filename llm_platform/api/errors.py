@@ -57,7 +57,7 @@ def format_loc(loc: Loc) -> str:
     return out or "<root>"
 
 
-def problems_from_validation_error(err: ValidationError, model: type[BaseModel], data: Any) -> list[Problem]:
+def problems_from_validation_error(err: ValidationError, model: type[BaseModel]) -> list[Problem]:
     """Rewrite pydantic's errors: readable paths, suggestions for unknown fields, the bad value shown."""
     problems: list[Problem] = []
     for e in err.errors(include_url=False):

@@ -68,12 +68,13 @@ class ModelSpec(SpecModel):
 
     @model_validator(mode="after")
     def _known(self) -> ModelSpec:
-        from llm_platform.trainer.model.config import PRESETS
+        from llm_platform.trainer.model.config import unknown_preset_problem
 
         if (self.preset is None) == (self.from_ is None):
             raise ValueError("give exactly one of `preset` (a new model) or `from` (an existing checkpoint)")
-        if self.preset is not None and self.preset not in PRESETS:
-            raise ValueError(f"unknown preset '{self.preset}'; known presets: {', '.join(sorted(PRESETS))}")
+        problem = self.preset and unknown_preset_problem(self.preset)
+        if problem:
+            raise ValueError(problem)
         values, problems = override_problems(self.overrides, self.preset)
         if problems:
             raise PydanticCustomError(

@@ -71,7 +71,7 @@ def parse_job(data: Any, source: str | None = None, policy: SpecPolicy = TRUSTED
     try:
         job = LLMJob.model_validate(data)
     except ValidationError as e:
-        problems = problems_from_validation_error(e, LLMJob, data)
+        problems = problems_from_validation_error(e, LLMJob)
         known = {p.loc for p in problems}
         problems += [p for p in naming_problems(_raw_stages(data)) if p.loc not in known]
         raise SpecError(problems, source) from None

@@ -74,9 +74,9 @@ def override_problems(overrides: dict[str, Any], preset: str | None) -> tuple[di
 def _problem(error: dict[str, Any]) -> Problem:
     loc = (*LOC, *error["loc"])
     if error["type"] == "extra_forbidden":
-        from llm_platform.trainer.model.config import field_names
+        from llm_platform.trainer.model.config import unknown_fields_problem
 
-        return Problem(loc, f"unknown model override(s) {error['loc'][0]}; valid keys: {', '.join(field_names())}")
+        return Problem(loc, unknown_fields_problem(error["loc"][:1], "model override"))
     message = error["msg"].removeprefix("Value error, ")
     if not isinstance(error.get("input"), dict | list) and error["type"] != "missing":
         message += f" (got {error['input']!r})"[:200]

@@ -89,7 +89,7 @@ class Stage(SpecModel):
         own = allowed[0]
         if getattr(self, own) is None:
             raise ValueError(
-                f"{_a(self.kind)} stage needs a `{own}` section, e.g. {_EXAMPLE.get(self.kind, own + ': {}')}"
+                f"{a_or_an(self.kind)} stage needs a `{own}` section, e.g. {_EXAMPLE.get(self.kind, own + ': {}')}"
             )
         stray = [
             s
@@ -99,7 +99,7 @@ class Stage(SpecModel):
         ]
         if stray:
             raise ValueError(
-                f"{_a(self.kind)} stage takes only {', '.join(f'`{s}`' for s in allowed)}; "
+                f"{a_or_an(self.kind)} stage takes only {', '.join(f'`{s}`' for s in allowed)}; "
                 f"remove {', '.join(f'`{s}`' for s in dict.fromkeys(stray))} or change `kind`"
             )
         if self.name in self.needs:
@@ -129,5 +129,6 @@ class Stage(SpecModel):
         return self.kind in ("pretrain", "finetune", "align")
 
 
-def _a(word: str) -> str:
+def a_or_an(word: str) -> str:
+    """The word quoted, after its article: "an 'eval'", "a 'data'"."""
     return f"{'an' if word[0] in 'aeiou' else 'a'} '{word}'"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from llm_platform.api import KIND
 from llm_platform.api.crd import GROUP, PLURAL, VERSION
 
 LLMJOB_API_VERSION = f"{GROUP}/{VERSION}"
@@ -92,7 +93,7 @@ def owner_reference(name: str, uid: str) -> dict[str, Any]:
     """Makes the LLMJob the controller of a child, so Kubernetes garbage-collects children with their job."""
     return {
         "apiVersion": LLMJOB_API_VERSION,
-        "kind": "LLMJob",
+        "kind": KIND,
         "name": name,
         "uid": uid,
         "controller": True,

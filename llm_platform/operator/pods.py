@@ -24,7 +24,8 @@ from typing import Any
 
 import yaml
 
-from llm_platform.api import LLMJob, Stage
+from llm_platform.api import LLMJob
+from llm_platform.trainer.stages.command import stage_run_args
 
 from .naming import (
     KUEUE_QUEUE_LABEL,
@@ -36,7 +37,8 @@ from .naming import (
     service_account_name,
     spec_configmap_name,
 )
-from .options import JobOptions, RenderError, RenderOptions
+from .options import JobOptions, RenderError
+from .render_context import RenderContext
 
 SPEC_VOLUME = "llmp-spec"
 SHM_VOLUME = "dshm"
@@ -75,21 +77,17 @@ def _local_path(uri: str) -> str:
     return uri.removeprefix("file://")
 
 
-def image_of(job: LLMJob, stage: Stage, options: RenderOptions) -> str:
-    return stage.image or job.spec.image or options.image
+def stage_args(ctx: RenderContext) -> list[str]:
+    return stage_run_args(SPEC_FILE, ctx.stage.name, storage_uri(ctx.job, ctx.jopts))
 
 
-def stage_args(job: LLMJob, stage: Stage, jopts: JobOptions) -> list[str]:
-    return ["stage", "run", "--job", SPEC_FILE, "--stage", stage.name, "--storage", storage_uri(job, jopts)]
+def llmp_command(ctx: RenderContext) -> list[str]:
+    return ["llmp", *stage_args(ctx)]
 
 
-def llmp_command(job: LLMJob, stage: Stage, jopts: JobOptions) -> list[str]:
-    return ["llmp", *stage_args(job, stage, jopts)]
-
-
-def llmp_command_line(job: LLMJob, stage: Stage, jopts: JobOptions) -> str:
+def llmp_command_line(ctx: RenderContext) -> str:
     """The same command as one shell-quoted string (a RayJob's `entrypoint`)."""
-    return shlex.join(llmp_command(job, stage, jopts))
+    return shlex.join(llmp_command(ctx))
 
 
 def spec_document(job: LLMJob) -> dict[str, Any]:
@@ -111,7 +109,7 @@ def _job_labelled(job: LLMJob, kind: str, name: str, namespace: str) -> dict[str
     }
 
 
-def render_spec_configmap(job: LLMJob, options: RenderOptions, namespace: str) -> dict[str, Any]:
+def render_spec_configmap(job: LLMJob, namespace: str) -> dict[str, Any]:
     text = yaml.safe_dump(spec_document(job), sort_keys=False, width=120)
     return {
         **_job_labelled(job, "ConfigMap", spec_configmap_name(job.metadata.name), namespace),
@@ -160,10 +158,11 @@ def scratch_volumes() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     return vols, mounts
 
 
-def volumes(job: LLMJob, jopts: JobOptions, shm: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def volumes(ctx: RenderContext, shm: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(volumes, volumeMounts): the spec file, /tmp and $HOME (the root file system is read-only), optional shared
     memory (NCCL, data loader workers, Ray's object store all need more than the container runtime's 64 MiB
     default) and the shared storage claim if any."""
+    job, jopts = ctx.job, ctx.jopts
     scratch, scratch_mounts = scratch_volumes()
     vols = [{"name": SPEC_VOLUME, "configMap": {"name": spec_configmap_name(job.metadata.name)}}, *scratch]
     mounts = [{"name": SPEC_VOLUME, "mountPath": SPEC_FILE_DIR, "readOnly": True}, *scratch_mounts]
@@ -180,7 +179,6 @@ def container(
     name: str,
     image: str,
     job: LLMJob,
-    jopts: JobOptions,
     resources: dict[str, Any],
     mounts: list[dict[str, Any]],
     command: list[str] | None = None,
@@ -230,56 +228,45 @@ def pod_security_context() -> dict[str, Any]:
 
 
 def pod_spec(
-    job: LLMJob,
-    stage: Stage,
-    namespace: str,
-    jopts: JobOptions,
-    containers: list[dict[str, Any]],
-    vols: list[dict[str, Any]],
-    restart_policy: str | None,
+    ctx: RenderContext, containers: list[dict[str, Any]], vols: list[dict[str, Any]], restart_policy: str | None
 ) -> dict[str, Any]:
     spec: dict[str, Any] = {}
     if restart_policy:
         spec["restartPolicy"] = restart_policy
-    spec["serviceAccountName"] = service_account_name(namespace, job.metadata.name)
+    spec["serviceAccountName"] = service_account_name(ctx.namespace, ctx.job.metadata.name)
     spec["automountServiceAccountToken"] = False
     spec["securityContext"] = pod_security_context()
     spec["containers"] = containers
     spec["volumes"] = vols
-    if stage.resources.node_selector:
-        spec["nodeSelector"] = dict(stage.resources.node_selector)
-    if jopts.priority_class:
-        spec["priorityClassName"] = jopts.priority_class
+    if ctx.stage.resources.node_selector:
+        spec["nodeSelector"] = dict(ctx.stage.resources.node_selector)
+    if ctx.jopts.priority_class:
+        spec["priorityClassName"] = ctx.jopts.priority_class
     return spec
 
 
-def pod_template(job_name: str, stage: Stage, attempt: int, spec: dict[str, Any]) -> dict[str, Any]:
-    return {"metadata": {"labels": labels(job_name, stage.name, attempt)}, "spec": copy.deepcopy(spec)}
+def pod_template(ctx: RenderContext, spec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "metadata": {"labels": labels(ctx.job.metadata.name, ctx.stage.name, ctx.attempt)},
+        "spec": copy.deepcopy(spec),
+    }
 
 
-def child_metadata(
-    job: LLMJob,
-    stage: Stage,
-    namespace: str,
-    attempt: int,
-    jopts: JobOptions,
-    owner_uid: str | None,
-    name: str,
-) -> dict[str, Any]:
+def child_metadata(ctx: RenderContext) -> dict[str, Any]:
     """Metadata of a stage's child: deterministic name, job/stage/attempt labels, the Kueue queue label, and the
     LLMJob as controlling owner (omitted in dry runs, where the job has no uid yet)."""
     meta: dict[str, Any] = {
-        "name": name,
-        "namespace": namespace,
-        "labels": labels(job.metadata.name, stage.name, attempt),
+        "name": ctx.child_name,
+        "namespace": ctx.namespace,
+        "labels": labels(ctx.job.metadata.name, ctx.stage.name, ctx.attempt),
     }
-    if jopts.kueue_queue:
-        meta["labels"][KUEUE_QUEUE_LABEL] = jopts.kueue_queue
-    if owner_uid:
-        meta["ownerReferences"] = [owner_reference(job.metadata.name, owner_uid)]
+    if ctx.jopts.kueue_queue:
+        meta["labels"][KUEUE_QUEUE_LABEL] = ctx.jopts.kueue_queue
+    if ctx.owner_uid:
+        meta["ownerReferences"] = [owner_reference(ctx.job.metadata.name, ctx.owner_uid)]
     return meta
 
 
-def starts_suspended(job: LLMJob, jopts: JobOptions) -> bool:
+def starts_suspended(ctx: RenderContext) -> bool:
     """Children start suspended while the job is, and always under Kueue (which admits them by unsuspending)."""
-    return job.spec.suspend or jopts.kueue_queue is not None
+    return ctx.job.spec.suspend or ctx.jopts.kueue_queue is not None

@@ -17,7 +17,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from llm_platform.api import JobStatus, LLMJob, SpecError, parse_job
+from llm_platform.api import KIND, JobStatus, LLMJob, SpecError, parse_job
 from llm_platform.observability.operator import OperatorMetrics
 
 from .artifacts import ArtifactProbe
@@ -109,7 +109,7 @@ class Reconciler:
 
     def _reconcile(self, namespace: str, name: str) -> tuple[str | None, str]:
         """(phase, result for the reconciles metric)."""
-        body = self.kube.get(LLMJOB_API_VERSION, "LLMJob", namespace, name)
+        body = self.kube.get(LLMJOB_API_VERSION, KIND, namespace, name)
         if body is None:
             self.metrics.job_phase(namespace, name, None)
             return None, "gone"
@@ -250,7 +250,7 @@ class Reconciler:
                 "clear the rerun annotation",
                 None,
                 "patch",
-                lambda: self.kube.patch(LLMJOB_API_VERSION, "LLMJob", namespace, job.metadata.name, patch),
+                lambda: self.kube.patch(LLMJOB_API_VERSION, KIND, namespace, job.metadata.name, patch),
             )
         return errors
 
@@ -279,7 +279,7 @@ class Reconciler:
         patch = {"status": {**new, "stages": {**new["stages"], **removed}}}
         meta = body["metadata"]
         try:
-            self.kube.patch(LLMJOB_API_VERSION, "LLMJob", meta.get("namespace"), meta["name"], patch, "status")
+            self.kube.patch(LLMJOB_API_VERSION, KIND, meta.get("namespace"), meta["name"], patch, "status")
         except ApiException:
             self.metrics.errors.labels("status").inc()
             raise
@@ -307,7 +307,7 @@ class Reconciler:
                 "metadata": {"name": f"{meta['name']}.{secrets.token_hex(8)}", "namespace": meta.get("namespace")},
                 "involvedObject": {
                     "apiVersion": LLMJOB_API_VERSION,
-                    "kind": "LLMJob",
+                    "kind": KIND,
                     "name": meta["name"],
                     "namespace": meta.get("namespace"),
                     "uid": meta.get("uid"),
@@ -379,7 +379,7 @@ def _owned_by(obj: dict[str, Any], job_name: str, uid: str | None) -> bool:
     """Controlled by this very LLMJob (not merely labelled with its name, nor left by a deleted namesake)."""
     owners = obj["metadata"].get("ownerReferences") or []
     return any(
-        o.get("kind") == "LLMJob" and o.get("name") == job_name and (uid is None or o.get("uid") == uid) for o in owners
+        o.get("kind") == KIND and o.get("name") == job_name and (uid is None or o.get("uid") == uid) for o in owners
     )
 
 

@@ -19,6 +19,7 @@ from .options import RenderError, RenderOptions, job_options, namespace_of
 from .pods import render_pod_service_account, render_spec_configmap, storage_uri
 from .policy import policy_problems
 from .render_batch import render_batch_job
+from .render_context import RenderContext
 from .render_pytorchjob import parallel_of, render_pytorchjob
 from .render_rayjob import render_rayjob
 from .render_serve import render_autoscaler, render_deployment, render_service
@@ -68,18 +69,16 @@ def render_stage(
     attempt: int = 1,
     owner_uid: str | None = None,
 ) -> StageManifests:
-    options = options or RenderOptions()
-    stage = job.spec.stage(stage_name)
-    kind = workload_kind(stage)
+    ctx = RenderContext.of(job, stage_name, options, attempt=attempt, owner_uid=owner_uid)
+    kind = workload_kind(ctx.stage)
     if kind == "Deployment":
-        extras = [render_service(job, stage, options, owner_uid=owner_uid)]
-        hpa = render_autoscaler(job, stage, options, owner_uid=owner_uid)
+        extras = [render_service(ctx)]
+        hpa = render_autoscaler(ctx)
         if hpa is not None:
             extras.append(hpa)
-        workload = render_deployment(job, stage, options, attempt=attempt, owner_uid=owner_uid)
-        return StageManifests(workload, extras)
+        return StageManifests(render_deployment(ctx), extras)
     render = {"PyTorchJob": render_pytorchjob, "RayJob": render_rayjob, "Job": render_batch_job}[kind]
-    return StageManifests(render(job, stage, options, attempt=attempt, owner_uid=owner_uid))
+    return StageManifests(render(ctx))
 
 
 def _owned(obj: dict[str, Any], job: LLMJob, owner_uid: str | None) -> dict[str, Any]:
@@ -91,7 +90,7 @@ def _owned(obj: dict[str, Any], job: LLMJob, owner_uid: str | None) -> dict[str,
 def render_configmap(job: LLMJob, options: RenderOptions | None = None, *, owner_uid: str | None = None) -> dict:
     """The ConfigMap holding the spec file every pod runs from."""
     options = options or RenderOptions()
-    return _owned(render_spec_configmap(job, options, namespace_of(job, options)), job, owner_uid)
+    return _owned(render_spec_configmap(job, namespace_of(job, options)), job, owner_uid)
 
 
 def render_service_account(
@@ -139,7 +138,7 @@ def render_problems(job: LLMJob, options: RenderOptions | None = None) -> list[s
 class _ManifestDumper(yaml.SafeDumper):
     """Plain YAML as people write manifests: no anchors, multi-line strings (the spec file) as literal blocks."""
 
-    def ignore_aliases(self, data: Any) -> bool:
+    def ignore_aliases(self, data: Any) -> bool:  # noqa: ARG002  # yaml.SafeDumper.ignore_aliases(data)
         return True
 
 

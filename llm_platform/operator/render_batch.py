@@ -7,14 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from llm_platform.api import LLMJob, Stage
-
-from .naming import child_name
-from .options import RenderOptions, job_options, namespace_of
 from .pods import (
     child_metadata,
     container,
-    image_of,
     llmp_command,
     pod_spec,
     pod_template,
@@ -22,46 +17,32 @@ from .pods import (
     starts_suspended,
     volumes,
 )
+from .render_context import RenderContext
 
 API_VERSION = "batch/v1"
 KIND = "Job"
 
 
-def render_batch_job(
-    job: LLMJob,
-    stage: Stage,
-    options: RenderOptions | None = None,
-    *,
-    attempt: int = 1,
-    owner_uid: str | None = None,
-) -> dict[str, Any]:
-    options = options or RenderOptions()
-    jopts = job_options(job)
-    res = stage.resources
-    namespace = namespace_of(job, options)
-    vols, mounts = volumes(job, jopts, shm=res.gpus > 0)
+def render_batch_job(ctx: RenderContext) -> dict[str, Any]:
+    job, res = ctx.job, ctx.stage.resources
+    vols, mounts = volumes(ctx, shm=res.gpus > 0)
     main = container(
         "stage",
-        image_of(job, stage, options),
+        ctx.image,
         job,
-        jopts,
         resource_requirements(res.cpu, res.memory, res.gpus),
         mounts,
-        command=llmp_command(job, stage, jopts),
+        command=llmp_command(ctx),
     )
-    template = pod_template(
-        job.metadata.name, stage, attempt, pod_spec(job, stage, namespace, jopts, [main], vols, "Never")
-    )
+    template = pod_template(ctx, pod_spec(ctx, [main], vols, "Never"))
     return {
         "apiVersion": API_VERSION,
         "kind": KIND,
-        "metadata": child_metadata(
-            job, stage, namespace, attempt, jopts, owner_uid, child_name(namespace, job.metadata.name, stage.name)
-        ),
+        "metadata": child_metadata(ctx),
         "spec": {
             "backoffLimit": 0,
-            "ttlSecondsAfterFinished": options.ttl_seconds_after_finished,
-            "suspend": starts_suspended(job, jopts),
+            "ttlSecondsAfterFinished": ctx.options.ttl_seconds_after_finished,
+            "suspend": starts_suspended(ctx),
             "template": template,
         },
     }

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from llm_platform.api import LLMJob, Stage
+from llm_platform.api import Stage
 from llm_platform.api.train import ParallelSpec
 
-from .naming import child_name
-from .options import JobOptions, RenderError, RenderOptions, job_options, namespace_of
+from .options import RenderError
 from .pods import (
     child_metadata,
     container,
-    image_of,
     pod_spec,
     pod_template,
     resource_requirements,
@@ -26,6 +24,7 @@ from .pods import (
     starts_suspended,
     volumes,
 )
+from .render_context import RenderContext
 
 API_VERSION = "kubeflow.org/v1"
 KIND = "PyTorchJob"
@@ -46,27 +45,19 @@ def training_shape(stage: Stage) -> tuple[int, int]:
     return parallel.nodes, parallel.gpus_per_node or stage.resources.gpus
 
 
-def torchrun_command(job: LLMJob, stage: Stage, jopts: JobOptions, nodes: str, nproc: int) -> list[str]:
+def torchrun_command(ctx: RenderContext, nodes: str, nproc: int) -> list[str]:
     return [
         "torchrun",
         f"--nnodes={nodes}",
         f"--nproc-per-node={nproc}",
         "-m",
         "llm_platform.cli",
-        *stage_args(job, stage, jopts),
+        *stage_args(ctx),
     ]
 
 
-def render_pytorchjob(
-    job: LLMJob,
-    stage: Stage,
-    options: RenderOptions | None = None,
-    *,
-    attempt: int = 1,
-    owner_uid: str | None = None,
-) -> dict[str, Any]:
-    options = options or RenderOptions()
-    jopts = job_options(job)
+def render_pytorchjob(ctx: RenderContext) -> dict[str, Any]:
+    job, stage, jopts = ctx.job, ctx.stage, ctx.jopts
     nodes, gpus = training_shape(stage)
     nproc = gpus or 1  # on CPU one process per node
     elastic = jopts.elastic_nodes
@@ -77,8 +68,7 @@ def render_pytorchjob(
     else:
         replicas, nnodes = nodes, str(nodes)
 
-    namespace = namespace_of(job, options)
-    vols, mounts = volumes(job, jopts, shm=True)
+    vols, mounts = volumes(ctx, shm=True)
 
     def replica(count: int, serves_metrics: bool) -> dict[str, Any]:
         ports = [{"name": "pytorchjob-port", "containerPort": MASTER_PORT, "protocol": "TCP"}]
@@ -86,17 +76,14 @@ def render_pytorchjob(
             ports.append({"name": "metrics", "containerPort": stage.train.metrics_port, "protocol": "TCP"})
         main = container(
             CONTAINER,
-            image_of(job, stage, options),
+            ctx.image,
             job,
-            jopts,
             resource_requirements(stage.resources.cpu, stage.resources.memory, gpus),
             mounts,
-            command=torchrun_command(job, stage, jopts, nnodes, nproc),
+            command=torchrun_command(ctx, nnodes, nproc),
             ports=ports,
         )
-        template = pod_template(
-            job.metadata.name, stage, attempt, pod_spec(job, stage, namespace, jopts, [main], vols, None)
-        )
+        template = pod_template(ctx, pod_spec(ctx, [main], vols, None))
         return {"replicas": count, "restartPolicy": "Never", "template": template}
 
     # rank 0 serves the Prometheus metrics: the Master's pod, or any Worker's when training is elastic
@@ -120,8 +107,8 @@ def render_pytorchjob(
         "runPolicy": {
             "backoffLimit": 0,
             "cleanPodPolicy": "Running",
-            "ttlSecondsAfterFinished": options.ttl_seconds_after_finished,
-            "suspend": starts_suspended(job, jopts),
+            "ttlSecondsAfterFinished": ctx.options.ttl_seconds_after_finished,
+            "suspend": starts_suspended(ctx),
             "schedulingPolicy": scheduling,
         },
     }
@@ -135,8 +122,6 @@ def render_pytorchjob(
     return {
         "apiVersion": API_VERSION,
         "kind": KIND,
-        "metadata": child_metadata(
-            job, stage, namespace, attempt, jopts, owner_uid, child_name(namespace, job.metadata.name, stage.name)
-        ),
+        "metadata": child_metadata(ctx),
         "spec": spec,
     }

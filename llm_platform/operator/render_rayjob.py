@@ -11,14 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from llm_platform.api import LLMJob, Stage
+from llm_platform.api import Stage
 
-from .naming import child_name
-from .options import RenderOptions, job_options, namespace_of
 from .pods import (
     child_metadata,
     container,
-    image_of,
     llmp_command_line,
     pod_spec,
     pod_template,
@@ -27,6 +24,7 @@ from .pods import (
     starts_suspended,
     volumes,
 )
+from .render_context import RenderContext
 from .render_pytorchjob import training_shape
 
 API_VERSION = "ray.io/v1"
@@ -44,32 +42,22 @@ def ray_shape(stage: Stage) -> tuple[int, int]:
     return stage.resources.workers, stage.resources.gpus
 
 
-def render_rayjob(
-    job: LLMJob,
-    stage: Stage,
-    options: RenderOptions | None = None,
-    *,
-    attempt: int = 1,
-    owner_uid: str | None = None,
-) -> dict[str, Any]:
-    options = options or RenderOptions()
-    jopts = job_options(job)
+def render_rayjob(ctx: RenderContext) -> dict[str, Any]:
+    job, stage, options = ctx.job, ctx.stage, ctx.options
     workers, gpus = ray_shape(stage)
-    image = image_of(job, stage, options)
-    namespace = namespace_of(job, options)
-    vols, mounts = volumes(job, jopts, shm=True)
+    image = ctx.image
+    vols, mounts = volumes(ctx, shm=True)
     cpu, memory = stage.resources.cpu, stage.resources.memory
 
     def template(main: dict[str, Any], pod_volumes: list[dict[str, Any]], restart: str | None = None) -> dict[str, Any]:
-        spec = pod_spec(job, stage, namespace, jopts, [main], pod_volumes, restart)
-        return pod_template(job.metadata.name, stage, attempt, spec)
+        return pod_template(ctx, pod_spec(ctx, [main], pod_volumes, restart))
 
     # The head runs the driver (the stage command) and Ray's control plane; GPUs go to the workers. Both read and
     # write the store; the submitter only talks to the head's dashboard, so it gets no storage credentials.
-    head = container("ray-head", image, job, jopts, resource_requirements(cpu, memory, 0), mounts)
-    worker = container("ray-worker", image, job, jopts, resource_requirements(cpu, memory, gpus), mounts)
+    head = container("ray-head", image, job, resource_requirements(cpu, memory, 0), mounts)
+    worker = container("ray-worker", image, job, resource_requirements(cpu, memory, gpus), mounts)
     scratch, scratch_mounts = scratch_volumes()
-    submitter = container(SUBMITTER, image, job, jopts, SUBMITTER_RESOURCES, scratch_mounts, storage=False)
+    submitter = container(SUBMITTER, image, job, SUBMITTER_RESOURCES, scratch_mounts, storage=False)
 
     cluster: dict[str, Any] = {
         "rayVersion": options.ray_version,
@@ -86,20 +74,18 @@ def render_rayjob(
         ],
     }
     spec: dict[str, Any] = {
-        "entrypoint": llmp_command_line(job, stage, jopts),
+        "entrypoint": llmp_command_line(ctx),
         "submissionMode": "K8sJobMode",
         "shutdownAfterJobFinishes": True,
         "ttlSecondsAfterFinished": options.ttl_seconds_after_finished,
         "backoffLimit": 0,
-        "suspend": starts_suspended(job, jopts),
+        "suspend": starts_suspended(ctx),
         "submitterPodTemplate": template(submitter, scratch, "Never"),
         "rayClusterSpec": cluster,
     }
     return {
         "apiVersion": API_VERSION,
         "kind": KIND,
-        "metadata": child_metadata(
-            job, stage, namespace, attempt, jopts, owner_uid, child_name(namespace, job.metadata.name, stage.name)
-        ),
+        "metadata": child_metadata(ctx),
         "spec": spec,
     }

@@ -14,18 +14,18 @@ from typing import Any
 
 from llm_platform.api import LLMJob, Stage
 
-from .naming import SPEC_FILE, child_name, labels, selector_labels
-from .options import JobOptions, RenderError, RenderOptions, job_options, namespace_of
+from .naming import SPEC_FILE, labels, selector_labels
+from .options import RenderError
 from .pods import (
     child_metadata,
     container,
-    image_of,
     llmp_command,
     pod_spec,
     resource_requirements,
     storage_uri,
     volumes,
 )
+from .render_context import RenderContext
 
 HEALTH = "/health"
 API_KEY_ENTRY = "api-key"
@@ -77,7 +77,7 @@ def _vllm_args(job: LLMJob, stage: Stage, gpus: int) -> list[str]:
     return args
 
 
-def _fetch_model_container(job: LLMJob, stage: Stage, jopts: JobOptions, image: str, mounts: list) -> dict[str, Any]:
+def _fetch_model_container(ctx: RenderContext, mounts: list) -> dict[str, Any]:
     command = [
         "python",
         "-m",
@@ -85,43 +85,30 @@ def _fetch_model_container(job: LLMJob, stage: Stage, jopts: JobOptions, image: 
         "--job",
         SPEC_FILE,
         "--stage",
-        stage.name,
+        ctx.stage.name,
         "--storage",
-        storage_uri(job, jopts),
+        storage_uri(ctx.job, ctx.jopts),
         "--dest",
         MODEL_DIR,
     ]
-    return container("fetch-model", image, job, jopts, FETCH_MODEL_RESOURCES, mounts, command=command)
+    return container("fetch-model", ctx.image, ctx.job, FETCH_MODEL_RESOURCES, mounts, command=command)
 
 
-def render_deployment(
-    job: LLMJob,
-    stage: Stage,
-    options: RenderOptions | None = None,
-    *,
-    attempt: int = 1,
-    owner_uid: str | None = None,
-    replicas: int | None = None,
-) -> dict[str, Any]:
-    options = options or RenderOptions()
-    jopts = job_options(job)
+def render_deployment(ctx: RenderContext, replicas: int | None = None) -> dict[str, Any]:
+    job, stage, options = ctx.job, ctx.stage, ctx.options
     serve, res = stage.serve, stage.resources
-    namespace = namespace_of(job, options)
-    vols, mounts = volumes(job, jopts, shm=res.gpus > 0)
+    vols, mounts = volumes(ctx, shm=res.gpus > 0)
     ports = [{"name": "http", "containerPort": serve.port, "protocol": "TCP"}]
     resources = resource_requirements(res.cpu, res.memory, res.gpus)
     init_containers: list[dict[str, Any]] = []
     if serve.engine == "vllm":
         model_mount = {"name": MODEL_VOLUME, "mountPath": "/models"}
         vols = [*vols, {"name": MODEL_VOLUME, "emptyDir": {}}]
-        init_containers.append(
-            _fetch_model_container(job, stage, jopts, image_of(job, stage, options), [*mounts, model_mount])
-        )
+        init_containers.append(_fetch_model_container(ctx, [*mounts, model_mount]))
         server = container(
             "server",
             options.vllm_image,
             job,
-            jopts,
             resources,
             [*mounts, model_mount],
             command=VLLM_SERVER,
@@ -133,12 +120,11 @@ def render_deployment(
     else:
         server = container(
             "server",
-            image_of(job, stage, options),
+            ctx.image,
             job,
-            jopts,
             resources,
             mounts,
-            command=llmp_command(job, stage, jopts),
+            command=llmp_command(ctx),
             ports=ports,
         )
         listen = [{"name": "LLMP_SERVE_HOST", "value": "0.0.0.0"}]  # the pod IP, not only loopback
@@ -146,14 +132,13 @@ def render_deployment(
     server["startupProbe"] = _probe(HEALTH, 10, 90)  # loading a large model takes minutes
     server["readinessProbe"] = _probe(HEALTH, 10, 3)
     server["livenessProbe"] = _probe(HEALTH, 20, 3)
-    spec = pod_spec(job, stage, namespace, jopts, [server], vols, None)
+    spec = pod_spec(ctx, [server], vols, None)
     if init_containers:
         spec = {"initContainers": init_containers, **spec}
-    name = child_name(namespace, job.metadata.name, stage.name)
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": child_metadata(job, stage, namespace, attempt, jopts, owner_uid, name),
+        "metadata": child_metadata(ctx),
         "spec": {
             "replicas": desired_replicas(stage) if replicas is None else replicas,
             "selector": {"matchLabels": selector_labels(job.metadata.name, stage.name)},
@@ -162,17 +147,14 @@ def render_deployment(
     }
 
 
-def render_service(
-    job: LLMJob, stage: Stage, options: RenderOptions | None = None, *, owner_uid: str | None = None
-) -> dict[str, Any]:
-    options = options or RenderOptions()
-    name = child_name(namespace_of(job, options), job.metadata.name, stage.name)
+def render_service(ctx: RenderContext) -> dict[str, Any]:
+    job, stage, name = ctx.job, ctx.stage, ctx.child_name
     if not name[0].isalpha():
         raise RenderError(
             f"metadata.name: a Service name must start with a letter, and '{name}' (job-stage) does not; rename the "
             "job to start with a letter"
         )
-    meta = _companion_metadata(job, stage, options, owner_uid, name)
+    meta = _companion_metadata(ctx)
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -185,29 +167,24 @@ def render_service(
     }
 
 
-def _companion_metadata(
-    job: LLMJob, stage: Stage, options: RenderOptions, owner_uid: str | None, name: str
-) -> dict[str, Any]:
+def _companion_metadata(ctx: RenderContext) -> dict[str, Any]:
     """Metadata of an object that goes with the serving Deployment (its Service, its autoscaler): the Deployment's
     name and owner, and the stage's labels without an attempt (it is not re-created per attempt)."""
-    meta = child_metadata(job, stage, namespace_of(job, options), 1, job_options(job), owner_uid, name)
-    meta["labels"] = labels(job.metadata.name, stage.name)
+    meta = child_metadata(ctx)
+    meta["labels"] = labels(ctx.job.metadata.name, ctx.stage.name)
     return meta
 
 
-def render_autoscaler(
-    job: LLMJob, stage: Stage, options: RenderOptions | None = None, *, owner_uid: str | None = None
-) -> dict[str, Any] | None:
+def render_autoscaler(ctx: RenderContext) -> dict[str, Any] | None:
     """An autoscaling/v2 HPA on queue length (requests waiting per pod), or None without `serve.autoscale`.
 
     CPU says little about an inference server (its batch saturates the accelerator first); requests waiting say
     exactly when a replica is behind. The metric reaches the HPA as a Pods metric through the Prometheus adapter."""
-    autoscale = stage.serve.autoscale
+    autoscale = ctx.stage.serve.autoscale
     if autoscale is None:
         return None
-    options = options or RenderOptions()
-    name = child_name(namespace_of(job, options), job.metadata.name, stage.name)
-    meta = _companion_metadata(job, stage, options, owner_uid, name)
+    name = ctx.child_name
+    meta = _companion_metadata(ctx)
     return {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",

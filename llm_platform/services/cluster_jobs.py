@@ -14,7 +14,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from llm_platform.api import LLMJob
+from llm_platform.api import KIND, LLMJob
 from llm_platform.operator.kube import Kube
 from llm_platform.operator.naming import LLMJOB_API_VERSION
 from llm_platform.operator.options import RenderOptions
@@ -24,7 +24,6 @@ from llm_platform.trainer.stages.preflight import PreflightError
 from .backend import JobExists, JobNotFound
 
 USER_AGENT = "llm-platform-api"
-KIND = "LLMJob"
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 

@@ -29,7 +29,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from llm_platform.api import LLMJob, Metadata, SpecError
+from llm_platform.api import KIND, LLMJob, Metadata, SpecError
 from llm_platform.api.policy import SpecPolicy
 from llm_platform.api.stage import NAME_PATTERN
 from llm_platform.trainer.stages.preflight import PreflightError
@@ -203,7 +203,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         job = LLMJob.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         components.update(job.pop("$defs", {}))
-        components["LLMJob"] = job
+        components[KIND] = job
         app.openapi_schema = schema
     return app.openapi_schema
 

@@ -77,7 +77,7 @@ class LocalJobs:
         self.table.close()
 
     # -- the backend interface ---------------------------------------------------------------------------------------
-    def serves(self, namespace: str) -> str | None:
+    def serves(self, namespace: str) -> str | None:  # noqa: ARG002  # Jobs.serves(namespace): one server serves every namespace
         return None
 
     def submit(self, namespace: str, job: LLMJob) -> dict[str, Any]:

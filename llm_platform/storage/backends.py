@@ -96,7 +96,7 @@ class LocalBackend:
     def local_path(self, key: str) -> Path | None:
         return self._path(key)
 
-    def lease(self, key: str, ttl_s: float) -> LocalLease:
+    def lease(self, key: str, ttl_s: float) -> LocalLease:  # noqa: ARG002  # Backend.lease: a local lock dies with its holder, no TTL
         return LocalLease(self._path(f"{key}/{LEASE}"), key)
 
 
@@ -159,7 +159,7 @@ class S3Backend:
             batch = [{"Key": k} for k in keys[start : start + 1000]]
             self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
 
-    def local_path(self, key: str) -> Path | None:
+    def local_path(self, key: str) -> Path | None:  # noqa: ARG002  # Backend.local_path: S3 keys have none
         return None
 
     def lease(self, key: str, ttl_s: float) -> S3Lease:

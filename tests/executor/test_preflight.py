@@ -8,10 +8,16 @@ import sys
 
 import pytest
 
-from llm_platform.api import STAGE_KINDS, load_job
+from llm_platform.api import STAGE_KINDS, Stage, load_job
 from llm_platform.executor import stages_that_may_run
 from llm_platform.trainer.stages import RUNNERS
-from llm_platform.trainer.stages.preflight import NOT_BUILT, PreflightError, check, stage_problems
+from llm_platform.trainer.stages.preflight import (
+    NOT_BUILT,
+    PreflightError,
+    check,
+    stage_problems,
+    unsupported,
+)
 from tests.api.test_validation import GOOD
 
 from .test_run_local import JOB
@@ -27,6 +33,15 @@ def with_stage_settings(old: str, new: str) -> str:
 def test_every_kind_has_a_runner_or_says_why_not():
     assert set(RUNNERS) | set(NOT_BUILT) == set(STAGE_KINDS)
     assert not set(RUNNERS) & set(NOT_BUILT)
+    for kind in STAGE_KINDS:
+        stage = Stage.model_construct(name="s", kind=kind)
+        reported = [p for p in unsupported(stage) if p.startswith("kind:")]
+        assert bool(reported) == (kind in NOT_BUILT), kind
+
+
+def test_every_registered_runner_loads_a_run_function():
+    for kind, runner in RUNNERS.items():
+        assert callable(runner.load().run), kind
 
 
 def test_serving_with_vllm_needs_vllm_here():

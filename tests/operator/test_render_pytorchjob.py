@@ -6,6 +6,7 @@ import pytest
 
 from llm_platform.operator.naming import name_hash
 from llm_platform.operator.options import RenderError, RenderOptions
+from llm_platform.operator.render_context import RenderContext
 from llm_platform.operator.render_pytorchjob import render_pytorchjob
 
 from .helpers import DATA, PRETRAIN, TOKENIZER, job
@@ -23,7 +24,7 @@ def pretrain(parallel=None, resources=None, **meta):
 
 def test_two_nodes_become_one_master_and_one_worker_with_torchrun_over_all_gpus():
     j, stage = pretrain({"strategy": "fsdp", "nodes": 2, "gpus_per_node": 8})
-    out = render_pytorchjob(j, stage)
+    out = render_pytorchjob(RenderContext.of(j, stage))
     replicas = out["spec"]["pytorchReplicaSpecs"]
     assert {k: v["replicas"] for k, v in replicas.items()} == {"Master": 1, "Worker": 1}
     assert out["spec"]["nprocPerNode"] == "8"
@@ -38,12 +39,12 @@ def test_two_nodes_become_one_master_and_one_worker_with_torchrun_over_all_gpus(
 
 def test_one_node_has_only_a_master():
     j, stage = pretrain({"gpus_per_node": 4})
-    assert set(render_pytorchjob(j, stage)["spec"]["pytorchReplicaSpecs"]) == {"Master"}
+    assert set(render_pytorchjob(RenderContext.of(j, stage))["spec"]["pytorchReplicaSpecs"]) == {"Master"}
 
 
 def test_cpu_training_runs_one_process_per_node_without_gpus():
     j, stage = pretrain()
-    out = render_pytorchjob(j, stage)
+    out = render_pytorchjob(RenderContext.of(j, stage))
     container = out["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["containers"][0]
     assert out["spec"]["nprocPerNode"] == "1"
     assert "--nproc-per-node=1" in container["command"]
@@ -52,7 +53,7 @@ def test_cpu_training_runs_one_process_per_node_without_gpus():
 
 def test_failed_pods_are_not_restarted_in_place_and_runs_are_gang_scheduled():
     j, stage = pretrain({"nodes": 4, "gpus_per_node": 8})
-    out = render_pytorchjob(j, stage, RenderOptions(ttl_seconds_after_finished=600))
+    out = render_pytorchjob(RenderContext.of(j, stage, RenderOptions(ttl_seconds_after_finished=600)))
     policy = out["spec"]["runPolicy"]
     assert policy["backoffLimit"] == 0
     assert policy["ttlSecondsAfterFinished"] == 600
@@ -62,7 +63,7 @@ def test_failed_pods_are_not_restarted_in_place_and_runs_are_gang_scheduled():
 
 def test_every_pod_mounts_the_spec_and_shared_memory():
     j, stage = pretrain({"nodes": 2})
-    for replica in render_pytorchjob(j, stage)["spec"]["pytorchReplicaSpecs"].values():
+    for replica in render_pytorchjob(RenderContext.of(j, stage))["spec"]["pytorchReplicaSpecs"].values():
         spec = replica["template"]["spec"]
         mounts = {m["mountPath"] for m in spec["containers"][0]["volumeMounts"]}
         assert mounts == {"/etc/llmp", "/tmp", "/home/llmp", "/dev/shm"}
@@ -74,16 +75,16 @@ def test_storage_credentials_come_from_the_secret_and_the_endpoint_from_the_spec
     j, stage = pretrain()
     j.spec.storage.secret_ref = "s3-creds"
     j.spec.storage.endpoint_url = "http://minio:9000"
-    container = render_pytorchjob(j, stage)["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["containers"][
-        0
-    ]
+    container = render_pytorchjob(RenderContext.of(j, stage))["spec"]["pytorchReplicaSpecs"]["Master"]["template"][
+        "spec"
+    ]["containers"][0]
     assert container["envFrom"] == [{"secretRef": {"name": "s3-creds"}}]
     assert {"name": "AWS_ENDPOINT_URL", "value": "http://minio:9000"} in container["env"]
 
 
 def test_kueue_queue_label_makes_the_job_start_suspended_with_the_label():
     j, stage = pretrain(labels={"kueue.x-k8s.io/queue-name": "gpu"})
-    out = render_pytorchjob(j, stage)
+    out = render_pytorchjob(RenderContext.of(j, stage))
     assert out["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "gpu"
     assert out["spec"]["runPolicy"]["suspend"] is True
 
@@ -91,14 +92,14 @@ def test_kueue_queue_label_makes_the_job_start_suspended_with_the_label():
 def test_suspended_job_renders_suspended_children():
     j, stage = pretrain()
     j.spec.suspend = True
-    assert render_pytorchjob(j, stage)["spec"]["runPolicy"]["suspend"] is True
+    assert render_pytorchjob(RenderContext.of(j, stage))["spec"]["runPolicy"]["suspend"] is True
 
 
 def test_scheduling_queue_and_priority_class_annotations():
     j, stage = pretrain(
         annotations={"llmplatform.dev/scheduling-queue": "research", "llmplatform.dev/priority-class": "high"}
     )
-    out = render_pytorchjob(j, stage)
+    out = render_pytorchjob(RenderContext.of(j, stage))
     assert out["spec"]["runPolicy"]["schedulingPolicy"] == {
         "minAvailable": 1,
         "queue": "research",
@@ -109,7 +110,7 @@ def test_scheduling_queue_and_priority_class_annotations():
 
 def test_elastic_nodes_annotation_renders_an_elastic_policy_and_worker_replicas_only():
     j, stage = pretrain({"nodes": 3, "gpus_per_node": 8}, annotations={"llmplatform.dev/elastic-nodes": "2:4"})
-    out = render_pytorchjob(j, stage)
+    out = render_pytorchjob(RenderContext.of(j, stage))
     assert set(out["spec"]["pytorchReplicaSpecs"]) == {"Worker"}
     assert out["spec"]["pytorchReplicaSpecs"]["Worker"]["replicas"] == 3
     assert out["spec"]["elasticPolicy"]["minReplicas"] == 2
@@ -122,12 +123,12 @@ def test_elastic_nodes_annotation_renders_an_elastic_policy_and_worker_replicas_
 def test_a_garbled_elastic_annotation_is_an_error_naming_the_annotation():
     j, stage = pretrain(annotations={"llmplatform.dev/elastic-nodes": "4-2"})
     with pytest.raises(RenderError, match="elastic-nodes.*MIN:MAX"):
-        render_pytorchjob(j, stage)
+        render_pytorchjob(RenderContext.of(j, stage))
 
 
 def test_owner_reference_labels_and_name_are_deterministic():
     j, stage = pretrain()
-    out = render_pytorchjob(j, stage, attempt=3, owner_uid="u-1")
+    out = render_pytorchjob(RenderContext.of(j, stage, attempt=3, owner_uid="u-1"))
     meta = out["metadata"]
     assert meta["name"] == "demo-pretrain-" + name_hash("team", "demo", "pretrain")
     assert meta["namespace"] == "team"
@@ -138,16 +139,16 @@ def test_owner_reference_labels_and_name_are_deterministic():
         {"apiVersion": "llmplatform.dev/v1alpha1", "kind": "LLMJob", "name": "demo", "uid": "u-1",
          "controller": True, "blockOwnerDeletion": True}
     ]  # fmt: skip
-    assert render_pytorchjob(j, stage, attempt=3, owner_uid="u-1") == out
+    assert render_pytorchjob(RenderContext.of(j, stage, attempt=3, owner_uid="u-1")) == out
 
 
 def test_stage_image_overrides_the_job_image_which_overrides_the_default():
     j, stage = pretrain()
 
     def image():
-        return render_pytorchjob(j, stage, RenderOptions(image="default:1"))["spec"]["pytorchReplicaSpecs"]["Master"][
-            "template"
-        ]["spec"]["containers"][0]["image"]
+        return render_pytorchjob(RenderContext.of(j, stage, RenderOptions(image="default:1")))["spec"][
+            "pytorchReplicaSpecs"
+        ]["Master"]["template"]["spec"]["containers"][0]["image"]
 
     assert image() == "default:1"
     j.spec.image = "job:2"

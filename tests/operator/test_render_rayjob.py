@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 
 from llm_platform.operator.options import RenderOptions
+from llm_platform.operator.render_context import RenderContext
 from llm_platform.operator.render_rayjob import render_rayjob
 
 from .helpers import DATA, PRETRAIN, TOKENIZER, job
@@ -22,7 +23,7 @@ def ray_data(workers=4, gpus=0):
 
 def test_entrypoint_is_the_stage_command_on_the_shared_storage():
     j, stage = ray_data()
-    spec = render_rayjob(j, stage)["spec"]
+    spec = render_rayjob(RenderContext.of(j, stage))["spec"]
     assert shlex.split(spec["entrypoint"]) == [
         "llmp", "stage", "run", "--job", "/etc/llmp/job.yaml", "--stage", "data", "--storage", "s3://bucket/demo",
     ]  # fmt: skip
@@ -30,7 +31,7 @@ def test_entrypoint_is_the_stage_command_on_the_shared_storage():
 
 def test_the_cluster_lives_only_as_long_as_the_job():
     j, stage = ray_data()
-    spec = render_rayjob(j, stage, RenderOptions(ttl_seconds_after_finished=120))["spec"]
+    spec = render_rayjob(RenderContext.of(j, stage, RenderOptions(ttl_seconds_after_finished=120)))["spec"]
     assert spec["shutdownAfterJobFinishes"] is True
     assert spec["ttlSecondsAfterFinished"] == 120
     assert spec["suspend"] is False
@@ -39,7 +40,7 @@ def test_the_cluster_lives_only_as_long_as_the_job():
 
 def test_workers_form_one_fixed_size_group_and_gpus_go_to_workers_only():
     j, stage = ray_data(workers=3, gpus=2)
-    cluster = render_rayjob(j, stage)["spec"]["rayClusterSpec"]
+    cluster = render_rayjob(RenderContext.of(j, stage))["spec"]["rayClusterSpec"]
     (group,) = cluster["workerGroupSpecs"]
     assert (group["replicas"], group["minReplicas"], group["maxReplicas"]) == (3, 3, 3)
     worker = group["template"]["spec"]["containers"][0]
@@ -51,14 +52,14 @@ def test_workers_form_one_fixed_size_group_and_gpus_go_to_workers_only():
 
 def test_kuberay_starts_ray_itself_so_containers_set_no_command():
     j, stage = ray_data()
-    cluster = render_rayjob(j, stage)["spec"]["rayClusterSpec"]
+    cluster = render_rayjob(RenderContext.of(j, stage))["spec"]["rayClusterSpec"]
     templates = [cluster["headGroupSpec"]["template"], cluster["workerGroupSpecs"][0]["template"]]
     assert all("command" not in t["spec"]["containers"][0] for t in templates)
 
 
 def test_head_and_workers_mount_the_spec():
     j, stage = ray_data()
-    cluster = render_rayjob(j, stage)["spec"]["rayClusterSpec"]
+    cluster = render_rayjob(RenderContext.of(j, stage))["spec"]["rayClusterSpec"]
     for template in (cluster["headGroupSpec"]["template"], cluster["workerGroupSpecs"][0]["template"]):
         assert {"name": "llmp-spec", "mountPath": "/etc/llmp", "readOnly": True} in template["spec"]["containers"][0][
             "volumeMounts"
@@ -68,7 +69,9 @@ def test_head_and_workers_mount_the_spec():
 def test_ray_train_launcher_puts_one_worker_per_node_with_its_gpus():
     stage = {**PRETRAIN, "train": {"steps": 10, "parallel": {"nodes": 4, "gpus_per_node": 8, "launcher": "ray"}}}
     j = job(DATA, TOKENIZER, stage)
-    group = render_rayjob(j, j.spec.stage("pretrain"))["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]
+    group = render_rayjob(RenderContext.of(j, j.spec.stage("pretrain")))["spec"]["rayClusterSpec"]["workerGroupSpecs"][
+        0
+    ]
     assert group["replicas"] == 4
     assert group["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "8"
 
@@ -76,5 +79,8 @@ def test_ray_train_launcher_puts_one_worker_per_node_with_its_gpus():
 def test_ray_version_comes_from_the_options():
     j, stage = ray_data()
     assert (
-        render_rayjob(j, stage, RenderOptions(ray_version="2.9.3"))["spec"]["rayClusterSpec"]["rayVersion"] == "2.9.3"
+        render_rayjob(RenderContext.of(j, stage, RenderOptions(ray_version="2.9.3")))["spec"]["rayClusterSpec"][
+            "rayVersion"
+        ]
+        == "2.9.3"
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from llm_platform.operator.options import RenderError, RenderOptions
+from llm_platform.operator.render_context import RenderContext
 from llm_platform.operator.render_serve import render_autoscaler, render_deployment, render_service
 
 from .helpers import DATA, PRETRAIN, SERVE, TOKENIZER, child, job
@@ -18,7 +19,7 @@ def serving(serve=None, resources=None, name="demo"):
 
 def test_builtin_engine_runs_the_stage_command_and_is_ready_once_healthy():
     j, stage = serving({"replicas": 3, "port": 9000})
-    out = render_deployment(j, stage)
+    out = render_deployment(RenderContext.of(j, stage))
     assert out["spec"]["replicas"] == 3
     container = out["spec"]["template"]["spec"]["containers"][0]
     assert container["command"][:3] == ["llmp", "stage", "run"]
@@ -31,13 +32,15 @@ def test_builtin_engine_runs_the_stage_command_and_is_ready_once_healthy():
 @pytest.mark.parametrize(("engine", "variable"), [("builtin", "LLMP_API_KEY"), ("vllm", "VLLM_API_KEY")])
 def test_the_api_key_comes_from_the_named_secret(engine, variable):
     j, stage = serving({"engine": engine, "api_key_secret": "bot-keys"})
-    container = render_deployment(j, stage)["spec"]["template"]["spec"]["containers"][0]
+    container = render_deployment(RenderContext.of(j, stage))["spec"]["template"]["spec"]["containers"][0]
     assert {"name": variable, "valueFrom": {"secretKeyRef": {"name": "bot-keys", "key": "api-key"}}} in container["env"]
 
 
 def test_vllm_engine_copies_the_model_in_first_and_serves_it_under_the_job_name():
     j, stage = serving({"engine": "vllm", "max_batch": 64}, {"gpus": 2})
-    pod = render_deployment(j, stage, RenderOptions(vllm_image="vllm/vllm-openai:test"))["spec"]["template"]["spec"]
+    pod = render_deployment(RenderContext.of(j, stage, RenderOptions(vllm_image="vllm/vllm-openai:test")))["spec"][
+        "template"
+    ]["spec"]
     (fetch,) = pod["initContainers"]
     assert fetch["command"][:3] == ["python", "-m", "llm_platform.operator.fetch_model"]
     assert fetch["command"][-2:] == ["--dest", "/models/model"]
@@ -53,15 +56,15 @@ def test_vllm_engine_copies_the_model_in_first_and_serves_it_under_the_job_name(
 def test_vllm_with_builtin_quantization_is_refused_with_the_fix():
     j, stage = serving({"engine": "vllm", "quantization": "int8"})
     with pytest.raises(RenderError, match="engine: builtin"):
-        render_deployment(j, stage)
+        render_deployment(RenderContext.of(j, stage))
 
 
 def test_service_selects_the_stage_pods_on_the_serving_port():
     j, stage = serving({"port": 8080})
-    service = render_service(j, stage)
+    service = render_service(RenderContext.of(j, stage))
     assert service["metadata"]["name"] == child("demo", "serve")
     assert service["spec"]["selector"] == {"llmplatform.dev/job": "demo", "llmplatform.dev/stage": "serve"}
-    deployment = render_deployment(j, stage)
+    deployment = render_deployment(RenderContext.of(j, stage))
     assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
     assert service["spec"]["ports"][0]["port"] == 8080
 
@@ -69,12 +72,12 @@ def test_service_selects_the_stage_pods_on_the_serving_port():
 def test_service_names_must_start_with_a_letter():
     j, stage = serving(name="7b-chat")
     with pytest.raises(RenderError, match="start with a letter"):
-        render_service(j, stage)
+        render_service(RenderContext.of(j, stage))
 
 
 def test_autoscale_scales_on_requests_waiting_and_starts_at_its_minimum():
     j, stage = serving({"autoscale": {"min_replicas": 2, "max_replicas": 6, "target_waiting_requests": 3}})
-    hpa = render_autoscaler(j, stage)
+    hpa = render_autoscaler(RenderContext.of(j, stage))
     assert hpa["spec"]["scaleTargetRef"] == {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -89,9 +92,9 @@ def test_autoscale_scales_on_requests_waiting_and_starts_at_its_minimum():
             "target": {"type": "AverageValue", "averageValue": "3"},
         },
     }
-    assert render_deployment(j, stage)["spec"]["replicas"] == 2
+    assert render_deployment(RenderContext.of(j, stage))["spec"]["replicas"] == 2
 
 
 def test_no_autoscale_no_hpa():
     j, stage = serving()
-    assert render_autoscaler(j, stage) is None
+    assert render_autoscaler(RenderContext.of(j, stage)) is None

@@ -137,7 +137,7 @@ def create_app(state: ServerState, load_engine: Callable[[], Any]) -> FastAPI:
             log.exception("loading the model failed")
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):
+    async def lifespan(app: FastAPI):  # noqa: ARG001  # FastAPI lifespan(app)
         state.created = int(time.time())
         threading.Thread(target=load, name="load-model", daemon=True).start()
         yield
@@ -151,16 +151,16 @@ def create_app(state: ServerState, load_engine: Callable[[], Any]) -> FastAPI:
     app.add_middleware(Guard, state=state)
 
     @app.exception_handler(APIError)
-    async def api_error(request: Request, error: APIError):
+    async def api_error(request: Request, error: APIError):  # noqa: ARG001  # FastAPI exception handler (request, error)
         return error.response()
 
     @app.exception_handler(Exception)
-    async def unexpected(request: Request, error: Exception):
+    async def unexpected(request: Request, error: Exception):  # noqa: ARG001  # FastAPI exception handler (request, error)
         log.exception("request failed")
         return APIError(500, f"internal error: {type(error).__name__}", code="internal_error").response()
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(request: Request, error: RequestValidationError):
+    async def validation_error(request: Request, error: RequestValidationError):  # noqa: ARG001  # FastAPI exception handler (request, error)
         problems = error.errors()
         first = problems[0] if problems else {"loc": (), "msg": "invalid request"}
         path = field_path(tuple(first.get("loc", ())))

@@ -11,53 +11,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .c4 import C4Config, C4Step
-from .classifier import ClassifierConfig, ClassifierStep
 from .clean import CleanConfig, CleanStep
 from .decontaminate import DecontaminationConfig, DecontaminationStep, EvalIndex
 from .document import Document
-from .fineweb import FineWebQualityConfig, fineweb_quality
-from .gopher import GopherQualityConfig, GopherRepetitionConfig, gopher_quality, gopher_repetition
+from .filters import build_filter
 from .language import LanguageConfig, LanguageStep
 from .minhash import MinHashConfig, MinHasher
-from .perplexity import PerplexityConfig, PerplexityStep
 from .pii import PIIConfig, PIIStep
 from .report import LengthHistogram
-from .steps import CheckFilter, Pipeline, Step, StepStats
-from .toxicity import ToxicityConfig, ToxicityStep
-
-FILTER_CONFIGS: dict[str, type] = {
-    "gopher_repetition": GopherRepetitionConfig,
-    "gopher_quality": GopherQualityConfig,
-    "c4": C4Config,
-    "fineweb": FineWebQualityConfig,
-    "classifier": ClassifierConfig,
-    "perplexity": PerplexityConfig,
-    "toxicity": ToxicityConfig,
-}
-
-
-def build_filter(kind: str, config: Any) -> Step:
-    if kind == "gopher_repetition":
-        return CheckFilter(kind, lambda text: gopher_repetition(text, config))
-    if kind == "gopher_quality":
-        return CheckFilter(kind, lambda text: gopher_quality(text, config))
-    if kind == "fineweb":
-        return CheckFilter(kind, lambda text: fineweb_quality(text, config))
-    if kind == "c4":
-        return C4Step(config)
-    if kind == "classifier":
-        return ClassifierStep(config)
-    if kind == "perplexity":
-        return PerplexityStep(config)
-    if kind == "toxicity":
-        return ToxicityStep(config)
-    raise ValueError(f"unknown filter '{kind}'; choose from {', '.join(FILTER_CONFIGS)}")
+from .steps import Pipeline, Step, StepStats
 
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    """Everything a data run does to documents. `filters` is an ordered tuple of (kind, config) pairs."""
+    """Everything a data run does to documents. `filters` is an ordered tuple of (name, config) pairs,
+    each name a key of `filters.FILTERS`."""
 
     clean: CleanConfig = CleanConfig()
     language: LanguageConfig | None = None

@@ -85,7 +85,7 @@ def load_preference_data(
             data.dropped += 1
             continue
         pair = PreferencePair(*responses)
-        (data.val if is_validation(where, record, val_fraction) else data.train).append(pair)
+        (data.val if is_validation(record, val_fraction) else data.train).append(pair)
     if not data.train:
         raise DatasetError(f"no training pair left from '{pattern}' ({data.records} records, {data.dropped} dropped)")
     return data

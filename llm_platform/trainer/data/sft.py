@@ -122,7 +122,7 @@ def tokenize(tokenizer, parts: Sequence[tuple[str, bool]], mask_prompt: bool, ad
     return Example(ids, mask)
 
 
-def is_validation(where: str, record: Mapping[str, Any], fraction: float) -> bool:
+def is_validation(record: Mapping[str, Any], fraction: float) -> bool:
     """Held out by content hash: the same records are held out whatever the file order or the run."""
     digest = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64 < fraction
@@ -177,7 +177,7 @@ def load_sft_data(
         if not any(example.loss_mask[1:]):  # the first token is never a target
             data.dropped += 1
             continue
-        (data.val if is_validation(where, record, val_fraction) else data.train).append(example)
+        (data.val if is_validation(record, val_fraction) else data.train).append(example)
     if not data.train:
         raise DatasetError(
             f"no training example left from '{pattern}' ({data.records} records, {data.dropped} with no response "

@@ -81,13 +81,6 @@ class StepStats:
         )
 
 
-def merge_stats(into: dict[str, StepStats], other: dict[str, StepStats]) -> dict[str, StepStats]:
-    """Add `other`'s per-step counts into `into` (keeping step order) and return it."""
-    for name, stats in other.items():
-        into.setdefault(name, StepStats()).merge(stats)
-    return into
-
-
 class Pipeline:
     """Steps applied in order; a dropped document goes no further. Stats accumulate across calls."""
 

@@ -51,7 +51,7 @@ def run_in_sandbox(resps: Sequence[Sequence[str]], docs: Sequence[dict]) -> list
     return [[next(passed) for _ in completions] for completions in resps]
 
 
-def _pass_at_ks(doc: dict, results: list[list[bool]], ks: tuple[int, ...]) -> dict[str, float]:
+def _pass_at_ks(doc: dict, results: list[list[bool]], ks: tuple[int, ...]) -> dict[str, float]:  # noqa: ARG001  # lm-eval process_results(doc, results)
     """pass@k of one problem from the sandbox's verdicts on its samples (lm-eval hands them over as one list)."""
     (verdicts,) = results
     n, c = len(verdicts), sum(verdicts)

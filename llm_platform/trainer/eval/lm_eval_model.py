@@ -146,7 +146,7 @@ class PlatformLM(TemplateLM):
         """What lm-eval keys its request cache by when prompts go through a chat template."""
         return f"llmp-{self.tokenizer.vocab_size}"
 
-    def chat_template(self, chat_template: bool | str = False) -> str | None:
+    def chat_template(self, chat_template: bool | str = False) -> str | None:  # noqa: ARG002  # lm_eval LM.chat_template signature
         return self.tokenizer.chat_template or ""
 
     def apply_chat_template(self, chat_history: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
@@ -164,7 +164,7 @@ class PlatformLM(TemplateLM):
         )
         return self.tokenizer.encode(string, add_bos=add_bos, allow_special=True)
 
-    def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, **kwargs) -> list[tuple[float, bool]]:
+    def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, **kwargs) -> list[tuple[float, bool]]:  # noqa: ARG002  # lm_eval LM signature
         for strings, _, continuation in requests:
             if len(continuation) > self.max_length:
                 text = strings[1][:40] if strings else ""
@@ -179,7 +179,7 @@ class PlatformLM(TemplateLM):
                 self.cache_hook.add_partial("loglikelihood", strings, answer)
         return results
 
-    def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
+    def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:  # noqa: ARG002  # lm_eval LM signature
         """Log-likelihood of whole texts: disjoint windows of up to `max_length` scored tokens, each conditioned on
         the tokens before it in the window (the first on the prefix token)."""
         pairs, owner = [], []
@@ -219,7 +219,7 @@ class PlatformLM(TemplateLM):
             top_p=kwargs.get("top_p"),
         )
 
-    def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
+    def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:  # noqa: ARG002  # lm_eval LM signature
         """All prompts at once through the engine, each cut on the left to leave room for `max_gen_toks`. Sampled
         requests get seeds 0, 1, 2, ... in order, so the repeats of one prompt (pass@k's n samples) differ,
         reproducibly."""

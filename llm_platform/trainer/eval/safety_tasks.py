@@ -23,7 +23,7 @@ def _docs(data_dir: str, **_lm_eval_metadata) -> DatasetDict:
     return splits(test=[{"prompt": r["prompt"]} for r in read_jsonl(benchmark_file(data_dir, PROMPTS), ("prompt",))])
 
 
-def _score(doc: dict, results: list[str]) -> dict[str, float]:
+def _score(doc: dict, results: list[str]) -> dict[str, float]:  # noqa: ARG001  # lm-eval process_results(doc, results)
     return {"toxic_rate": float(bool(bad_words(results[0])))}
 
 

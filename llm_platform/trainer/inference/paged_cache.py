@@ -323,7 +323,11 @@ class PagedBatch:
         self.fresh = layout.fresh and cache.plain_attention
 
     def update(
-        self, layer: int, first: torch.Tensor, second: torch.Tensor, start_pos: int = 0
+        self,
+        layer: int,
+        first: torch.Tensor,
+        second: torch.Tensor,
+        start_pos: int = 0,  # noqa: ARG002  # KV cache protocol
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Writes the new entries [B, heads, T, width] into their slots and returns each row's cached entries
         [B, heads, L, width] with their positions [B, L] (-1 = empty). ``start_pos`` is unused: rows carry their own

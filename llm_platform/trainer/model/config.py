@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -163,14 +164,30 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
-        unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            raise ValueError(f"unknown ModelConfig field(s) {unknown}; valid fields: {field_names()}")
+        problem = unknown_fields_problem(data)
+        if problem:
+            raise ValueError(problem)
         return cls(**data)
 
 
 def field_names() -> list[str]:
     return [f.name for f in dataclasses.fields(ModelConfig)]
+
+
+def unknown_fields_problem(keys: Iterable[str], noun: str = "ModelConfig field") -> str | None:
+    """What is wrong with these setting names, naming the unknown ones and the valid ones; None if all are fields.
+    The one check of model setting names: `from_dict`, `get_config` and the API's `spec.model.overrides` use it."""
+    unknown = [key for key in keys if key not in field_names()]
+    if not unknown:
+        return None
+    return f"unknown {noun}(s) {', '.join(map(str, unknown))}; valid keys: {', '.join(field_names())}"
+
+
+def unknown_preset_problem(preset: str) -> str | None:
+    """What is wrong with this preset name, with the known ones; None if it is a preset. The one check of it."""
+    if preset in PRESETS:
+        return None
+    return f"unknown preset '{preset}'; known presets: {', '.join(sorted(PRESETS))}"
 
 
 def _tiny(**kw: Any) -> ModelConfig:
@@ -327,11 +344,9 @@ def get_config(preset: str, **overrides: Any) -> ModelConfig:
 
     Raises ValueError naming the unknown preset or override key, with the valid choices.
     """
-    if preset not in PRESETS:
-        raise ValueError(f"unknown model preset {preset!r}; choose one of {sorted(PRESETS)}")
-    unknown = sorted(set(overrides) - set(field_names()))
-    if unknown:
-        raise ValueError(f"unknown model override(s) {unknown} for preset {preset!r}; valid keys: {field_names()}")
+    problem = unknown_preset_problem(preset) or unknown_fields_problem(overrides, "model override")
+    if problem:
+        raise ValueError(problem)
     # Deep copies: a config never shares a mutable field (rope_scaling, sliding_window_layers) with a preset or caller.
     return dataclasses.replace(copy.deepcopy(PRESETS[preset]), **copy.deepcopy(overrides))
 
@@ -343,4 +358,14 @@ def capacity(config: ModelConfig, n_tokens: int) -> int:
     return max(1, math.ceil(config.moe_capacity_factor * expected))
 
 
-__all__ = ["ModelConfig", "PRESETS", "get_config", "field_names", "capacity", "num_params", "flops_per_token"]
+__all__ = [
+    "ModelConfig",
+    "PRESETS",
+    "get_config",
+    "field_names",
+    "unknown_fields_problem",
+    "unknown_preset_problem",
+    "capacity",
+    "num_params",
+    "flops_per_token",
+]

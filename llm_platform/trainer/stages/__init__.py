@@ -7,7 +7,6 @@ commits the output folder atomically with a manifest that records settings finge
 from __future__ import annotations
 
 import contextlib
-import importlib
 import os
 import tempfile
 import time
@@ -20,17 +19,9 @@ from llm_platform.storage import ArtifactStore, CorruptArtifact, Manifest, Store
 
 from .context import StageContext
 from .preflight import check
+from .registry import NOT_BUILT, RUNNERS, StageRunner
 
-# the module of each kind's runner; the kinds without one yet are preflight.NOT_BUILT
-RUNNERS = {
-    "data": "llm_platform.trainer.stages.data",
-    "tokenizer": "llm_platform.trainer.stages.tokenizer",
-    "pretrain": "llm_platform.trainer.stages.pretrain",
-    "finetune": "llm_platform.trainer.stages.finetune",
-    "align": "llm_platform.trainer.stages.align",
-    "eval": "llm_platform.trainer.stages.evaluate",
-    "serve": "llm_platform.trainer.stages.serve",
-}
+__all__ = ["NOT_BUILT", "RUNNERS", "StageRunner", "is_up_to_date", "make_context", "run_stage"]
 
 
 def make_context(job: LLMJob, stage_name: str, store: ArtifactStore, scratch: Path) -> StageContext:
@@ -76,7 +67,7 @@ def run_stage(job: LLMJob, stage_name: str, store: ArtifactStore) -> Manifest:
     writing = store.lease(stage_name, wait_s) if _is_rank_zero() else contextlib.nullcontext()
     with writing, tempfile.TemporaryDirectory(prefix=f"llmp-{stage_name}-") as tmp:
         ctx = make_context(job, stage_name, store, Path(tmp))
-        runner = importlib.import_module(RUNNERS[ctx.stage.kind])
+        runner = RUNNERS[ctx.stage.kind]
         # what the output is derived from, recorded as it was when the stage started
         fingerprint, inputs = ctx.fingerprint(), ctx.input_versions()
         started = datetime.now(UTC)

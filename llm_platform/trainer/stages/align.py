@@ -48,15 +48,15 @@ def run(ctx: StageContext, out: Path) -> dict:
         attach_reference(pairs, lambda ids, labels: reference_logps(model, ids, labels), pad_id(tokenizer),
                          settings.micro_batch, env.device)  # fmt: skip
 
-    job = Tuning(
+    tuning = Tuning(
         name=f"align ({spec.method})",
         train=data.train,
         val=data.val,
-        objective=lambda model, config: DPOLoss(model, spec.beta),
+        objective=lambda model, config: DPOLoss(model, spec.beta),  # noqa: ARG005  # tune() objective(model, config)
         adapters=None if spec.lora is None else lora_config(spec.lora),
         epochs=spec.epochs,
         loader=PreferenceLoader,
         collate=collate_pairs,
         prepare=with_reference,
     )
-    return {**data.summary(), **tune(ctx, out, model, tokenizer, settings, job)}
+    return {**data.summary(), **tune(ctx, out, model, tokenizer, settings, tuning)}

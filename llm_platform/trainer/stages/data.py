@@ -18,10 +18,11 @@ from llm_platform.api.data import DataSpec
 from llm_platform.api.policy import SpecPolicy
 from llm_platform.trainer.data.clean import CleanConfig
 from llm_platform.trainer.data.decontaminate import DecontaminationConfig, EvalIndex
+from llm_platform.trainer.data.filters import FILTERS
 from llm_platform.trainer.data.language import LanguageConfig
 from llm_platform.trainer.data.minhash import MinHashConfig
 from llm_platform.trainer.data.pii import PIIConfig
-from llm_platform.trainer.data.pipeline import FILTER_CONFIGS, PipelineConfig
+from llm_platform.trainer.data.pipeline import PipelineConfig
 from llm_platform.trainer.data.report import RunReport, write_report
 from llm_platform.trainer.data.run import run_pipeline
 from llm_platform.trainer.data.sources import iter_documents
@@ -47,7 +48,7 @@ def synthetic_api_key(config: SyntheticConfig, environ: Mapping[str, str] = os.e
 def pipeline_config(spec: DataSpec) -> PipelineConfig:
     """The library's settings for a `data:` section (the spec models mirror the config dataclasses field for field)."""
     filters = tuple(
-        (kind, FILTER_CONFIGS[kind](**_frozen(getattr(step, kind).model_dump())))
+        (kind, FILTERS[kind].config(**_frozen(getattr(step, kind).model_dump())))
         for step in spec.filters
         for kind in step.kinds()
     )

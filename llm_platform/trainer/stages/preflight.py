@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from llm_platform.api import Stage
 from llm_platform.trainer.eval.task_names import task_list_problems
 
-# stage kinds that validate and render to cluster manifests but have no runner yet
-NOT_BUILT: tuple[str, ...] = ()
+from .registry import NOT_BUILT
 
 
 @dataclass(frozen=True)

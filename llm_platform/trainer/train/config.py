@@ -1,78 +1,109 @@
 """Training settings as a plain dataclass, so the engine runs without the LLMJob API (pydantic) installed.
 
 The pretrain, finetune and align stages build a `TrainConfig` from their `TrainSpec` with `TrainConfig.from_dict`;
-scripts and benchmarks build one directly. Field names and defaults match `llm_platform.api.train.TrainSpec`.
+scripts and benchmarks build one directly. This is where each training setting is declared: the API's `TrainSpec`
+(validation, CRD schema, reference docs) is generated from these fields, their types and their `setting` metadata.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import MISSING, dataclass, field
+from typing import Any, Literal, get_args
 
-SCHEDULES = ("cosine", "linear", "wsd", "constant")
-PRECISIONS = ("fp32", "bf16", "fp16")
-OPTIMIZERS = ("adamw", "adamw8bit")
-ACTIVATION_CHECKPOINTING = ("none", "full", "selective")
-STRATEGIES = ("auto", "ddp", "fsdp", "deepspeed")
+Schedule = Literal["cosine", "linear", "wsd", "constant"]
+Precision = Literal["fp32", "bf16", "fp16"]
+OptimizerName = Literal["adamw", "adamw8bit"]
+ActivationCheckpointing = Literal["none", "full", "selective"]
+Strategy = Literal["auto", "ddp", "fsdp", "deepspeed"]
+Launcher = Literal["torchrun", "ray"]
+Device = Literal["auto", "cpu", "cuda"]
+
+
+def setting(default: Any = MISSING, *, description: str | None = None, **bounds: Any) -> Any:
+    """A field with what the LLMJob API shows and checks for it: `description`, and bounds (`ge`, `le`, `gt`, `lt`,
+    `pattern`) as pydantic names them. The API's `TrainSpec` is generated from these dataclasses, so each setting is
+    declared here once; this module itself needs nothing beyond the standard library."""
+    meta = {k: v for k, v in {"description": description, **bounds}.items() if v is not None}
+    if isinstance(default, type):
+        return field(default_factory=default, metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 @dataclass
 class ParallelConfig:
-    strategy: str = "auto"
-    nodes: int = 1
-    gpus_per_node: int = 0
-    zero_stage: int = 2
-    launcher: str = "torchrun"
+    """How the work is spread; the operator renders it into a PyTorchJob (torchrun) or a RayJob (Ray Train)."""
+
+    strategy: Strategy = setting("auto", description="auto: single process on one device, DDP on several.")
+    nodes: int = setting(1, ge=1, le=1024)
+    gpus_per_node: int = setting(0, ge=0, le=16, description="0 runs on CPU.")
+    zero_stage: Literal[1, 2, 3] = setting(2, description="DeepSpeed ZeRO stage (strategy: deepspeed only).")
+    launcher: Launcher = setting("torchrun", description="torchrun: PyTorchJob; ray: RayJob + Ray Train.")
 
 
 @dataclass
 class TrainConfig:
     """How to train. `steps` (or `tokens` / tokens per step) bounds the run; `micro_batch` is per process."""
 
-    steps: int | None = None
-    tokens: float | None = None
-    micro_batch: int = 8
-    grad_accum: int = 1
-    seq_len: int = 2048
-    lr: float = 3e-4
-    min_lr_ratio: float = 0.1
-    warmup_steps: int = 100
-    schedule: str = "cosine"
-    decay_fraction: float = 0.2
-    weight_decay: float = 0.1
+    steps: int | None = setting(None, ge=1, le=10**10, description="Optimizer steps. Give `steps` or `tokens`.")
+    tokens: float | None = setting(None, gt=0, le=1e16, description="Training tokens; steps = tokens / (batch tokens).")
+    micro_batch: int = setting(8, ge=1, le=65536, description="Sequences per device per forward pass.")
+    grad_accum: int = setting(1, ge=1, le=65536, description="Micro-batches accumulated per optimizer step.")
+    seq_len: int = setting(2048, ge=8, le=1_048_576, description="Tokens per training sequence.")
+    lr: float = setting(3e-4, gt=0, lt=1, description="Peak learning rate.")
+    min_lr_ratio: float = setting(0.1, ge=0, le=1, description="Final learning rate as a fraction of `lr`.")
+    warmup_steps: int = setting(100, ge=0, le=10**10, description="Steps of linear warm-up; at most `steps`.")
+    schedule: Schedule = "cosine"
+    decay_fraction: float = setting(
+        0.2, gt=0, le=1, description="wsd only: fraction of the steps spent decaying to min_lr_ratio at the end."
+    )
+    weight_decay: float = setting(0.1, ge=0, le=10)
     betas: tuple[float, float] = (0.9, 0.95)
-    grad_clip: float = 1.0
-    optimizer: str = "adamw"
-    z_loss: float = 0.0
-    precision: str = "bf16"
-    fp8: bool = False
-    activation_checkpointing: str = "none"
-    compile: bool = False
-    seed: int = 0
-    log_every: int = 10
-    eval_every: int = 0
-    eval_batches: int = 8
-    checkpoint_every: int = 0
-    keep_checkpoints: int = 2
-    async_checkpoint: bool = False
-    device: str = "auto"
-    tensorboard: bool = False
-    wandb_project: str | None = None
-    metrics_port: int | None = None
-    parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    grad_clip: float = setting(1.0, gt=0, le=1e6)
+    optimizer: OptimizerName = setting(
+        "adamw", description="adamw8bit: 8-bit optimizer state (bitsandbytes on CUDA, blockwise-quantized elsewhere)."
+    )
+    z_loss: float = setting(
+        0.0, ge=0, le=1, description="Weight of the z-loss, mean(logsumexp(logits)^2); 1e-4 is common."
+    )
+    precision: Precision = setting("bf16", description="bf16/fp16 autocast; fp32 on CPU.")
+    fp8: bool = setting(False, description="FP8 matmuls through torchao float8 (H100/H200 class GPUs).")
+    activation_checkpointing: ActivationCheckpointing = setting(
+        "none", description="Recompute blocks in the backward pass: all ops (full) or all but matmuls (selective)."
+    )
+    compile: bool = setting(False, description="torch.compile the model (per block under FSDP).")
+    seed: int = setting(0, ge=0, le=2**32 - 1)
+    log_every: int = setting(10, ge=1, le=10**10)
+    eval_every: int = setting(
+        0, ge=0, le=10**10, description="Evaluate validation loss every N steps (0: only at the end)."
+    )
+    eval_batches: int = setting(8, ge=1, le=1_000_000)
+    checkpoint_every: int = setting(0, ge=0, le=10**10, description="Checkpoint every N steps (0: only at the end).")
+    keep_checkpoints: int = setting(2, ge=1, le=1000)
+    async_checkpoint: bool = setting(False, description="Write and upload checkpoints in the background.")
+    device: Device = "auto"
+    tensorboard: bool = setting(False, description="Also write TensorBoard event files beside train_log.jsonl.")
+    wandb_project: str | None = setting(
+        None, pattern=r"^[A-Za-z0-9_.-]{1,128}$", description="Log to this Weights & Biases project (needs `wandb`)."
+    )
+    metrics_port: int | None = setting(
+        None, ge=1, le=65535, description="Serve Prometheus metrics on this port (rank 0)."
+    )
+    parallel: ParallelConfig = setting(ParallelConfig)
 
     def __post_init__(self) -> None:
         for name, choices in (
-            ("schedule", SCHEDULES),
-            ("precision", PRECISIONS),
-            ("optimizer", OPTIMIZERS),
-            ("activation_checkpointing", ACTIVATION_CHECKPOINTING),
+            ("schedule", Schedule),
+            ("precision", Precision),
+            ("optimizer", OptimizerName),
+            ("activation_checkpointing", ActivationCheckpointing),
         ):
-            if getattr(self, name) not in choices:
-                raise ValueError(f"train.{name}: {getattr(self, name)!r} is not one of {list(choices)}")
-        if self.parallel.strategy not in STRATEGIES:
-            raise ValueError(f"train.parallel.strategy: {self.parallel.strategy!r} is not one of {list(STRATEGIES)}")
+            if getattr(self, name) not in get_args(choices):
+                raise ValueError(f"train.{name}: {getattr(self, name)!r} is not one of {list(get_args(choices))}")
+        if self.parallel.strategy not in get_args(Strategy):
+            raise ValueError(
+                f"train.parallel.strategy: {self.parallel.strategy!r} is not one of {list(get_args(Strategy))}"
+            )
         if (self.steps is None) == (self.tokens is None):
             raise ValueError("train: give exactly one of `steps` or `tokens` to say how long to train")
         self.betas = tuple(self.betas)

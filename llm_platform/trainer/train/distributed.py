@@ -81,7 +81,7 @@ _SAVE_OPS = {
 }
 
 
-def _keep_matmuls(ctx, op, *args, **kwargs) -> CheckpointPolicy:
+def _keep_matmuls(ctx, op, *args, **kwargs) -> CheckpointPolicy:  # noqa: ARG001  # torch checkpoint policy_fn(ctx, op, ...)
     """Selective checkpointing: keep matmul and attention outputs (costly to redo), recompute the cheap
     element-wise ops (norms, activations, RoPE), whose outputs take most of the memory."""
     return CheckpointPolicy.MUST_SAVE if op in _SAVE_OPS else CheckpointPolicy.PREFER_RECOMPUTE

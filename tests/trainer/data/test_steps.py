@@ -1,7 +1,7 @@
 import pytest
 
 from llm_platform.trainer.data.document import Document, Drop
-from llm_platform.trainer.data.steps import CheckFilter, Pipeline, StepStats, merge_stats
+from llm_platform.trainer.data.steps import CheckFilter, Pipeline, StepStats
 
 
 def _docs(*texts):
@@ -31,7 +31,8 @@ def test_stats_merge_and_round_trip_through_dict():
     doc = Document("x", "text", "s")
     a.record(doc, doc)
     b.record(doc, Drop("bad"))
-    merged = merge_stats({"f": a}, {"f": b})["f"]
+    merged = a
+    merged.merge(b)
     assert (merged.seen, merged.kept, dict(merged.dropped)) == (2, 1, {"bad": 1})
     assert StepStats.from_dict(merged.to_dict()).to_dict() == merged.to_dict()
 

@@ -28,7 +28,7 @@ class Oracle(LM):
         docs = task.eval_docs.select(range(limit))
         self.answers = {task.doc_to_text(doc): answer(doc) for doc in docs}
 
-    def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
+    def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:  # noqa: ARG002  # lm_eval LM signature
         return [self.answers[request.args[0]] for request in requests]
 
     def loglikelihood(self, requests, disable_tqdm: bool = False):

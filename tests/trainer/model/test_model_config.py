@@ -41,7 +41,7 @@ def test_unknown_preset_names_it_and_lists_choices():
 
 
 def test_unknown_override_names_it_and_lists_fields():
-    with pytest.raises(ValueError, match=r"\['hidden'\].*num_kv_heads"):
+    with pytest.raises(ValueError, match=r"unknown model override\(s\) hidden;.*num_kv_heads"):
         get_config("llama-tiny", hidden=3)
 
 

@@ -24,6 +24,7 @@ from llm_platform.trainer.data import (
     toxicity,
 )
 from llm_platform.trainer.data.corpus import iter_corpus
+from llm_platform.trainer.data.filters import FILTERS
 from llm_platform.trainer.stages import run_stage
 from llm_platform.trainer.stages.data import pipeline_config
 from tests.trainer.data.corpus_fixture import write_mixed_corpus
@@ -57,6 +58,13 @@ def test_spec_sections_mirror_the_library_configs_with_the_same_defaults(spec, c
         for f in dataclasses.fields(config)
     }
     assert spec_values == library_values
+
+
+def test_the_spec_offers_exactly_the_registered_filters_with_their_settings():
+    assert list(spec_models.FilterStep.model_fields) == list(FILTERS)
+    for name, registered in FILTERS.items():
+        spec = spec_models.FilterStep.model_fields[name].annotation.__args__[0]  # `Spec | None`
+        assert list(spec.model_fields) == [f.name for f in dataclasses.fields(registered.config)], name
 
 
 def test_decontamination_spec_mirrors_its_config():

@@ -47,7 +47,7 @@ class HFBackend:
     def encode(self, text: str, allow_special: bool) -> list[int]:
         return self._engine(allow_special).encode(text, add_special_tokens=False).ids
 
-    def encode_batch(self, texts: Sequence[str], allow_special: bool, num_threads: int) -> list[list[int]]:
+    def encode_batch(self, texts: Sequence[str], allow_special: bool, num_threads: int) -> list[list[int]]:  # noqa: ARG002  # Backend protocol
         encodings = self._engine(allow_special).encode_batch(list(texts), add_special_tokens=False)
         return [encoding.ids for encoding in encodings]
 
@@ -67,7 +67,7 @@ class HFBackend:
     def is_byte_fallback(self, token_id: int) -> bool:
         return self._byte_fallback and BYTE_PIECE.fullmatch(self.tokenizer.id_to_token(token_id) or "") is not None
 
-    def save(self, directory: Path, *, bos_token: str | None, formats: tuple[str, ...]) -> list[Path]:
+    def save(self, directory: Path, *, bos_token: str | None, formats: tuple[str, ...]) -> list[Path]:  # noqa: ARG002  # Backend protocol
         path = directory / "tokenizer.json"
         self.tokenizer.save(str(path))
         return [path]

@@ -112,7 +112,7 @@ class SentencePieceBackend:
     def is_byte_fallback(self, token_id: int) -> bool:
         return self.processor.is_byte(token_id)
 
-    def save(self, directory: Path, *, bos_token: str | None, formats: tuple[str, ...]) -> list[Path]:
+    def save(self, directory: Path, *, bos_token: str | None, formats: tuple[str, ...]) -> list[Path]:  # noqa: ARG002  # Backend protocol
         path = directory / MODEL_FILE
         path.write_bytes(self.model_proto)
         return [path]

@@ -132,7 +132,7 @@ class TiktokenBackend:
         except KeyError:
             return None
 
-    def is_byte_fallback(self, token_id: int) -> bool:
+    def is_byte_fallback(self, token_id: int) -> bool:  # noqa: ARG002  # Backend protocol
         return False
 
     def to_hf(self, bos_token: str | None):

@@ -1,0 +1,89 @@
+"""The stage runner of each stage kind: one typed entry per kind, and the kinds without one are derived from it.
+
+A runner is anything with `run(ctx, out) -> metrics` (each runner module is one). The entries import their module
+when first run, so `llmp` starts without loading torch for kinds it does not run; each entry is a plain function
+that names its module, so "go to definition" and the call graph lead to the runner. Adding a stage kind is one
+entry here and its own module (plus the kind's settings in `llm_platform.api`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, get_args
+
+from llm_platform.api.stage import StageKind
+
+from .context import StageContext
+
+
+class StageRunner(Protocol):
+    """What every stage kind's runner does: write the stage's artifacts into `out`, return its metrics."""
+
+    def run(self, ctx: StageContext, out: Path) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class LazyRunner:
+    """A runner whose module is imported on first use; `load` returns that module (a `StageRunner`)."""
+
+    load: Any  # Callable[[], StageRunner]; a module satisfies the protocol, which Callable[..., Protocol] can't say
+
+    def run(self, ctx: StageContext, out: Path) -> dict[str, Any]:
+        return self.load().run(ctx, out)
+
+
+def _data() -> StageRunner:
+    from . import data
+
+    return data
+
+
+def _tokenizer() -> StageRunner:
+    from . import tokenizer
+
+    return tokenizer
+
+
+def _pretrain() -> StageRunner:
+    from . import pretrain
+
+    return pretrain
+
+
+def _finetune() -> StageRunner:
+    from . import finetune
+
+    return finetune
+
+
+def _align() -> StageRunner:
+    from . import align
+
+    return align
+
+
+def _eval() -> StageRunner:
+    from . import evaluate
+
+    return evaluate
+
+
+def _serve() -> StageRunner:
+    from . import serve
+
+    return serve
+
+
+RUNNERS: dict[StageKind, StageRunner] = {
+    "data": LazyRunner(_data),
+    "tokenizer": LazyRunner(_tokenizer),
+    "pretrain": LazyRunner(_pretrain),
+    "finetune": LazyRunner(_finetune),
+    "align": LazyRunner(_align),
+    "eval": LazyRunner(_eval),
+    "serve": LazyRunner(_serve),
+}
+
+# stage kinds that validate and render to cluster manifests but have no runner yet: derived, never listed by hand
+NOT_BUILT: tuple[StageKind, ...] = tuple(kind for kind in get_args(StageKind) if kind not in RUNNERS)
