@@ -16,6 +16,7 @@ from llm_platform.trainer.model.transformer import Transformer
 from .config import ALL_LINEAR, LoraConfig
 from .layer import LoraLinear
 from .naming import hf_module_name
+from .qlora import NF4Linear
 
 OUTPUT_HEAD = "lm_head"
 
@@ -37,7 +38,7 @@ def _matches(target: str, aliases: list[str]) -> bool:
 
 def select_targets(model: nn.Module, config: LoraConfig) -> list[str]:
     """Paths of the linear layers ``config.targets`` names, in module order; ValueError for a target naming none."""
-    linear = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+    linear = [name for name, m in model.named_modules() if isinstance(m, (nn.Linear, NF4Linear))]
     if config.targets == ALL_LINEAR:
         return [name for name in linear if name != OUTPUT_HEAD]
     aliases = {name: _aliases(model, name) for name in linear}
@@ -56,7 +57,7 @@ def apply_lora(model: nn.Module, config: LoraConfig) -> list[str]:
 
     Returns the replaced module paths. Adapters are created on each base weight's device (float32 over a bf16/fp16
     base). Call before wrapping the model (FSDP, DDP, ``torch.compile``) and before building the optimizer.
-    QLoRA (a 4-bit NF4 base through bitsandbytes) is not implemented: bitsandbytes' kernels need CUDA.
+    For QLoRA, ``quantize_base(model)`` first: the NF4 layers are targeted as the linear layers they replace.
     """
     existing = adapter_modules(model)
     if existing:
@@ -97,7 +98,8 @@ def merge_lora(model: nn.Module) -> list[str]:
     merged = adapter_modules(model)
     for name, adapter in merged.items():
         linear = nn.Linear(adapter.in_features, adapter.out_features, bias=adapter.bias is not None, device="meta")
-        linear.weight = nn.Parameter(adapter.merged_weight(), requires_grad=adapter.weight.requires_grad)
+        frozen = adapter.weight is None or not adapter.weight.requires_grad
+        linear.weight = nn.Parameter(adapter.merged_weight(), requires_grad=not frozen)
         linear.bias = adapter.bias
         parent_name, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent_name), child, linear)

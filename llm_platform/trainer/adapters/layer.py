@@ -11,6 +11,9 @@ dropout the base term sees the undropped input, as in peft.
 
 The state-dict names (``weight``, ``bias``, ``lora_A.weight``, ``lora_B.weight``, ``lora_magnitude_vector``) are the
 ones peft writes into adapter files, which keeps the file mapping a rename of the module path only.
+
+Over a QLoRA base (an ``NF4Linear``) the layer keeps that module as ``quantized`` and no ``weight``: the base term
+runs through its 4-bit matmul, and DoRA's norms and the merge read its dequantised weight.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ import math
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from .qlora import NF4Linear
 
 HALF_DTYPES = (torch.float16, torch.bfloat16)
 
@@ -31,31 +36,51 @@ def adapter_dtype(base_dtype: torch.dtype) -> torch.dtype:
 
 
 class LoraLinear(nn.Module):
-    """Stands in for an ``nn.Linear`` whose weight and bias (the same Parameter objects) it keeps, frozen."""
+    """Stands in for an ``nn.Linear`` (or a QLoRA ``NF4Linear``) whose weight and bias (the same objects) it keeps,
+    frozen."""
 
-    def __init__(self, base: nn.Linear, rank: int, alpha: float, dropout: float = 0.0, dora: bool = False) -> None:
+    def __init__(
+        self, base: nn.Linear | NF4Linear, rank: int, alpha: float, dropout: float = 0.0, dora: bool = False
+    ) -> None:
         super().__init__()
         self.in_features, self.out_features = base.in_features, base.out_features
         self.rank, self.alpha, self.scaling = rank, alpha, alpha / rank
-        self.weight = base.weight
+        self.quantized = base if isinstance(base, NF4Linear) else None
+        self.register_parameter("weight", None if self.quantized is not None else base.weight)
         self.register_parameter("bias", base.bias)
         for param in (self.weight, self.bias):
             if param is not None:
                 param.requires_grad_(False)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        factory = {"device": base.weight.device, "dtype": adapter_dtype(base.weight.dtype)}
+        device = base.codes.device if self.quantized is not None else base.weight.device
+        factory = {"device": device, "dtype": adapter_dtype(self.base_dtype)}
         self.lora_A = nn.Linear(self.in_features, rank, bias=False, **factory)
         self.lora_B = nn.Linear(rank, self.out_features, bias=False, **factory)
         self.reset_adapter()
         magnitude = None
         if dora:
             with torch.no_grad():
-                magnitude = nn.Parameter(torch.linalg.vector_norm(self.weight.to(factory["dtype"]), dim=1))
+                magnitude = nn.Parameter(torch.linalg.vector_norm(self.dense_weight(factory["dtype"]), dim=1))
         self.register_parameter("lora_magnitude_vector", magnitude)
 
     @property
     def dora(self) -> bool:
         return self.lora_magnitude_vector is not None
+
+    @property
+    def base_dtype(self) -> torch.dtype:
+        """The dtype the base computes (and merges) in: its weight's, or a QLoRA base's compute dtype."""
+        return self.quantized.compute_dtype if self.quantized is not None else self.weight.dtype
+
+    def dense_weight(self, dtype: torch.dtype) -> torch.Tensor:
+        """The base weight in `dtype` (dequantised for a QLoRA base)."""
+        return self.quantized.dequantize(dtype) if self.quantized is not None else self.weight.to(dtype)
+
+    def _base(self, x: torch.Tensor, bias: bool = True) -> torch.Tensor:
+        if self.quantized is not None:
+            out = self.quantized.matmul(x)
+            return out + self.bias.to(out.dtype) if bias and self.bias is not None else out
+        return F.linear(x, self.weight.to(x.dtype), self.bias if bias else None)
 
     @torch.no_grad()
     def reset_adapter(self) -> None:
@@ -64,7 +89,7 @@ class LoraLinear(nn.Module):
         nn.init.zeros_(self.lora_B.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        result = F.linear(x, self.weight, self.bias)
+        result = self._base(x) if self.quantized is not None else F.linear(x, self.weight, self.bias)
         x = x.to(self.lora_A.weight.dtype)
         dropped = self.dropout(x)
         update = self.lora_B(self.lora_A(dropped)) * self.scaling
@@ -74,25 +99,25 @@ class LoraLinear(nn.Module):
         if isinstance(self.dropout, nn.Identity) or not self.training:
             base = result if self.bias is None else result - self.bias
         else:
-            base = F.linear(dropped, self.weight.to(x.dtype))
+            base = self._base(dropped, bias=False)
         return (result + (scale - 1) * base + scale * update).to(result.dtype)
 
     def _magnitude_scale(self, dtype: torch.dtype) -> torch.Tensor:
         """m / ||W + s B A||_row with the norm detached (DoRA section 4.3)."""
         delta = (self.lora_B.weight @ self.lora_A.weight).detach().to(dtype)
-        norm = torch.linalg.vector_norm(self.weight.to(dtype) + self.scaling * delta, dim=1).detach()
+        norm = torch.linalg.vector_norm(self.dense_weight(dtype) + self.scaling * delta, dim=1).detach()
         return self.lora_magnitude_vector / norm
 
     @torch.no_grad()
     def merged_weight(self) -> torch.Tensor:
         """The plain weight that computes what this layer computes in eval mode, in the base weight's dtype."""
-        weight = self.weight.float()
+        weight = self.dense_weight(torch.float32)
         adapted = weight + self.scaling * (self.lora_B.weight.float() @ self.lora_A.weight.float())
         if self.lora_magnitude_vector is not None:
             norm = torch.linalg.vector_norm(adapted, dim=1, keepdim=True)
             adapted = self.lora_magnitude_vector.float().unsqueeze(1) / norm * adapted
-        return adapted.to(self.weight.dtype)
+        return adapted.to(self.base_dtype)
 
     def extra_repr(self) -> str:
-        kind = "dora" if self.dora else "lora"
+        kind = ("q" if self.quantized is not None else "") + ("dora" if self.dora else "lora")
         return f"{self.in_features}, {self.out_features}, {kind}, rank={self.rank}, alpha={self.alpha:g}"

@@ -65,11 +65,6 @@ def unsupported(stage: Stage) -> list[str]:
     """Settings that validate (the operator renders them for a cluster) but that no runner here carries out yet."""
     if stage.kind in NOT_BUILT:
         return [f"kind: the '{stage.kind}' runner is not built yet in this version of llm-platform"]
-    if stage.finetune is not None and stage.finetune.method == "qlora":
-        return [
-            "finetune.method: qlora (4-bit base weights through bitsandbytes, CUDA only) is not built yet; "
-            "use lora or dora"
-        ]
     return []
 
 
