@@ -19,6 +19,7 @@ runs through its 4-bit matmul, and DoRA's norms and the merge read its dequantis
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -35,25 +36,62 @@ def adapter_dtype(base_dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if base_dtype in HALF_DTYPES else base_dtype
 
 
+DEFAULT_ADAPTER = "default"
+
+
+@dataclass
+class ParkedAdapter:
+    """A named adapter of a layer while another one (or none) is installed: its modules and settings, kept as they
+    were (trained values, device) but outside the module tree, so they take no part in forward, state_dict or
+    ``model.to``."""
+
+    lora_A: nn.Linear
+    lora_B: nn.Linear
+    magnitude: nn.Parameter | None
+    rank: int
+    alpha: float
+    dropout: nn.Module
+
+
 class LoraLinear(nn.Module):
     """Stands in for an ``nn.Linear`` (or a QLoRA ``NF4Linear``) whose weight and bias (the same objects) it keeps,
-    frozen."""
+    frozen.
+
+    Several named adapters may live on one layer: one is installed (``adapter_name``; its modules are ``lora_A``,
+    ``lora_B``, ``lora_magnitude_vector``, so training, state dicts and peft files see it alone) and the others are
+    ``parked``. ``adapter_name`` None: the layer computes its base only."""
 
     def __init__(
-        self, base: nn.Linear | NF4Linear, rank: int, alpha: float, dropout: float = 0.0, dora: bool = False
+        self,
+        base: nn.Linear | NF4Linear,
+        rank: int,
+        alpha: float,
+        dropout: float = 0.0,
+        dora: bool = False,
+        name: str = DEFAULT_ADAPTER,
     ) -> None:
         super().__init__()
         self.in_features, self.out_features = base.in_features, base.out_features
-        self.rank, self.alpha, self.scaling = rank, alpha, alpha / rank
+        self.parked: dict[str, ParkedAdapter] = {}
+        self.adapter_name: str | None = None
+        self.merged = False  # the installed adapter's delta is in the base weight (named.merge_adapter)
         self.quantized = base if isinstance(base, NF4Linear) else None
         self.register_parameter("weight", None if self.quantized is not None else base.weight)
         self.register_parameter("bias", base.bias)
         for param in (self.weight, self.bias):
             if param is not None:
                 param.requires_grad_(False)
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        device = base.codes.device if self.quantized is not None else base.weight.device
+        self.add_adapter(name, rank, alpha, dropout, dora)
+
+    def add_adapter(self, name: str, rank: int, alpha: float, dropout: float = 0.0, dora: bool = False) -> None:
+        """A new adapter (A kaiming-uniform, B zero), installed; the one installed before is parked."""
+        if name == self.adapter_name or name in self.parked:
+            raise ValueError(f"adapter {name!r} already exists on this layer")
+        self.park()
+        device = self.quantized.codes.device if self.quantized is not None else self.weight.device
         factory = {"device": device, "dtype": adapter_dtype(self.base_dtype)}
+        self.rank, self.alpha, self.scaling = rank, alpha, alpha / rank
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.lora_A = nn.Linear(self.in_features, rank, bias=False, **factory)
         self.lora_B = nn.Linear(rank, self.out_features, bias=False, **factory)
         self.reset_adapter()
@@ -62,6 +100,37 @@ class LoraLinear(nn.Module):
             with torch.no_grad():
                 magnitude = nn.Parameter(torch.linalg.vector_norm(self.dense_weight(factory["dtype"]), dim=1))
         self.register_parameter("lora_magnitude_vector", magnitude)
+        self.adapter_name = name
+
+    def park(self) -> None:
+        """Moves the installed adapter (if any) to ``parked``; the layer then computes its base only."""
+        if self.adapter_name is None:
+            return
+        self.parked[self.adapter_name] = ParkedAdapter(
+            self.lora_A, self.lora_B, self.lora_magnitude_vector, self.rank, self.alpha, self.dropout
+        )
+        self.lora_A = self.lora_B = None
+        self.register_parameter("lora_magnitude_vector", None)
+        self.adapter_name = None
+
+    def install(self, name: str | None) -> None:
+        """Installs the named adapter (parking the current one); None, or a name this layer lacks: none installed."""
+        if name == self.adapter_name:
+            return
+        self.park()
+        adapter = self.parked.pop(name, None) if name is not None else None
+        if adapter is None:
+            return
+        self.lora_A, self.lora_B, self.dropout = adapter.lora_A, adapter.lora_B, adapter.dropout
+        self.register_parameter("lora_magnitude_vector", adapter.magnitude)
+        self.rank, self.alpha, self.scaling = adapter.rank, adapter.alpha, adapter.alpha / adapter.rank
+        device = self.quantized.codes.device if self.quantized is not None else self.weight.device
+        self.to(device)
+        self.adapter_name = name
+
+    def names(self) -> list[str]:
+        """Every adapter of this layer, installed or parked."""
+        return sorted([*self.parked, *([self.adapter_name] if self.adapter_name is not None else [])])
 
     @property
     def dora(self) -> bool:
@@ -90,6 +159,8 @@ class LoraLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         result = self._base(x) if self.quantized is not None else F.linear(x, self.weight, self.bias)
+        if self.lora_A is None or self.merged:
+            return result
         x = x.to(self.lora_A.weight.dtype)
         dropped = self.dropout(x)
         update = self.lora_B(self.lora_A(dropped)) * self.scaling
@@ -112,6 +183,8 @@ class LoraLinear(nn.Module):
     def merged_weight(self) -> torch.Tensor:
         """The plain weight that computes what this layer computes in eval mode, in the base weight's dtype."""
         weight = self.dense_weight(torch.float32)
+        if self.lora_A is None:
+            return weight.to(self.base_dtype)
         adapted = weight + self.scaling * (self.lora_B.weight.float() @ self.lora_A.weight.float())
         if self.lora_magnitude_vector is not None:
             norm = torch.linalg.vector_norm(adapted, dim=1, keepdim=True)
@@ -119,5 +192,8 @@ class LoraLinear(nn.Module):
         return adapted.to(self.base_dtype)
 
     def extra_repr(self) -> str:
+        if self.lora_A is None:
+            return f"{self.in_features}, {self.out_features}, no adapter installed, parked={sorted(self.parked)}"
         kind = ("q" if self.quantized is not None else "") + ("dora" if self.dora else "lora")
-        return f"{self.in_features}, {self.out_features}, {kind}, rank={self.rank}, alpha={self.alpha:g}"
+        name = f"{self.adapter_name!r}, " if self.adapter_name != DEFAULT_ADAPTER else ""
+        return f"{self.in_features}, {self.out_features}, {name}{kind}, rank={self.rank}, alpha={self.alpha:g}"
