@@ -88,8 +88,7 @@ class LoraLinear(nn.Module):
         if name == self.adapter_name or name in self.parked:
             raise ValueError(f"adapter {name!r} already exists on this layer")
         self.park()
-        device = self.quantized.codes.device if self.quantized is not None else self.weight.device
-        factory = {"device": device, "dtype": adapter_dtype(self.base_dtype)}
+        factory = {"device": self.adapter_device(), "dtype": adapter_dtype(self.base_dtype)}
         self.rank, self.alpha, self.scaling = rank, alpha, alpha / rank
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.lora_A = nn.Linear(self.in_features, rank, bias=False, **factory)
@@ -124,9 +123,11 @@ class LoraLinear(nn.Module):
         self.lora_A, self.lora_B, self.dropout = adapter.lora_A, adapter.lora_B, adapter.dropout
         self.register_parameter("lora_magnitude_vector", adapter.magnitude)
         self.rank, self.alpha, self.scaling = adapter.rank, adapter.alpha, adapter.alpha / adapter.rank
-        device = self.quantized.codes.device if self.quantized is not None else self.weight.device
-        self.to(device)
+        self.to(self.adapter_device())
         self.adapter_name = name
+
+    def adapter_device(self) -> torch.device:
+        return self.quantized.codes.device if self.quantized is not None else self.weight.device
 
     def names(self) -> list[str]:
         """Every adapter of this layer, installed or parked."""

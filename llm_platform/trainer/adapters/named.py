@@ -9,7 +9,8 @@ make weighted combinations.
 
 A combination is exact, not a fit: the weighted sum of the deltas, sum_i w_i s_i B_i A_i, is the product of the
 ranks stacked (A = [A_1; A_2; ...], B = [w_1 s_1 B_1, w_2 s_2 B_2, ...]) with scaling 1, so its rank is the sum
-of theirs (peft's ``combination_type="cat"``). DoRA adapters do not combine or unmerge linearly and are refused.
+of theirs (peft's ``combination_type="cat"``), zero blocks filling in where a layer lacks one of them. DoRA adapters
+do not combine or unmerge linearly and are refused.
 """
 
 from __future__ import annotations
@@ -108,17 +109,25 @@ def combine_adapters(model: nn.Module, weights: dict[str, float], name: str) -> 
                 raise ValueError(f"combine_adapters: adapter {source!r} is DoRA, whose update is not a sum; use LoRA")
             if source in layer.names() and layer.quantized is not None:
                 raise ValueError("combine_adapters: the base is in NF4 (QLoRA); combine over a plain base")
+    ranks = {}
+    for layer in layers:
+        for source in layer.names():
+            if source in weights:
+                adapter = layer.parked.get(source)
+                ranks[source] = adapter.rank if adapter is not None else layer.rank
     for layer in layers:
         parts = []
         for source, weight in weights.items():
-            if source not in layer.names():
+            if source not in layer.names():  # zero blocks keep one rank for every layer (peft files need that)
+                zeros_a = torch.zeros(ranks[source], layer.in_features, device=layer.adapter_device())
+                parts.append((zeros_a, torch.zeros(layer.out_features, ranks[source], device=zeros_a.device)))
                 continue
             layer.install(source)
             parts.append((layer.lora_A.weight.float(), weight * layer.scaling * layer.lora_B.weight.float()))
         layer.park()
-        if not parts:
+        if all(source not in layer.names() for source in weights):
             continue
-        rank = sum(a.shape[0] for a, _ in parts)
+        rank = sum(ranks.values())
         layer.add_adapter(name, rank, alpha=float(rank))  # scaling 1
         layer.lora_A.weight.copy_(torch.cat([a for a, _ in parts]))
         layer.lora_B.weight.copy_(torch.cat([b for _, b in parts], dim=1))
