@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from llm_platform.api import STAGE_KINDS, load_job
+from llm_platform.api.train import TrainSpec
 from llm_platform.executor import stages_that_may_run
 from llm_platform.trainer.stages import RUNNERS
 from llm_platform.trainer.stages.preflight import NOT_BUILT, PreflightError, check, stage_problems
@@ -45,7 +46,17 @@ def test_qlora_needs_no_optional_package():
     """Its NF4 base is pure PyTorch, so it runs wherever LoRA does."""
     job = load_job("examples/finetune-lora.yaml")
     job.spec.stage("sft").finetune.method = "qlora"
+    job.spec.stage("sft").train.parallel.gpus_per_node = 1
     assert stage_problems(job.spec.stage("sft")) == []
+
+
+def test_qlora_on_several_gpus_is_named():
+    job = load_job("examples/finetune-lora.yaml")
+    stage = job.spec.stage("sft")
+    stage.finetune.method = "qlora"
+    stage.train = TrainSpec(steps=10, parallel={"gpus_per_node": 8})
+    (problem,) = stage_problems(stage)
+    assert problem.startswith("stage 'sft': finetune.method: qlora runs in one process")
 
 
 def eval_stage(settings: str):
