@@ -79,6 +79,8 @@ def apply_lora(model: nn.Module, config: LoraConfig, name: str = DEFAULT_ADAPTER
             f"model already has an adapter named {name!r} (adapters: {', '.join(existing)}); give the new one "
             "another name, or merge_lora(model) first"
         )
+    if any(layer.merged for layer in layers.values()):
+        raise ValueError("an adapter is merged into the base weights; unmerge_adapter(model) before adding another")
     names = select_targets(model, config)
     if OUTPUT_HEAD in names and isinstance(model, Transformer) and model.config.tie_embeddings:
         raise ValueError(

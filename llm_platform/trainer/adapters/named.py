@@ -102,6 +102,8 @@ def combine_adapters(model: nn.Module, weights: dict[str, float], name: str) -> 
     if name in adapter_names(model):
         raise ValueError(f"combine_adapters: an adapter named {name!r} exists already; choose a new name")
     layers = adapter_layers(model).values()
+    if any(layer.merged for layer in layers):
+        raise ValueError("combine_adapters: an adapter is merged into the base weights; unmerge_adapter(model) first")
     for layer in layers:  # refuse before changing anything
         for source in weights:
             parked = layer.parked.get(source)

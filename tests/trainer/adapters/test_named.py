@@ -69,8 +69,10 @@ def test_merge_then_unmerge_gives_back_the_adapter_model():
     adapted = logits(model, ids)
     assert merge_adapter(model) == "sql"
     torch.testing.assert_close(logits(model, ids), adapted, rtol=1e-5, atol=1e-5)
-    with pytest.raises(ValueError, match="unmerge_adapter"):
-        set_adapter(model, "chat")
+    for refused in (lambda: set_adapter(model, "chat"), lambda: combine_adapters(model, {"sql": 1.0}, name="x"),
+                    lambda: apply_lora(model, ADAPTERS["sql"], name="more")):  # fmt: skip
+        with pytest.raises(ValueError, match="unmerge_adapter"):
+            refused()
     assert unmerge_adapter(model) == "sql"
     set_adapter(model, None)
     torch.testing.assert_close(logits(model, ids), logits(our_model(), ids), rtol=1e-5, atol=1e-5)
