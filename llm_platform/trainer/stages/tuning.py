@@ -53,6 +53,7 @@ class Tuning:
     collate: Callable = collate_padded
     prepare: Callable[[nn.Module, DistEnv], None] | None = None  # after the model is on its device, before training
     quantize_base: bool = False  # QLoRA: the frozen base in NF4 under the adapters
+    write_model: Callable[[nn.Module, Path], None] | None = None  # instead of save_pretrained (one process only)
 
 
 def lora_config(lora: LoraSpec, dora: bool = False) -> LoraConfig:
@@ -122,7 +123,12 @@ def tune(ctx: StageContext, out: Path, model: nn.Module, tokenizer, settings: Tr
         )
     finally:
         log.close()
-    export(model, job.adapters, env, out, base_model=str(ctx.job.spec.model.from_ or "base"))
+    if job.write_model is not None:
+        if env.world_size > 1:
+            raise ValueError(f"{job.name} writes its model from one process; run it on one device")
+        job.write_model(model, out / "model")
+    else:
+        export(model, job.adapters, env, out, base_model=str(ctx.job.spec.model.from_ or "base"))
     if env.is_main:
         tokenizer.save(model_dir)
         write_generation_files(model_dir, tokenizer)

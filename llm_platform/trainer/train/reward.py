@@ -13,9 +13,16 @@ exactly log 2.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 from torch import nn
+
+from .loss import IGNORE_INDEX
+
+HEAD_FILE = "reward_head.safetensors"
 
 
 class RewardModel(nn.Module):
@@ -24,6 +31,7 @@ class RewardModel(nn.Module):
     def __init__(self, decoder: nn.Module) -> None:
         super().__init__()
         self.decoder = decoder
+        self.config = decoder.config  # what the engine reads (FLOPs per token)
         weight = next(decoder.parameters())
         self.head = nn.Linear(decoder.config.dim, 1, device=weight.device, dtype=torch.float32)
         nn.init.zeros_(self.head.weight)
@@ -54,16 +62,28 @@ def bradley_terry_loss(chosen: torch.Tensor, rejected: torch.Tensor) -> tuple[to
     return -F.logsigmoid(margin).mean(), (margin > 0).float().mean()
 
 
+def scored_mask(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The rows' real tokens: ``attention_mask`` when the batch has one; for the engine's shifted batches (inputs
+    and next-token ``labels``), everything up to the last scored label, i.e. the input that predicts the response's
+    last token."""
+    if "attention_mask" in batch:
+        return batch["attention_mask"]
+    scored = batch["labels"] != IGNORE_INDEX
+    positions = torch.arange(scored.shape[1], device=scored.device)
+    last = torch.where(scored, positions, -1).amax(dim=1, keepdim=True)
+    return (positions <= last).long()
+
+
 class RewardLoss(nn.Module):
     """The engine's objective for reward modelling: a batch holds the chosen rows then the rejected rows ([2B, T]
-    ``input_ids`` and ``attention_mask``, as ``collate_pairs`` builds them); one forward for both halves."""
+    ``input_ids``, with ``attention_mask`` or ``labels`` as ``scored_mask`` reads them); one forward for both."""
 
     def __init__(self, reward: RewardModel) -> None:
         super().__init__()
         self.reward = reward
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        chosen, rejected = self.reward(batch["input_ids"], batch["attention_mask"]).chunk(2)
+        chosen, rejected = self.reward(batch["input_ids"], scored_mask(batch)).chunk(2)
         loss, _ = bradley_terry_loss(chosen, rejected)
         return loss
 
@@ -73,9 +93,28 @@ def pair_accuracy(reward: RewardModel, batches: list[dict[str, torch.Tensor]]) -
     """Share of held-out pairs whose chosen response gets the higher reward."""
     right = total = 0
     for batch in batches:
-        chosen, rejected = reward.score(batch["input_ids"], batch["attention_mask"]).chunk(2)
+        chosen, rejected = reward.score(batch["input_ids"], scored_mask(batch)).chunk(2)
         right += int((chosen > rejected).sum())
         total += chosen.numel()
     if total == 0:
         raise ValueError("pair_accuracy: no held-out pairs")
     return right / total
+
+
+def save_reward_head(reward: RewardModel, folder: Path) -> None:
+    """The head beside the decoder's files (``folder`` holds the decoder in Hugging Face format)."""
+    tensors = {k: v.detach().float().cpu().contiguous() for k, v in reward.head.state_dict().items()}
+    save_file(tensors, str(folder / HEAD_FILE), metadata={"format": "pt"})
+
+
+def load_reward_model(folder: str | Path) -> RewardModel:
+    """A reward model a `align.method: reward` stage wrote (its `model/` folder), ready to ``score``."""
+    from llm_platform.trainer.model.hf import load_pretrained
+
+    folder = Path(folder)
+    if not (folder / HEAD_FILE).is_file():
+        raise FileNotFoundError(f"{folder}: no {HEAD_FILE}; expected the model/ folder of an align stage with "
+                                "method: reward")  # fmt: skip
+    reward = RewardModel(load_pretrained(folder))
+    reward.head.load_state_dict(load_file(str(folder / HEAD_FILE)))
+    return reward.eval()
