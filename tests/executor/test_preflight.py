@@ -59,6 +59,18 @@ def test_qlora_on_several_gpus_is_named():
     assert problem.startswith("stage 'sft': finetune.method: qlora runs in one process")
 
 
+def test_a_reward_model_on_several_gpus_is_named():
+    job = load_job("examples/align-dpo.yaml")
+    stage = next(s for s in job.spec.stages if s.align is not None)
+    stage.align.method = "reward"
+    stage.align.lora = None
+    stage.train = TrainSpec(steps=10, parallel={"gpus_per_node": 2})
+    assert [p for p in stage_problems(stage) if "align.method" in p] == [
+        f"stage '{stage.name}': align.method: reward trains and writes its model in one process; set train.parallel "
+        "to one GPU (nodes: 1, gpus_per_node: 1)"
+    ]
+
+
 def eval_stage(settings: str):
     return load_job(with_stage_settings(EVAL_NEEDS, EVAL_NEEDS + f"    eval: {settings}\n")).spec.stage("eval")
 

@@ -71,6 +71,11 @@ def unsupported(stage: Stage) -> list[str]:
             "finetune.method: qlora runs in one process (its NF4 base is not sharded); set train.parallel to one "
             "GPU (nodes: 1, gpus_per_node: 1), or use method: lora"
         ]
+    if stage.align is not None and stage.align.method == "reward" and processes > 1:
+        return [
+            "align.method: reward trains and writes its model in one process; set train.parallel to one GPU "
+            "(nodes: 1, gpus_per_node: 1)"
+        ]
     return []
 
 
