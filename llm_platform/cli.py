@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from llm_platform.cli_adapter import app as adapter_app
 from llm_platform.cli_api import api_app
 from llm_platform.cli_api import app as serve_api_app
 from llm_platform.cli_eval import app as eval_app
@@ -208,6 +209,7 @@ def model_export(
 
 
 app.add_typer(tokenizer_app, name="tokenizer", help="Train, use, inspect and convert tokenizers.")
+app.add_typer(adapter_app, name="adapter", help="List, merge and combine LoRA adapters.")
 app.add_typer(api_app, name="api", help="The jobs REST API's bearer tokens.")
 app.add_typer(eval_app, name="eval", help="Evaluation reports: compare runs.")
 app.registered_commands.extend(operator_app.registered_commands)  # `llmp render`, `llmp operator`

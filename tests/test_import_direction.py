@@ -22,6 +22,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("llm_platform.services",),
     (
         "llm_platform.cli",
+        "llm_platform.cli_adapter",
         "llm_platform.cli_api",
         "llm_platform.cli_eval",
         "llm_platform.cli_operator",

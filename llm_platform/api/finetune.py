@@ -58,7 +58,9 @@ class FinetuneSpec(_TuningSpec):
 
 
 class AlignSpec(_TuningSpec):
-    method: Literal["dpo"] = "dpo"
+    method: Literal["dpo", "reward"] = Field(
+        "dpo", description="dpo: tune the policy on the pairs; reward: train a Bradley–Terry reward model on them."
+    )
     beta: float = Field(
         0.1, gt=0, le=10, description="DPO temperature: how far the policy may move from the reference."
     )
@@ -66,6 +68,8 @@ class AlignSpec(_TuningSpec):
 
     @model_validator(mode="after")
     def _preference_data(self) -> AlignSpec:
+        if self.method == "reward" and self.lora is not None:
+            raise ValueError("lora: a reward model trains the whole model and its head; leave lora out")
         if self.dataset.format != "preference":
             raise ValueError(
                 f"dataset.format is '{self.dataset.format}'; DPO learns from pairs: set it to 'preference' "

@@ -5,8 +5,8 @@ cluster backend) and again at every reconcile (a job admitted before the configu
   operator's patterns (`AllowList`), so a job cannot mount another team's Secret or run an arbitrary image;
 - the trainer image's packages: the preflight `llmp run` runs before starting anything (unsupported settings,
   unrunnable task lists, missing optional packages), but checked against the packages the image is declared to
-  provide (`RenderOptions.image_packages`): the operator cannot import the image, so QLoRA, DeepSpeed or fp8 without
-  their packages are refused at submit time instead of failing in the pod.
+  provide (`RenderOptions.image_packages`): the operator cannot import the image, so DeepSpeed or fp8 without their
+  packages are refused at submit time instead of failing in the pod.
 
 Each problem names the field path and what to do.
 """

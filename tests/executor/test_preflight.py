@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from llm_platform.api import STAGE_KINDS, Stage, load_job
+from llm_platform.api.train import TrainSpec
 from llm_platform.executor import stages_that_may_run
 from llm_platform.trainer.stages import RUNNERS
 from llm_platform.trainer.stages.preflight import (
@@ -56,12 +57,33 @@ def test_serving_with_vllm_needs_vllm_here():
     assert stage_problems(job.spec.stage("serve")) == []
 
 
-def test_a_method_without_an_implementation_is_named():
+def test_qlora_needs_no_optional_package():
+    """Its NF4 base is pure PyTorch, so it runs wherever LoRA does."""
     job = load_job("examples/finetune-lora.yaml")
-    assert stage_problems(job.spec.stage("sft")) == []
     job.spec.stage("sft").finetune.method = "qlora"
-    (problem,) = stage_problems(job.spec.stage("sft"))
-    assert problem.startswith("stage 'sft': finetune.method: qlora (4-bit base weights")
+    job.spec.stage("sft").train.parallel.gpus_per_node = 1
+    assert stage_problems(job.spec.stage("sft")) == []
+
+
+def test_qlora_on_several_gpus_is_named():
+    job = load_job("examples/finetune-lora.yaml")
+    stage = job.spec.stage("sft")
+    stage.finetune.method = "qlora"
+    stage.train = TrainSpec(steps=10, parallel={"gpus_per_node": 8})
+    (problem,) = stage_problems(stage)
+    assert problem.startswith("stage 'sft': finetune.method: qlora runs in one process")
+
+
+def test_a_reward_model_on_several_gpus_is_named():
+    job = load_job("examples/align-dpo.yaml")
+    stage = next(s for s in job.spec.stages if s.align is not None)
+    stage.align.method = "reward"
+    stage.align.lora = None
+    stage.train = TrainSpec(steps=10, parallel={"gpus_per_node": 2})
+    assert [p for p in stage_problems(stage) if "align.method" in p] == [
+        f"stage '{stage.name}': align.method: reward trains and writes its model in one process; set train.parallel "
+        "to one GPU (nodes: 1, gpus_per_node: 1)"
+    ]
 
 
 def eval_stage(settings: str):

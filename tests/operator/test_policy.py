@@ -121,9 +121,13 @@ def test_the_configuration_comes_from_flags_then_the_environment_then_the_defaul
 
 
 # ------------------------------------------------------------------------------------------------ preflight
-def test_a_qlora_stage_is_refused_at_submit_with_its_field_path():
-    message = refusal(job_dict(DATA, TOKENIZER, PRETRAIN, QLORA))
-    assert "\n  - spec.stages[3].finetune.method: qlora (4-bit base weights" in message
+def test_a_qlora_stage_is_admitted_by_the_default_image():
+    """QLoRA's NF4 base is pure PyTorch (core dependencies), so the image needs nothing beyond them for it."""
+    assert not any(
+        need.field.startswith("finetune")
+        for need in needs(parse_job(job_dict(DATA, TOKENIZER, PRETRAIN, QLORA)).spec.stages[3])
+    )
+    assert refusal(job_dict(DATA, TOKENIZER, PRETRAIN, QLORA), RenderOptions(image_packages=())) is None
 
 
 def test_deepspeed_and_fp8_without_their_packages_in_the_image_are_refused_with_the_field_path():
@@ -200,14 +204,14 @@ def test_the_default_image_packages_are_what_the_trainer_dockerfile_installs():
 
 
 # ------------------------------------------------------------------------------------------------ where it runs
-def test_the_webhook_refuses_qlora_and_deepspeed_over_http(cluster):
+def test_the_webhook_refuses_fp8_and_deepspeed_over_http_and_admits_qlora(cluster):
     post = cluster.start_webhook()
-    for stage, field in ((QLORA, "spec.stages[3].finetune.method"), (DEEPSPEED, "spec.stages[2].train.parallel")):
-        stages = (DATA, TOKENIZER, PRETRAIN, stage) if stage is QLORA else (DATA, TOKENIZER, stage)
-        answer = post(job_dict(*stages))
+    for stage, field in ((FP8, "spec.stages[2].train.fp8"), (DEEPSPEED, "spec.stages[2].train.parallel")):
+        answer = post(job_dict(DATA, TOKENIZER, stage))
         assert answer["allowed"] is False and answer["status"]["code"] == 422
         assert f"\n  - {field}" in answer["status"]["message"]
     assert post(job_dict(DATA, TOKENIZER, PRETRAIN, FINETUNE))["allowed"] is True
+    assert post(job_dict(DATA, TOKENIZER, PRETRAIN, QLORA))["allowed"] is True
 
 
 def test_the_jobs_api_cluster_backend_refuses_the_same(cluster):

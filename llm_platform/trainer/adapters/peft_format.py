@@ -29,6 +29,7 @@ from llm_platform.trainer.model.transformer import Transformer
 
 from .config import LoraConfig
 from .inject import adapter_modules, apply_lora
+from .layer import DEFAULT_ADAPTER
 from .naming import hf_module_name, hf_row_order, our_module_name
 
 CONFIG_FILE = "adapter_config.json"
@@ -169,8 +170,9 @@ def _read_peft_tensors(folder: Path, model: Transformer) -> dict[str, dict[str, 
     return by_module
 
 
-def load_peft_adapter(model: Transformer, folder: str | os.PathLike) -> list[str]:
-    """Adds the adapter in a peft folder to ``model`` (``apply_lora`` with its settings, then its weights).
+def load_peft_adapter(model: Transformer, folder: str | os.PathLike, name: str = DEFAULT_ADAPTER) -> list[str]:
+    """Adds the adapter in a peft folder to ``model`` as adapter ``name`` (``apply_lora`` with its settings, then
+    its weights), installed.
 
     Returns the adapted module paths. The base weights stay frozen and the adapters trainable, so training can go
     on from a loaded adapter.
@@ -180,7 +182,7 @@ def load_peft_adapter(model: Transformer, folder: str | os.PathLike) -> list[str
     if not tensors:
         raise ValueError(f"{folder / WEIGHTS_FILE}: holds no adapter tensors")
     settings = read_peft_config(folder, sorted(tensors))
-    names = apply_lora(model, settings)
+    names = apply_lora(model, settings, name=name)
     adapters = adapter_modules(model)
     expected = {"lora_A", "lora_B"} | ({"magnitude"} if settings.dora else set())
     with torch.no_grad():

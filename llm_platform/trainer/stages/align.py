@@ -1,5 +1,7 @@
 """The `align` stage: DPO on preference pairs, starting from a model (an earlier stage or `spec.model.from`), the
-whole model or LoRA adapters, through the same engine as the other training stages.
+whole model or LoRA adapters, through the same engine as the other training stages; or, with `method: reward`, a
+Bradley–Terry reward model trained on the same pairs (`model/` then also holds `reward_head.safetensors`, and the
+metrics the held-out pair accuracy `val_accuracy`; `train.reward.load_reward_model(model/)` scores with it).
 
 The starting model is the frozen reference: its log-probabilities of every pair are computed once, before training
 (so one model is held in memory and the reference cannot drift). Writes `model/` (HF format, adapters merged, with
@@ -14,16 +16,19 @@ from pathlib import Path
 from torch import nn
 
 from llm_platform.trainer.data.preference import PreferenceLoader, attach_reference, collate_pairs, load_preference_data
-from llm_platform.trainer.model.hf import load_pretrained
+from llm_platform.trainer.data.sft import validation_batches
+from llm_platform.trainer.model.hf import load_pretrained, save_pretrained
 from llm_platform.trainer.tokenizer import Tokenizer
 from llm_platform.trainer.train.distributed import DistEnv
 from llm_platform.trainer.train.dpo import DPOLoss, reference_logps
+from llm_platform.trainer.train.reward import RewardLoss, RewardModel, pair_accuracy, save_reward_head
 
 from .context import StageContext
 from .tuning import Tuning, default_settings, lora_config, pad_id, tune
 
 # the learning rate when the stage has no `train` section: DPO moves a model far with a small one
 DPO_LR = 5e-7
+REWARD_LR = 1e-5
 
 
 def run(ctx: StageContext, out: Path) -> dict:
@@ -31,7 +36,8 @@ def run(ctx: StageContext, out: Path) -> dict:
     base_dir = ctx.input("model")
     tokenizer = Tokenizer.load(base_dir)
     model = load_pretrained(base_dir)
-    settings = ctx.stage.train or default_settings(DPO_LR, model.config.max_seq_len)
+    settings = ctx.stage.train or default_settings(REWARD_LR if spec.method == "reward" else DPO_LR,
+                                                   model.config.max_seq_len)  # fmt: skip
     data = load_preference_data(
         tokenizer,
         spec.dataset.path,
@@ -42,6 +48,9 @@ def run(ctx: StageContext, out: Path) -> dict:
         max_examples=spec.dataset.max_examples,
         val_fraction=spec.val_fraction,
     )
+
+    if spec.method == "reward":
+        return {**data.summary(), **train_reward_model(ctx, out, model, tokenizer, settings, data, spec.epochs)}
 
     def with_reference(model: nn.Module, env: DistEnv) -> None:
         pairs = data.train + data.val
@@ -60,3 +69,30 @@ def run(ctx: StageContext, out: Path) -> dict:
         prepare=with_reference,
     )
     return {**data.summary(), **tune(ctx, out, model, tokenizer, settings, tuning)}
+
+
+def train_reward_model(ctx: StageContext, out: Path, model: nn.Module, tokenizer, settings, data, epochs) -> dict:
+    """The whole model plus a zero-initialised head, trained on the pairs; `val_accuracy` on the held-out ones."""
+    reward = RewardModel(model)
+
+    def write(trained: nn.Module, folder: Path) -> None:
+        save_pretrained(trained.decoder, folder)
+        save_reward_head(trained, folder)
+
+    tuning = Tuning(
+        name="align (reward)",
+        train=data.train,
+        val=data.val,
+        objective=lambda model, _config: RewardLoss(model),
+        adapters=None,
+        epochs=epochs,
+        loader=PreferenceLoader,
+        collate=collate_pairs,
+        write_model=write,
+    )
+    metrics = tune(ctx, out, reward, tokenizer, settings, tuning)
+    if data.val:
+        device = next(reward.parameters()).device
+        held_out = validation_batches(data.val, 8, pad_id(tokenizer), 0, 1, device, collate_pairs)
+        metrics["val_accuracy"] = pair_accuracy(reward, held_out)
+    return metrics

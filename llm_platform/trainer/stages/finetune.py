@@ -1,8 +1,10 @@
 """The `finetune` stage: supervised fine-tuning of a model (from an earlier stage or `spec.model.from`) on JSONL
-examples, full or with LoRA / DoRA adapters, through the same engine as pretraining.
+examples, full or with LoRA / DoRA adapters (QLoRA: LoRA over the base held in NF4), through the same engine as
+pretraining.
 
 Writes `model/` (the fine-tuned model in HF format, adapters merged, with the tokenizer and the training log) and,
-for adapter methods, `adapter/` (a PEFT adapter folder: `PeftModel.from_pretrained(base, adapter/)` loads it).
+for adapter methods, `adapter/` (a PEFT adapter folder: `PeftModel.from_pretrained(base, adapter/)` loads it). A
+QLoRA `model/` is the dequantised NF4 base with the adapters merged: the weights the adapters were trained against.
 Checkpoints and resume work as in pretraining (keyed by the stage fingerprint).
 """
 
@@ -40,12 +42,13 @@ def run(ctx: StageContext, out: Path) -> dict:
         max_examples=spec.dataset.max_examples,
         val_fraction=spec.val_fraction,
     )
-    job = Tuning(
+    tuning = Tuning(
         name=f"finetune ({spec.method})",
         train=data.train,
         val=data.val,
         objective=lambda model, config: NextTokenLoss(model, config.z_loss),
         adapters=None if spec.method == "full" else lora_config(spec.lora, dora=spec.method == "dora"),
         epochs=spec.epochs,
+        quantize_base=spec.method == "qlora",
     )
-    return {**data.summary(), **tune(ctx, out, model, tokenizer, settings, job)}
+    return {**data.summary(), **tune(ctx, out, model, tokenizer, settings, tuning)}

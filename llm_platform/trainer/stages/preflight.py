@@ -64,10 +64,16 @@ def unsupported(stage: Stage) -> list[str]:
     """Settings that validate (the operator renders them for a cluster) but that no runner here carries out yet."""
     if stage.kind in NOT_BUILT:
         return [f"kind: the '{stage.kind}' runner is not built yet in this version of llm-platform"]
-    if stage.finetune is not None and stage.finetune.method == "qlora":
+    processes = 1 if stage.train is None else stage.train.parallel.nodes * max(stage.train.parallel.gpus_per_node, 1)
+    if stage.finetune is not None and stage.finetune.method == "qlora" and processes > 1:
         return [
-            "finetune.method: qlora (4-bit base weights through bitsandbytes, CUDA only) is not built yet; "
-            "use lora or dora"
+            "finetune.method: qlora runs in one process (its NF4 base is not sharded); set train.parallel to one "
+            "GPU (nodes: 1, gpus_per_node: 1), or use method: lora"
+        ]
+    if stage.align is not None and stage.align.method == "reward" and processes > 1:
+        return [
+            "align.method: reward trains and writes its model in one process; set train.parallel to one GPU "
+            "(nodes: 1, gpus_per_node: 1)"
         ]
     return []
 

@@ -16,7 +16,15 @@ from torch import nn
 
 from llm_platform.api.finetune import LoraSpec
 from llm_platform.api.train import TrainSpec
-from llm_platform.trainer.adapters import LoraConfig, apply_lora, merge_lora, save_peft_adapter, trainable_parameters
+from llm_platform.trainer.adapters import (
+    LoraConfig,
+    apply_lora,
+    dequantize_base,
+    merge_lora,
+    quantize_base,
+    save_peft_adapter,
+    trainable_parameters,
+)
 from llm_platform.trainer.data.batching import FinetuneLoader, collate_padded
 from llm_platform.trainer.data.sft import FinetuneSteps, validation_batches
 from llm_platform.trainer.model import flops_per_token
@@ -44,6 +52,8 @@ class Tuning:
     loader: type[FinetuneLoader] = FinetuneLoader
     collate: Callable = collate_padded
     prepare: Callable[[nn.Module, DistEnv], None] | None = None  # after the model is on its device, before training
+    quantize_base: bool = False  # QLoRA: the frozen base in NF4 under the adapters
+    write_model: Callable[[nn.Module, Path], None] | None = None  # instead of save_pretrained (one process only)
 
 
 def lora_config(lora: LoraSpec, dora: bool = False) -> LoraConfig:
@@ -81,6 +91,8 @@ def tune(ctx: StageContext, out: Path, model: nn.Module, tokenizer, settings: Tr
     if job.prepare is not None:
         model.to(env.device)
         job.prepare(model, env)
+    if job.quantize_base:
+        quantize(model, env)
     if job.adapters is not None:
         apply_lora(model, job.adapters)
     trainable, total = trainable_parameters(model)
@@ -111,11 +123,27 @@ def tune(ctx: StageContext, out: Path, model: nn.Module, tokenizer, settings: Tr
         )
     finally:
         log.close()
-    export(model, job.adapters, env, out, base_model=str(ctx.job.spec.model.from_ or "base"))
+    if job.write_model is not None:
+        if env.world_size > 1:
+            raise ValueError(f"{job.name} writes its model from one process; run it on one device")
+        job.write_model(model, out / "model")
+    else:
+        export(model, job.adapters, env, out, base_model=str(ctx.job.spec.model.from_ or "base"))
     if env.is_main:
         tokenizer.save(model_dir)
         write_generation_files(model_dir, tokenizer)
     return {"trainable_params": trainable, **result.metrics()}
+
+
+def quantize(model: nn.Module, env: DistEnv) -> None:
+    """QLoRA's NF4 base, quantised on the training device; bf16 compute on accelerators, fp32 on CPU."""
+    if env.world_size > 1:
+        raise ValueError(
+            "finetune.method: qlora runs in one process (its NF4 base is not sharded); use one device "
+            "(train.parallel.strategy: auto with one GPU), or method: lora"
+        )
+    model.to(env.device)
+    quantize_base(model, torch.float32 if env.device.type == "cpu" else torch.bfloat16)
 
 
 def export(model: nn.Module, adapters: LoraConfig | None, env: DistEnv, out: Path, base_model: str) -> None:
@@ -137,4 +165,5 @@ def export(model: nn.Module, adapters: LoraConfig | None, env: DistEnv, out: Pat
     if adapters is not None:
         save_peft_adapter(model, out / "adapter", base_model=base_model)
         merge_lora(model)
+    dequantize_base(model)  # QLoRA: the merged model over the weights it was trained against
     save_pretrained(model, out / "model")

@@ -7,6 +7,7 @@ rather than regularising it. Embedding and projection matrices are decayed.
 from __future__ import annotations
 
 import importlib
+import warnings
 
 import torch
 from torch import nn
@@ -36,18 +37,42 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
     return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, eps=1e-8, **kwargs)
 
 
+# where torchao has kept its 8-bit AdamW, newest first
+TORCHAO_ADAMW8BIT = ("torchao.optim", "torchao.prototype.low_bit_optim")
+_warned: set[str] = set()
+
+
 def _adamw_8bit(groups: list[dict], config: TrainConfig, on_cuda: bool) -> torch.optim.Optimizer:
-    """bitsandbytes' AdamW8bit on CUDA when it is installed; our blockwise-quantized AdamW elsewhere."""
-    if on_cuda:
-        try:
-            bnb = importlib.import_module("bitsandbytes")
-        except ImportError:
-            bnb = None
-        if bnb is not None:
-            return bnb.optim.AdamW8bit(groups, lr=config.lr, betas=config.betas, eps=1e-8)
+    """bitsandbytes' AdamW8bit on CUDA, else torchao's (any device), else ours with a one-time warning: ours is
+    vectorised but still several times slower than fp32 AdamW (bench/optim8bit.py), a cost nobody should pay
+    unknowingly on a GPU."""
+    kwargs = {"lr": config.lr, "betas": config.betas, "eps": 1e-8}
+    if on_cuda and (bnb := _optional("bitsandbytes")) is not None:
+        return bnb.optim.AdamW8bit(groups, **kwargs)
+    for module in TORCHAO_ADAMW8BIT:
+        found = _optional(module)
+        if found is not None and hasattr(found, "AdamW8bit"):
+            return found.AdamW8bit(groups, **kwargs)
     from .adamw8bit import AdamW8bit
 
-    return AdamW8bit(groups, lr=config.lr, betas=config.betas, eps=1e-8)
+    where = "CUDA" if on_cuda else "CPU"
+    if where not in _warned:
+        _warned.add(where)
+        missing = "bitsandbytes and torchao are" if on_cuda else "torchao is"
+        warnings.warn(
+            f"optimizer adamw8bit: {missing} not installed, so llm_platform's own 8-bit AdamW runs on {where} "
+            "(about 5x the step time of fp32 AdamW on CPU, see bench/optim8bit.py); pip install "
+            "'llm-platform[gpu]' for the fused one, or use optimizer: adamw",
+            stacklevel=3,
+        )
+    return AdamW8bit(groups, **kwargs)
+
+
+def _optional(module: str):
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        return None
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

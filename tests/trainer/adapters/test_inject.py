@@ -47,11 +47,15 @@ def test_tied_head_is_refused():
         apply_lora(model, LoraConfig(rank=2, alpha=2, targets=["lm_head"]))
 
 
-def test_second_apply_is_refused():
+def test_a_second_apply_adds_a_named_adapter_and_a_repeated_name_is_refused():
     model = our_model()
     apply_lora(model, LoraConfig(rank=2, alpha=2, targets=["q_proj"]))
-    with pytest.raises(ValueError, match="already has adapters"):
+    with pytest.raises(ValueError, match="already has an adapter named 'default'"):
         apply_lora(model, LoraConfig(rank=2, alpha=2, targets=["v_proj"]))
+    assert apply_lora(model, LoraConfig(rank=2, alpha=2, targets=["q_proj", "v_proj"]), name="second")
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert {n.split(".")[-2] for n in trainable} == {"lora_A", "lora_B"}
+    assert any(".v_proj." in n for n in trainable)  # the installed (second) adapter trains, alone
 
 
 @pytest.mark.parametrize(

@@ -61,3 +61,26 @@ def test_dpo_starts_at_log_2_and_ends_preferring_the_chosen(pairs, lora):
     assert (out / "adapter" / "adapter_config.json").exists() == (lora is not None)
     accuracy = preference_accuracy(out / "model", store.fetch("pretrain") / "model", dataset)
     assert accuracy > 0.7  # 0.5 is chance; this run gives 0.93 with LoRA and 0.84 on the whole model
+
+
+def test_a_reward_model_ranks_held_out_pairs_and_scores_through_its_folder(pairs):
+    from llm_platform.trainer.train.reward import load_reward_model, scored_mask
+
+    store, _ = pairs
+    dataset = pairs[1].parent / "separable.jsonl"
+    good, bad = WORDS[:4], WORDS[4:]  # separable: any good word is preferred to any bad one, whatever the prompt
+    records = [{"prompt": f"Repeat {p}", "chosen": g, "rejected": b} for p in WORDS for g in good for b in bad]
+    dataset.write_text("".join(json.dumps(r) + "\n" for r in records))
+    job = align_job(dataset, method="reward", beta=0.1, val_fraction=0.3)
+    metrics = run_stage(job, "dpo", store).meta["metrics"]
+    assert metrics["loss_start"] == pytest.approx(math.log(2), abs=1e-3)  # zero head: every reward 0
+    assert metrics["loss_end"] < metrics["loss_start"]
+    print(f"reward model held-out pair accuracy: {metrics['val_accuracy']:.3f} on {metrics['val_pairs']} pairs")
+    assert metrics["val_accuracy"] > 0.9
+    reward = load_reward_model(store.fetch("dpo") / "model")
+    tokenizer = Tokenizer.load(store.fetch("dpo") / "model")
+    data = load_preference_data(tokenizer, str(dataset), max_len=64, val_fraction=0.3)  # the stage's split
+    batch = shifted(collate_pairs(data.val, 0), torch.device("cpu"))
+
+    chosen, rejected = reward.score(batch["input_ids"], scored_mask(batch)).chunk(2)
+    assert (chosen > rejected).float().mean().item() == pytest.approx(metrics["val_accuracy"], abs=0.02)

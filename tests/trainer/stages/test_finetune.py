@@ -105,3 +105,21 @@ def test_lora_under_two_processes_exports_whole_weights_from_rank_0(base, tmp_pa
         hf_base = transformers.AutoModelForCausalLM.from_pretrained(store.fetch("pretrain") / "model").eval()
         with_adapter = peft.PeftModel.from_pretrained(hf_base, out / "adapter").eval()
         torch.testing.assert_close(with_adapter(ids).logits, merged, atol=1e-4, rtol=1e-4)
+
+
+def test_qlora_finetuning_learns_over_an_nf4_base_and_exports_what_it_trained(base):
+    from llm_platform.trainer.adapters import dequantize_base, load_peft_adapter, quantize_base
+
+    store, dataset = base
+    metrics = run_stage(finetune_job(dataset, "qlora"), "sft", store).meta["metrics"]
+    assert metrics["loss_end"] < metrics["loss_start"]
+    out = store.fetch("sft")
+    merged = load_pretrained(out / "model").eval()
+    # the dequantised NF4 base plus the saved adapter is the exported model
+    rebuilt = load_pretrained(store.fetch("pretrain") / "model")
+    quantize_base(rebuilt, torch.float32)
+    dequantize_base(rebuilt)
+    load_peft_adapter(rebuilt, out / "adapter")
+    ids = torch.randint(0, 384, (2, 12), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt.eval()(ids), merged(ids), atol=1e-4, rtol=1e-4)

@@ -3,7 +3,7 @@ import torch
 
 from llm_platform.trainer.model import get_config
 from llm_platform.trainer.model.transformer import Transformer
-from llm_platform.trainer.train.adamw8bit import AdamW8bit, _signed_codebook, dequantize, quantize
+from llm_platform.trainer.train.adamw8bit import AdamW8bit, _signed_codebook, _unsigned_codebook, dequantize, quantize
 from llm_platform.trainer.train.config import TrainConfig
 from llm_platform.trainer.train.optim import build_optimizer, param_groups
 
@@ -32,8 +32,8 @@ def test_build_optimizer_uses_the_configured_betas_and_decay():
 
 def test_blockwise_quantization_keeps_small_values_within_a_few_percent():
     x = torch.randn(1000) * torch.logspace(-3, 0, 1000)
-    codes, scales = quantize(x, _signed_codebook())
-    y = dequantize(codes, scales, _signed_codebook(), x)
+    codes, scales = quantize(x, signed=True)
+    y = dequantize(codes, scales, _signed_codebook())[:1000]
     assert codes.dtype == torch.uint8
     rel = ((y - x).abs() / x.abs())[x.abs() > 1e-3 * scales.repeat_interleave(256)[:1000]]
     assert rel.max() < 0.05
@@ -70,3 +70,47 @@ def test_8bit_adamw_state_round_trips_through_state_dict():
     for p in params:
         for key, value in opt.state[p].items():
             torch.testing.assert_close(clone.state[p][key], value)
+
+
+def test_every_code_book_level_quantizes_to_its_own_code():
+    for signed, book in ((True, _signed_codebook()[:255]), (False, _unsigned_codebook())):  # signed 255 repeats 1
+        codes, scales = quantize(book, signed=signed)
+        assert scales[0] == 1
+        assert torch.equal(codes[: book.numel()], torch.arange(book.numel(), dtype=torch.uint8))
+
+
+def test_stepping_parameters_together_equals_stepping_each_alone():
+    """The flat, vectorised step keeps each parameter's blocks, scales and step count its own."""
+    torch.manual_seed(0)
+    shapes = [(70, 90), (4100,), (33, 200), (10,)]
+    together = [torch.nn.Parameter(torch.randn(s)) for s in shapes]
+    alone = [torch.nn.Parameter(p.detach().clone()) for p in together]
+    opt = AdamW8bit(together, lr=1e-2, weight_decay=0.1)
+    singles = [AdamW8bit([p], lr=1e-2, weight_decay=0.1) for p in alone]
+    for step in range(4):
+        for i, (a, b) in enumerate(zip(together, alone, strict=True)):
+            grad = None if (step == 0 and i == 2) else torch.randn(a.shape) * 10.0**-i
+            a.grad, b.grad = grad, None if grad is None else grad.clone()
+        opt.step()
+        for single in singles:
+            single.step()
+    for a, b in zip(together, alone, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert opt.state[together[2]]["step"] == 3
+
+
+def test_our_8bit_adamw_is_never_a_silent_fallback(monkeypatch):
+    import importlib.util
+    import warnings
+
+    from llm_platform.trainer.train import optim
+
+    if any(importlib.util.find_spec(m.split(".")[0]) for m in optim.TORCHAO_ADAMW8BIT):
+        pytest.skip("torchao is installed here, so its 8-bit AdamW is used")
+    monkeypatch.setattr(optim, "_warned", set())
+    with pytest.warns(UserWarning, match=r"torchao is not installed, so llm_platform's own 8-bit AdamW runs on CPU"):
+        opt = build_optimizer(tiny(), TrainConfig(steps=1, optimizer="adamw8bit"))
+    assert isinstance(opt, AdamW8bit)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once per process
+        build_optimizer(tiny(), TrainConfig(steps=1, optimizer="adamw8bit"))
