@@ -32,7 +32,7 @@ $(BIN)/python:
 # torch first and pinned: the CPU build on local disk; an unpinned torch would pull a multi-GB CUDA build.
 $(VENV)/.core: pyproject.toml | $(BIN)/python
 	@t0=$$(date +%s); \
-	$(BIN)/python -m pip install -q "$(TORCH)" && $(BIN)/python -m pip install -q -e . && \
+	$(BIN)/python -m pip install -q "$(TORCH)" && $(BIN)/python -m pip install -q -e ".[serve]" && \
 	echo "installed core dependencies in $$(( $$(date +%s) - t0 ))s"
 	@touch $@
 

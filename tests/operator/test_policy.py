@@ -134,8 +134,8 @@ def test_deepspeed_and_fp8_without_their_packages_in_the_image_are_refused_with_
     message = refusal(job_dict(DATA, TOKENIZER, DEEPSPEED))
     assert (
         "\n  - spec.stages[2].train.parallel.strategy: needs the 'deepspeed' package, which the trainer image does not "
-        "provide (it provides: datasets, lingua, lm_eval, matplotlib, pyarrow, ray); use an image built with it "
-        "(pip install 'llm-platform[gpu]') and declare it to the operator (flag --image-package deepspeed"
+        "provide (it provides: datasets, fastapi, lingua, lm_eval, matplotlib, pyarrow, ray); use an image built with "
+        "it (pip install 'llm-platform[gpu]') and declare it to the operator (flag --image-package deepspeed"
     ) in message
     assert "spec.stages[2].train.fp8: needs the 'torchao' package" in refusal(job_dict(DATA, TOKENIZER, FP8))
     with_deepspeed = RenderOptions(image_packages=(*DEFAULT_IMAGE_PACKAGES, "deepspeed"))
@@ -194,9 +194,10 @@ def test_the_default_image_packages_are_what_the_trainer_dockerfile_installs():
         TOKENIZER,
         {**DEEPSPEED, "train": {**DEEPSPEED["train"], "fp8": True, "tensorboard": True, "wandb_project": "p"}},
         {"name": "eval", "kind": "eval", "needs": ["pretrain"], "eval": {"tasks": ["lm-eval:hellaswag"]}},
+        SERVE,
     )
     found = [need for stage in parse_job(every_need).spec.stages for need in needs(stage)]
-    assert len(found) == 10
+    assert len(found) == 11
     extra_of = {n.modules[0]: m[1] if (m := re.search(r"llm-platform\[(\w+)\]", n.install)) else None for n in found}
     assert set(DEFAULT_IMAGE_PACKAGES) == {module for module, extra in extra_of.items() if extra in extras}
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]

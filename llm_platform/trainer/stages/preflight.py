@@ -47,6 +47,9 @@ def needs(stage: Stage) -> list[Need]:
         found.append(Need("eval.tasks", ("lm_eval",), "pip install 'llm-platform[eval]'"))
     if stage.serve is not None and stage.serve.engine == "vllm":
         found.append(Need("serve.engine", ("vllm",), "pip install vllm (on a CUDA machine), or use engine: builtin"))
+    elif stage.kind == "serve":
+        # the built-in OpenAI server: fastapi stands for the whole extra (uvicorn, httpx, jsonschema come with it)
+        found.append(Need("kind", ("fastapi",), "pip install 'llm-platform[serve]'"))
     train = stage.train
     if train is not None:
         if train.parallel.strategy == "deepspeed":
