@@ -14,7 +14,7 @@ from typing import Any
 from . import generation
 from . import tools as tool_calls
 from .errors import APIError
-from .formatting import chat_logprobs, sse, usage
+from .formatting import chat_logprobs, sse, stream_chunk, usage
 from .output_gate import OutputGate
 from .prompts import chat_prompt
 from .protocol import ChatCompletionRequest
@@ -98,16 +98,7 @@ class ChatRun:
         }
 
     def _chunk(self, choices: list[dict[str, Any]], with_usage: bool) -> dict[str, Any]:
-        chunk = {
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.request.model,
-            "choices": choices,
-        }
-        if with_usage:
-            chunk["usage"] = None
-        return chunk
+        return stream_chunk(self.id, "chat.completion.chunk", self.created, self.request.model, choices, with_usage)
 
     async def stream(self) -> AsyncIterator[str]:
         options = self.request.stream_options

@@ -9,7 +9,7 @@ from typing import Any
 
 from . import generation
 from .errors import APIError, invalid
-from .formatting import completion_logprobs, sse, usage
+from .formatting import completion_logprobs, sse, stream_chunk, usage
 from .output_gate import OutputGate
 from .prompts import completion_prompts
 from .protocol import CompletionRequest
@@ -83,16 +83,7 @@ class CompletionRun:
         }
 
     def _chunk(self, choices: list[dict[str, Any]], with_usage: bool) -> dict[str, Any]:
-        chunk = {
-            "id": self.id,
-            "object": "text_completion",
-            "created": self.created,
-            "model": self.request.model,
-            "choices": choices,
-        }
-        if with_usage:
-            chunk["usage"] = None
-        return chunk
+        return stream_chunk(self.id, "text_completion", self.created, self.request.model, choices, with_usage)
 
     async def stream(self) -> AsyncIterator[str]:
         options = self.request.stream_options

@@ -57,6 +57,17 @@ def _finite(value: float) -> float:
     return max(float(value), -9999.0)
 
 
+def stream_chunk(
+    request_id: str, kind: str, created: int, model: str, choices: list[dict[str, Any]], with_usage: bool
+) -> dict[str, Any]:
+    """One streamed chunk of a completion (`kind` text_completion) or chat completion (chat.completion.chunk); with
+    `stream_options.include_usage`, every chunk but the last carries `usage: null`, as OpenAI's do."""
+    chunk = {"id": request_id, "object": kind, "created": created, "model": model, "choices": choices}
+    if with_usage:
+        chunk["usage"] = None
+    return chunk
+
+
 def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
     return {
         "prompt_tokens": prompt_tokens,
