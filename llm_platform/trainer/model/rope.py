@@ -157,19 +157,7 @@ class RotaryTable(nn.Module):
     def forward(self, start_pos: int, seq: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """cos and sin [seq, dim] in `dtype` for positions start_pos .. start_pos + seq - 1."""
         end = start_pos + seq
-        if end > self.cos_half.shape[0] or dtype == torch.float64:
-            positions = torch.arange(start_pos, end, device=self.cos_half.device)
-            return rope_cos_sin(
-                positions,
-                self.dim,
-                self.theta,
-                self.scaling,
-                seq_len=end,
-                max_seq_len=self.max_seq_len,
-                dtype=dtype,
-            )
-        cos, sin = self.cos_half[start_pos:end], self.sin_half[start_pos:end]
-        return torch.cat((cos, cos), dim=-1).to(dtype), torch.cat((sin, sin), dim=-1).to(dtype)
+        return self.at(torch.arange(start_pos, end, device=self.cos_half.device), dtype, end)
 
     def at(
         self, positions: torch.Tensor, dtype: torch.dtype, end: int | None = None
