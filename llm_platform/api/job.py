@@ -18,6 +18,7 @@ from .fields import DnsLabel, EndpointUrl, ImageRef, LabelKey, LabelValue, ReadP
 from .limits import MAX_STAGES
 from .overrides import override_problems
 from .stage import NAME_PATTERN, Stage
+from .status import JobStatus
 
 API_VERSION = "llmplatform.dev/v1alpha1"
 KIND = "LLMJob"
@@ -117,31 +118,6 @@ class JobSpec(SpecModel):
 def _problem_no_preset(stages: list[Stage]) -> Problem:
     i = next(i for i, s in enumerate(stages) if s.kind == "pretrain")
     return Problem(("spec", "model"), f"stages[{i}] pretrains a new model; set spec.model.preset (e.g. llama-125m)")
-
-
-class StageStatus(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    phase: Literal["Pending", "Running", "Succeeded", "Failed", "Suspended", "Skipped"] = "Pending"
-    child: str | None = Field(None, description="The workload running the stage, as Kind/name.")
-    started: str | None = None
-    finished: str | None = None
-    message: str | None = None
-    attempts: int = 0
-    step: int | None = None
-    checkpoint: str | None = None
-    version: str | None = Field(None, description="Version id of the committed artifacts.")
-
-
-class JobStatus(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    phase: Literal["Pending", "Running", "Succeeded", "Failed", "Suspended"] = "Pending"
-    current_stage: str | None = None
-    stages: dict[str, StageStatus] = Field(default_factory=dict)
-    conditions: list[dict[str, Any]] = Field(default_factory=list)
-    message: str | None = None
-    observed_generation: int | None = None
 
 
 class LLMJob(BaseModel):

@@ -30,7 +30,7 @@ from typing import Any
 
 import yaml
 
-from llm_platform.api import API_VERSION, KIND, LLMJob, parse_job_text
+from llm_platform.api import API_VERSION, KIND, JobStatus, LLMJob, StageStatus, parse_job_text
 from llm_platform.api.dag import topological_order
 from llm_platform.storage import ArtifactStore
 from llm_platform.trainer.stages.preflight import check
@@ -218,11 +218,11 @@ class LocalJobs:
             running_stages(row.process) if row.state == "running" and row.process else set(),
             ahead,
         )
-        if status["phase"] == "Failed":
-            status["message"] = self._log_tail(row)
+        if status.phase == "Failed":
+            status.message = self._log_tail(row)
         if store_error:
-            status["message"] = "\n".join(filter(None, [store_error, status.get("message")]))
-        return {**job.to_dict(), "status": status}
+            status.message = "\n".join(filter(None, [store_error, status.message]))
+        return {**job.to_dict(), "status": status.model_dump(mode="json", exclude_none=True)}
 
     def _job(self, row: JobRow) -> LLMJob:
         key = _key(row)
@@ -264,7 +264,7 @@ def job_status(
     committed: dict[str, dict],
     running: set[str],
     queued_ahead: int = 0,
-) -> dict[str, Any]:
+) -> JobStatus:
     """A job's status from what the backend knows: its state (queued, running, ended) and exit code, its stages in
     order with their needs, the committed ones (version, metrics) and those whose process runs now. Pure.
 
@@ -272,26 +272,25 @@ def job_status(
     Succeeded if every stage is committed. In a failed run, the stages whose inputs were all committed are where it
     stopped (Failed), and those downstream never ran (Skipped)."""
     if state == "queued":
-        status: dict[str, Any] = {"phase": "Pending", "message": f"queued: {queued_ahead} job(s) ahead"}
+        status = JobStatus(phase="Pending", message=f"queued: {queued_ahead} job(s) ahead")
     elif state == "running":
-        status = {"phase": "Running"}
+        status = JobStatus(phase="Running")
     else:
         ok = exit_code == 0 or (exit_code is None and len(committed) == len(stages))
-        status = {"phase": "Succeeded" if ok else "Failed"}
-    failed = status["phase"] == "Failed"
-    phases = {}
+        status = JobStatus(phase="Succeeded" if ok else "Failed")
+    failed = status.phase == "Failed"
     for name, needs in stages:
         if name in running:
-            phases[name] = {"phase": "Running"}
+            stage = StageStatus(phase="Running")
         elif name in committed:
-            phases[name] = {"phase": "Succeeded", **committed[name]}
+            stage = StageStatus(phase="Succeeded", **committed[name])
         elif failed and all(n in committed for n in needs):
-            phases[name] = {"phase": "Failed", "message": "the run stopped here; status.message has its log"}
+            stage = StageStatus(phase="Failed", message="the run stopped here; status.message has its log")
         elif failed:
-            phases[name] = {"phase": "Skipped", "message": "not run: a stage it needs did not succeed"}
+            stage = StageStatus(phase="Skipped", message="not run: a stage it needs did not succeed")
         else:
-            phases[name] = {"phase": "Pending"}
-    status["stages"] = phases
+            stage = StageStatus()
+        status.stages[name] = stage
     return status
 
 
