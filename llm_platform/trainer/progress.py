@@ -24,7 +24,7 @@ class StepProgress:
     """Counts work done (steps, documents) out of an optional total; shows it as a bar or as periodic lines.
 
     `status` is a short text shown after the count (e.g. the last loss). `listener(done, total)` hears every update
-    (a stage's progress file, which throttles its own writes). Use as a context manager."""
+    (a stage's live status, which writes to the store on its own heartbeat). Use as a context manager."""
 
     def __init__(
         self,

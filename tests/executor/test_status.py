@@ -156,6 +156,21 @@ def test_job_status_from_stored_stages():
     assert job_status_from_store({"a": StageStatus(phase="Succeeded"), "b": StageStatus()}, now).phase == "Pending"
 
 
+def test_llmp_run_records_the_stages_it_did_not_start_and_a_stage_that_died_silently(tmp_path):
+    from llm_platform.executor import record_phase
+
+    store = ArtifactStore.open(str(tmp_path))
+    store.write_json(progress_key("train"), StageStatus(phase="Running", step=7, total_steps=10).model_dump())
+    record_phase(store, "train", "Failed", "killed by signal 9")
+    record_phase(store, "eval", "Skipped", "not run: an earlier stage failed")
+    train, evaluation = read_stage_status(store, "train"), read_stage_status(store, "eval")
+    assert (train.phase, train.message, train.step) == ("Failed", "killed by signal 9", 7)  # what it said is kept
+    assert (evaluation.phase, evaluation.step) == ("Skipped", None)
+    store.write_json(progress_key("tok"), StageStatus(phase="Failed", message="ValueError: empty split").model_dump())
+    record_phase(store, "tok", "Failed", "exit code 1")
+    assert read_stage_status(store, "tok").message == "ValueError: empty split"  # the stage's own last word stays
+
+
 def status_json(*args: str) -> dict:
     result = CliRunner().invoke(app, ["status", *args, "--json"])
     assert result.exit_code == 0, result.output
