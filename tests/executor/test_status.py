@@ -183,7 +183,7 @@ def test_llmp_status_while_a_real_job_runs_and_after(tmp_path):
     job = tmp_path / "job.yaml"
     # TensorBoard's event files are mirrored too, where a writer for them is installed
     tensorboard = any(importlib.util.find_spec(m) for m in ("tensorboard", "tensorboardX"))
-    spec = JOB.split("  - name: eval")[0].replace("STEPS", "400")
+    spec = JOB.split("  - name: eval")[0].replace("STEPS", "200")
     job.write_text(spec.replace("log_every: 2,", "log_every: 2, tensorboard: true,") if tensorboard else spec)
     workdir = tmp_path / "w"
     env = {**os.environ, "LLMP_PROGRESS_EVERY_S": "0.5"}
@@ -206,7 +206,7 @@ def test_llmp_status_while_a_real_job_runs_and_after(tmp_path):
         assert status["phase"] == "Running" and status["current_stage"] == "pretrain"
         assert [s["phase"] for s in status["stages"].values()] == ["Succeeded", "Succeeded", "Running"]
         pretrain = status["stages"]["pretrain"]
-        assert pretrain["total_steps"] == 400 and pretrain["eta_s"] > 0
+        assert pretrain["total_steps"] == 200 and pretrain["eta_s"] > 0
         assert store.manifest("pretrain") is None  # nothing committed yet, and yet the log is there
         live = Path(pretrain["artifacts"]["train_log.jsonl"])
         assert live.is_relative_to(workdir) and json.loads(live.read_text().splitlines()[0])["step"] == 2
@@ -225,7 +225,7 @@ def test_llmp_status_while_a_real_job_runs_and_after(tmp_path):
     assert list(after["stages"]) == ["data", "tokenizer", "pretrain"]
     assert after["phase"] == "Succeeded"
     pretrain = after["stages"]["pretrain"]
-    assert pretrain["step"] == 400 and Path(pretrain["artifacts"]["model"], "config.json").is_file()
+    assert pretrain["step"] == 200 and Path(pretrain["artifacts"]["model"], "config.json").is_file()
     table = CliRunner().invoke(app, ["status", str(workdir)]).output
     assert f"pretrain model: {pretrain['artifacts']['model']}" in table
 
