@@ -15,8 +15,9 @@ MoE models
     to the language-model loss. ``model.expert_load()``: tokens per expert per MoE layer (for metrics).
     ``model.update_router_biases()``: the auxiliary-loss-free balancing step; call it after each optimizer step.
 
-Parallelism, precision and compilation are applied from outside (FSDP, autocast, ``torch.compile(model)``); the
-block forward has no graph breaks on dense layers and on MoE layers with a capacity factor.
+Parallelism, precision, activation checkpointing and compilation are applied from outside (FSDP, autocast,
+``train.distributed.apply_activation_checkpointing``, ``torch.compile(model)``); the block forward has no graph breaks
+on dense layers and on MoE layers with a capacity factor.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import math
 
 import torch
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from .alibi import alibi_slopes
 from .attention import Attention, AttentionContext
@@ -70,7 +70,6 @@ class Transformer(nn.Module):
         if config.position_encoding == "rope":
             rope_dim = config.qk_rope_head_dim if config.attention == "mla" else config.head_size
             self.rotary = RotaryTable(rope_dim, config.rope_theta, config.rope_scaling, config.max_seq_len)
-        self.activation_checkpointing = False
         self.init_weights()
 
     # ------------------------------------------------------------------ forward
@@ -110,10 +109,7 @@ class Transformer(nn.Module):
         else:
             ctx = self._context(input_ids.shape[1], start_pos, cache, x.dtype, x.device)
         for block in self.layers:
-            if self.activation_checkpointing and self.training:
-                x = checkpoint(block, x, ctx, use_reentrant=False)
-            else:
-                x = block(x, ctx)
+            x = block(x, ctx)
         return self.norm(x)
 
     def _context(self, seq: int, start_pos: int, cache, dtype: torch.dtype, device: torch.device) -> AttentionContext:
@@ -122,10 +118,6 @@ class Transformer(nn.Module):
         return AttentionContext(positions, rope, self.alibi_slopes, cache, start_pos)
 
     # ------------------------------------------------------------------ training hooks
-    def set_activation_checkpointing(self, enabled: bool = True) -> None:
-        """Recompute each block in the backward pass instead of keeping its activations (training mode only)."""
-        self.activation_checkpointing = enabled
-
     def moe_layers(self) -> list[tuple[int, MoE]]:
         """(layer index, MoE module) for every mixture-of-experts block."""
         return [(i, b.mlp) for i, b in enumerate(self.layers) if isinstance(b.mlp, MoE)]
