@@ -22,14 +22,13 @@ on dense layers and on MoE layers with a capacity factor.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
 from .alibi import alibi_slopes
 from .attention import Attention, AttentionContext
 from .config import ModelConfig
+from .init import WeightInit, init_children
 from .mla import LatentAttention
 from .mlp import build_mlp
 from .moe import MoE
@@ -50,6 +49,9 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor, ctx: AttentionContext) -> torch.Tensor:
         x = x + self.attn(self.attn_norm(x), ctx)
         return x + self.mlp(self.mlp_norm(x))
+
+    def init_weights(self, init: WeightInit) -> None:
+        init_children(self, init)
 
 
 class Transformer(nn.Module):
@@ -157,22 +159,17 @@ class Transformer(nn.Module):
 
     @torch.no_grad()
     def init_weights(self, seed: int | None = None) -> None:
-        """Normal(0, init_std) weights, zero biases, unit norms; residual output projections (o_proj, down_proj) get
-        init_std / sqrt(2 * n_layers) so the residual stream's variance does not grow with depth (GPT-2)."""
+        """Every module initialises its own weights (``model/init.py``): Normal(0, init_std) matrices, zero biases,
+        unit norms, and init_std / sqrt(2 * n_layers) for the projections into the residual stream (GPT-2).
+
+        seed: draw from a generator of this seed on the weights' device instead of torch's global one."""
         generator = None
         if seed is not None:
             generator = torch.Generator(device=self.embed_tokens.weight.device).manual_seed(seed)
-        std = self.config.init_std
-        out_std = std / math.sqrt(2 * self.config.n_layers)
-        for name, param in self.named_parameters():
-            leaf = name.rsplit(".", 1)[-1]
-            if param.dim() == 1:
-                if leaf == "weight" and "norm" in name:
-                    param.fill_(1.0)
-                else:
-                    param.zero_()
-            else:
-                is_output = "o_proj" in name or "down_proj" in name
-                nn.init.normal_(param, 0.0, out_std if is_output else std, generator=generator)
-        for _, moe in self.moe_layers():
-            moe.router.bias.zero_()
+        init = WeightInit.of(self.config.init_std, self.config.n_layers, generator)
+        init.normal_(self.embed_tokens.weight)
+        for block in self.layers:
+            block.init_weights(init)
+        self.norm.reset_parameters()
+        if not self.config.tie_embeddings:
+            init.normal_(self.lm_head.weight)
