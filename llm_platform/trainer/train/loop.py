@@ -12,7 +12,6 @@ NaN/Inf at every log, evaluation and checkpoint step, so a checkpoint is only ev
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +19,6 @@ from typing import Any
 import numpy as np
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
 
 from llm_platform.trainer.data.loader import eval_batches
@@ -34,6 +32,7 @@ from .metrics import MetricsLog, expert_shares, mfu, peak_flops
 from .objective import NextTokenLoss
 from .optim import set_lr
 from .precision import Precision
+from .progress import Throughput, print_record, progress_bar
 from .schedules import learning_rate
 
 
@@ -284,7 +283,7 @@ def train_loop(training: Training) -> TrainResult:
     records: list[dict[str, Any]] = []
     pending: list[StepResult] = []
     throughput = Throughput(env.device)
-    progress = _progress(training.console, env, total, start)
+    progress = progress_bar(training.console, env, total, start)
     training.backend.module.train()
     try:
         for step in range(start, total):
@@ -301,7 +300,7 @@ def train_loop(training: Training) -> TrainResult:
                 if env.is_main:
                     if training.log is not None:
                         training.log.write(record)
-                    _print(progress, training.console, record, total)
+                    print_record(progress, training.console, record, total)
                 if wants_ckpt:
                     _save(training)
                 if wants_eval or wants_ckpt:  # throughput counts training only
@@ -372,43 +371,6 @@ def _save(training: Training) -> None:
     training.checkpointer.save(state.step, training.backend.checkpoint_state(), saved)
 
 
-class Throughput:
-    """Training tokens per second, in windows between log records. The clock starts after the first step (which
-    compiles and warms up) and restarts after evaluations and checkpoints, so it counts training only."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.start: float | None = None
-        self.tokens = 0
-        self.windows: list[tuple[int, float]] = []  # (tokens, seconds)
-
-    def count(self, tokens: int) -> None:
-        """A step of `tokens` is done."""
-        if self.start is None:
-            _sync(self.device)
-            self.start = time.perf_counter()
-        else:
-            self.tokens += tokens
-
-    def lap(self) -> tuple[int, float] | None:
-        """(tokens, seconds) since the window opened, and a new window; None while no tokens were counted."""
-        _sync(self.device)
-        if not self.tokens:
-            return None
-        window = (self.tokens, time.perf_counter() - self.start)
-        self.windows.append(window)
-        self.start, self.tokens = time.perf_counter(), 0
-        return window
-
-    def restart(self) -> None:
-        _sync(self.device)
-        self.start = time.perf_counter()
-
-    def mean(self) -> float | None:
-        tokens = sum(t for t, _ in self.windows)
-        return tokens / sum(s for _, s in self.windows) if tokens else None
-
-
 def _flush(pending: list[StepResult], config: TrainConfig) -> list[dict[str, Any]]:
     """Bring the pending steps' losses to the host (one sync) and stop on the first non-finite one."""
     losses = torch.stack([p.loss for p in pending]).float().cpu().tolist()
@@ -444,41 +406,6 @@ def evaluate(module: nn.Module, batches: Iterable, env: DistEnv, precision: Prec
     if env.world_size > 1:
         torch.distributed.all_reduce(sums)
     return (sums[0] / sums[1]).item()
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _progress(console: Console, env: DistEnv, total: int, start: int) -> Progress | None:
-    if not env.is_main:
-        return None
-    progress = Progress(
-        TextColumn("[bold]train[/]"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[status]}"),
-        TimeRemainingColumn(),
-        console=console,
-    )
-    progress.add_task("train", total=total, completed=start, status="")
-    progress.start()
-    return progress
-
-
-def _print(progress: Progress | None, console: Console, record: dict[str, Any], total: int) -> None:
-    parts = [f"step {record['step']}/{total}", f"loss {record['loss']:.4f}", f"lr {record['lr']:.2e}"]
-    parts.append(f"grad norm {record['grad_norm']:.3f}")
-    if "tokens_per_s" in record:
-        parts.append(f"{record['tokens_per_s']:,.0f} tok/s")
-    if record.get("mfu") is not None:
-        parts.append(f"MFU {100 * record['mfu']:.1f}%")
-    if "val_loss" in record:
-        parts.append(f"val loss {record['val_loss']:.4f}")
-    (progress.console if progress else console).print("  ".join(parts))
-    if progress is not None:
-        progress.update(progress.task_ids[0], status=f"loss {record['loss']:.4f}")
 
 
 def _round(value: float | None, digits: int) -> float | None:
