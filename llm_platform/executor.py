@@ -194,6 +194,8 @@ def _fmt(value) -> str:
 
 
 def _local_gpus(stage) -> int:
+    if stage.train is not None and stage.train.parallel.launcher == "ray":
+        return 0  # one process: it starts Ray Train, whose workers take the GPUs
     wanted = max(stage.resources.gpus, stage.train.parallel.gpus_per_node if stage.train else 0)
     if wanted <= 1:
         return 0

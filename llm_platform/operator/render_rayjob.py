@@ -2,7 +2,9 @@
 
 `data` / `tokenizer` / `eval` with several workers (or `data.engine: ray`) run their `llmp stage run` as the Ray job's
 entrypoint, on the head, fanning work out to the worker group. Training stages with `launcher: ray` get one worker
-per node holding that node's GPUs, for Ray Train. KubeRay supplies `ray start`, so containers set no command.
+pod per node holding that node's GPUs; the same entrypoint on the head starts Ray Train's `TorchTrainer` there
+(`trainer.stages.ray_train`), one training worker per GPU on the worker pods, and the head offers Ray no CPUs so
+that no training worker lands beside the driver. KubeRay supplies `ray start`, so containers set no command.
 KubeRay's submitter (the pod that runs `ray job submit`) gets our own template: KubeRay's default one would carry
 no securityContext and fail a namespace that enforces Pod Security "restricted"; KubeRay fills in its command.
 """
@@ -59,9 +61,12 @@ def render_rayjob(ctx: RenderContext) -> dict[str, Any]:
     scratch, scratch_mounts = scratch_volumes()
     submitter = container(SUBMITTER, image, job, SUBMITTER_RESOURCES, scratch_mounts, storage=False)
 
+    head_params = {"dashboard-host": "0.0.0.0"}
+    if stage.trains:  # the head runs the driver only; Ray Train's workers go to the worker pods
+        head_params["num-cpus"] = "0"
     cluster: dict[str, Any] = {
         "rayVersion": options.ray_version,
-        "headGroupSpec": {"rayStartParams": {"dashboard-host": "0.0.0.0"}, "template": template(head, vols)},
+        "headGroupSpec": {"rayStartParams": head_params, "template": template(head, vols)},
         "workerGroupSpecs": [
             {
                 "groupName": WORKER_GROUP,

@@ -76,6 +76,19 @@ def test_ray_train_launcher_puts_one_worker_per_node_with_its_gpus():
     assert group["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "8"
 
 
+def test_ray_train_entrypoint_runs_the_stage_whose_launcher_is_ray_and_the_head_trains_nothing():
+    stage = {**PRETRAIN, "train": {"steps": 10, "parallel": {"nodes": 2, "gpus_per_node": 8, "launcher": "ray"}}}
+    j = job(DATA, TOKENIZER, stage)
+    spec = render_rayjob(RenderContext.of(j, j.spec.stage("pretrain")))["spec"]
+    # the stage command on the head: its runner for `launcher: ray` is Ray Train's TorchTrainer (stages.ray_train)
+    assert shlex.split(spec["entrypoint"])[:6] == ["llmp", "stage", "run", "--job", "/etc/llmp/job.yaml", "--stage"]
+    assert shlex.split(spec["entrypoint"])[6] == "pretrain"
+    assert j.spec.stage("pretrain").train.parallel.launcher == "ray"
+    assert spec["rayClusterSpec"]["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0"
+    data_head = render_rayjob(RenderContext.of(*ray_data()))["spec"]["rayClusterSpec"]["headGroupSpec"]
+    assert "num-cpus" not in data_head["rayStartParams"]  # a data stage's head takes part in the work
+
+
 def test_ray_version_comes_from_the_options():
     j, stage = ray_data()
     assert (

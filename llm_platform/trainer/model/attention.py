@@ -10,6 +10,7 @@ from torch import nn
 
 from .alibi import alibi_bias
 from .config import ModelConfig
+from .init import WeightInit, init_children
 from .kernels import attention, prefix_positions, resolve_flash_attn
 from .norm import RMSNorm
 from .rope import apply_rotary
@@ -79,3 +80,8 @@ class Attention(nn.Module):
             flash_fn=self.flash_fn,
         )
         return self.o_proj(out.transpose(1, 2).reshape(batch, seq, -1))
+
+    def init_weights(self, init: WeightInit) -> None:
+        """Projections Normal(0, std) with zero biases, o_proj (into the residual stream) the residual std, q/k norms
+        unit gains."""
+        init_children(self, init, residual=self.o_proj)

@@ -12,6 +12,7 @@ from torch import nn
 
 from .attention import AttentionContext
 from .config import ModelConfig
+from .init import WeightInit, init_children
 from .kernels import attention, resolve_flash_attn
 from .norm import RMSNorm
 from .rope import apply_rotary, yarn_mscale
@@ -89,3 +90,7 @@ class LatentAttention(nn.Module):
             flash_fn=self.flash_fn,
         )
         return self.o_proj(out.transpose(1, 2).reshape(batch, seq, -1))
+
+    def init_weights(self, init: WeightInit) -> None:
+        """Projections Normal(0, std), o_proj (into the residual stream) the residual std, latent norms unit gains."""
+        init_children(self, init, residual=self.o_proj)

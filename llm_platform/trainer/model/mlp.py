@@ -7,6 +7,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .config import ModelConfig
+from .init import WeightInit, init_children
 
 ACTIVATIONS = {
     "swiglu": F.silu,
@@ -30,6 +31,10 @@ class GatedMLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down_proj(self.act(self.gate_proj(x)) * self.up_proj(x))
 
+    def init_weights(self, init: WeightInit) -> None:
+        """Normal(0, std), down_proj (into the residual stream) the residual std; zero biases."""
+        init_children(self, init, residual=self.down_proj)
+
 
 class PlainMLP(nn.Module):
     """down(gelu(up(x))): the GPT-2 MLP."""
@@ -41,6 +46,10 @@ class PlainMLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down_proj(F.gelu(self.up_proj(x)))
+
+    def init_weights(self, init: WeightInit) -> None:
+        """Normal(0, std), down_proj (into the residual stream) the residual std; zero biases."""
+        init_children(self, init, residual=self.down_proj)
 
 
 def build_mlp(config: ModelConfig, hidden: int) -> nn.Module:

@@ -21,6 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .config import ModelConfig, capacity
+from .init import WeightInit, init_children
 from .mlp import ACTIVATIONS, GatedMLP
 
 
@@ -56,6 +57,11 @@ class Router(nn.Module):
         keep = torch.zeros_like(group_score, dtype=torch.bool).scatter(1, best, True)
         return grouped.masked_fill(~keep.unsqueeze(-1), float("-inf")).view_as(choice)
 
+    def init_weights(self, init: WeightInit) -> None:
+        """Router weights Normal(0, std); the balancing bias starts at zero."""
+        init.normal_(self.weight)
+        self.bias.zero_()
+
     @torch.no_grad()
     def update_bias(self, load: torch.Tensor, rate: float) -> None:
         """Auxiliary-loss-free balancing step: bias += rate * sign(mean load - load of the expert)."""
@@ -80,6 +86,12 @@ class Experts(nn.Module):
         self.up_proj = nn.Parameter(torch.empty(e, f, d))
         self.down_proj = nn.Parameter(torch.empty(e, d, f))
 
+    def init_weights(self, init: WeightInit) -> None:
+        """As a dense gated MLP's: gate and up Normal(0, std), down (into the residual stream) the residual std."""
+        init.normal_(self.gate_proj)
+        init.normal_(self.up_proj)
+        init.normal_(self.down_proj, residual=True)
+
     def one(self, e: int, x: torch.Tensor) -> torch.Tensor:
         h = self.act(F.linear(x, self.gate_proj[e])) * F.linear(x, self.up_proj[e])
         return F.linear(h, self.down_proj[e])
@@ -103,6 +115,10 @@ class MoE(nn.Module):
         # buffers: a recomputation under activation checkpointing overwrites them with the same values.
         self.last_balance_loss: torch.Tensor | None = None
         self.last_load: torch.Tensor | None = None
+
+    def init_weights(self, init: WeightInit) -> None:
+        """The router, the routed experts, then the shared experts."""
+        init_children(self, init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape

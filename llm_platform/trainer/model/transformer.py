@@ -15,21 +15,20 @@ MoE models
     to the language-model loss. ``model.expert_load()``: tokens per expert per MoE layer (for metrics).
     ``model.update_router_biases()``: the auxiliary-loss-free balancing step; call it after each optimizer step.
 
-Parallelism, precision and compilation are applied from outside (FSDP, autocast, ``torch.compile(model)``); the
-block forward has no graph breaks on dense layers and on MoE layers with a capacity factor.
+Parallelism, precision, activation checkpointing and compilation are applied from outside (FSDP, autocast,
+``train.distributed.apply_activation_checkpointing``, ``torch.compile(model)``); the block forward has no graph breaks
+on dense layers and on MoE layers with a capacity factor.
 """
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from .alibi import alibi_slopes
 from .attention import Attention, AttentionContext
 from .config import ModelConfig
+from .init import WeightInit, init_children
 from .mla import LatentAttention
 from .mlp import build_mlp
 from .moe import MoE
@@ -51,6 +50,9 @@ class Block(nn.Module):
         x = x + self.attn(self.attn_norm(x), ctx)
         return x + self.mlp(self.mlp_norm(x))
 
+    def init_weights(self, init: WeightInit) -> None:
+        init_children(self, init)
+
 
 class Transformer(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
@@ -70,7 +72,6 @@ class Transformer(nn.Module):
         if config.position_encoding == "rope":
             rope_dim = config.qk_rope_head_dim if config.attention == "mla" else config.head_size
             self.rotary = RotaryTable(rope_dim, config.rope_theta, config.rope_scaling, config.max_seq_len)
-        self.activation_checkpointing = False
         self.init_weights()
 
     # ------------------------------------------------------------------ forward
@@ -110,10 +111,7 @@ class Transformer(nn.Module):
         else:
             ctx = self._context(input_ids.shape[1], start_pos, cache, x.dtype, x.device)
         for block in self.layers:
-            if self.activation_checkpointing and self.training:
-                x = checkpoint(block, x, ctx, use_reentrant=False)
-            else:
-                x = block(x, ctx)
+            x = block(x, ctx)
         return self.norm(x)
 
     def _context(self, seq: int, start_pos: int, cache, dtype: torch.dtype, device: torch.device) -> AttentionContext:
@@ -122,10 +120,6 @@ class Transformer(nn.Module):
         return AttentionContext(positions, rope, self.alibi_slopes, cache, start_pos)
 
     # ------------------------------------------------------------------ training hooks
-    def set_activation_checkpointing(self, enabled: bool = True) -> None:
-        """Recompute each block in the backward pass instead of keeping its activations (training mode only)."""
-        self.activation_checkpointing = enabled
-
     def moe_layers(self) -> list[tuple[int, MoE]]:
         """(layer index, MoE module) for every mixture-of-experts block."""
         return [(i, b.mlp) for i, b in enumerate(self.layers) if isinstance(b.mlp, MoE)]
@@ -165,22 +159,17 @@ class Transformer(nn.Module):
 
     @torch.no_grad()
     def init_weights(self, seed: int | None = None) -> None:
-        """Normal(0, init_std) weights, zero biases, unit norms; residual output projections (o_proj, down_proj) get
-        init_std / sqrt(2 * n_layers) so the residual stream's variance does not grow with depth (GPT-2)."""
+        """Every module initialises its own weights (``model/init.py``): Normal(0, init_std) matrices, zero biases,
+        unit norms, and init_std / sqrt(2 * n_layers) for the projections into the residual stream (GPT-2).
+
+        seed: draw from a generator of this seed on the weights' device instead of torch's global one."""
         generator = None
         if seed is not None:
             generator = torch.Generator(device=self.embed_tokens.weight.device).manual_seed(seed)
-        std = self.config.init_std
-        out_std = std / math.sqrt(2 * self.config.n_layers)
-        for name, param in self.named_parameters():
-            leaf = name.rsplit(".", 1)[-1]
-            if param.dim() == 1:
-                if leaf == "weight" and "norm" in name:
-                    param.fill_(1.0)
-                else:
-                    param.zero_()
-            else:
-                is_output = "o_proj" in name or "down_proj" in name
-                nn.init.normal_(param, 0.0, out_std if is_output else std, generator=generator)
-        for _, moe in self.moe_layers():
-            moe.router.bias.zero_()
+        init = WeightInit.of(self.config.init_std, self.config.n_layers, generator)
+        init.normal_(self.embed_tokens.weight)
+        for block in self.layers:
+            block.init_weights(init)
+        self.norm.reset_parameters()
+        if not self.config.tie_embeddings:
+            init.normal_(self.lm_head.weight)

@@ -61,7 +61,11 @@ def checkpointer(ctx: StageContext, config: TrainConfig, env: DistEnv) -> Checkp
     )
 
 
+RUN_ID_ENV = "LLMP_RUN_ID"
+"""The launch's id, set by the Ray Train launcher on its workers (torchrun sets TORCHELASTIC_RUN_ID)."""
+
+
 def staging_dir(fingerprint: str) -> Path:
-    """A folder every rank on this node agrees on (torchrun gives the launch a run id) to write shards into."""
-    run = os.environ.get("TORCHELASTIC_RUN_ID") or str(os.getpid())
+    """A folder every rank on this node agrees on (the launcher gives the launch a run id) to write shards into."""
+    run = os.environ.get(RUN_ID_ENV) or os.environ.get("TORCHELASTIC_RUN_ID") or str(os.getpid())
     return Path(tempfile.gettempdir()) / "llmp-checkpoints" / f"{fingerprint}-{run}"

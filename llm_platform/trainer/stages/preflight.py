@@ -52,6 +52,8 @@ def needs(stage: Stage) -> list[Need]:
         found.append(Need("kind", ("fastapi",), "pip install 'llm-platform[serve]'"))
     train = stage.train
     if train is not None:
+        if train.parallel.launcher == "ray":
+            found.append(Need("train.parallel.launcher", ("ray",), "pip install 'llm-platform[ray]'"))
         if train.parallel.strategy == "deepspeed":
             found.append(Need("train.parallel.strategy", ("deepspeed",), "pip install 'llm-platform[gpu]'"))
         if train.fp8:

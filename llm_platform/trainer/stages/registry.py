@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from llm_platform.api.stage import KINDS, StageKind
 
 from .context import StageContext
+from .ray_train import Launched
 
 
 class StageRunner(Protocol):
@@ -76,12 +77,13 @@ def _serve() -> StageRunner:
     return serve
 
 
+# training stages run where `train.parallel.launcher` says: here (alone or under torchrun) or on Ray Train's workers
 RUNNERS: dict[StageKind, StageRunner] = {
     "data": LazyRunner(_data),
     "tokenizer": LazyRunner(_tokenizer),
-    "pretrain": LazyRunner(_pretrain),
-    "finetune": LazyRunner(_finetune),
-    "align": LazyRunner(_align),
+    "pretrain": Launched(LazyRunner(_pretrain)),
+    "finetune": Launched(LazyRunner(_finetune)),
+    "align": Launched(LazyRunner(_align)),
     "eval": LazyRunner(_eval),
     "serve": LazyRunner(_serve),
 }

@@ -1,7 +1,8 @@
 """Sharded checkpoints in the artifact store, resumable at any world size.
 
-A checkpoint of step N is a torch distributed checkpoint (DCP: model and optimizer, every rank writing its own
-shards, with a `.metadata` index that lets any number of ranks read it back) plus `train_state.json` (step,
+A checkpoint of step N is the backend's files of model and optimizer (`backend.CheckpointState`: a torch distributed
+checkpoint, every rank writing its own shards with a `.metadata` index that lets any number of ranks read it back;
+under DeepSpeed, the engine's own files) plus `train_state.json` (step,
 data-loader position, loss scaler, running summary) and one `rng_rank<r>.json` per rank. Nothing in it is
 unpickled freely on resume (see checkpoint_io.py).
 
@@ -33,20 +34,11 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-import torch.distributed.checkpoint as dcp
-from torch import nn
-from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
 from llm_platform.storage import ArtifactStore, StoreError
 
-from .checkpoint_io import (
-    SafeFileSystemReader,
-    SafeLoadPlanner,
-    deepspeed_loads_weights_only,
-    rng_from_json,
-    rng_to_json,
-)
-from .deepspeed_backend import checkpoint_tag, is_engine
+from .backend import CheckpointState
+from .checkpoint_io import rng_from_json, rng_to_json
 from .distributed import DistEnv, barrier
 
 TRAIN_STATE = "train_state.json"
@@ -86,10 +78,10 @@ class Checkpointer:
         """The pointer to the newest complete checkpoint: {"step", "nodes"}; None if there is none."""
         return self.store.read_json(f"{self.key}/latest")
 
-    def restore(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any] | None:
-        """Load the newest good checkpoint into `model` and `optimizer` (in place, resharded to this world size) and
-        this rank's RNG; returns the saved train state, or None when there is no checkpoint. `model` may be a
-        DeepSpeed engine, which loads its own files (same world size only).
+    def restore(self, state: CheckpointState) -> dict[str, Any] | None:
+        """Load the newest good checkpoint into `state` (a backend's model and optimizer, in place; DCP reshards to
+        this world size, DeepSpeed's own files need the same one) and this rank's RNG; returns the saved train
+        state, or None when there is no checkpoint.
 
         A checkpoint whose files do not match their manifests is skipped (logged) for the previous complete one;
         every rank takes the same decision. Raises `StoreError` if checkpoints exist but none is usable."""
@@ -102,7 +94,7 @@ class Checkpointer:
                 continue
             if skipped:
                 log.warning("resuming %s from step %d (skipped: %s)", self.key, step, "; ".join(skipped))
-            return self._load(folder, model, optimizer)
+            return self._load(folder, state)
         if skipped:
             raise StoreError(
                 f"no usable checkpoint under {self.key}: " + "; ".join(skipped) + ". Delete the checkpoints to "
@@ -183,20 +175,8 @@ class Checkpointer:
                     link.symlink_to(file)
         return merged, ""
 
-    def _load(self, folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-        if is_engine(model):  # DeepSpeed reads its own files: `folder` is <dir>/<tag>
-            deepspeed_loads_weights_only(model)
-            model.load_checkpoint(str(folder.parent), tag=folder.name, load_lr_scheduler_states=False)
-        else:
-            model_sd, optim_sd = get_state_dict(model, optimizer)
-            state = {"model": model_sd, "optim": optim_sd}
-            dcp.load(
-                state,
-                storage_reader=SafeFileSystemReader(folder),
-                planner=SafeLoadPlanner(),
-                no_dist=not dist.is_initialized(),
-            )
-            set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
+    def _load(self, folder: Path, state: CheckpointState) -> dict[str, Any]:
+        state.load(folder)
         rng_file = folder / f"rng_rank{self.env.rank}.json"
         if rng_file.exists():
             rng_from_json(json.loads(rng_file.read_text()), self.env.device)
@@ -205,30 +185,22 @@ class Checkpointer:
         return json.loads((folder / TRAIN_STATE).read_text())
 
     # ------------------------------------------------------------------------------------------------ writing
-    def save(self, step: int, model: nn.Module, optimizer: torch.optim.Optimizer, train_state: dict) -> None:
-        """Checkpoint step `step` (every rank calls it). Returns once the state is safe from further training:
-        at once with `async_save` (the write and upload continue in the background), else when published."""
+    def save(self, step: int, state: CheckpointState, train_state: dict) -> None:
+        """Checkpoint step `step` (every rank calls it): `state`'s files, this rank's RNG and the loop's
+        `train_state`. Returns once the state is safe from further training: at once with `async_save` when `state`
+        can write in the background (the write and upload continue there), else when published."""
         self.wait()
         folder = self.staging / f"step_{step:08d}"
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"rng_rank{self.env.rank}.json").write_text(json.dumps(rng_to_json(self.env.device)))
         if self.env.is_main:
             (folder / TRAIN_STATE).write_text(json.dumps(train_state, indent=2))
-        if is_engine(model):  # a DeepSpeed engine writes its files into the folder itself, synchronously
-            model.save_checkpoint(str(self.staging), tag=checkpoint_tag(step), save_latest=False)
-            self._publish(step, folder)
-            return
-        model_sd, optim_sd = get_state_dict(model, optimizer)
-        state = {"model": model_sd, "optim": optim_sd}
-        if not self.async_save:
-            dcp.save(state, checkpoint_id=folder, no_dist=not dist.is_initialized())
-            self._publish(step, folder)
-            return
-        if self.env.world_size > 1 and self._async_group is None:
+        if self.async_save and self.env.world_size > 1 and self._async_group is None:
             self._async_group = dist.new_group(backend="gloo")
-        future = dcp.async_save(
-            state, checkpoint_id=folder, process_group=self._async_group, no_dist=not dist.is_initialized()
-        )
+        future = state.save(folder, asynchronous=self.async_save, group=self._async_group)
+        if future is None:
+            self._publish(step, folder)
+            return
         self._thread = threading.Thread(target=self._finish_async, args=(future, step, folder), daemon=True)
         self._thread.start()
 

@@ -19,22 +19,23 @@ deepspeed is imported lazily, only for this strategy: it is in the `gpu` extra, 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
-import sys
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
+from .checkpoint_io import deepspeed_loads_weights_only
 from .config import TrainConfig
 from .distributed import DistEnv
 from .optim import build_optimizer
 from .precision import Precision
 
 ZERO_STAGES = (1, 2, 3)
-CHECKPOINT_TAG_PREFIX = "step_"
 
 
 def import_deepspeed():
@@ -73,16 +74,59 @@ def deepspeed_config(config: TrainConfig, precision: Precision) -> dict[str, Any
     }
 
 
-def wrap(objective: nn.Module, config: TrainConfig, env: DistEnv, precision: Precision):
-    """`deepspeed.initialize` around the objective with our AdamW (same parameter groups as ddp/fsdp); returns the
-    engine, whose `optimizer` is the ZeRO optimizer the loop sets the learning rate on."""
-    os.environ.setdefault("DS_ACCELERATOR", "cuda" if env.device.type == "cuda" else "cpu")
-    ds_config = deepspeed_config(config, precision)
-    deepspeed = import_deepspeed()
-    _join_process_group(env)
-    optimizer = build_optimizer(objective, config)
-    engine, _, _, _ = deepspeed.initialize(model=objective, optimizer=optimizer, config=ds_config)
-    return engine
+class DeepSpeedBackend:
+    """`TrainBackend` over a DeepSpeed engine built around the loss module with our AdamW (the same parameter groups
+    as ddp/fsdp); the engine's `optimizer` is the ZeRO optimizer the loop sets the learning rate on."""
+
+    def __init__(self, objective: nn.Module, config: TrainConfig, env: DistEnv, precision: Precision) -> None:
+        os.environ.setdefault("DS_ACCELERATOR", "cuda" if env.device.type == "cuda" else "cpu")
+        ds_config = deepspeed_config(config, precision)
+        deepspeed = import_deepspeed()
+        _join_process_group(env)
+        optimizer = build_optimizer(objective, config)
+        self.module, _, _, _ = deepspeed.initialize(model=objective, optimizer=optimizer, config=ds_config)
+        self.optimizer = self.module.optimizer
+        self.device = env.device
+
+    def grad_sync(self, enabled: bool) -> contextlib.AbstractContextManager:  # noqa: ARG002
+        """The engine reduces gradients at its own accumulation boundary (every `grad_accum`-th backward)."""
+        return contextlib.nullcontext()
+
+    def backward(self, loss: torch.Tensor, micro_batches: int) -> None:  # noqa: ARG002
+        """`engine.backward` divides by `grad_accum` itself; `engine.step` after each micro-batch is what counts
+        them, and it steps, clips and zeroes the gradients at the boundary only."""
+        self.module.backward(loss)
+        self.module.step()
+
+    def step(self, grad_clip: float) -> torch.Tensor:  # noqa: ARG002
+        """The engine stepped in the last `backward` (clipping at `gradient_clipping` of its config); the pre-clipping
+        global norm it measured."""
+        norm = self.module.get_global_grad_norm()
+        return torch.as_tensor(float("nan") if norm is None else norm, dtype=torch.float32, device=self.device)
+
+    def checkpoint_state(self) -> DeepSpeedState:
+        return DeepSpeedState(self.module)
+
+    def scaler_state(self) -> dict[str, Any]:
+        return {}  # fp16's loss scale is in the engine's own checkpoint files
+
+    def load_scaler_state(self, state: dict[str, Any]) -> None:
+        pass
+
+
+class DeepSpeedState:
+    """The engine's own checkpoint files (`save_checkpoint`: per-rank optimizer partitions), written synchronously
+    into `<folder>`: DeepSpeed names a checkpoint by a directory and a tag, here the folder's parent and name."""
+
+    def __init__(self, engine) -> None:
+        self.engine = engine
+
+    def save(self, folder: Path, asynchronous: bool = False, group: Any = None) -> None:  # noqa: ARG002
+        self.engine.save_checkpoint(str(folder.parent), tag=folder.name, save_latest=False)
+
+    def load(self, folder: Path) -> None:
+        deepspeed_loads_weights_only(self.engine)
+        self.engine.load_checkpoint(str(folder.parent), tag=folder.name, load_lr_scheduler_states=False)
 
 
 def _join_process_group(env: DistEnv) -> None:
@@ -96,39 +140,6 @@ def _join_process_group(env: DistEnv) -> None:
         os.environ.setdefault(name, value)
     os.environ.setdefault("LOCAL_RANK", str(env.local_rank))
     dist.init_process_group("nccl" if env.device.type == "cuda" else "gloo", rank=env.rank, world_size=env.world_size)
-
-
-def is_engine(module: object) -> bool:
-    """Whether `module` is a DeepSpeed engine (without importing deepspeed when nothing did)."""
-    deepspeed = sys.modules.get("deepspeed")
-    return deepspeed is not None and isinstance(module, deepspeed.DeepSpeedEngine)
-
-
-def optimizer_step(engine, model: nn.Module, micro_batches, precision: Precision):
-    """One optimizer step through the engine: forward/backward per micro-batch and `engine.step()` after each (it
-    steps, clips and zeroes the gradients at the accumulation boundary only). Returns what the loop's own step
-    returns: the mean loss, the pre-clipping global gradient norm and the summed MoE expert loads."""
-    total = None
-    loads: dict[int, torch.Tensor] = {}
-    expert_load = getattr(model, "expert_load", None)
-    for batch in micro_batches:
-        with precision.autocast():
-            loss = engine(batch)
-        engine.backward(loss)
-        engine.step()
-        total = loss.detach() if total is None else total + loss.detach()
-        for layer, load in (expert_load() if expert_load else {}).items():
-            loads[layer] = loads.get(layer, 0) + load.detach()
-    norm = engine.get_global_grad_norm()
-    grad_norm = torch.as_tensor(float("nan") if norm is None else norm, dtype=torch.float32, device=total.device)
-    if loads and hasattr(model, "update_router_biases"):
-        model.update_router_biases(loads)
-    return total / len(micro_batches), grad_norm, loads
-
-
-def checkpoint_tag(step: int) -> str:
-    """The folder name of step `step`'s checkpoint: DeepSpeed writes its files straight into `<staging>/<tag>`."""
-    return f"{CHECKPOINT_TAG_PREFIX}{step:08d}"
 
 
 def gathered_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -1,6 +1,5 @@
-"""Process group setup under torchrun, and `parallelize`: activation checkpointing, compile, DDP or FSDP2.
-
-Parallelism stays outside the model: `parallelize` takes the plain module and returns what the loop trains.
+"""Process group setup under torchrun, and what the training side applies to the plain model from outside:
+activation checkpointing, torch.compile, FSDP2 sharding (`backend.build_backend` puts them together).
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selective_checkpoint_contexts
 
-from .config import TrainConfig
 from .precision import Precision
 
 
@@ -49,13 +47,19 @@ def pick_device(preference: str, local_rank: int = 0) -> torch.device:
     return torch.device("cuda", local_rank)
 
 
+CUDA_DEVICE_ENV = "LLMP_CUDA_DEVICE"
+"""The CUDA device index a launcher gave this process, when it is not the local rank (Ray Train may show each
+worker all of its node's GPUs and give it one of them)."""
+
+
 def setup_distributed(device_preference: str = "auto") -> DistEnv:
-    """Read torchrun's RANK / WORLD_SIZE / LOCAL_RANK and join the process group (NCCL on GPUs, gloo on CPU)."""
+    """Read torchrun's RANK / WORLD_SIZE / LOCAL_RANK (which the Ray Train launcher sets the same way) and join the
+    process group (NCCL on GPUs, gloo on CPU) unless the launcher already did."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
-    device = pick_device(device_preference, local_rank)
+    device = pick_device(device_preference, int(os.environ.get(CUDA_DEVICE_ENV, local_rank)))
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if world > 1 and not dist.is_initialized():
@@ -109,39 +113,7 @@ def _blocks(model: nn.Module) -> list[nn.Module]:
     return list(layers)
 
 
-# --------------------------------------------------------------------------------------------- wrapping
-def parallelize(
-    objective: nn.Module,
-    model: nn.Module,
-    config: TrainConfig,
-    env: DistEnv,
-    precision: Precision,
-    granularity: str | None = None,
-):
-    """Apply activation checkpointing, torch.compile and the data-parallel wrapper; returns the module to train
-    (a DeepSpeed engine under `strategy: deepspeed`).
-
-    `objective` is the loss module (`NextTokenLoss`) around `model`; `granularity` overrides the engine's choice of
-    compile graphs (`compile_granularity`), for benchmarks."""
-    strategy = resolve_strategy(config.parallel.strategy, env.world_size)
-    apply_activation_checkpointing(model, config.activation_checkpointing)
-    if config.compile:
-        compile_for_training(objective, model, granularity or compile_granularity(strategy))
-    if strategy == "fsdp":
-        return _fully_shard(objective, model, env, precision)
-    if strategy == "ddp":
-        ids = [env.device.index] if env.device.type == "cuda" else None
-        # buffers (the RoPE table) are identical on every rank; broadcasting them each step would only cost bandwidth
-        return nn.parallel.DistributedDataParallel(objective, device_ids=ids, broadcast_buffers=False)
-    if strategy == "single":
-        return objective
-    if strategy == "deepspeed":
-        from .deepspeed_backend import wrap
-
-        return wrap(objective, config, env, precision)
-    raise ValueError(f"train.parallel.strategy: {strategy!r} is not one of auto, ddp, fsdp, deepspeed")
-
-
+# --------------------------------------------------------------------------------------------- compile and FSDP2
 COMPILE_GRANULARITIES = ("model", "block")
 
 
@@ -172,7 +144,8 @@ def compile_for_training(objective: nn.Module, model: nn.Module, granularity: st
     objective.compile_head()
 
 
-def _fully_shard(objective: nn.Module, model: nn.Module, env: DistEnv, precision: Precision) -> nn.Module:
+def fully_shard_blocks(objective: nn.Module, model: nn.Module, env: DistEnv, precision: Precision) -> nn.Module:
+    """FSDP2 over each transformer block, then over the loss module for what is left (embeddings, final norm, head)."""
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
@@ -184,17 +157,6 @@ def _fully_shard(objective: nn.Module, model: nn.Module, env: DistEnv, precision
         fully_shard(block, mesh=mesh, mp_policy=policy, reshard_after_forward=i < len(blocks) - 1)
     fully_shard(objective, mesh=mesh, mp_policy=policy)
     return objective
-
-
-def set_grad_sync(module: nn.Module, enabled: bool):
-    """A context for one micro-batch: skip the gradient all-reduce/reduce-scatter on all but the last one."""
-    import contextlib
-
-    if isinstance(module, nn.parallel.DistributedDataParallel):
-        return contextlib.nullcontext() if enabled else module.no_sync()
-    if hasattr(module, "set_requires_gradient_sync"):  # FSDP2
-        module.set_requires_gradient_sync(enabled)
-    return contextlib.nullcontext()
 
 
 def all_reduce_mean(value: torch.Tensor, env: DistEnv) -> torch.Tensor:

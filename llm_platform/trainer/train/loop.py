@@ -1,15 +1,17 @@
 """The training loop every training stage runs: `train(model, config, loader, env, ...) -> TrainResult`.
 
-One optimizer step: set the scheduled learning rate, run `grad_accum` micro-batches (gradient sync only on the last),
-unscale (fp16), clip the global gradient norm, step, and every `log_every` steps write a metrics record. Losses stay
-on the device between log steps, so the GPU is never stalled by a `.item()`; they are checked for NaN/Inf at every
-log, evaluation and checkpoint step, so a checkpoint is only ever written from finite state.
+Three levels, each one function: `build_training` puts together what the loop needs (the backend around the loss
+module, the checkpoint to resume from) as a `Training`; `train_step` is one optimizer step (the scheduled learning
+rate, `grad_accum` micro-batches with gradient sync only on the last, clipping, the update) returning a `StepResult`;
+`train_loop` runs the steps and, every `log_every` steps, writes a metrics record, evaluates and checkpoints.
+
+Losses stay on the device between log steps, so the GPU is never stalled by a `.item()`; they are checked for
+NaN/Inf at every log, evaluation and checkpoint step, so a checkpoint is only ever written from finite state.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,15 +24,16 @@ from torch import nn
 from llm_platform.trainer.data.loader import eval_batches
 from llm_platform.trainer.progress import StepProgress
 
+from .backend import TrainBackend, build_backend
+from .checkpoint import Checkpointer
 from .config import TrainConfig
-from .deepspeed_backend import is_engine
-from .deepspeed_backend import optimizer_step as engine_step
-from .distributed import DistEnv, all_reduce_mean, parallelize, set_grad_sync
+from .distributed import DistEnv, all_reduce_mean
 from .loss import IGNORE_INDEX
 from .metrics import MetricsLog, expert_shares, mfu, peak_flops
 from .objective import NextTokenLoss
-from .optim import build_optimizer, set_lr
+from .optim import set_lr
 from .precision import Precision
+from .progress import Throughput, print_record
 from .schedules import learning_rate
 
 
@@ -76,13 +79,14 @@ def train(
     val_tokens: np.ndarray | None = None,
     val_batches: Callable[[], Iterable[dict[str, torch.Tensor]]] | None = None,
     objective: nn.Module | None = None,
-    checkpointer=None,
+    checkpointer: Checkpointer | None = None,
     log: MetricsLog | None = None,
     console: Console | None = None,
     flops_per_token: float | None = None,
     compile_granularity: str | None = None,
 ) -> TrainResult:
-    """Train `model` (a plain nn.Module on the CPU or already on `env.device`) in place and return the metrics.
+    """Train `model` (a plain nn.Module on the CPU or already on `env.device`) in place and return the metrics:
+    `train_loop(build_training(...))`.
 
     loader: yields this rank's micro-batches per step (`next_step()`) and saves its position (`state_dict()`);
         `PretrainLoader` for pretraining.
@@ -90,11 +94,81 @@ def train(
     val_batches: instead, a function giving this rank's validation batches (dicts with `input_ids` and `labels`,
         fine-tuning); every rank must get as many batches (under FSDP each forward is a collective).
     objective: module whose forward(micro_batch) returns the loss; default `NextTokenLoss(model)`.
-    checkpointer: a `Checkpointer`; training resumes from its latest checkpoint if there is one.
+    checkpointer: training resumes from its latest checkpoint if there is one.
     flops_per_token: training FLOPs per token, for MFU (`llm_platform.trainer.model.flops_per_token`).
     compile_granularity: with `config.compile`, `model` (one graph) or `block` (one per block) instead of the
         engine's choice (`distributed.compile_granularity`); for benchmarks.
     """
+    training = build_training(
+        model,
+        config,
+        loader,
+        env,
+        objective=objective,
+        validation=validation_source(val_tokens, val_batches, config, env),
+        checkpointer=checkpointer,
+        log=log,
+        console=console,
+        flops_per_token=flops_per_token,
+        compile_granularity=compile_granularity,
+    )
+    return train_loop(training)
+
+
+# ----------------------------------------------------------------------------------------------------------- build
+@dataclass
+class TrainState:
+    """What the loop carries from step to step and saves in each checkpoint (with the loader's position)."""
+
+    step: int = 0  # optimizer steps done
+    loss_start: float | None = None  # of the first logged step
+    loss_end: float | None = None  # of the latest logged step
+    val_loss: float | None = None  # of the latest evaluation
+
+    def summary(self) -> dict[str, float | None]:
+        return {"loss_start": self.loss_start, "loss_end": self.loss_end, "val_loss": self.val_loss}
+
+    @classmethod
+    def from_checkpoint(cls, saved: dict[str, Any]) -> TrainState:
+        summary = saved.get("summary", {})
+        return cls(saved["step"], summary.get("loss_start"), summary.get("loss_end"), summary.get("val_loss"))
+
+
+@dataclass
+class Training:
+    """Everything `train_loop` runs, put together by `build_training`."""
+
+    model: nn.Module  # the plain model (MoE hooks, expert loads)
+    backend: TrainBackend  # the loss module as the strategy wraps it, its optimizer and checkpoint files
+    config: TrainConfig
+    env: DistEnv
+    loader: Any  # next_step() -> micro-batches; state_dict() / load_state_dict()
+    precision: Precision
+    state: TrainState
+    total_steps: int
+    validation: Callable[[], Iterable] | None  # this rank's validation batches, afresh for each evaluation
+    checkpointer: Checkpointer | None
+    log: MetricsLog | None
+    console: Console
+    flops_per_token: float | None
+
+
+def build_training(
+    model: nn.Module,
+    config: TrainConfig,
+    loader,
+    env: DistEnv,
+    *,
+    objective: nn.Module | None = None,
+    validation: Callable[[], Iterable] | None = None,
+    checkpointer: Checkpointer | None = None,
+    log: MetricsLog | None = None,
+    console: Console | None = None,
+    flops_per_token: float | None = None,
+    compile_granularity: str | None = None,
+) -> Training:
+    """Move `model` to the device (FP8 if asked), wrap its loss module in the strategy's backend, and resume the
+    backend, the loader and the loop's state from the checkpointer's newest checkpoint, if there is one."""
     console = console or Console(stderr=True)
     precision = Precision.resolve(config.precision, env.device)
     model.to(env.device)
@@ -104,145 +178,94 @@ def train(
         convert_to_fp8(model, env.device)
     if objective is None:
         objective = NextTokenLoss(model, config.z_loss, fused_loss=env.device.type == "cuda")
-    module = parallelize(objective, model, config, env, precision, compile_granularity)
-    optimizer = module.optimizer if is_engine(module) else build_optimizer(module, config)
-    checkpointed = module if is_engine(module) else model  # a DeepSpeed engine saves and loads its own state
-    scaler = precision.grad_scaler()
-    total = config.total_steps(env.world_size)
-    state = checkpointer.restore(checkpointed, optimizer) if checkpointer is not None else None
-    start = 0
-    summary: dict[str, Any] = {}
-    if state is not None:
-        start = state["step"]
-        loader.load_state_dict(state["loader"])
-        if state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        summary = state.get("summary", {})
+    backend = build_backend(objective, model, config, env, precision, compile_granularity)
+    state = TrainState()
+    saved = checkpointer.restore(backend.checkpoint_state()) if checkpointer is not None else None
+    if saved is not None:
+        state = TrainState.from_checkpoint(saved)
+        loader.load_state_dict(saved["loader"])
+        backend.load_scaler_state(saved.get("scaler") or {})
         if env.is_main:
-            console.print(f"[bold]train[/]: resumed from the checkpoint of step {start}")
-
-    tokens_per_step = config.micro_batch * config.grad_accum * config.seq_len * env.world_size
-    peak = peak_flops(env.device)
-    records: list[dict[str, Any]] = []
-    pending: list[tuple[int, float, torch.Tensor, torch.Tensor]] = []  # step, lr, loss, grad norm
-    window_start, window_tokens, throughput = None, 0, []
-    last_val = summary.get("val_loss")
-    listener = log.on_progress if log is not None else None
-    progress = StepProgress(console, "train", total, start, "steps", listener=listener).start() if env.is_main else None
-    module.train()
-    try:
-        for step in range(start, total):
-            lr = learning_rate(
-                step,
-                lr=config.lr,
-                total=total,
-                warmup=config.warmup_steps,
-                schedule=config.schedule,
-                min_ratio=config.min_lr_ratio,
-                decay_fraction=config.decay_fraction,
-            )
-            set_lr(optimizer, lr)
-            loss, grad_norm, loads = _optimizer_step(
-                module, model, optimizer, scaler, loader.next_step(), precision, config.grad_clip
-            )
-            pending.append((step, lr, all_reduce_mean(loss, env), grad_norm))
-            done = step + 1
-            if window_start is None:  # the first step compiles and warms up: time from its end
-                _sync(env.device)
-                window_start = time.perf_counter()
-            else:
-                window_tokens += tokens_per_step
-            is_last = done == total
-            has_val = val_tokens is not None or val_batches is not None
-            wants_eval = has_val and (is_last or (config.eval_every and done % config.eval_every == 0))
-            wants_ckpt = checkpointer is not None and (
-                is_last or (config.checkpoint_every and done % config.checkpoint_every == 0)
-            )
-            if done % config.log_every == 0 or is_last or wants_eval or wants_ckpt:
-                flushed = _flush(pending, config)
-                pending = []
-                summary.setdefault("loss_start", flushed[0]["loss"])
-                summary["loss_end"] = flushed[-1]["loss"]
-                record = flushed[-1]
-                _sync(env.device)
-                if window_tokens:
-                    elapsed = time.perf_counter() - window_start
-                    tps = window_tokens / elapsed
-                    throughput.append((window_tokens, elapsed))
-                    record |= {"tokens_per_s": round(tps, 1), "new_tokens": window_tokens}
-                    if flops_per_token:
-                        record["mfu"] = _round(mfu(flops_per_token, tps, peak, env.world_size), 4)
-                    window_start, window_tokens = time.perf_counter(), 0
-                if env.device.type == "cuda":
-                    record["memory_bytes"] = torch.cuda.max_memory_allocated(env.device)
-                    torch.cuda.reset_peak_memory_stats(env.device)
-                if loads:
-                    record["expert_load"] = expert_shares(loads)
-                if wants_eval:
-                    last_val = evaluate(module, _validation(val_tokens, val_batches, config, env), env, precision)
-                    record["val_loss"] = round(last_val, 5)
-                    module.train()
-                records.append(record)
-                if env.is_main:
-                    if log is not None:
-                        log.write(record)
-                    _print(progress, console, record, total)
-                if wants_ckpt:
-                    summary["val_loss"] = last_val
-                    extra = {"step": done, "loader": loader.state_dict(), "scaler": scaler.state_dict()}
-                    checkpointer.save(done, checkpointed, optimizer, extra | {"summary": summary})
-                if wants_eval or wants_ckpt:  # throughput counts training only
-                    _sync(env.device)
-                    window_start = time.perf_counter()
-            if progress is not None:
-                progress.update(done)
-    finally:
-        if progress is not None:
-            progress.stop()
-        if checkpointer is not None:
-            checkpointer.wait()
-    tokens_measured = sum(t for t, _ in throughput)
-    tps_all = tokens_measured / sum(s for _, s in throughput) if tokens_measured else None
-    return TrainResult(
-        steps=total,
-        loss_start=summary.get("loss_start"),
-        loss_end=summary.get("loss_end"),
-        tokens_per_s=tps_all,
-        mfu=mfu(flops_per_token, tps_all, peak, env.world_size) if flops_per_token and tps_all else None,
-        val_loss=last_val,
-        tokens=total * tokens_per_step,
-        resumed_from=start or None,
-        records=records,
+            console.print(f"[bold]train[/]: resumed from the checkpoint of step {state.step}")
+    return Training(
+        model=model,
+        backend=backend,
+        config=config,
+        env=env,
+        loader=loader,
+        precision=precision,
+        state=state,
+        total_steps=config.total_steps(env.world_size),
+        validation=validation,
+        checkpointer=checkpointer,
+        log=log,
+        console=console,
+        flops_per_token=flops_per_token,
     )
 
 
-def _optimizer_step(module, model, optimizer, scaler, micro_batches, precision: Precision, grad_clip: float):
-    """Forward/backward over the micro-batches (tensors, or dicts of tensors such as input_ids/labels), then clip
-    and step. Returns the mean loss, the grad norm (both device tensors) and the MoE expert loads summed over the
-    micro-batches."""
-    if is_engine(module):
-        return engine_step(module, model, micro_batches, precision)
+def validation_source(
+    tokens: np.ndarray | None, batches: Callable | None, config: TrainConfig, env: DistEnv
+) -> Callable[[], Iterable] | None:
+    """This rank's validation batches: windows of the token split (pretraining), or what `batches()` gives."""
+    if tokens is not None:
+        return lambda: eval_batches(
+            tokens, config.seq_len, config.micro_batch, config.eval_batches, env.rank, env.world_size
+        )
+    return batches
+
+
+# ------------------------------------------------------------------------------------------------------ one step
+@dataclass
+class StepResult:
+    """One optimizer step's numbers, left on the device until a log step brings them to the host."""
+
+    step: int  # 1-based
+    lr: float
+    loss: torch.Tensor  # mean over the micro-batches and the ranks
+    grad_norm: torch.Tensor  # before clipping
+    expert_loads: dict[int, torch.Tensor]  # MoE tokens per expert per layer, summed over the micro-batches
+
+
+def train_step(training: Training, step: int) -> StepResult:
+    """Optimizer step `step` (0-based): the scheduled learning rate, forward/backward over this rank's
+    micro-batches, clip and update, then the MoE router biases from the step's expert loads."""
+    config = training.config
+    lr = learning_rate(
+        step,
+        lr=config.lr,
+        total=training.total_steps,
+        warmup=config.warmup_steps,
+        schedule=config.schedule,
+        min_ratio=config.min_lr_ratio,
+        decay_fraction=config.decay_fraction,
+    )
+    set_lr(training.backend.optimizer, lr)
+    loss, loads = forward_backward(training.backend, training.model, training.loader.next_step(), training.precision)
+    grad_norm = training.backend.step(config.grad_clip)
+    if loads and hasattr(training.model, "update_router_biases"):
+        training.model.update_router_biases(loads)
+    return StepResult(step + 1, lr, all_reduce_mean(loss, training.env), grad_norm, loads)
+
+
+def forward_backward(
+    backend: TrainBackend, model: nn.Module, micro_batches, precision: Precision
+) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+    """Forward and backward over the micro-batches (tensors, or dicts of tensors such as input_ids/labels), the
+    gradients reduced across ranks with the last one only. Returns the mean loss (a device tensor) and the MoE
+    expert loads summed over the micro-batches."""
     total = None
     loads: dict[int, torch.Tensor] = {}
     last = len(micro_batches) - 1
     for i, batch in enumerate(micro_batches):
-        with set_grad_sync(module, i == last):
+        with backend.grad_sync(i == last):
             with precision.autocast():
-                loss = module(batch)
-            scaler.scale(loss / len(micro_batches)).backward()
+                loss = backend.module(batch)
+            backend.backward(loss, len(micro_batches))
         total = loss.detach() if total is None else total + loss.detach()
         for layer, load in _expert_load(model).items():
             loads[layer] = loads.get(layer, 0) + load.detach()
-    scaler.unscale_(optimizer)
-    grad_norm = nn.utils.clip_grad_norm_(module.parameters(), grad_clip, foreach=True)
-    if hasattr(grad_norm, "full_tensor"):
-        grad_norm = grad_norm.full_tensor()
-    scaler.step(optimizer)
-    scaler.update()
-    optimizer.zero_grad(set_to_none=True)
-    if loads and hasattr(model, "update_router_biases"):
-        model.update_router_biases(loads)
-    return total / len(micro_batches), grad_norm.detach(), loads
+    return total / len(micro_batches), loads
 
 
 def _expert_load(model: nn.Module) -> dict[int, torch.Tensor]:
@@ -250,19 +273,121 @@ def _expert_load(model: nn.Module) -> dict[int, torch.Tensor]:
     return fn() if fn is not None else {}
 
 
-def _flush(pending, config: TrainConfig) -> list[dict[str, Any]]:
+# ---------------------------------------------------------------------------------------------------------- loop
+def train_loop(training: Training) -> TrainResult:
+    """Run the steps from `training.state.step` to the end; every `log_every` steps (and at evaluation and checkpoint
+    steps, and the last) bring the losses to the host, write a record, evaluate and checkpoint."""
+    config, env, state = training.config, training.env, training.state
+    start, total = state.step, training.total_steps
+    tokens_per_step = config.tokens_per_step(env.world_size)
+    peak = peak_flops(env.device)
+    records: list[dict[str, Any]] = []
+    pending: list[StepResult] = []
+    throughput = Throughput(env.device)
+    listener = training.log.on_progress if training.log is not None else None
+    progress = None
+    if env.is_main:
+        progress = StepProgress(training.console, "train", total, start, "steps", listener=listener).start()
+    training.backend.module.train()
+    try:
+        for step in range(start, total):
+            pending.append(train_step(training, step))
+            throughput.count(tokens_per_step)
+            state.step = done = step + 1
+            is_last = done == total
+            wants_eval = training.validation is not None and (is_last or _every(config.eval_every, done))
+            wants_ckpt = training.checkpointer is not None and (is_last or _every(config.checkpoint_every, done))
+            if done % config.log_every == 0 or is_last or wants_eval or wants_ckpt:
+                record = _record(training, pending, throughput, peak, wants_eval)
+                pending = []
+                records.append(record)
+                if env.is_main:
+                    if training.log is not None:
+                        training.log.write(record)
+                    print_record(progress, training.console, record, total)
+                if wants_ckpt:
+                    _save(training)
+                if wants_eval or wants_ckpt:  # throughput counts training only
+                    throughput.restart()
+            if progress is not None:
+                progress.update(done)
+    finally:
+        if progress is not None:
+            progress.stop()
+        if training.checkpointer is not None:
+            training.checkpointer.wait()
+    tps = throughput.mean()
+    fpt = training.flops_per_token
+    return TrainResult(
+        steps=total,
+        loss_start=state.loss_start,
+        loss_end=state.loss_end,
+        tokens_per_s=tps,
+        mfu=mfu(fpt, tps, peak, env.world_size) if fpt and tps else None,
+        val_loss=state.val_loss,
+        tokens=total * tokens_per_step,
+        resumed_from=start or None,
+        records=records,
+    )
+
+
+def _every(n: int, done: int) -> bool:
+    return bool(n) and done % n == 0
+
+
+def _record(
+    training: Training, pending: list[StepResult], throughput: Throughput, peak: float | None, wants_eval: bool
+) -> dict[str, Any]:
+    """The log record of the latest step: its loss, learning rate and gradient norm (all pending steps checked for
+    NaN/Inf), throughput and MFU since the previous record, peak memory, expert loads, and the validation loss."""
+    state, env = training.state, training.env
+    flushed = _flush(pending, training.config)
+    if state.loss_start is None:
+        state.loss_start = flushed[0]["loss"]
+    state.loss_end = flushed[-1]["loss"]
+    record = flushed[-1]
+    window = throughput.lap()
+    if window is not None:
+        tps = window[0] / window[1]
+        record |= {"tokens_per_s": round(tps, 1), "new_tokens": window[0]}
+        if training.flops_per_token:
+            record["mfu"] = _round(mfu(training.flops_per_token, tps, peak, env.world_size), 4)
+    if env.device.type == "cuda":
+        record["memory_bytes"] = torch.cuda.max_memory_allocated(env.device)
+        torch.cuda.reset_peak_memory_stats(env.device)
+    if pending[-1].expert_loads:
+        record["expert_load"] = expert_shares(pending[-1].expert_loads)
+    if wants_eval:
+        state.val_loss = evaluate(training.backend.module, training.validation(), env, training.precision)
+        record["val_loss"] = round(state.val_loss, 5)
+        training.backend.module.train()
+    return record
+
+
+def _save(training: Training) -> None:
+    state = training.state
+    saved = {
+        "step": state.step,
+        "loader": training.loader.state_dict(),
+        "scaler": training.backend.scaler_state(),
+        "summary": state.summary(),
+    }
+    training.checkpointer.save(state.step, training.backend.checkpoint_state(), saved)
+
+
+def _flush(pending: list[StepResult], config: TrainConfig) -> list[dict[str, Any]]:
     """Bring the pending steps' losses to the host (one sync) and stop on the first non-finite one."""
-    losses = torch.stack([p[2] for p in pending]).float().cpu().tolist()
-    norms = torch.stack([p[3] for p in pending]).float().cpu().tolist()
+    losses = torch.stack([p.loss for p in pending]).float().cpu().tolist()
+    norms = torch.stack([p.grad_norm for p in pending]).float().cpu().tolist()
     out = []
-    for (step, lr, _, _), loss, norm in zip(pending, losses, norms, strict=True):
+    for result, loss, norm in zip(pending, losses, norms, strict=True):
         # fp16 skips steps with overflowing gradients (the loss scaler's job); a non-finite loss is always fatal.
         if not math.isfinite(loss) or (not math.isfinite(norm) and config.precision != "fp16"):
             raise NonFiniteLossError(
-                f"step {step + 1}: loss {loss}, grad norm {norm}; stopping without saving this state. Lower "
+                f"step {result.step}: loss {loss}, grad norm {norm}; stopping without saving this state. Lower "
                 "train.lr or raise warmup_steps, then re-run: training resumes from the last good checkpoint"
             )
-        out.append({"step": step + 1, "loss": loss, "lr": lr, "grad_norm": norm})
+        out.append({"step": result.step, "loss": loss, "lr": result.lr, "grad_norm": norm})
     return out
 
 
@@ -285,32 +410,6 @@ def evaluate(module: nn.Module, batches: Iterable, env: DistEnv, precision: Prec
     if env.world_size > 1:
         torch.distributed.all_reduce(sums)
     return (sums[0] / sums[1]).item()
-
-
-def _validation(tokens: np.ndarray | None, batches: Callable | None, config: TrainConfig, env: DistEnv) -> Iterable:
-    """This rank's validation batches: windows of the token split (pretraining), or what `batches()` gives."""
-    if tokens is not None:
-        return eval_batches(tokens, config.seq_len, config.micro_batch, config.eval_batches, env.rank, env.world_size)
-    return batches()
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _print(progress: StepProgress | None, console: Console, record: dict[str, Any], total: int) -> None:
-    parts = [f"step {record['step']}/{total}", f"loss {record['loss']:.4f}", f"lr {record['lr']:.2e}"]
-    parts.append(f"grad norm {record['grad_norm']:.3f}")
-    if "tokens_per_s" in record:
-        parts.append(f"{record['tokens_per_s']:,.0f} tok/s")
-    if record.get("mfu") is not None:
-        parts.append(f"MFU {100 * record['mfu']:.1f}%")
-    if "val_loss" in record:
-        parts.append(f"val loss {record['val_loss']:.4f}")
-    (progress.console if progress else console).print("  ".join(parts))
-    if progress is not None:
-        progress.status = f"loss {record['loss']:.4f}"
 
 
 def _round(value: float | None, digits: int) -> float | None:

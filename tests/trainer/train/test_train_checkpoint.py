@@ -182,6 +182,7 @@ import json, sys, time
 from pathlib import Path
 import torch, torch.distributed as dist
 from llm_platform.storage import ArtifactStore
+from llm_platform.trainer.train.backend import DCPState
 from llm_platform.trainer.train.checkpoint import Checkpointer
 from llm_platform.trainer.train.distributed import DistEnv
 
@@ -195,7 +196,7 @@ checkpointer = Checkpointer(store, "run/ckpt", env, Path(sys.argv[2]), keep=2)
 for step in (1, 2):
     with torch.no_grad():
         model.weight.fill_(step)
-    checkpointer.save(step, model, optimizer, {"step": step})
+    checkpointer.save(step, DCPState(model, optimizer), {"step": step})
 if rank == 0:  # corrupt step 2's first shard, as a bad disk would
     manifest = store.manifest("run/ckpt/step_00000002/node_0")
     name = sorted(n for n in manifest.files if n.endswith(".distcp"))[0]
@@ -203,7 +204,7 @@ if rank == 0:  # corrupt step 2's first shard, as a bad disk would
     time.sleep(0.05)  # a clock tick after the commit that recorded the file's times (they are coarse)
     path.write_bytes(bytes(b ^ 0xFF for b in path.read_bytes()))
 dist.barrier()
-state = checkpointer.restore(model, optimizer)
+state = checkpointer.restore(DCPState(model, optimizer))
 result = {"rank": rank, "step": state["step"], "weight": model.weight[0, 0].item()}
 (Path(sys.argv[2]) / f"result_{rank}.json").write_text(json.dumps(result))
 dist.destroy_process_group()
