@@ -23,6 +23,7 @@ import re
 import subprocess
 import sys
 import threading
+from collections.abc import AsyncIterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
@@ -35,14 +36,14 @@ from llm_platform.api.dag import topological_order
 from llm_platform.storage import ArtifactStore
 from llm_platform.trainer.stages.preflight import check
 
-from .backend import JobExists, JobNotFound, QueueFull
+from .backend import JobExists, JobNotFound, LogQuery, QueueFull, StageNotFound
 from .job_state import JobRow, JobTable
+from .local_logs import log_lines, read_from
 from .processes import identify, is_alive, running_stages, stop_group
+from .run_log import StageLog, failure_message, stage_logs
 
 log = logging.getLogger(__name__)
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-LOG_TAIL_LINES = 12
-EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit)\b:?")
 
 
 class LocalJobs:
@@ -122,6 +123,23 @@ class LocalJobs:
             self.table.delete(namespace, name)
             self._specs.pop(_key(row), None)
         self._wake.set()
+
+    def logs(self, namespace: str, name: str, query: LogQuery) -> AsyncIterator[str]:
+        """The lines of the job's `llmp run` log (every stage's output is in it, framed by the executor's lines);
+        with `query.follow`, new lines as they are written until the run ends (or the stage, with `query.stage`)."""
+        row = self.table.get(namespace, name)
+        if row is None:
+            raise JobNotFound(name)
+        if query.stage is not None:
+            stages = [s.name for s in self._job(row).spec.stages]
+            if query.stage not in stages:
+                raise StageNotFound(f"job '{name}' has no stage '{query.stage}'; its stages are: {', '.join(stages)}")
+        return log_lines(self.log_path(row), query, lambda: self._ended(row), self.poll_s)
+
+    def _ended(self, row: JobRow) -> bool:
+        """The run is over (or the job was deleted, or submitted again under the same name)."""
+        now = self.table.get(row.namespace, row.name)
+        return now is None or now.seq != row.seq or now.state == "ended"
 
     # -- where a job lives -------------------------------------------------------------------------------------------
     def folder(self, namespace: str, name: str) -> Path:
@@ -210,6 +228,7 @@ class LocalJobs:
         except Exception as e:  # the store is the job's own: its failure is this job's status, not the listing's
             committed, store_error = {}, f"cannot read the artifact store: {type(e).__name__}: {e}"
         ahead = sum(1 for r in self.table.in_state("queued") if r.seq < row.seq) if row.state == "queued" else 0
+        log = self._log(row) if row.state != "queued" else ""
         status = job_status(
             row.state,
             row.exit_code,
@@ -217,9 +236,10 @@ class LocalJobs:
             committed,
             running_stages(row.process) if row.state == "running" and row.process else set(),
             ahead,
+            stage_logs(log or ""),
         )
         if status["phase"] == "Failed":
-            status["message"] = self._log_tail(row)
+            status["message"] = failure_message(log) if log is not None else "the run ended without a log"
         if store_error:
             status["message"] = "\n".join(filter(None, [store_error, status.get("message")]))
         return {**job.to_dict(), "status": status}
@@ -250,11 +270,13 @@ class LocalJobs:
                     if self._pending_reads.get(key) is future:
                         del self._pending_reads[key]
 
-    def _log_tail(self, row: JobRow) -> str:
-        try:
-            return failure_message((self.folder(row.namespace, row.name) / "run.log").read_text(errors="replace"))
-        except OSError:
-            return "the run ended without a log"
+    def log_path(self, row: JobRow) -> Path:
+        return self.folder(row.namespace, row.name) / "run.log"
+
+    def _log(self, row: JobRow) -> str | None:
+        """The run's log (its last LOG_READ_LIMIT bytes), None if there is none."""
+        path = self.log_path(row)
+        return read_from(path, 0)[0].decode(errors="replace") if path.exists() else None
 
 
 def job_status(
@@ -264,13 +286,19 @@ def job_status(
     committed: dict[str, dict],
     running: set[str],
     queued_ahead: int = 0,
+    logs: dict[str, StageLog] | None = None,
 ) -> dict[str, Any]:
     """A job's status from what the backend knows: its state (queued, running, ended) and exit code, its stages in
-    order with their needs, the committed ones (version, metrics) and those whose process runs now. Pure.
+    order with their needs, the committed ones (version, metrics), those whose process runs now, and what the run's
+    log says of each stage (`run_log.stage_logs`). Pure.
 
     A run that ended with exit code 0 Succeeded; one whose exit code is unknown (it ended while the server was down)
-    Succeeded if every stage is committed. In a failed run, the stages whose inputs were all committed are where it
-    stopped (Failed), and those downstream never ran (Skipped)."""
+    Succeeded if every stage is committed. A stage whose process runs, or whose part of a running job's log is still
+    open, is Running at the step its progress lines reached; a stage the log shows failing is Failed with the error
+    from its own lines, at once (the run may still be printing its summary). In a failed run without such a log,
+    the stages whose inputs were all committed are where it stopped (Failed), and those downstream never ran
+    (Skipped)."""
+    logs = logs or {}
     if state == "queued":
         status: dict[str, Any] = {"phase": "Pending", "message": f"queued: {queued_ahead} job(s) ahead"}
     elif state == "running":
@@ -279,34 +307,27 @@ def job_status(
         ok = exit_code == 0 or (exit_code is None and len(committed) == len(stages))
         status = {"phase": "Succeeded" if ok else "Failed"}
     failed = status["phase"] == "Failed"
-    phases = {}
+    phases: dict[str, dict[str, Any]] = {}
     for name, needs in stages:
-        if name in running:
-            phases[name] = {"phase": "Running"}
+        log = logs.get(name)
+        step = {"step": log.step} if log is not None and log.step is not None else {}
+        if name in running or (state == "running" and log is not None and log.outcome == "running"):
+            phases[name] = {"phase": "Running", **step}
         elif name in committed:
-            phases[name] = {"phase": "Succeeded", **committed[name]}
+            phases[name] = {"phase": "Succeeded", **step, **committed[name]}
+        elif log is not None and log.outcome == "failed":
+            phases[name] = {"phase": "Failed", **step, "message": log.failure}
         elif failed and all(n in committed for n in needs):
             phases[name] = {"phase": "Failed", "message": "the run stopped here; status.message has its log"}
-        elif failed:
+        elif failed or any(phases[n]["phase"] in ("Failed", "Skipped") for n in needs):
             phases[name] = {"phase": "Skipped", "message": "not run: a stage it needs did not succeed"}
         else:
             phases[name] = {"phase": "Pending"}
+    in_flight = [name for name, stage in phases.items() if stage["phase"] == "Running"]
+    if in_flight:
+        status["currentStage"] = ",".join(in_flight)
     status["stages"] = phases
     return status
-
-
-def failure_message(log: str) -> str:
-    """What a failed run's log says went wrong: the last exception (`SomeError: ...`, to the next blank or rule line)
-    and then the log's last lines (the run's summary table). Pure."""
-    lines = log.splitlines()
-    error = next((i for i in range(len(lines) - 1, -1, -1) if EXCEPTION_LINE.match(lines[i])), None)
-    cause = []
-    if error is not None:
-        for line in lines[error:]:
-            if not line.strip() or line.startswith(("✗", "─", "┏", "┌")):
-                break
-            cause.append(line)
-    return "\n".join([*cause, *lines[-LOG_TAIL_LINES:]])
 
 
 def _read_manifests(uri: str, endpoint_url: str | None, stages: list[str]) -> dict[str, dict]:
