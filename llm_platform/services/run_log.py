@@ -38,7 +38,9 @@ class StageLog:
 
     @property
     def failure(self) -> str:
-        return failure_message("\n".join(self.lines))
+        """Why the stage failed: its last exception line(s), else its last lines before the closing one."""
+        body = [line for line in self.lines if not FAILED.match(line)]
+        return "\n".join(failure_cause(body) or body[-TAIL_LINES:])
 
 
 def stage_of(line: str, current: str | None) -> tuple[str | None, str | None]:
@@ -84,13 +86,18 @@ def select_lines(log: str, stage: str | None, tail: int | None) -> list[str]:
 
 def failure_message(log: str) -> str:
     """What a failed run's log says went wrong: the last exception (`SomeError: ...`, to the next blank or rule line)
-    and then the log's last lines. Pure."""
+    and then the log's last lines (the run's summary table)."""
     lines = log.splitlines()
+    return "\n".join([*failure_cause(lines), *lines[-TAIL_LINES:]])
+
+
+def failure_cause(lines: list[str]) -> list[str]:
+    """The last exception in `lines` (`SomeError: ...` to the next blank or rule line); [] if there is none."""
     error = next((i for i in range(len(lines) - 1, -1, -1) if EXCEPTION_LINE.match(lines[i])), None)
-    cause = []
+    cause: list[str] = []
     if error is not None:
         for line in lines[error:]:
             if not line.strip() or line.startswith(("✗", "─", "┏", "┌")):
                 break
             cause.append(line)
-    return "\n".join([*cause, *lines[-TAIL_LINES:]])
+    return cause
