@@ -77,7 +77,7 @@ def run(
     except (ValueError, PreflightError) as e:
         err.print(str(e), markup=False)
         raise typer.Exit(2) from None
-    raise typer.Exit(1 if any(o.result == "failed" for o in outcomes) else 0)
+    raise typer.Exit(1 if any(o.result == "Failed" for o in outcomes) else 0)
 
 
 @app.command()

@@ -14,13 +14,13 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 from rich.console import Console
 from rich.table import Table
 
-from llm_platform.api import LLMJob
+from llm_platform.api import LLMJob, StagePhase
 from llm_platform.api.dag import ancestors, descendants, topological_order
+from llm_platform.api.status import DONE
 from llm_platform.storage import ArtifactStore
 from llm_platform.trainer.stages.command import stage_run_args
 
@@ -38,17 +38,11 @@ HEADLINE_METRICS = (
 BENCHMARK_SUFFIXES = ("_acc", "_acc_norm", "_exact_match", "_strict_match")
 
 
-# What became of a stage in one `llmp run`, in the words the cluster's status uses: "skipped" is a stage that did not
-# run because a stage it needs failed (the operator's Skipped phase); "up to date" is one whose committed artifacts
-# already match its settings and inputs.
-StageResult = Literal["ran", "up to date", "failed", "skipped"]
-
-
 @dataclass
 class StageOutcome:
     name: str
     kind: str
-    result: StageResult
+    result: StagePhase  # Succeeded, UpToDate, Failed or Skipped (a stage it needs failed): see api.status
     seconds: float = 0.0
     reason: str = ""
     metrics: dict = field(default_factory=dict)
@@ -113,7 +107,7 @@ def run_job(
     for name in order:
         stage = job.spec.stage(name)
         if failed:
-            outcomes.append(StageOutcome(name, stage.kind, "skipped", reason="an earlier stage failed"))
+            outcomes.append(StageOutcome(name, stage.kind, "Skipped", reason="an earlier stage failed"))
             continue
         if name not in forced:
             inputs_changed = ran & set(ancestors(job.spec.stages, name))
@@ -122,7 +116,7 @@ def run_job(
                 manifest = store.manifest(name)
                 console.print(f"[dim]⏭  {name} ({stage.kind}): up to date, {why}[/]")
                 outcomes.append(
-                    StageOutcome(name, stage.kind, "up to date", reason=why, metrics=manifest.meta.get("metrics", {}))
+                    StageOutcome(name, stage.kind, "UpToDate", reason=why, metrics=manifest.meta.get("metrics", {}))
                 )
                 continue
         console.print(f"[bold cyan]▶  {name}[/] ({stage.kind})")
@@ -133,16 +127,16 @@ def run_job(
         if code != 0:
             reason = f"exit code {code}" if code > 0 else f"killed by signal {-code}"
             console.print(f"[bold red]✗  {name} failed[/] ({reason}) after {seconds:.1f}s")
-            outcomes.append(StageOutcome(name, stage.kind, "failed", seconds, reason))
+            outcomes.append(StageOutcome(name, stage.kind, "Failed", seconds, reason))
             failed = True
             continue
         ran.add(name)
         manifest = store.manifest(name)
-        outcomes.append(StageOutcome(name, stage.kind, "ran", seconds, metrics=manifest.meta.get("metrics", {})))
+        outcomes.append(StageOutcome(name, stage.kind, "Succeeded", seconds, metrics=manifest.meta.get("metrics", {})))
         console.print(f"[bold green]✓  {name}[/] in {seconds:.1f}s")
     console.print(summary_table(outcomes))
     for outcome in outcomes:
-        if outcome.kind == "eval" and outcome.result in ("ran", "up to date"):
+        if outcome.kind == "eval" and outcome.result in DONE:
             manifest = store.manifest(outcome.name)
             if manifest is not None and "report/eval.md" in manifest.files:
                 key = f"{outcome.name}/versions/{manifest.version}/report/eval.md"
@@ -161,7 +155,7 @@ def summary_table(outcomes: list[StageOutcome]) -> Table:
     table = Table(title="Summary")
     for column in ("stage", "kind", "result", "time", "highlights"):
         table.add_column(column)
-    colors: dict[StageResult, str] = {"ran": "green", "up to date": "dim", "failed": "red", "skipped": "yellow"}
+    colors: dict[StagePhase, str] = {"Succeeded": "green", "UpToDate": "dim", "Failed": "red", "Skipped": "yellow"}
     for o in outcomes:
         shown = [f"{k}={_fmt(o.metrics[k])}" for k in headline_metrics(o.metrics)][:4]
         table.add_row(

@@ -1,10 +1,11 @@
 """The LLMJob API: pydantic models (the contract), loading with readable errors, the stage graph, the CRD."""
 
 from .errors import Problem, SpecError
-from .job import API_VERSION, KIND, Condition, JobSpec, JobStatus, LLMJob, Metadata, ModelSpec, StageStatus, StorageSpec
+from .job import API_VERSION, KIND, JobSpec, LLMJob, Metadata, ModelSpec, StorageSpec
 from .load import load_job, parse_job, parse_job_text
 from .policy import TRUSTED, Credential, SpecPolicy
 from .stage import OUTPUTS, SECTIONS, STAGE_KINDS, Stage
+from .status import STAGE_PHASES, Condition, JobPhase, JobStatus, StagePhase, StageStatus
 
 __all__ = [
     "API_VERSION",
@@ -12,9 +13,11 @@ __all__ = [
     "OUTPUTS",
     "TRUSTED",
     "SECTIONS",
+    "STAGE_PHASES",
     "STAGE_KINDS",
     "Condition",
     "Credential",
+    "JobPhase",
     "JobSpec",
     "JobStatus",
     "LLMJob",
@@ -24,6 +27,7 @@ __all__ = [
     "SpecError",
     "SpecPolicy",
     "Stage",
+    "StagePhase",
     "StageStatus",
     "StorageSpec",
     "load_job",

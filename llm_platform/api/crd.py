@@ -11,7 +11,8 @@ from typing import Any
 
 import yaml
 
-from .job import KIND, JobSpec, JobStatus
+from .job import KIND, JobSpec
+from .status import JobStatus
 
 GROUP = "llmplatform.dev"
 VERSION = "v1alpha1"

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
 from .base import SpecModel
@@ -19,6 +18,7 @@ from .fields import DnsLabel, EndpointUrl, ImageRef, LabelKey, LabelValue, ReadP
 from .limits import MAX_STAGES
 from .overrides import override_problems
 from .stage import NAME_PATTERN, Stage
+from .status import JobStatus
 
 API_VERSION = "llmplatform.dev/v1alpha1"
 KIND = "LLMJob"
@@ -118,52 +118,6 @@ class JobSpec(SpecModel):
 def _problem_no_preset(stages: list[Stage]) -> Problem:
     i = next(i for i, s in enumerate(stages) if s.kind == "pretrain")
     return Problem(("spec", "model"), f"stages[{i}] pretrains a new model; set spec.model.preset (e.g. llama-125m)")
-
-
-class StatusModel(BaseModel):
-    """Status as Kubernetes tools read it: camelCase keys (`observedGeneration`); snake_case written by older
-    operators is still read."""
-
-    model_config = ConfigDict(extra="ignore", alias_generator=to_camel, populate_by_name=True)
-
-
-class StageStatus(StatusModel):
-    phase: Literal["Pending", "Running", "Succeeded", "Failed", "Suspended", "Skipped"] = "Pending"
-    child: str | None = Field(None, description="The workload running the stage, as Kind/name.")
-    started: str | None = None
-    finished: str | None = None
-    message: str | None = None
-    attempts: int = 0
-    step: int | None = Field(None, description="The training step reached (last checkpoint or progress line).")
-    checkpoint: str | None = None
-    version: str | None = Field(None, description="Version id of the committed artifacts.")
-    metrics: dict[str, Any] | None = Field(None, description="The committed stage's metrics (its manifest's).")
-
-
-class Condition(StatusModel):
-    """A Kubernetes condition (metav1.Condition), the shape kstatus, Flux and Argo CD read."""
-
-    type: str = Field(description="Ready (True once the job succeeded), or one of the phases.")
-    status: Literal["True", "False", "Unknown"]
-    reason: str = Field(pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$", max_length=1024)
-    message: str = Field("", max_length=32768)
-    last_transition_time: str = Field(description="When status last changed (RFC 3339).")
-    observed_generation: int | None = Field(None, description="The metadata.generation this condition was set for.")
-
-
-class JobStatus(StatusModel):
-    phase: Literal["Pending", "Running", "Succeeded", "Failed", "Suspended"] = "Pending"
-    current_stage: str | None = Field(None, description="The stages in flight, comma-separated.")
-    stages: dict[str, StageStatus] = Field(default_factory=dict)
-    conditions: list[Condition] = Field(
-        default_factory=list,
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
-    )
-    message: str | None = None
-    observed_generation: int | None = Field(None, description="The metadata.generation this status was written for.")
-
-    def condition(self, kind: str) -> Condition | None:
-        return next((c for c in self.conditions if c.type == kind), None)
 
 
 class LLMJob(BaseModel):

@@ -13,11 +13,10 @@ from dataclasses import dataclass, field
 
 from llm_platform.api import JobStatus, LLMJob, StageStatus
 from llm_platform.api.dag import descendants, topological_order
+from llm_platform.api.status import DONE, TERMINAL
 
 from .children import ChildState
 from .conditions import job_conditions
-
-TERMINAL = ("Succeeded", "Failed", "Skipped")
 
 
 @dataclass(frozen=True)
@@ -111,7 +110,7 @@ def _advance(
         return
     if status.attempts == 0:
         blocked = [n for n in stage.needs if new[n].phase in ("Failed", "Skipped")]
-        waiting = [n for n in stage.needs if new[n].phase != "Succeeded"]
+        waiting = [n for n in stage.needs if new[n].phase not in DONE]
         if blocked:
             status.phase, status.message = "Skipped", f"not run: needs {', '.join(blocked)}, which did not succeed"
         elif job.spec.suspend:
@@ -235,7 +234,7 @@ def _job_status(job: LLMJob, previous: JobStatus, new: dict[str, StageStatus], o
     in_flight = [n for n, s in new.items() if s.phase not in TERMINAL and s.attempts > 0]
     if failed:
         phase, message = "Failed", f"stage {failed[0]} failed: {new[failed[0]].message}"
-    elif all(p == "Succeeded" for p in phases):
+    elif all(p in DONE for p in phases):
         phase, message = "Succeeded", f"all {len(phases)} stages succeeded"
     elif job.spec.suspend:
         phase, message = "Suspended", "suspended (spec.suspend)"

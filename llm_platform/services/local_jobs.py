@@ -31,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from llm_platform.api import API_VERSION, KIND, LLMJob, parse_job_text
+from llm_platform.api import API_VERSION, KIND, JobStatus, LLMJob, StageStatus, parse_job_text
 from llm_platform.api.dag import topological_order
 from llm_platform.storage import ArtifactStore
 from llm_platform.trainer.stages.preflight import check
@@ -238,11 +238,11 @@ class LocalJobs:
             ahead,
             stage_logs(log or ""),
         )
-        if status["phase"] == "Failed":
-            status["message"] = failure_message(log) if log is not None else "the run ended without a log"
+        if status.phase == "Failed":
+            status.message = failure_message(log) if log is not None else "the run ended without a log"
         if store_error:
-            status["message"] = "\n".join(filter(None, [store_error, status.get("message")]))
-        return {**job.to_dict(), "status": status}
+            status.message = "\n".join(filter(None, [store_error, status.message]))
+        return {**job.to_dict(), "status": status.model_dump(mode="json", by_alias=True, exclude_none=True)}
 
     def _job(self, row: JobRow) -> LLMJob:
         key = _key(row)
@@ -287,7 +287,7 @@ def job_status(
     running: set[str],
     queued_ahead: int = 0,
     logs: dict[str, StageLog] | None = None,
-) -> dict[str, Any]:
+) -> JobStatus:
     """A job's status from what the backend knows: its state (queued, running, ended) and exit code, its stages in
     order with their needs, the committed ones (version, metrics), those whose process runs now, and what the run's
     log says of each stage (`run_log.stage_logs`). Pure.
@@ -300,33 +300,31 @@ def job_status(
     (Skipped)."""
     logs = logs or {}
     if state == "queued":
-        status: dict[str, Any] = {"phase": "Pending", "message": f"queued: {queued_ahead} job(s) ahead"}
+        status = JobStatus(phase="Pending", message=f"queued: {queued_ahead} job(s) ahead")
     elif state == "running":
-        status = {"phase": "Running"}
+        status = JobStatus(phase="Running")
     else:
         ok = exit_code == 0 or (exit_code is None and len(committed) == len(stages))
-        status = {"phase": "Succeeded" if ok else "Failed"}
-    failed = status["phase"] == "Failed"
-    phases: dict[str, dict[str, Any]] = {}
+        status = JobStatus(phase="Succeeded" if ok else "Failed")
+    failed = status.phase == "Failed"
     for name, needs in stages:
         log = logs.get(name)
-        step = {"step": log.step} if log is not None and log.step is not None else {}
+        step = log.step if log is not None else None
         if name in running or (state == "running" and log is not None and log.outcome == "running"):
-            phases[name] = {"phase": "Running", **step}
+            stage = StageStatus(phase="Running", step=step)
         elif name in committed:
-            phases[name] = {"phase": "Succeeded", **step, **committed[name]}
+            phase = "UpToDate" if log is not None and log.outcome == "up to date" else "Succeeded"
+            stage = StageStatus(phase=phase, step=step, **committed[name])
         elif log is not None and log.outcome == "failed":
-            phases[name] = {"phase": "Failed", **step, "message": log.failure}
+            stage = StageStatus(phase="Failed", step=step, message=log.failure)
         elif failed and all(n in committed for n in needs):
-            phases[name] = {"phase": "Failed", "message": "the run stopped here; status.message has its log"}
-        elif failed or any(phases[n]["phase"] in ("Failed", "Skipped") for n in needs):
-            phases[name] = {"phase": "Skipped", "message": "not run: a stage it needs did not succeed"}
+            stage = StageStatus(phase="Failed", message="the run stopped here; status.message has its log")
+        elif failed or any(status.stages[n].phase in ("Failed", "Skipped") for n in needs):
+            stage = StageStatus(phase="Skipped", message="not run: a stage it needs did not succeed")
         else:
-            phases[name] = {"phase": "Pending"}
-    in_flight = [name for name, stage in phases.items() if stage["phase"] == "Running"]
-    if in_flight:
-        status["currentStage"] = ",".join(in_flight)
-    status["stages"] = phases
+            stage = StageStatus()
+        status.stages[name] = stage
+    status.current_stage = ",".join(n for n, s in status.stages.items() if s.phase == "Running") or None
     return status
 
 

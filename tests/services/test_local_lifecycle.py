@@ -179,14 +179,15 @@ def test_job_status_from_state_exit_code_and_committed_stages():
     stages = [("data", []), ("tok", ["data"]), ("train", ["tok"]), ("eval", ["train"])]
     done = {"data": {"version": "v1"}}
     status = job_status("ended", 1, stages, done, set())
-    assert status["phase"] == "Failed"
-    assert [status["stages"][s]["phase"] for s, _ in stages] == ["Succeeded", "Failed", "Skipped", "Skipped"]
-    running = job_status("running", None, stages, done, {"tok"})["stages"]
-    assert [running[s]["phase"] for s, _ in stages] == ["Succeeded", "Running", "Pending", "Pending"]
-    assert job_status("queued", None, stages, {}, set(), queued_ahead=3)["message"] == "queued: 3 job(s) ahead"
+    assert status.phase == "Failed"
+    assert [status.stages[s].phase for s, _ in stages] == ["Succeeded", "Failed", "Skipped", "Skipped"]
+    assert status.stages["data"].version == "v1"
+    running = job_status("running", None, stages, done, {"tok"}).stages
+    assert [running[s].phase for s, _ in stages] == ["Succeeded", "Running", "Pending", "Pending"]
+    assert job_status("queued", None, stages, {}, set(), queued_ahead=3).message == "queued: 3 job(s) ahead"
     everything = {s: {"version": "v"} for s, _ in stages}
-    assert job_status("ended", None, stages, everything, set())["phase"] == "Succeeded"  # ended while we were down
-    assert job_status("ended", None, stages, done, set())["phase"] == "Failed"
+    assert job_status("ended", None, stages, everything, set()).phase == "Succeeded"  # ended while we were down
+    assert job_status("ended", None, stages, done, set()).phase == "Failed"
 
 
 def test_a_diverged_run_is_listed_with_its_nan_metrics_as_strings(api, tmp_path):

@@ -65,11 +65,14 @@ def test_status_shows_the_running_stage_its_step_and_a_failed_stage_with_its_err
     stages = [("data", []), ("tok", ["data"]), ("pretrain", ["tok"]), ("eval", ["pretrain"])]
     committed = {"data": {"version": "v1"}, "tok": {"version": "v2"}}
     running = job_status("running", None, stages, committed, set(), logs=stage_logs("\n".join(LOG.splitlines()[:8])))
-    assert running["stages"]["pretrain"] == {"phase": "Running", "step": 20}
-    assert running["currentStage"] == "pretrain"
+    assert (running.stages["pretrain"].phase, running.stages["pretrain"].step) == ("Running", 20)
+    assert running.current_stage == "pretrain"
+    assert [running.stages[s].phase for s, _ in stages] == ["UpToDate", "Succeeded", "Running", "Pending"]
     # the run is still printing its summary: the stage has failed already, and eval will not run
     failed = job_status("running", None, stages, committed, set(), logs=stage_logs(LOG))
-    error = "RuntimeError: CUDA out of memory"
-    assert failed["stages"]["pretrain"] == {"phase": "Failed", "step": 20, "message": error}
-    assert failed["stages"]["eval"]["phase"] == "Skipped"
-    assert "currentStage" not in failed
+    pretrain = failed.stages["pretrain"]
+    assert (pretrain.phase, pretrain.step, pretrain.message) == ("Failed", 20, "RuntimeError: CUDA out of memory")
+    assert failed.stages["eval"].phase == "Skipped"
+    assert failed.current_stage is None
+    written = failed.model_dump(mode="json", by_alias=True, exclude_none=True)
+    assert written["stages"]["data"] == {"phase": "UpToDate", "attempts": 0, "version": "v1"}
