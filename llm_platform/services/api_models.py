@@ -8,6 +8,8 @@ job never breaks a listing.
 
 from __future__ import annotations
 
+import json
+from functools import lru_cache
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -44,17 +46,26 @@ class JobObject(BaseModel):
     @classmethod
     def of(cls, body: dict[str, Any]) -> JobObject:
         """The response model of a stored job (a dict as the backend holds it)."""
+        job = cls.model_validate({k: v for k, v in body.items() if k != "spec"})
+        if body.get("spec") is None:
+            return job
         try:
-            return cls.model_validate(body)
+            job.spec = _valid_spec(json.dumps(body["spec"], sort_keys=True))
         except ValidationError as e:
             problem = e.errors()[0]
-            where = ".".join(str(p) for p in problem["loc"])
-            spec_less = {k: v for k, v in body.items() if k != "spec"}
-            job = cls.model_validate(spec_less)
+            where = ".".join(str(p) for p in ("spec", *problem["loc"]))
             status = job.status or JobStatus()
             note = f"the stored spec no longer validates ({where}: {problem['msg']}); delete and resubmit the job"
             status.message = "\n".join(filter(None, [note, status.message]))
-            return job.model_copy(update={"status": status})
+            job.status = status
+        return job
+
+
+@lru_cache(maxsize=512)
+def _valid_spec(text: str) -> JobSpec:
+    """A stored spec, validated once per distinct spec (validating a pipeline takes milliseconds, and a listing
+    answers with every job's); responses only read it."""
+    return JobSpec.model_validate_json(text)
 
 
 class JobList(BaseModel):
