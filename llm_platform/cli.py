@@ -14,6 +14,7 @@ from llm_platform.cli_api import app as serve_api_app
 from llm_platform.cli_eval import app as eval_app
 from llm_platform.cli_operator import app as operator_app
 from llm_platform.cli_serve import app as serve_app
+from llm_platform.cli_status import app as status_app
 from llm_platform.cli_tokenizer import app as tokenizer_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -215,6 +216,7 @@ app.add_typer(eval_app, name="eval", help="Evaluation reports: compare runs.")
 app.registered_commands.extend(operator_app.registered_commands)  # `llmp render`, `llmp operator`
 app.registered_commands.extend(serve_api_app.registered_commands)  # `llmp serve-api`
 app.registered_commands.extend(serve_app.registered_commands)  # `llmp serve`, `llmp generate`, `llmp chat`
+app.registered_commands.extend(status_app.registered_commands)  # `llmp status`
 
 
 def main() -> None:

@@ -18,9 +18,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from llm_platform.api import LLMJob, StagePhase
+from llm_platform.api import LLMJob, StagePhase, StageStatus
 from llm_platform.api.dag import ancestors, descendants, topological_order
-from llm_platform.api.status import DONE
+from llm_platform.api.status import DONE, progress_key
 from llm_platform.storage import ArtifactStore
 from llm_platform.trainer.stages.command import stage_run_args
 
@@ -108,6 +108,7 @@ def run_job(
         stage = job.spec.stage(name)
         if failed:
             outcomes.append(StageOutcome(name, stage.kind, "Skipped", reason="an earlier stage failed"))
+            record_phase(store, name, "Skipped", "not run: an earlier stage failed")
             continue
         if name not in forced:
             inputs_changed = ran & set(ancestors(job.spec.stages, name))
@@ -118,6 +119,7 @@ def run_job(
                 outcomes.append(
                     StageOutcome(name, stage.kind, "UpToDate", reason=why, metrics=manifest.meta.get("metrics", {}))
                 )
+                record_phase(store, name, "UpToDate", f"not run: up to date, {why}")
                 continue
         console.print(f"[bold cyan]▶  {name}[/] ({stage.kind})")
         t0 = time.perf_counter()
@@ -128,6 +130,7 @@ def run_job(
             reason = f"exit code {code}" if code > 0 else f"killed by signal {-code}"
             console.print(f"[bold red]✗  {name} failed[/] ({reason}) after {seconds:.1f}s")
             outcomes.append(StageOutcome(name, stage.kind, "Failed", seconds, reason))
+            record_phase(store, name, "Failed", reason)  # unless the stage wrote its own, fuller, last word
             failed = True
             continue
         ran.add(name)
@@ -143,6 +146,20 @@ def run_job(
                 where = store.backend.local_path(key) or f"{uri}/{key}"
                 console.print(f"[bold]{outcome.name} report[/]: {where}", soft_wrap=True)  # a path to copy whole
     return outcomes
+
+
+def record_phase(store: ArtifactStore, stage: str, phase: StagePhase, message: str) -> None:
+    """Record in the stage's progress file what this run did with a stage it did not start (UpToDate, Skipped) or
+    that died without saying so (Failed), so `llmp status` shows this run's words; the rest of what the file said
+    (times, steps, artifact paths) is kept, and a file that already says `phase` is left as it is."""
+    try:
+        previous = StageStatus.model_validate(store.read_json(progress_key(stage)) or {})
+    except (ValueError, OSError):  # an unreadable file is replaced
+        previous = StageStatus()
+    if previous.phase == phase:
+        return
+    status = previous.model_copy(update={"phase": phase, "message": message})
+    store.write_json(progress_key(stage), status.model_dump(mode="json", exclude_none=True))
 
 
 def headline_metrics(metrics: dict) -> list[str]:

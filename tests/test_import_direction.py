@@ -27,6 +27,7 @@ LAYERS: list[tuple[str, ...]] = [
         "llm_platform.cli_eval",
         "llm_platform.cli_operator",
         "llm_platform.cli_serve",
+        "llm_platform.cli_status",
         "llm_platform.cli_tokenizer",
     ),
 ]

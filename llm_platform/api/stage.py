@@ -6,6 +6,8 @@ through their own needs. The tables below are the contract the DAG check and the
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
@@ -21,36 +23,51 @@ from .serve import ServeSpec
 from .tokenizer import TokenizerSpec
 from .train import TrainSpec
 
-StageKind = Literal["data", "tokenizer", "pretrain", "finetune", "align", "eval", "serve"]
-STAGE_KINDS: tuple[str, ...] = StageKind.__args__
 
-# Settings sections each kind takes; the first one is the kind's own, and must be present unless it has defaults.
-SECTIONS: dict[str, tuple[str, ...]] = {
-    "data": ("data",),
-    "tokenizer": ("tokenizer",),
-    "pretrain": ("train",),
-    "finetune": ("finetune", "train"),
-    "align": ("align", "train"),
-    "eval": ("eval",),
-    "serve": ("serve",),
-}
-_DEFAULTABLE = {"tokenizer", "eval", "serve"}
-_EXAMPLE = {
-    "data": "data: {sources: [{type: stdlib}]}",
-    "pretrain": "train: {steps: 1000}",
-    "finetune": "finetune: {dataset: {path: sft.jsonl}}",
-    "align": "align: {dataset: {path: prefs.jsonl}}",
-}
+@dataclass(frozen=True)
+class KindRules:
+    """What the spec says about one stage kind: the settings sections it takes (its own first), the artifacts it
+    reads and writes by name, and whether it runs a training loop (a PyTorchJob on a cluster, retried from its last
+    checkpoint). The kind's runner is its entry in `trainer.stages.registry.RUNNERS`, which a test holds to this."""
 
-OUTPUTS: dict[str, tuple[str, ...]] = {
-    "data": ("corpus",),
-    "tokenizer": ("tokenizer", "tokens"),
-    "pretrain": ("model",),
-    "finetune": ("model",),
-    "align": ("model",),
-    "eval": ("report",),
-    "serve": ("endpoint",),
+    sections: tuple[str, ...]
+    outputs: tuple[str, ...]
+    inputs: tuple[str, ...] = ()
+    optional_inputs: Callable[[Any], tuple[str, ...]] | None = None  # read only with some settings (stage -> names)
+    trains: bool = False
+    defaultable: bool = False  # its own section may be left out: all its settings have defaults
+    example: str | None = None  # a minimal own section, shown when it is missing
+
+    @property
+    def own(self) -> str | None:
+        return self.sections[0] if self.sections else None
+
+
+# Every stage kind, declared once: the `kind` field's allowed values, the DAG's inputs and outputs, the settings
+# check and the runners' registry all read this table.
+KINDS: dict[str, KindRules] = {
+    "data": KindRules(("data",), ("corpus",), example="data: {sources: [{type: stdlib}]}"),
+    "tokenizer": KindRules(("tokenizer",), ("tokenizer", "tokens"), ("corpus",), defaultable=True),
+    "pretrain": KindRules(("train",), ("model",), ("tokens", "tokenizer"), trains=True, example="train: {steps: 1000}"),
+    "finetune": KindRules(
+        ("finetune", "train"), ("model",), ("model",), trains=True, example="finetune: {dataset: {path: sft.jsonl}}"
+    ),
+    "align": KindRules(
+        ("align", "train"), ("model",), ("model",), trains=True, example="align: {dataset: {path: prefs.jsonl}}"
+    ),
+    "eval": KindRules(
+        ("eval",),
+        ("report",),
+        ("model",),
+        optional_inputs=lambda stage: ("tokens",) if "perplexity" in stage.eval.metrics else (),
+        defaultable=True,
+    ),
+    "serve": KindRules(("serve",), ("endpoint",), ("model",), defaultable=True),
 }
+StageKind = Literal[tuple(KINDS)]  # type: ignore[valid-type]  # the table's keys, for pydantic, the CRD and docs
+STAGE_KINDS: tuple[str, ...] = tuple(KINDS)
+SECTIONS: dict[str, tuple[str, ...]] = {kind: rules.sections for kind, rules in KINDS.items()}
+OUTPUTS: dict[str, tuple[str, ...]] = {kind: rules.outputs for kind, rules in KINDS.items()}
 
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
@@ -79,17 +96,18 @@ class Stage(SpecModel):
     @classmethod
     def _default_section(cls, data: Any) -> Any:
         kind = data.get("kind") if isinstance(data, dict) else None
-        if isinstance(kind, str) and kind in _DEFAULTABLE and data.get(kind) is None:
-            data = {**data, kind: {}}
+        rules = KINDS.get(kind) if isinstance(kind, str) else None
+        if rules is not None and rules.defaultable and data.get(rules.own) is None:
+            data = {**data, rules.own: {}}
         return data
 
     @model_validator(mode="after")
     def _sections_match_kind(self) -> Stage:
-        allowed = SECTIONS[self.kind]
-        own = allowed[0]
-        if getattr(self, own) is None:
+        rules = KINDS[self.kind]
+        allowed, own = rules.sections, rules.own
+        if own is not None and getattr(self, own) is None:
             raise ValueError(
-                f"{a_or_an(self.kind)} stage needs a `{own}` section, e.g. {_EXAMPLE.get(self.kind, own + ': {}')}"
+                f"{a_or_an(self.kind)} stage needs a `{own}` section, e.g. {rules.example or own + ': {}'}"
             )
         stray = [
             s
@@ -98,8 +116,9 @@ class Stage(SpecModel):
             if s not in allowed and getattr(self, s) is not None
         ]
         if stray:
+            takes = ", ".join(f"`{s}`" for s in allowed) or "no settings section"
             raise ValueError(
-                f"{a_or_an(self.kind)} stage takes only {', '.join(f'`{s}`' for s in allowed)}; "
+                f"{a_or_an(self.kind)} stage takes only {takes}; "
                 f"remove {', '.join(f'`{s}`' for s in dict.fromkeys(stray))} or change `kind`"
             )
         if self.name in self.needs:
@@ -109,24 +128,17 @@ class Stage(SpecModel):
     @property
     def inputs(self) -> tuple[str, ...]:
         """Artifacts this stage reads, by name."""
-        if self.kind == "tokenizer":
-            return ("corpus",)
-        if self.kind == "pretrain":
-            return ("tokens", "tokenizer")
-        if self.kind == "eval":
-            return ("model", "tokens") if "perplexity" in self.eval.metrics else ("model",)
-        if self.kind in ("finetune", "align", "serve"):
-            return ("model",)
-        return ()
+        rules = KINDS[self.kind]
+        return rules.inputs + (rules.optional_inputs(self) if rules.optional_inputs else ())
 
     @property
     def outputs(self) -> tuple[str, ...]:
-        return OUTPUTS[self.kind]
+        return KINDS[self.kind].outputs
 
     @property
     def trains(self) -> bool:
         """True for stages that run a training loop (and so render to a PyTorchJob on a cluster)."""
-        return self.kind in ("pretrain", "finetune", "align")
+        return KINDS[self.kind].trains
 
 
 def a_or_an(word: str) -> str:

@@ -114,7 +114,7 @@ OVERRIDES = "model: {preset: llama-tiny}"
         ("{hidden: 3}", "spec.model.overrides.hidden", "unknown model override(s) hidden"),
         ("{n_layers: 99999999999}", "spec.model.overrides.n_layers", "less than or equal"),
         ("{rope_scaling: {type: linear, factor: {x: 1}}}", "spec.model.overrides.rope_scaling.factor", None),
-        ("{mlp: swish}", "spec.model.overrides.mlp", "not one of"),
+        ("{mlp: swish}", "spec.model.overrides.mlp", "Input should be 'swiglu', 'geglu'"),
     ],
 )
 def test_model_overrides_are_typed_and_checked(overrides, path, words):

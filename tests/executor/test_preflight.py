@@ -40,6 +40,20 @@ def test_every_kind_has_a_runner_or_says_why_not():
         assert bool(reported) == (kind in NOT_BUILT), kind
 
 
+def test_the_stage_kinds_are_declared_once_and_the_runners_agree():
+    from typing import get_args
+
+    from llm_platform.api.stage import KINDS, StageKind
+
+    assert get_args(StageKind) == tuple(KINDS) == STAGE_KINDS  # the `kind` field's values come from the table
+    # one runner per kind, in the table's order, none for an unknown kind; the rest are derived as not built
+    assert list(RUNNERS) == [kind for kind in KINDS if kind not in NOT_BUILT]
+    for kind, rules in KINDS.items():
+        stage = Stage.model_construct(name="s", kind=kind)
+        assert stage.outputs == rules.outputs and stage.trains == rules.trains
+        assert all(section in Stage.model_fields for section in rules.sections), kind
+
+
 def test_every_registered_runner_loads_a_run_function():
     for kind, runner in RUNNERS.items():
         assert callable(runner.load().run), kind

@@ -15,10 +15,19 @@ import dataclasses
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from .config_checks import validate
 from .counting import flops_per_token, num_params
+
+# The choices of each string setting, declared once: `validate` and the LLMJob's `spec.model.overrides` read them
+# from the field types (`typing.get_args`).
+Norm = Literal["rmsnorm", "layernorm"]
+Mlp = Literal["swiglu", "geglu", "geglu_tanh", "reglu", "gelu"]
+PositionEncoding = Literal["rope", "alibi", "none"]
+Attention = Literal["gqa", "mla"]
+RouterScore = Literal["softmax", "sigmoid"]
+AttnImpl = Literal["auto", "sdpa", "flash_attn", "cudnn", "flash", "efficient", "math"]
 
 
 @dataclass
@@ -90,9 +99,9 @@ class ModelConfig:
     max_seq_len: int = 4096
     tie_embeddings: bool = False
 
-    norm: str = "rmsnorm"
+    norm: Norm = "rmsnorm"
     norm_eps: float = 1e-5
-    mlp: str = "swiglu"
+    mlp: Mlp = "swiglu"
     mlp_bias: bool = False
     qkv_bias: bool = False
     attn_out_bias: bool = False
@@ -100,11 +109,11 @@ class ModelConfig:
     sliding_window: int | None = None
     sliding_window_layers: list[int] | None = None
 
-    position_encoding: str = "rope"
+    position_encoding: PositionEncoding = "rope"
     rope_theta: float = 10000.0
     rope_scaling: dict[str, Any] | None = None
 
-    attention: str = "gqa"
+    attention: Attention = "gqa"
     q_lora_rank: int | None = None
     kv_lora_rank: int = 512
     qk_nope_head_dim: int = 128
@@ -117,7 +126,7 @@ class ModelConfig:
     moe_ffn_dim: int | None = None
     first_dense_layers: int = 0
     moe_layer_interval: int = 1
-    router_score: str = "softmax"
+    router_score: RouterScore = "softmax"
     router_norm_topk: bool = True
     router_scale: float = 1.0
     router_groups: int = 1
@@ -127,7 +136,7 @@ class ModelConfig:
     moe_capacity_factor: float | None = None
 
     init_std: float = 0.02
-    attn_impl: str = "auto"
+    attn_impl: AttnImpl = "auto"
 
     def __post_init__(self) -> None:
         validate(self)

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from functools import cache
+from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin, get_type_hints
 
 if TYPE_CHECKING:
     from .config import ModelConfig
 
-NORMS = ("rmsnorm", "layernorm")
-MLPS = ("swiglu", "geglu", "geglu_tanh", "reglu", "gelu")
-POSITION_ENCODINGS = ("rope", "alibi", "none")
-ATTENTIONS = ("gqa", "mla")
-ROUTER_SCORES = ("softmax", "sigmoid")
-ATTN_IMPLS = ("auto", "sdpa", "flash_attn", "cudnn", "flash", "efficient", "math")
 ROPE_SCALING_KEYS = {
     "linear": {"type", "factor"},
     "dynamic-ntk": {"type", "factor", "original_max_seq_len"},
@@ -31,6 +26,12 @@ ROPE_SCALING_KEYS = {
 }
 
 
+@cache
+def choice_fields(cls: type) -> dict[str, tuple[str, ...]]:
+    """{field: its choices} for every field of the dataclass typed as a `Literal` of strings."""
+    return {name: get_args(hint) for name, hint in get_type_hints(cls).items() if get_origin(hint) is Literal}
+
+
 def _require(ok: bool, name: str, message: str) -> None:
     if not ok:
         raise ValueError(f"ModelConfig.{name}: {message}")
@@ -40,14 +41,7 @@ def validate(c: ModelConfig) -> None:
     """Raises ValueError naming the first field that is out of range or inconsistent with the others."""
     for name in ("vocab_size", "dim", "n_layers", "n_heads", "ffn_dim", "max_seq_len", "moe_layer_interval"):
         _require(isinstance(getattr(c, name), int) and getattr(c, name) > 0, name, "must be a positive integer")
-    for name, choices in (
-        ("norm", NORMS),
-        ("mlp", MLPS),
-        ("position_encoding", POSITION_ENCODINGS),
-        ("attention", ATTENTIONS),
-        ("router_score", ROUTER_SCORES),
-        ("attn_impl", ATTN_IMPLS),
-    ):
+    for name, choices in choice_fields(type(c)).items():
         _require(getattr(c, name) in choices, name, f"{getattr(c, name)!r} is not one of {list(choices)}")
     _require(c.num_kv_heads is None or c.num_kv_heads > 0, "num_kv_heads", "must be positive (or None for n_heads)")
     _require(

@@ -19,6 +19,7 @@ from llm_platform.storage import ArtifactStore, CorruptArtifact, Manifest, Store
 
 from .context import StageContext
 from .preflight import check
+from .progress import StageReporter
 from .registry import NOT_BUILT, RUNNERS, StageRunner
 
 __all__ = ["NOT_BUILT", "RUNNERS", "StageRunner", "is_up_to_date", "make_context", "run_stage"]
@@ -67,26 +68,40 @@ def run_stage(job: LLMJob, stage_name: str, store: ArtifactStore) -> Manifest:
     writing = store.lease(stage_name, wait_s) if _is_rank_zero() else contextlib.nullcontext()
     with writing, tempfile.TemporaryDirectory(prefix=f"llmp-{stage_name}-") as tmp:
         ctx = make_context(job, stage_name, store, Path(tmp))
-        runner = RUNNERS[ctx.stage.kind]
-        # what the output is derived from, recorded as it was when the stage started
-        fingerprint, inputs = ctx.fingerprint(), ctx.input_versions()
-        started = datetime.now(UTC)
-        t0 = time.perf_counter()
-        out = Path(tmp) / "out"
-        out.mkdir()
-        metrics: dict[str, Any] = runner.run(ctx, out) or {}
-        meta = {
-            "stage": stage_name,
-            "kind": ctx.stage.kind,
-            "fingerprint": fingerprint,
-            "inputs": inputs,
-            "metrics": metrics,
-            "started": started.isoformat(timespec="seconds"),
-            "duration_s": round(time.perf_counter() - t0, 2),
-        }
         if _is_rank_zero():
-            return store.commit(stage_name, out, meta)
-        return Manifest(key=stage_name, version="", created="", files={}, meta=meta)
+            ctx.progress = StageReporter(store, stage_name, console=ctx.console)
+            ctx.progress.start()
+        try:
+            manifest = _run(ctx, Path(tmp) / "out")
+        except BaseException as e:
+            if ctx.progress is not None:
+                ctx.progress.finish("Failed", f"{type(e).__name__}: {e}")
+            raise
+        if ctx.progress is not None:
+            ctx.progress.finish("Succeeded", manifest=manifest)
+        return manifest
+
+
+def _run(ctx: StageContext, out: Path) -> Manifest:
+    runner = RUNNERS[ctx.stage.kind]
+    # what the output is derived from, recorded as it was when the stage started
+    fingerprint, inputs = ctx.fingerprint(), ctx.input_versions()
+    started = datetime.now(UTC)
+    t0 = time.perf_counter()
+    out.mkdir()
+    metrics: dict[str, Any] = runner.run(ctx, out) or {}
+    meta = {
+        "stage": ctx.stage.name,
+        "kind": ctx.stage.kind,
+        "fingerprint": fingerprint,
+        "inputs": inputs,
+        "metrics": metrics,
+        "started": started.isoformat(timespec="seconds"),
+        "duration_s": round(time.perf_counter() - t0, 2),
+    }
+    if _is_rank_zero():
+        return ctx.store.commit(ctx.stage.name, out, meta)
+    return Manifest(key=ctx.stage.name, version="", created="", files={}, meta=meta)
 
 
 def _is_rank_zero() -> bool:

@@ -15,6 +15,8 @@ from llm_platform.confinement import check_local
 from llm_platform.storage import ArtifactStore, S3Backend, StoreError
 from llm_platform.storage.downloads import staged_download
 
+from .progress import StageReporter
+
 
 @dataclass
 class StageContext:
@@ -23,6 +25,7 @@ class StageContext:
     store: ArtifactStore
     scratch: Path
     console: Console = field(default_factory=lambda: Console(stderr=True))
+    progress: StageReporter | None = None  # rank 0 of a running stage: its live status in the store (see progress)
 
     @property
     def sources(self) -> dict[str, str]:

@@ -12,8 +12,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from rich.progress import Progress
-
 from llm_platform.api.data import DataSpec
 from llm_platform.api.policy import SpecPolicy
 from llm_platform.trainer.data.clean import CleanConfig
@@ -27,6 +25,7 @@ from llm_platform.trainer.data.report import RunReport, write_report
 from llm_platform.trainer.data.run import run_pipeline
 from llm_platform.trainer.data.sources import iter_documents
 from llm_platform.trainer.data.synthetic import SyntheticConfig, generate_instructions, write_jsonl
+from llm_platform.trainer.progress import StepProgress
 
 from .context import StageContext
 
@@ -91,8 +90,7 @@ def run(ctx: StageContext, out: Path) -> dict:
         d = spec.decontaminate
         items = (doc.text for source in d.sources for doc in iter_documents(source))
         eval_index = EvalIndex(items, d.ngram, d.min_item_words)
-    with Progress(console=ctx.console, transient=True) as progress:
-        task = progress.add_task("processing documents", total=None)
+    with StepProgress(ctx.console, "data", unit="documents", listener=ctx.progress) as progress:
         report = run_pipeline(
             spec.sources,
             config,
@@ -102,7 +100,7 @@ def run(ctx: StageContext, out: Path) -> dict:
             engine=spec.engine,
             workers=spec.workers,
             eval_index=eval_index,
-            on_batch=lambda n: progress.advance(task, n),
+            on_batch=progress.advance,
         )
     write_report(report, out / "report", plots=spec.plots)
     result = metrics(report)

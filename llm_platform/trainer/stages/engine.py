@@ -28,8 +28,14 @@ def seed_everything(seed: int) -> None:
 
 
 def metrics_log(ctx: StageContext, config: TrainConfig, env: DistEnv, log_dir: Path, settings: dict[str, Any]):
-    """The training log in `log_dir`; only rank 0 writes it, logs to TensorBoard/W&B and serves Prometheus."""
+    """The training log in `log_dir`; only rank 0 writes it, logs to TensorBoard/W&B and serves Prometheus, and
+    mirrors the log files to `<stage>/live/` in the store as it trains."""
     main = env.is_main
+    live = ctx.progress if main else None
+    if live is not None:  # the log files reach the store while training, not only with the commit
+        live.watch(log_dir / "train_log.jsonl")
+        if config.tensorboard:
+            live.watch(log_dir / "tensorboard")
     return MetricsLog(
         log_dir if main else None,
         tensorboard=config.tensorboard and main,
@@ -39,6 +45,7 @@ def metrics_log(ctx: StageContext, config: TrainConfig, env: DistEnv, log_dir: P
         job=ctx.job.metadata.name,
         stage=ctx.stage.name,
         config=settings,
+        on_progress=live,
     )
 
 

@@ -2,17 +2,18 @@
 
 A runner is anything with `run(ctx, out) -> metrics` (each runner module is one). The entries import their module
 when first run, so `llmp` starts without loading torch for kinds it does not run; each entry is a plain function
-that names its module, so "go to definition" and the call graph lead to the runner. Adding a stage kind is one
-entry here and its own module (plus the kind's settings in `llm_platform.api`).
+that names its module, so "go to definition" and the call graph lead to the runner. The kinds themselves are
+declared once, in `llm_platform.api.stage.KINDS` (what the spec accepts); adding a stage kind is its entry there,
+its entry here and its own module.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, get_args
+from typing import Any, Protocol
 
-from llm_platform.api.stage import StageKind
+from llm_platform.api.stage import KINDS, StageKind
 
 from .context import StageContext
 
@@ -86,4 +87,4 @@ RUNNERS: dict[StageKind, StageRunner] = {
 }
 
 # stage kinds that validate and render to cluster manifests but have no runner yet: derived, never listed by hand
-NOT_BUILT: tuple[StageKind, ...] = tuple(kind for kind in get_args(StageKind) if kind not in RUNNERS)
+NOT_BUILT: tuple[StageKind, ...] = tuple(kind for kind in KINDS if kind not in RUNNERS)

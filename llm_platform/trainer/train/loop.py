@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
 
 from llm_platform.trainer.data.loader import eval_batches
+from llm_platform.trainer.progress import StepProgress
 
 from .config import TrainConfig
 from .deepspeed_backend import is_engine
@@ -127,7 +127,8 @@ def train(
     pending: list[tuple[int, float, torch.Tensor, torch.Tensor]] = []  # step, lr, loss, grad norm
     window_start, window_tokens, throughput = None, 0, []
     last_val = summary.get("val_loss")
-    progress = _progress(console, env, total, start)
+    listener = log.on_progress if log is not None else None
+    progress = StepProgress(console, "train", total, start, "steps", listener=listener).start() if env.is_main else None
     module.train()
     try:
         for step in range(start, total):
@@ -194,7 +195,7 @@ def train(
                     _sync(env.device)
                     window_start = time.perf_counter()
             if progress is not None:
-                progress.update(progress.task_ids[0], completed=done)
+                progress.update(done)
     finally:
         if progress is not None:
             progress.stop()
@@ -298,23 +299,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _progress(console: Console, env: DistEnv, total: int, start: int) -> Progress | None:
-    if not env.is_main:
-        return None
-    progress = Progress(
-        TextColumn("[bold]train[/]"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[status]}"),
-        TimeRemainingColumn(),
-        console=console,
-    )
-    progress.add_task("train", total=total, completed=start, status="")
-    progress.start()
-    return progress
-
-
-def _print(progress: Progress | None, console: Console, record: dict[str, Any], total: int) -> None:
+def _print(progress: StepProgress | None, console: Console, record: dict[str, Any], total: int) -> None:
     parts = [f"step {record['step']}/{total}", f"loss {record['loss']:.4f}", f"lr {record['lr']:.2e}"]
     parts.append(f"grad norm {record['grad_norm']:.3f}")
     if "tokens_per_s" in record:
@@ -325,7 +310,7 @@ def _print(progress: Progress | None, console: Console, record: dict[str, Any], 
         parts.append(f"val loss {record['val_loss']:.4f}")
     (progress.console if progress else console).print("  ".join(parts))
     if progress is not None:
-        progress.update(progress.task_ids[0], status=f"loss {record['loss']:.4f}")
+        progress.status = f"loss {record['loss']:.4f}"
 
 
 def _round(value: float | None, digits: int) -> float | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,9 @@ class MetricsLog:
         job: str = "local",
         stage: str = "train",
         config: dict[str, Any] | None = None,
+        on_progress: Callable[[int, int | None], None] | None = None,
     ) -> None:
+        self.on_progress = on_progress  # hears (step, total steps) from the training loop, e.g. a live status file
         self.jsonl = None
         self.tb = None
         self.wandb = None

@@ -54,6 +54,23 @@ def test_invalid_value_names_the_field():
         get_config("llama-tiny", rope_scaling={"type": "ntk", "factor": 2.0})
 
 
+def test_every_string_setting_is_a_literal_whose_choices_the_check_and_the_spec_both_read():
+    from typing import get_type_hints
+
+    from llm_platform.api.overrides import override_problems
+    from llm_platform.trainer.model.config_checks import choice_fields
+
+    hints = get_type_hints(ModelConfig)
+    assert [name for name, hint in hints.items() if hint is str] == []  # a free-form string setting would need a reason
+    choices = choice_fields(ModelConfig)
+    assert choices["mlp"] == ("swiglu", "geglu", "geglu_tanh", "reglu", "gelu")
+    assert set(choices) == {"norm", "mlp", "position_encoding", "attention", "router_score", "attn_impl"}
+    for name, allowed in choices.items():
+        _, problems = override_problems({name: "nonsense"}, "llama-tiny")
+        assert [p.loc for p in problems] == [("spec", "model", "overrides", name)]
+        assert all(repr(choice) in problems[0].message for choice in allowed), problems[0].message
+
+
 def test_overriding_dim_rederives_head_size():
     assert get_config("llama-tiny", dim=256).head_size == 64
 

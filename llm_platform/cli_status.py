@@ -1,0 +1,128 @@
+"""`llmp status`: where a job is, read from its artifact store while it runs or after.
+
+Every running stage keeps `<stage>/progress.json` current (see `trainer.stages.progress`), and `llmp run` records
+there the stages it found up to date or skipped; this command reads those files and the committed manifests, from a
+local workdir or from S3 alike, and shows each stage's state, step, ETA and where its artifacts are.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from llm_platform.api.status import JobStatus, StageStatus
+
+app = typer.Typer()
+console = Console()
+err = Console(stderr=True)
+
+COLORS = {"Succeeded": "green", "UpToDate": "dim", "Running": "cyan", "Failed": "red", "Skipped": "yellow"}
+
+
+@app.command()
+def status(
+    target: Annotated[
+        str, typer.Argument(help="An LLMJob YAML file, a workdir of `llmp run`, or a storage URI (s3://, file://).")
+    ],
+    workdir: Annotated[
+        Path | None, typer.Option(help="For a job file without spec.storage: its workdir (default: runs/<name>).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON (a JobStatus).")] = False,
+) -> None:
+    """Show each stage's state, step, ETA and artifact paths, while the job runs or after it ended."""
+    from llm_platform.storage import ArtifactStore, StoreError
+    from llm_platform.trainer.stages.progress import job_status_from_store, read_stage_status, stored_stages
+
+    uri, endpoint, names = _where(target, workdir)
+    try:
+        store = ArtifactStore.open(uri, endpoint)
+        stages = {name: read_stage_status(store, name) for name in names or stored_stages(store)}
+        if not names:  # a workdir or URI: in the order the stages started
+            stages = dict(sorted(stages.items(), key=lambda kv: (kv[1].started or "~", kv[0])))
+        job = job_status_from_store(stages)
+    except (StoreError, OSError, ValueError) as e:
+        err.print(f"{target}: cannot read the job's status from {uri}: {e}", markup=False)
+        raise typer.Exit(2) from None
+    if as_json:
+        typer.echo(json.dumps({"storage": uri, **job.model_dump(mode="json", exclude_none=True)}, indent=2))
+        return
+    if not stages:
+        console.print(f"{uri}: no stage has started here yet", markup=False)
+        return
+    console.print(f"[bold]{job.phase}[/] {job.message or ''} [dim]({uri})[/]", soft_wrap=True)
+    console.print(status_table(job))
+    for line in artifact_lines(job):
+        console.print(line, soft_wrap=True, markup=False)  # whole paths, to copy
+
+
+def status_table(job: JobStatus, now: datetime | None = None) -> Table:
+    table = Table()
+    for column in ("stage", "state", "step", "ETA", "updated", "message"):
+        table.add_column(column)
+    now = now or datetime.now(UTC)
+    for name, s in job.stages.items():
+        color = COLORS.get(s.phase, "default")
+        table.add_row(name, f"[{color}]{s.phase}[/]", step_text(s), eta_text(s), ago(s.updated, now), s.message or "")
+    return table
+
+
+def step_text(s: StageStatus) -> str:
+    """`120/1000` (a known total), `120`, or nothing. Pure."""
+    if s.step is None:
+        return ""
+    return f"{s.step:,}/{s.total_steps:,}" if s.total_steps else f"{s.step:,}"
+
+
+def eta_text(s: StageStatus) -> str:
+    from llm_platform.trainer.progress import duration
+
+    return duration(s.eta_s) if s.phase == "Running" and s.eta_s is not None else ""
+
+
+def ago(when: str | None, now: datetime) -> str:
+    """How long ago an ISO time was: `12 s ago`. Pure."""
+    from llm_platform.trainer.progress import duration
+
+    if not when:
+        return ""
+    return f"{duration(max(0.0, (now - datetime.fromisoformat(when)).total_seconds()))} ago"
+
+
+def artifact_lines(job: JobStatus) -> list[str]:
+    """`<stage> <artifact>: <path>`, one per artifact, for every stage that has any. Pure."""
+    return [
+        f"{name} {artifact}: {where}"
+        for name, s in job.stages.items()
+        for artifact, where in sorted((s.artifacts or {}).items())
+    ]
+
+
+def _where(target: str, workdir: Path | None) -> tuple[str, str | None, list[str]]:
+    """The store's URI, its S3 endpoint and (for a job file) its stages in order; for a folder or a URI, the stages
+    are read from the store (and an S3 endpoint from the environment, AWS_ENDPOINT_URL)."""
+    if target.startswith("s3://"):
+        return target, None, []
+    path = Path(target.removeprefix("file://"))
+    if path.is_dir():
+        return f"file://{path.resolve()}", None, []
+    if not path.is_file():
+        err.print(f"{target}: no such job file or workdir; give an LLMJob YAML file, a workdir or an s3:// URI")
+        raise typer.Exit(2)
+    from llm_platform.api import SpecError, load_job
+    from llm_platform.api.dag import topological_order
+    from llm_platform.api.policy import SpecPolicy
+
+    try:
+        job = load_job(path, policy=SpecPolicy.from_env(strict=False))
+    except SpecError as e:
+        err.print(str(e), markup=False)
+        raise typer.Exit(2) from None
+    folder = workdir or Path("runs") / job.metadata.name
+    storage = job.spec.storage
+    return storage.uri or f"file://{folder.resolve()}", storage.endpoint_url, topological_order(job.spec.stages)

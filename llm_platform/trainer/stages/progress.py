@@ -1,0 +1,200 @@
+"""A running stage's live status in the artifact store, so that it can be watched before it commits anything.
+
+While a stage runs, rank 0 keeps two things current in the store, through the same backend as its artifacts (a
+local workdir or S3), every `LLMP_PROGRESS_EVERY_S` seconds (10 by default) and once more when it ends:
+
+    <stage>/progress.json   its `StageStatus`: phase, step / total steps, started, updated, ETA, artifact locations
+    <stage>/live/...        copies of the log files it is writing (train_log.jsonl, TensorBoard event files)
+
+Neither is part of a commit: the manifest and its version folder stay the only record of what a stage produced.
+`llmp status` reads these files; a failure to write them is reported once and never fails the stage.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rich.console import Console
+
+from llm_platform.api.status import DONE, JobStatus, StagePhase, StageStatus, progress_key
+from llm_platform.storage import ArtifactStore, Manifest
+from llm_platform.trainer.progress import duration, eta_s, progress_every_s
+
+MAX_MESSAGE = 2000
+
+
+def live_key(stage: str) -> str:
+    return f"{stage}/live"
+
+
+def location(store: ArtifactStore, key: str) -> str:
+    """Where a key can be opened: its local path on a local store, its URI on S3."""
+    local = store.backend.local_path(key)
+    return str(local) if local is not None else f"{store.uri.rstrip('/')}/{key}"
+
+
+def committed_artifacts(store: ArtifactStore, manifest: Manifest) -> dict[str, str]:
+    """Each top-level folder or file of a committed version (model, report, corpus, ...) and where it is."""
+    names = sorted({name.split("/")[0] for name in manifest.files})
+    return {name: location(store, f"{manifest.key}/versions/{manifest.version}/{name}") for name in names}
+
+
+class StageReporter:
+    """Writes one stage's `StageStatus` and mirrors its log files into the store while it runs.
+
+    Between `start()` and `finish()` a daemon thread writes every `every_s` seconds, so `updated` is a heartbeat
+    even while a step, an evaluation or a checkpoint takes long. Call it as `reporter(done, total)` from a progress
+    counter (`StepProgress(listener=...)`) to record the step; that costs a clock reading, no I/O."""
+
+    def __init__(
+        self,
+        store: ArtifactStore,
+        stage: str,
+        every_s: float | None = None,
+        console: Console | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.store, self.stage, self.clock = store, stage, clock
+        self.every_s = every_s if every_s is not None else progress_every_s()
+        self.console = console or Console(stderr=True)
+        now = _now()
+        self.status = StageStatus(phase="Running", started=now, updated=now, attempts=1)
+        self._watched: dict[str, Path] = {}  # name under live/ -> local file or folder
+        self._copied: dict[Path, tuple[int, int]] = {}  # file -> (size, mtime_ns) when last copied
+        self._first: tuple[float, int] | None = None  # (clock, done) of the first progress report
+        self._warned = False
+        self._stop = threading.Event()
+        self._heartbeat = threading.Thread(target=self._beat, name=f"llmp-progress-{stage}", daemon=True)
+
+    def start(self) -> None:
+        """Clear the live copies of an earlier run, say the stage runs, and start the heartbeat."""
+        self._attempt(lambda: self.store.backend.delete_prefix(live_key(self.stage)))
+        self.write()
+        self._heartbeat.start()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.every_s):
+            self.flush()
+
+    def watch(self, path: Path, name: str | None = None) -> None:
+        """Mirror a file, or every file in a folder, to `<stage>/live/<name>` while the stage runs."""
+        name = name or path.name
+        self._watched[name] = path
+        artifacts = dict(self.status.artifacts or {})
+        artifacts[name] = location(self.store, f"{live_key(self.stage)}/{name}")
+        self.status.artifacts = artifacts
+
+    def __call__(self, done: int, total: int | None) -> None:
+        now = self.clock()
+        if self._first is None:
+            self._first = (now, done)
+        first_t, first_done = self._first
+        self.status.step, self.status.total_steps = done, total
+        left = eta_s(done - first_done, total - done if total else None, now - first_t)
+        self.status.eta_s = None if left is None else round(left, 1)
+
+    def flush(self) -> None:
+        """Copy changed log files and write the status now."""
+        self._attempt(self._mirror)
+        self.write()
+
+    def finish(self, phase: StagePhase, message: str | None = None, manifest: Manifest | None = None) -> None:
+        """The stage's last word: Succeeded with its committed version and artifacts, or Failed with why."""
+        self._stop.set()
+        if self._heartbeat.is_alive():
+            self._heartbeat.join()  # so no heartbeat can overwrite the last word
+        self._attempt(self._mirror)
+        now = _now()
+        self.status.phase, self.status.finished, self.status.eta_s = phase, now, None
+        self.status.message = message[:MAX_MESSAGE] if message else None
+        if manifest is not None:
+            self.status.version = manifest.version
+            self.status.metrics = manifest.meta.get("metrics") or None
+            self.status.artifacts = {**(self.status.artifacts or {}), **committed_artifacts(self.store, manifest)}
+        self.write()
+
+    def write(self) -> None:
+        self.status.updated = _now()
+        data = self.status.model_dump(mode="json", exclude_none=True)
+        self._attempt(lambda: self.store.write_json(progress_key(self.stage), data))
+
+    def _mirror(self) -> None:
+        for name, path in list(self._watched.items()):  # `watch` may add one meanwhile
+            files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+            for file in files:
+                st = file.stat()
+                if self._copied.get(file) == (st.st_size, st.st_mtime_ns):
+                    continue
+                relative = name if file == path else f"{name}/{file.relative_to(path).as_posix()}"
+                self.store.backend.put_file(f"{live_key(self.stage)}/{relative}", file)
+                self._copied[file] = (st.st_size, st.st_mtime_ns)
+
+    def _attempt(self, action: Callable[[], None]) -> None:
+        """Run a write to the store; a failure is said once and otherwise ignored (the stage's work matters more)."""
+        try:
+            action()
+        except Exception as e:
+            if not self._warned:
+                self._warned = True
+                self.console.print(
+                    f"[yellow]{self.stage}[/]: cannot write its live status to {self.store.uri} "
+                    f"({type(e).__name__}: {e}); the stage continues, `llmp status` shows less until it commits"
+                )
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+# -- reading ----------------------------------------------------------------------------------------------------------
+STALE_AFTER_S = 60.0  # a Running stage whose heartbeat (every 10 s by default) is older has probably stopped
+
+
+def stored_stages(store: ArtifactStore) -> list[str]:
+    """The stages a store holds anything of (a progress file or a committed manifest), by name."""
+    names = {key.split("/")[0] for key in store.backend.list("") if key.count("/") == 1}
+    return sorted(n for n in names if store.exists(n) or store.backend.get_bytes(progress_key(n)) is not None)
+
+
+def read_stage_status(store: ArtifactStore, stage: str) -> StageStatus:
+    """One stage as the store shows it: its progress file, else its committed manifest (Succeeded), else Pending."""
+    data = store.read_json(progress_key(stage))
+    manifest = store.manifest(stage)
+    if data is None and manifest is None:
+        return StageStatus()
+    if data is None:
+        return StageStatus(
+            phase="Succeeded",
+            finished=manifest.created,
+            version=manifest.version,
+            metrics=manifest.meta.get("metrics") or None,
+            artifacts=committed_artifacts(store, manifest),
+        )
+    return StageStatus.model_validate(data)
+
+
+def job_status_from_store(stages: dict[str, StageStatus], now: datetime | None = None) -> JobStatus:
+    """The job's status from its stages' stored statuses, in the order given. A Running stage whose heartbeat
+    stopped more than `STALE_AFTER_S` ago gets a message saying so (its process may have died). Pure given `now`."""
+    now = now or datetime.now(UTC)
+    for status in stages.values():
+        if status.phase == "Running" and status.updated:
+            silent = (now - datetime.fromisoformat(status.updated)).total_seconds()
+            if silent > STALE_AFTER_S:
+                status.message = f"no report for {duration(silent)}: its process may have stopped"
+    phases = [s.phase for s in stages.values()]
+    running = [n for n, s in stages.items() if s.phase == "Running"]
+    failed = [n for n, s in stages.items() if s.phase == "Failed"]
+    if running:
+        phase, message = "Running", f"running {', '.join(running)}"
+    elif failed:
+        phase, message = "Failed", f"stage {failed[0]} failed: {stages[failed[0]].message or ''}".rstrip(": ")
+    elif phases and all(p in DONE for p in phases):
+        phase, message = "Succeeded", f"all {len(phases)} stages done"
+    else:
+        phase, message = "Pending", f"{sum(p in DONE for p in phases)} of {len(phases)} stages done"
+    return JobStatus(phase=phase, current_stage=",".join(running) or None, stages=stages, message=message)
