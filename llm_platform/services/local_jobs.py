@@ -9,9 +9,11 @@ that is refused (QueueFull, a 429) instead of starting more processes than the m
 starts queued jobs as slots free up and notices jobs that ended, including those started before a restart (their
 identity is checked in /proc, see `processes`).
 
-Stage status comes from the artifact store's manifests (committed = Succeeded), from the running process group
-(`llmp stage run --stage X` = Running) and from the exit code. The store is read on a small thread pool with a time
-limit, so one job whose store does not answer makes its own status say so and never holds up the others.
+Stage status comes from the artifact store's manifests (committed = Succeeded) and the progress file each running
+stage keeps there (step, total steps, ETA, artifact paths), from the running process group (`llmp stage run --stage
+X` = Running), from the run's log (a stage's frame lines: Running, or Failed with its error) and from the exit code.
+The store is read on a small thread pool with a time limit, so one job whose store does not answer makes its own
+status say so and never holds up the others.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import yaml
 
 from llm_platform.api import API_VERSION, KIND, JobStatus, LLMJob, StageStatus, parse_job_text
 from llm_platform.api.dag import topological_order
+from llm_platform.api.status import progress_key
 from llm_platform.storage import ArtifactStore
 from llm_platform.trainer.stages.preflight import check
 
@@ -224,9 +227,9 @@ class LocalJobs:
         """The job as submitted plus its status; never raises for a job whose store cannot be read."""
         job = self._job(row)
         try:
-            committed, store_error = self._committed(row, job), None
+            (committed, progress), store_error = self._stored(row, job), None
         except Exception as e:  # the store is the job's own: its failure is this job's status, not the listing's
-            committed, store_error = {}, f"cannot read the artifact store: {type(e).__name__}: {e}"
+            (committed, progress), store_error = ({}, {}), f"cannot read the artifact store: {type(e).__name__}: {e}"
         ahead = sum(1 for r in self.table.in_state("queued") if r.seq < row.seq) if row.state == "queued" else 0
         log = self._log(row) if row.state != "queued" else ""
         status = job_status(
@@ -237,6 +240,7 @@ class LocalJobs:
             running_stages(row.process) if row.state == "running" and row.process else set(),
             ahead,
             stage_logs(log or ""),
+            progress,
         )
         if status.phase == "Failed":
             status.message = failure_message(log) if log is not None else "the run ended without a log"
@@ -250,15 +254,16 @@ class LocalJobs:
             self._specs[key] = parse_job_text(row.spec)
         return self._specs[key]
 
-    def _committed(self, row: JobRow, job: LLMJob) -> dict[str, dict]:
-        """{stage: version and metrics} of the committed stages, read on the pool; a read still running from an
-        earlier request is waited on again rather than started twice, so a dead store ties up one thread, not many."""
+    def _stored(self, row: JobRow, job: LLMJob) -> tuple[dict[str, dict], dict[str, StageStatus]]:
+        """({stage: version and metrics} of the committed stages, {stage: its progress file}), read on the pool; a
+        read still running from an earlier request is waited on again rather than started twice, so a dead store ties
+        up one thread, not many."""
         key = _key(row)
         with self._lock:
             future = self._pending_reads.get(key)
             if future is None:
                 uri, endpoint = self._storage(row, job), job.spec.storage.endpoint_url
-                future = self._reads.submit(_read_manifests, uri, endpoint, topological_order(job.spec.stages))
+                future = self._reads.submit(_read_store, uri, endpoint, topological_order(job.spec.stages))
                 self._pending_reads[key] = future
         try:
             return future.result(timeout=self.status_timeout_s)
@@ -287,18 +292,20 @@ def job_status(
     running: set[str],
     queued_ahead: int = 0,
     logs: dict[str, StageLog] | None = None,
+    progress: dict[str, StageStatus] | None = None,
 ) -> JobStatus:
     """A job's status from what the backend knows: its state (queued, running, ended) and exit code, its stages in
     order with their needs, the committed ones (version, metrics), those whose process runs now, and what the run's
-    log says of each stage (`run_log.stage_logs`). Pure.
+    log says of each stage (`run_log.stage_logs`), and the progress file each stage keeps in the store. Pure.
 
     A run that ended with exit code 0 Succeeded; one whose exit code is unknown (it ended while the server was down)
     Succeeded if every stage is committed. A stage whose process runs, or whose part of a running job's log is still
     open, is Running at the step its progress lines reached; a stage the log shows failing is Failed with the error
-    from its own lines, at once (the run may still be printing its summary). In a failed run without such a log,
+    from its own lines, at once (the run may still be printing its summary); what its progress file adds (step,
+    total steps, ETA, last report, artifact paths) is shown with it. In a failed run without such a log,
     the stages whose inputs were all committed are where it stopped (Failed), and those downstream never ran
     (Skipped)."""
-    logs = logs or {}
+    logs, progress = logs or {}, progress or {}
     if state == "queued":
         status = JobStatus(phase="Pending", message=f"queued: {queued_ahead} job(s) ahead")
     elif state == "running":
@@ -323,19 +330,39 @@ def job_status(
             stage = StageStatus(phase="Skipped", message="not run: a stage it needs did not succeed")
         else:
             stage = StageStatus()
-        status.stages[name] = stage
+        status.stages[name] = _with_progress(stage, progress.get(name))
     status.current_stage = ",".join(n for n, s in status.stages.items() if s.phase == "Running") or None
     return status
 
 
-def _read_manifests(uri: str, endpoint_url: str | None, stages: list[str]) -> dict[str, dict]:
+def _with_progress(stage: StageStatus, reported: StageStatus | None) -> StageStatus:
+    """The stage with what its own progress file reports (a running stage's step, total, ETA and heartbeat; where its
+    artifacts are), when that file speaks of the same phase (a file left by an earlier run does not)."""
+    if reported is None or reported.phase != stage.phase:
+        return stage
+    fields = ("step", "total_steps", "started", "updated", "eta_s", "finished", "artifacts")
+    update = {f: getattr(reported, f) for f in fields if getattr(reported, f) is not None}
+    if stage.phase == "Failed" and reported.message and stage.message and stage.message.startswith("the run stopped"):
+        update["message"] = reported.message
+    return stage.model_copy(update=update)
+
+
+def _read_store(
+    uri: str, endpoint_url: str | None, stages: list[str]
+) -> tuple[dict[str, dict], dict[str, StageStatus]]:
     store = ArtifactStore.open(uri, endpoint_url)
-    committed = {}
+    committed, progress = {}, {}
     for stage in stages:
         manifest = store.manifest(stage)
         if manifest is not None:
             committed[stage] = {"version": manifest.version, "metrics": json_safe(manifest.meta.get("metrics", {}))}
-    return committed
+        try:
+            reported = store.read_json(progress_key(stage))
+            if reported is not None:
+                progress[stage] = StageStatus.model_validate(reported)
+        except ValueError:  # a torn or foreign file: the stage is shown without it
+            continue
+    return committed, progress
 
 
 def json_safe(value: Any) -> Any:

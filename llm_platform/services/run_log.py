@@ -15,7 +15,8 @@ STARTED = re.compile(r"^▶\s+(?P<stage>[a-z0-9][-a-z0-9]*) \(")
 SUCCEEDED = re.compile(r"^✓\s+(?P<stage>[a-z0-9][-a-z0-9]*) in ")
 FAILED = re.compile(r"^✗\s+(?P<stage>[a-z0-9][-a-z0-9]*) failed\b")
 UP_TO_DATE = re.compile(r"^⏭\s+(?P<stage>[a-z0-9][-a-z0-9]*) \([^)]*\): up to date")
-STEP = re.compile(r"\bstep (?P<step>\d+)/\d+\b")
+# `step 120/300 loss ...` (the training loop's record lines) or `train: 1,200/3,000 steps (40%) ...` (progress lines)
+STEP = re.compile(r"\bstep (?P<step>\d+)/\d+\b|: (?P<done>[\d,]+)/[\d,]+ steps\b")
 EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit)\b:?")
 TAIL_LINES = 12
 
@@ -33,7 +34,7 @@ class StageLog:
         for line in reversed(self.lines):
             found = STEP.search(line)
             if found:
-                return int(found["step"])
+                return int((found["step"] or found["done"]).replace(",", ""))
         return None
 
     @property

@@ -38,6 +38,9 @@ def test_following_a_local_job_streams_its_log_until_it_ends(api):
     assert first_state == "running", "the first stage's line came only after the run had ended: not streamed"
     assert api.jobs.table.get("team", "follow").state == "ended"
 
+    stages = api.client.get("/v1/jobs/follow", headers=api.team).json()["status"]["stages"]
+    assert stages["tok"]["phase"] == "Succeeded" and stages["tok"]["finished"]  # from the stage's progress file
+    assert all(path.startswith(str(api.jobs.root)) for path in stages["tok"]["artifacts"].values()), stages["tok"]
     tok = api.client.get("/v1/jobs/follow/logs", params={"stage": "tok"}, headers=api.team).text.splitlines()
     assert tok[0] == "▶  tok (tokenizer)" and tok[-1].startswith("✓  tok in") and "data:" not in "\n".join(tok)
     whole = api.client.get("/v1/namespaces/team/jobs/follow/logs", headers=api.team).text.splitlines()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from llm_platform.api import StageStatus
 from llm_platform.services.local_jobs import job_status
 from llm_platform.services.run_log import failure_message, select_lines, stage_logs
 
@@ -49,6 +50,11 @@ def test_a_stage_named_like_another_stages_prefix_is_not_confused():
     assert stage_logs(log)["tok"].lines == ["▶  tok (tokenizer)", "x", "✓  tok2 in 1s", "y", "✓  tok in 2s"]
 
 
+def test_the_step_is_read_from_progress_lines_too():
+    log = "▶  pretrain (pretrain)\ntrain: 1,200/3,000 steps (40%), 2 min elapsed, ETA 3 min\n"
+    assert stage_logs(log)["pretrain"].step == 1200
+
+
 def test_select_lines_by_stage_and_tail():
     assert select_lines(LOG, "pretrain", 2) == ["RuntimeError: CUDA out of memory", LOG.splitlines()[11]]
     assert select_lines(LOG, None, 1) == ["┃ stage ┃"]
@@ -76,3 +82,14 @@ def test_status_shows_the_running_stage_its_step_and_a_failed_stage_with_its_err
     assert failed.current_stage is None
     written = failed.model_dump(mode="json", by_alias=True, exclude_none=True)
     assert written["stages"]["data"] == {"phase": "UpToDate", "attempts": 0, "version": "v1"}
+
+
+def test_a_running_stage_shows_what_its_progress_file_reports_and_an_old_file_is_ignored():
+    stages = [("data", []), ("train", ["data"])]
+    reported = StageStatus(phase="Running", step=1200, total_steps=3000, eta_s=180.0, updated="2026-01-01T00:10:00Z")
+    old = StageStatus(phase="Failed", message="from an earlier run")
+    status = job_status("running", None, stages, {}, {"data"}, progress={"data": reported, "train": old})
+    data = status.stages["data"].model_dump(mode="json", by_alias=True, exclude_none=True)
+    assert data == {"phase": "Running", "attempts": 0, "step": 1200, "totalSteps": 3000, "etaSeconds": 180.0,
+                    "updated": "2026-01-01T00:10:00Z"}  # fmt: skip
+    assert status.stages["train"] == StageStatus()  # Pending: the earlier run's words do not apply
