@@ -134,7 +134,10 @@ class LocalJobs:
         if row is None:
             raise JobNotFound(name)
         if query.stage is not None:
-            stages = [s.name for s in self._job(row).spec.stages]
+            try:
+                stages = [s.name for s in self._job(row).spec.stages]
+            except Exception:  # a stored spec this version cannot read (see _reported): its log is still there
+                stages = [query.stage]
             if query.stage not in stages:
                 raise StageNotFound(f"job '{name}' has no stage '{query.stage}'; its stages are: {', '.join(stages)}")
         return log_lines(self.log_path(row), query, lambda: self._ended(row), self.poll_s)
