@@ -1,4 +1,6 @@
-"""The jobs REST API: `POST /v1/jobs` takes an LLMJob (JSON or YAML) and runs it; GET lists and reads status.
+"""The jobs REST API: `POST /v1/jobs` takes an LLMJob (JSON or YAML) and runs it; GET lists and reads status (each
+stage Pending, Running at its step, Succeeded, UpToDate, Failed with its error, or Skipped); `GET .../logs` reads the
+job's log (`?stage=NAME`, `?tail=N`; `?follow=true` streams it, chunked, until the job ends).
 
 Two backends behind one interface (`backend.Jobs`): the embedded one runs each job here with `llmp run`; the cluster
 one creates the LLMJob object, which the operator runs (`llmp serve-api --backend cluster`, the chart's `api.enabled`).
