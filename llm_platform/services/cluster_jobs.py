@@ -19,6 +19,7 @@ from kubernetes.client.exceptions import ApiException
 from starlette.concurrency import iterate_in_threadpool
 
 from llm_platform.api import KIND, LLMJob
+from llm_platform.api.status import TERMINAL
 from llm_platform.operator.kube import KindNotServed, Kube
 from llm_platform.operator.naming import JOB_LABEL, LLMJOB_API_VERSION, STAGE_LABEL
 from llm_platform.operator.options import RenderOptions
@@ -29,7 +30,7 @@ from .backend import JobExists, JobNotFound, LogQuery, LogsUnavailable, StageNot
 
 USER_AGENT = "llm-platform-api"
 POLL_S = 2.0  # following a job: how often to look for its next stage's pods
-DONE = ("Succeeded", "Failed")
+JOB_ENDED = ("Succeeded", "Failed")
 LOG_READ_TIMEOUT_S = 30
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
@@ -168,8 +169,8 @@ class ClusterJobs:
         found = self.kube.get(LLMJOB_API_VERSION, KIND, self.namespace, name)
         status = (found or {}).get("status") or {}
         if stage is not None:
-            return ((status.get("stages") or {}).get(stage) or {}).get("phase") in (*DONE, "Skipped")
-        return found is None or status.get("phase") in DONE
+            return found is None or ((status.get("stages") or {}).get(stage) or {}).get("phase") in TERMINAL
+        return found is None or status.get("phase") in JOB_ENDED
 
     def _check(self, namespace: str) -> None:
         """The API checks `serves` first; this keeps a wrong call from reaching another namespace even so."""
