@@ -9,6 +9,8 @@ token must be for that namespace (the API answers 403 otherwise, before anything
 from __future__ import annotations
 
 import json
+import queue
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -125,26 +127,60 @@ class ClusterJobs:
         return sorted(pods, key=key)
 
     def _lines(self, name: str, query: LogQuery, stages: list[str], pods: list[dict[str, Any]]) -> Iterator[str]:
-        seen: set[str] = set()
-        several = len(pods) > 1
-        while True:
-            for pod in pods:
-                pod_name = pod["metadata"]["name"]
-                if pod_name in seen:
-                    continue
-                seen.add(pod_name)
-                prefix = f"[{pod_name}] " if several or query.follow else ""
-                for line in self._pod_log(pod_name, query):
-                    yield prefix + line
-            if not query.follow or self._ended(name, query.stage):
-                return
-            time.sleep(POLL_S)
-            pods = self._pods(name, query.stage, stages)
-            several = several or len(pods) > 1
+        if query.follow:
+            yield from self._follow(name, query, stages, pods)
+            return
+        for pod in pods:
+            prefix = f"[{pod['metadata']['name']}] " if len(pods) > 1 else ""
+            for line in self._pod_log(pod["metadata"]["name"], query, []):
+                yield prefix + line
 
-    def _pod_log(self, pod: str, query: LogQuery) -> Iterator[str]:
+    def _follow(self, name: str, query: LogQuery, stages: list[str], pods: list[dict[str, Any]]) -> Iterator[str]:
+        """Every pod's stream at once (a training job's ranks log side by side), each line after `[pod] ` as it comes;
+        the pods of stages that start later join as they appear. Ends once the job (or the stage) has ended and its
+        pods' streams with it, or one poll after the job ended if a pod keeps running (a serving stage's)."""
+        lines: queue.Queue[str | None] = queue.Queue()
+        streams: list[Any] = []  # the open responses: closed when the client goes away, which ends their threads
+        started: set[str] = set()
+        running, ended = 0, False
+
+        def pump(pod: str) -> None:
+            try:
+                for line in self._pod_log(pod, query, streams):
+                    lines.put(f"[{pod}] {line}")
+            except Exception as e:  # a stream cut (the client left and it was closed, or the connection broke)
+                lines.put(f"[{pod}] (log stream ended: {type(e).__name__})\n")
+            finally:
+                lines.put(None)
+
+        try:
+            while True:
+                for pod in (p["metadata"]["name"] for p in pods):
+                    if pod not in started:
+                        started.add(pod)
+                        running += 1
+                        threading.Thread(target=pump, args=(pod,), name=f"llmp-log-{pod}", daemon=True).start()
+                deadline = time.monotonic() + POLL_S
+                while running and (left := deadline - time.monotonic()) > 0:
+                    try:
+                        item = lines.get(timeout=left)
+                    except queue.Empty:
+                        break
+                    if item is None:
+                        running -= 1
+                    else:
+                        yield item
+                if ended or (running == 0 and self._ended(name, query.stage)):
+                    return
+                ended = self._ended(name, query.stage)
+                pods = self._pods(name, query.stage, stages)
+        finally:
+            for response in list(streams):
+                response.close()
+
+    def _pod_log(self, pod: str, query: LogQuery, streams: list[Any]) -> Iterator[str]:
         """One pod's log lines (as the API server relays them from the kubelet); a pod whose log cannot be read
-        (it has not started, it is gone) says so in one line instead."""
+        (it has not started, it is gone) says so in one line instead. The open response is kept in `streams`."""
         try:
             response = self.core.read_namespaced_pod_log(
                 pod, self.namespace, tail_lines=query.tail, follow=query.follow, _preload_content=False,
@@ -153,6 +189,7 @@ class ClusterJobs:
         except ApiException as e:
             yield f"(no log from pod {pod}: {_reason(e)})\n"
             return
+        streams.append(response)
         try:
             pending = b""
             for chunk in response.stream(64 << 10):
@@ -162,6 +199,7 @@ class ClusterJobs:
             if pending:
                 yield pending.decode(errors="replace") + "\n"
         finally:
+            streams.remove(response)
             response.release_conn()
 
     def _ended(self, name: str, stage: str | None) -> bool:

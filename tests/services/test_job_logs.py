@@ -5,7 +5,6 @@ the kubelet). `follow=true` streams while the job runs and ends with it; `stage`
 from __future__ import annotations
 
 import threading
-import time
 
 import httpx
 import pytest
@@ -125,27 +124,31 @@ def test_cluster_logs_come_from_the_jobs_pods_stage_by_stage(on_cluster):
     assert response.status_code == 404 and "its stages are: data, tok" in response.json()["error"]
 
 
-def test_following_a_cluster_job_streams_until_its_pods_and_the_job_end(on_cluster):
+def test_following_a_cluster_job_streams_every_pod_at_once_until_the_job_ends(on_cluster):
     cluster, client = on_cluster
     body = job_dict(DATA)
     del body["metadata"]["namespace"]
     assert client.post("/v1/jobs", json=body).status_code == 201
-    cluster.kube.create(pod("demo-data-0", "data", "2026-01-01T00:00:00Z"))
-    cluster.server.write_log("team", "demo-data-0", "step 1\n")
-    lines: list[tuple[str, float]] = []
+    for rank in (0, 1):  # two ranks of one stage, logging side by side
+        cluster.kube.create(pod(f"demo-data-{rank}", "data", "2026-01-01T00:00:00Z"))
+    cluster.server.write_log("team", "demo-data-0", "rank 0 step 1\n")
+    lines: list[str] = []
 
     def follow() -> None:
         with client.stream("GET", "/v1/jobs/demo/logs?follow=true", timeout=60) as response:
-            lines.extend((line, time.monotonic()) for line in response.iter_lines())
+            lines.extend(response.iter_lines())
 
     reader = threading.Thread(target=follow)
     reader.start()
     wait_for(lambda: lines, "the first line", timeout=30)
-    cluster.server.write_log("team", "demo-data-0", "step 2\n")
-    wait_for(lambda: len(lines) == 2, "the line written while following", timeout=30)
-    assert reader.is_alive(), "the stream ended while the pod was still running"
-    cluster.kube.patch("v1", "Pod", "team", "demo-data-0", {"status": {"phase": "Succeeded"}}, "status")
+    cluster.server.write_log("team", "demo-data-1", "rank 1 step 1\n")
+    wait_for(lambda: "[demo-data-1] rank 1 step 1" in lines, "rank 1's line while rank 0 still runs", timeout=30)
+    cluster.server.write_log("team", "demo-data-0", "rank 0 step 2\n")
+    wait_for(lambda: len(lines) == 3, "the line written while following", timeout=30)
+    assert reader.is_alive(), "the stream ended while the pods were still running"
+    for rank in (0, 1):
+        cluster.kube.patch("v1", "Pod", "team", f"demo-data-{rank}", {"status": {"phase": "Succeeded"}}, "status")
     cluster.kube.patch(*LLMJOB, "team", "demo", {"status": {"phase": "Succeeded"}}, "status")  # as the operator would
     reader.join(30)
     assert not reader.is_alive(), "the stream did not end with the job"
-    assert [line for line, _ in lines] == ["[demo-data-0] step 1", "[demo-data-0] step 2"]
+    assert lines == ["[demo-data-0] rank 0 step 1", "[demo-data-1] rank 1 step 1", "[demo-data-0] rank 0 step 2"]
