@@ -5,7 +5,7 @@ from .job import API_VERSION, KIND, JobSpec, LLMJob, Metadata, ModelSpec, Storag
 from .load import load_job, parse_job, parse_job_text
 from .policy import TRUSTED, Credential, SpecPolicy
 from .stage import OUTPUTS, SECTIONS, STAGE_KINDS, Stage
-from .status import STAGE_PHASES, JobPhase, JobStatus, StagePhase, StageStatus
+from .status import STAGE_PHASES, Condition, JobPhase, JobStatus, StagePhase, StageStatus
 
 __all__ = [
     "API_VERSION",
@@ -15,6 +15,7 @@ __all__ = [
     "SECTIONS",
     "STAGE_PHASES",
     "STAGE_KINDS",
+    "Condition",
     "Credential",
     "JobPhase",
     "JobSpec",

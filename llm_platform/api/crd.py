@@ -18,6 +18,7 @@ GROUP = "llmplatform.dev"
 VERSION = "v1alpha1"
 PLURAL = "llmjobs"
 DESCRIPTION = "An LLM pipeline: data, tokenizer, pretraining, fine-tuning, evaluation, serving."
+READY_CONDITION = '.status.conditions[?(@.type=="Ready")]'
 _DROP = {"title", "default", "examples"}
 
 
@@ -47,8 +48,15 @@ def crd() -> dict[str, Any]:
                     "subresources": {"status": {}},
                     "additionalPrinterColumns": [
                         {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
-                        {"name": "Stage", "type": "string", "jsonPath": ".status.current_stage"},
+                        {"name": "Ready", "type": "string", "jsonPath": f"{READY_CONDITION}.status"},
+                        {"name": "Stage", "type": "string", "jsonPath": ".status.currentStage"},
                         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+                        {
+                            "name": "Message",
+                            "type": "string",
+                            "priority": 1,  # `kubectl get -o wide`
+                            "jsonPath": f"{READY_CONDITION}.message",
+                        },
                     ],
                     "schema": {
                         "openAPIV3Schema": {

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
 
 StagePhase = Literal["Pending", "Running", "Succeeded", "UpToDate", "Failed", "Suspended", "Skipped"]
 JobPhase = Literal["Pending", "Running", "Succeeded", "Failed", "Suspended"]
@@ -36,19 +37,26 @@ def progress_key(stage: str) -> str:
     return f"{stage}/{PROGRESS_FILE}"
 
 
-class StageStatus(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+class StatusModel(BaseModel):
+    """Status as Kubernetes tools read it: camelCase keys (`observedGeneration`, `totalSteps`) when dumped with
+    `by_alias=True`; snake_case (as older operators wrote it) is still read."""
 
+    model_config = ConfigDict(extra="ignore", alias_generator=to_camel, populate_by_name=True)
+
+
+class StageStatus(StatusModel):
     phase: StagePhase = "Pending"
     child: str | None = Field(None, description="The workload running the stage, as Kind/name.")
     started: str | None = None
     finished: str | None = None
     message: str | None = None
     attempts: int = 0
-    step: int | None = None
+    step: int | None = Field(None, description="The training step reached (last checkpoint or progress line).")
     total_steps: int | None = Field(None, description="Steps the stage will run in all, when it knows.")
     updated: str | None = Field(None, description="When the stage last reported progress (ISO 8601, UTC).")
-    eta_s: float | None = Field(None, description="Seconds the stage expects to need still, from its pace so far.")
+    eta_s: float | None = Field(
+        None, alias="etaSeconds", description="Seconds the stage expects to need still, from its pace so far."
+    )
     checkpoint: str | None = None
     version: str | None = Field(None, description="Version id of the committed artifacts.")
     metrics: dict[str, Any] | None = Field(None, description="The metrics recorded in its committed manifest.")
@@ -57,12 +65,27 @@ class StageStatus(BaseModel):
     )
 
 
-class JobStatus(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+class Condition(StatusModel):
+    """A Kubernetes condition (metav1.Condition), the shape kstatus, Flux and Argo CD read."""
 
+    type: str = Field(description="Ready (True once the job succeeded), or one of the phases.")
+    status: Literal["True", "False", "Unknown"]
+    reason: str = Field(pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$", max_length=1024)
+    message: str = Field("", max_length=32768)
+    last_transition_time: str = Field(description="When status last changed (RFC 3339).")
+    observed_generation: int | None = Field(None, description="The metadata.generation this condition was set for.")
+
+
+class JobStatus(StatusModel):
     phase: JobPhase = "Pending"
-    current_stage: str | None = None
+    current_stage: str | None = Field(None, description="The stages in flight, comma-separated.")
     stages: dict[str, StageStatus] = Field(default_factory=dict)
-    conditions: list[dict[str, Any]] = Field(default_factory=list)
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
     message: str | None = None
-    observed_generation: int | None = None
+    observed_generation: int | None = Field(None, description="The metadata.generation this status was written for.")
+
+    def condition(self, kind: str) -> Condition | None:
+        return next((c for c in self.conditions if c.type == kind), None)

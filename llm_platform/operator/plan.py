@@ -16,8 +16,7 @@ from llm_platform.api.dag import descendants, topological_order
 from llm_platform.api.status import DONE, TERMINAL
 
 from .children import ChildState
-
-CONDITION_TYPES = ("Running", "Suspended", "Succeeded", "Failed")
+from .conditions import job_conditions
 
 
 @dataclass(frozen=True)
@@ -243,34 +242,15 @@ def _job_status(job: LLMJob, previous: JobStatus, new: dict[str, StageStatus], o
         phase, message = "Running", f"running {', '.join(in_flight)}"
     else:
         phase, message = "Pending", "waiting to start"
+    generation = observed.generation if observed.generation is not None else previous.observed_generation
     return JobStatus(
         phase=phase,
         current_stage=",".join(in_flight) or None,
         stages=new,
-        conditions=_conditions(previous.conditions, phase, message, observed.now),
+        conditions=job_conditions(previous.conditions, phase, message, observed.now, generation),
         message=message,
-        observed_generation=observed.generation if observed.generation is not None else previous.observed_generation,
+        observed_generation=generation,
     )
-
-
-def _conditions(previous: list[dict], phase: str, message: str, now: str) -> list[dict]:
-    """One condition per phase type, True for the current one; a transition time changes only with the status."""
-    before = {c.get("type"): c for c in previous}
-    out = []
-    for kind in CONDITION_TYPES:
-        value = "True" if kind == phase else "False"
-        old = before.get(kind)
-        changed = old is None or old.get("status") != value
-        out.append(
-            {
-                "type": kind,
-                "status": value,
-                "reason": phase,
-                "message": message if value == "True" else "",
-                "lastTransitionTime": now if changed else old.get("lastTransitionTime", now),
-            }
-        )
-    return out
 
 
 def _stage_events(name: str, before: StageStatus, after: StageStatus, out: Plan) -> None:

@@ -22,6 +22,7 @@ from llm_platform.observability.operator import OperatorMetrics
 
 from .artifacts import ArtifactProbe
 from .children import ChildState, child_state, suspend_patch
+from .conditions import job_conditions
 from .kube import KindNotServed, Kube
 from .naming import (
     JOB_LABEL,
@@ -271,12 +272,15 @@ class Reconciler:
 
     # ---------------------------------------------------------------------------------------------- status, events
     def _write_status(self, body: dict[str, Any], status: JobStatus) -> None:
-        new = status.model_dump(mode="json")
+        """Merge-patch `/status` with the new status in camelCase; keys the new one lacks (stages removed from the
+        spec, snake_case keys an older operator wrote) are deleted, so nothing stale stays for tools to read."""
+        new = status.model_dump(mode="json", by_alias=True)
         old = body.get("status") or {}
-        if _without_none(new) == _without_none({k: old.get(k) for k in new}):
+        if _without_none(new) == _without_none({k: old.get(k) for k in new}) and old.keys() <= new.keys():
             return
         removed = {name: None for name in (old.get("stages") or {}) if name not in new["stages"]}
-        patch = {"status": {**new, "stages": {**new["stages"], **removed}}}
+        stale = {key: None for key in old if key not in new}
+        patch = {"status": {**stale, **new, "stages": {**new["stages"], **removed}}}
         meta = body["metadata"]
         try:
             self.kube.patch(LLMJOB_API_VERSION, KIND, meta.get("namespace"), meta["name"], patch, "status")
@@ -287,10 +291,15 @@ class Reconciler:
     def _write_invalid(self, body: dict[str, Any], problems: list[str]) -> None:
         """A spec that passed no admission webhook (or a cluster it cannot run on): say why in status, once."""
         message = "\n".join(problems)
-        old = body.get("status") or {}
-        if old.get("phase") == "Failed" and old.get("message") == message:
+        old = JobStatus.model_validate(body.get("status") or {})
+        generation = body["metadata"].get("generation")
+        ready = old.condition("Ready")
+        if old.phase == "Failed" and old.message == message and ready and ready.reason == "InvalidSpec":
             return
-        status = JobStatus.model_validate(old).model_copy(update={"phase": "Failed", "message": message})
+        conditions = job_conditions(old.conditions, "Failed", message, self.clock(), generation, "InvalidSpec")
+        status = old.model_copy(
+            update={"phase": "Failed", "message": message, "conditions": conditions, "observed_generation": generation}
+        )
         self._write_status(body, status)
         self._post(body, [Event("Warning", "InvalidSpec", message)])
         meta = body["metadata"]

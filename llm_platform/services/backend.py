@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from llm_platform.api import LLMJob
@@ -13,6 +15,21 @@ class JobExists(RuntimeError):
 
 class JobNotFound(KeyError):
     """404: no job of that name in that namespace."""
+
+
+class StageNotFound(KeyError):
+    """404: the job has no stage of that name (the message lists those it has)."""
+
+
+class LogsUnavailable(RuntimeError):
+    """503: the backend cannot read the logs now (the message says why and what to do)."""
+
+
+@dataclass(frozen=True)
+class LogQuery:
+    stage: str | None = None  # only this stage's lines
+    tail: int | None = None  # only the last N lines (of each pod, on a cluster)
+    follow: bool = False  # keep streaming new lines until the job (or the stage) ends
 
 
 class QueueFull(RuntimeError):
@@ -30,3 +47,5 @@ class Jobs(Protocol):
     def list(self, namespace: str) -> list[dict[str, Any]]: ...
     def get(self, namespace: str, name: str) -> dict[str, Any]: ...
     def delete(self, namespace: str, name: str) -> None: ...
+    def logs(self, namespace: str, name: str, query: LogQuery) -> AsyncIterator[str]:
+        """The job's log lines (each ending in a newline); JobNotFound or StageNotFound before the first line."""

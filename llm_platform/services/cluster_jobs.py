@@ -9,21 +9,31 @@ token must be for that namespace (the API answers 403 otherwise, before anything
 from __future__ import annotations
 
 import json
+import queue
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+from kubernetes import client as k8s_client
 from kubernetes.client.exceptions import ApiException
+from starlette.concurrency import iterate_in_threadpool
 
 from llm_platform.api import KIND, LLMJob
-from llm_platform.operator.kube import Kube
-from llm_platform.operator.naming import LLMJOB_API_VERSION
+from llm_platform.api.status import TERMINAL
+from llm_platform.operator.kube import KindNotServed, Kube
+from llm_platform.operator.naming import JOB_LABEL, LLMJOB_API_VERSION, STAGE_LABEL
 from llm_platform.operator.options import RenderOptions
 from llm_platform.operator.render import render_problems
 from llm_platform.trainer.stages.preflight import PreflightError
 
-from .backend import JobExists, JobNotFound
+from .backend import JobExists, JobNotFound, LogQuery, LogsUnavailable, StageNotFound
 
 USER_AGENT = "llm-platform-api"
+POLL_S = 2.0  # following a job: how often to look for its next stage's pods
+JOB_ENDED = ("Succeeded", "Failed")
+LOG_READ_TIMEOUT_S = 30
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
@@ -40,6 +50,9 @@ class ClusterJobs:
         self.kube = kube
         self.namespace = namespace
         self.options = options or RenderOptions()
+        api = k8s_client.ApiClient(kube.configuration)
+        api.user_agent = USER_AGENT
+        self.core = k8s_client.CoreV1Api(api)
 
     def serves(self, namespace: str) -> str | None:
         if namespace != self.namespace:
@@ -81,6 +94,121 @@ class ClusterJobs:
         self._check(namespace)
         if not self.kube.delete(LLMJOB_API_VERSION, KIND, self.namespace, name):
             raise JobNotFound(name)
+
+    def logs(self, namespace: str, name: str, query: LogQuery) -> AsyncIterator[str]:
+        """The logs of the job's pods (those its stages' workloads started), stage by stage in the spec's order, each
+        line after `[pod] ` when there are several pods; with `query.follow`, each pod's stream until it ends, then the
+        pods of the stages that start later, until the job has ended."""
+        job = self.get(namespace, name)
+        stages = [s.get("name") for s in (job.get("spec") or {}).get("stages") or []]
+        if query.stage is not None and query.stage not in stages:
+            raise StageNotFound(f"job '{name}' has no stage '{query.stage}'; its stages are: {', '.join(stages)}")
+        pods = self._pods(name, query.stage, stages)  # LogsUnavailable now, not after the response has begun
+        return iterate_in_threadpool(self._lines(name, query, stages, pods))
+
+    def _pods(self, name: str, stage: str | None, stages: list[str]) -> list[dict[str, Any]]:
+        """The job's pods (of one stage), in stage order then creation order."""
+        labels = {JOB_LABEL: name} | ({STAGE_LABEL: stage} if stage else {})
+        try:
+            pods = self.kube.list("v1", "Pod", self.namespace, labels)
+        except (KindNotServed, ApiException) as e:
+            why = _reason(e) if isinstance(e, ApiException) else str(e)
+            raise LogsUnavailable(f"cannot list the job's pods: {why}") from None
+        order = {s: i for i, s in enumerate(stages)}
+
+        def key(pod: dict[str, Any]) -> tuple:
+            meta = pod["metadata"]
+            return (
+                order.get(meta["labels"].get(STAGE_LABEL), len(order)),
+                meta.get("creationTimestamp") or "",
+                meta["name"],
+            )
+
+        return sorted(pods, key=key)
+
+    def _lines(self, name: str, query: LogQuery, stages: list[str], pods: list[dict[str, Any]]) -> Iterator[str]:
+        if query.follow:
+            yield from self._follow(name, query, stages, pods)
+            return
+        for pod in pods:
+            prefix = f"[{pod['metadata']['name']}] " if len(pods) > 1 else ""
+            for line in self._pod_log(pod["metadata"]["name"], query, []):
+                yield prefix + line
+
+    def _follow(self, name: str, query: LogQuery, stages: list[str], pods: list[dict[str, Any]]) -> Iterator[str]:
+        """Every pod's stream at once (a training job's ranks log side by side), each line after `[pod] ` as it comes;
+        the pods of stages that start later join as they appear. Ends once the job (or the stage) has ended and its
+        pods' streams with it, or one poll after the job ended if a pod keeps running (a serving stage's)."""
+        lines: queue.Queue[str | None] = queue.Queue()
+        streams: list[Any] = []  # the open responses: closed when the client goes away, which ends their threads
+        started: set[str] = set()
+        running, ended = 0, False
+
+        def pump(pod: str) -> None:
+            try:
+                for line in self._pod_log(pod, query, streams):
+                    lines.put(f"[{pod}] {line}")
+            except Exception as e:  # a stream cut (the client left and it was closed, or the connection broke)
+                lines.put(f"[{pod}] (log stream ended: {type(e).__name__})\n")
+            finally:
+                lines.put(None)
+
+        try:
+            while True:
+                for pod in (p["metadata"]["name"] for p in pods):
+                    if pod not in started:
+                        started.add(pod)
+                        running += 1
+                        threading.Thread(target=pump, args=(pod,), name=f"llmp-log-{pod}", daemon=True).start()
+                deadline = time.monotonic() + POLL_S
+                while running and (left := deadline - time.monotonic()) > 0:
+                    try:
+                        item = lines.get(timeout=left)
+                    except queue.Empty:
+                        break
+                    if item is None:
+                        running -= 1
+                    else:
+                        yield item
+                if ended or (running == 0 and self._ended(name, query.stage)):
+                    return
+                ended = self._ended(name, query.stage)
+                pods = self._pods(name, query.stage, stages)
+        finally:
+            for response in list(streams):
+                response.close()
+
+    def _pod_log(self, pod: str, query: LogQuery, streams: list[Any]) -> Iterator[str]:
+        """One pod's log lines (as the API server relays them from the kubelet); a pod whose log cannot be read
+        (it has not started, it is gone) says so in one line instead. The open response is kept in `streams`."""
+        try:
+            response = self.core.read_namespaced_pod_log(
+                pod, self.namespace, tail_lines=query.tail, follow=query.follow, _preload_content=False,
+                _request_timeout=None if query.follow else LOG_READ_TIMEOUT_S,
+            )  # fmt: skip
+        except ApiException as e:
+            yield f"(no log from pod {pod}: {_reason(e)})\n"
+            return
+        streams.append(response)
+        try:
+            pending = b""
+            for chunk in response.stream(64 << 10):
+                *lines, pending = (pending + chunk).split(b"\n")
+                for line in lines:
+                    yield line.decode(errors="replace") + "\n"
+            if pending:
+                yield pending.decode(errors="replace") + "\n"
+        finally:
+            streams.remove(response)
+            response.release_conn()
+
+    def _ended(self, name: str, stage: str | None) -> bool:
+        """The job (or the stage) has ended, or the job is gone."""
+        found = self.kube.get(LLMJOB_API_VERSION, KIND, self.namespace, name)
+        status = (found or {}).get("status") or {}
+        if stage is not None:
+            return found is None or ((status.get("stages") or {}).get(stage) or {}).get("phase") in TERMINAL
+        return found is None or status.get("phase") in JOB_ENDED
 
     def _check(self, namespace: str) -> None:
         """The API checks `serves` first; this keeps a wrong call from reaching another namespace even so."""

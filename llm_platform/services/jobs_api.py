@@ -1,4 +1,6 @@
-"""The jobs REST API: `POST /v1/jobs` takes an LLMJob (JSON or YAML) and runs it; GET lists and reads status.
+"""The jobs REST API: `POST /v1/jobs` takes an LLMJob (JSON or YAML) and runs it; GET lists and reads status (each
+stage Pending, Running at its step, Succeeded, UpToDate, Failed with its error, or Skipped); `GET .../logs` reads the
+job's log (`?stage=NAME`, `?tail=N`; `?follow=true` streams it, chunked, until the job ends).
 
 Two backends behind one interface (`backend.Jobs`): the embedded one runs each job here with `llmp run`; the cluster
 one creates the LLMJob object, which the operator runs (`llmp serve-api --backend cluster`, the chart's `api.enabled`).
@@ -16,16 +18,18 @@ what to do; a malformed request never gets a 5xx.
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import anyio
-from fastapi import Depends, FastAPI, HTTPException, Path, Request
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -34,8 +38,9 @@ from llm_platform.api.policy import SpecPolicy
 from llm_platform.api.stage import NAME_PATTERN
 from llm_platform.trainer.stages.preflight import PreflightError
 
+from .api_models import ERRORS, LOG_TEXT, SUBMIT_ERRORS, ErrorBody, Health, JobList, JobObject
 from .auth import caller_of, check_namespace, writer_of
-from .backend import JobExists, JobNotFound, Jobs, QueueFull
+from .backend import JobExists, JobNotFound, Jobs, LogQuery, LogsUnavailable, QueueFull, StageNotFound
 from .job_body import parse_off_loop, read_limited
 from .tokens import DNS_LABEL, Token, TokenFile
 
@@ -54,6 +59,7 @@ PATH_RULES = {
     "namespace": "a namespace is lowercase letters, digits and '-', starting and ending with a letter or digit, at "
     "most 63 characters",
 }
+MAX_TAIL = 100_000
 REASONS = {
     404: "no such route; the routes are listed in /openapi.json",
     405: "this route does not take that method; the Allow header lists those it takes",
@@ -78,30 +84,29 @@ class ApiSettings:
     policy: SpecPolicy = field(default_factory=SpecPolicy.strict)
 
 
-def create_app(jobs: Jobs, tokens: TokenFile, settings: ApiSettings = ApiSettings()) -> FastAPI:
-    app = FastAPI(
-        title=TITLE, version="v1", docs_url=None, redoc_url=None, openapi_url=None, description=__doc__,
-        default_response_class=AsciiJSONResponse, redirect_slashes=False,  # `/v1/jobs/` is a 404 that says so
-    )  # fmt: skip
-    caller = caller_of(tokens)
-    writer = writer_of(caller)
-    parse_limiter = anyio.CapacityLimiter(settings.parse_threads)
-    _error_handlers(app)
+class JobCalls:
+    """What the routes do, once each: the `/v1/jobs...` and `/v1/namespaces/{namespace}/jobs...` routes differ only
+    in where the namespace comes from."""
 
-    def in_scope(token: Token, namespace: str) -> str:
+    def __init__(self, jobs: Jobs, settings: ApiSettings):
+        self.jobs, self.settings = jobs, settings
+        self.parse_limiter = anyio.CapacityLimiter(settings.parse_threads)
+
+    def in_scope(self, token: Token, namespace: str) -> str:
         check_namespace(token, namespace)
-        refusal = jobs.serves(namespace)
+        refusal = self.jobs.serves(namespace)
         if refusal:
             raise HTTPException(403, refusal)
         return namespace
 
-    async def submit(request: Request, token: Token, namespace: str) -> dict[str, Any]:
-        in_scope(token, namespace)
-        if parse_limiter.statistics().tasks_waiting >= settings.parse_waiting:
+    async def submit(self, request: Request, token: Token, namespace: str) -> JobObject:
+        self.in_scope(token, namespace)
+        if self.parse_limiter.statistics().tasks_waiting >= self.settings.parse_waiting:
             raise HTTPException(
                 429, "too many job specs are being validated now; retry in a few seconds", {"Retry-After": "5"}
             )
-        job = await parse_off_loop(await read_limited(request, settings.max_body_bytes), settings.policy, parse_limiter)
+        body = await read_limited(request, self.settings.max_body_bytes)
+        job = await parse_off_loop(body, self.settings.policy, self.parse_limiter)
         if "namespace" in job.metadata.model_fields_set and job.metadata.namespace != namespace:
             raise HTTPException(
                 403,
@@ -109,59 +114,105 @@ def create_app(jobs: Jobs, tokens: TokenFile, settings: ApiSettings = ApiSetting
                 f"leave it out or set it to '{namespace}'",
             )
         try:
-            return await run_in_threadpool(jobs.submit, namespace, job)
+            return JobObject.of(await run_in_threadpool(self.jobs.submit, namespace, job))
         except JobExists as e:
             raise HTTPException(409, str(e)) from None
         except QueueFull as e:
             raise HTTPException(429, str(e), headers={"Retry-After": "30"}) from None
 
-    def get(namespace: str, name: str) -> dict[str, Any]:
+    def get(self, namespace: str, name: str) -> JobObject:
         try:
-            return jobs.get(namespace, name)
+            return JobObject.of(self.jobs.get(namespace, name))
         except JobNotFound:
             raise _not_found(namespace, name) from None
 
-    def delete(namespace: str, name: str) -> None:
+    def listed(self, namespace: str) -> JobList:
+        return JobList(items=[JobObject.of(body) for body in self.jobs.list(namespace)])
+
+    def delete(self, namespace: str, name: str) -> None:
         try:
-            jobs.delete(namespace, name)
+            self.jobs.delete(namespace, name)
         except JobNotFound:
             raise _not_found(namespace, name) from None
 
-    body = {"openapi_extra": _request_body(), "status_code": 201, "tags": ["jobs"]}
+    async def logs(self, namespace: str, name: str, query: LogQuery) -> StreamingResponse:
+        try:
+            lines = await run_in_threadpool(self.jobs.logs, namespace, name, query)
+        except StageNotFound as e:
+            raise HTTPException(404, e.args[0]) from None
+        except JobNotFound:
+            raise _not_found(namespace, name) from None
+        except LogsUnavailable as e:
+            raise HTTPException(503, str(e), {"Retry-After": "10"}) from None
+        return StreamingResponse(_encoded(lines), media_type="text/plain; charset=utf-8")
+
+
+def create_app(jobs: Jobs, tokens: TokenFile, settings: ApiSettings = ApiSettings()) -> FastAPI:
+    app = FastAPI(
+        title=TITLE, version="v1", docs_url=None, redoc_url=None, openapi_url=None, description=__doc__,
+        default_response_class=AsciiJSONResponse, redirect_slashes=False,  # `/v1/jobs/` is a 404 that says so
+    )  # fmt: skip
+    caller = caller_of(tokens)
+    writer = writer_of(caller)
+    _error_handlers(app)
+    calls = JobCalls(jobs, settings)
+    in_scope, submit, get, listed = calls.in_scope, calls.submit, calls.get, calls.listed
+    delete, logs = calls.delete, calls.logs
+
+    typed = {"response_model_exclude_none": True, "tags": ["jobs"]}
+    body = {"openapi_extra": _request_body(), "status_code": 201, "responses": SUBMIT_ERRORS, **typed}
+    read = {"responses": ERRORS, **typed}
+    log = {"responses": {200: LOG_TEXT, **ERRORS, 503: {"model": ErrorBody, "description": "Logs cannot be read now."}},
+           "response_class": StreamingResponse, "tags": ["jobs"]}  # fmt: skip
 
     @app.get("/healthz", tags=["health"])
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    def healthz() -> Health:
+        return Health(status="ok")
 
     @app.post("/v1/jobs", **body, summary="Submit a job in the token's namespace")
-    async def submit_own(request: Request, token: Token = Depends(writer)) -> dict[str, Any]:
+    async def submit_own(request: Request, token: Token = Depends(writer)) -> JobObject:
         return await submit(request, token, token.namespace)
 
-    @app.get("/v1/jobs", tags=["jobs"], summary="List the jobs of the token's namespace")
-    def list_own(token: Token = Depends(caller)) -> dict[str, list[dict[str, Any]]]:
-        return {"items": jobs.list(in_scope(token, token.namespace))}
+    @app.get("/v1/jobs", **read, summary="List the jobs of the token's namespace")
+    def list_own(token: Token = Depends(caller)) -> JobList:
+        return listed(in_scope(token, token.namespace))
 
-    @app.get("/v1/jobs/{name}", tags=["jobs"], summary="A job of the token's namespace, with its status")
-    def get_own(name: JobName, token: Token = Depends(caller)) -> dict[str, Any]:
+    @app.get("/v1/jobs/{name}", **read, summary="A job of the token's namespace, with its status")
+    def get_own(name: JobName, token: Token = Depends(caller)) -> JobObject:
         return get(in_scope(token, token.namespace), name)
 
-    @app.delete("/v1/jobs/{name}", status_code=204, tags=["jobs"], summary="Stop and delete a job")
+    @app.get("/v1/jobs/{name}/logs", **log, summary="A job's log (of the token's namespace)")
+    async def logs_own(
+        name: JobName, query: Annotated[LogParams, Query()], token: Token = Depends(caller)
+    ) -> StreamingResponse:
+        return await logs(in_scope(token, token.namespace), name, query.backend())
+
+    @app.delete("/v1/jobs/{name}", status_code=204, responses=ERRORS, tags=["jobs"], summary="Stop and delete a job")
     def delete_own(name: JobName, token: Token = Depends(writer)) -> None:
         delete(in_scope(token, token.namespace), name)
 
     @app.post("/v1/namespaces/{namespace}/jobs", **body, summary="Submit a job")
-    async def submit_in(namespace: Namespace, request: Request, token: Token = Depends(writer)) -> dict[str, Any]:
+    async def submit_in(namespace: Namespace, request: Request, token: Token = Depends(writer)) -> JobObject:
         return await submit(request, token, namespace)
 
-    @app.get("/v1/namespaces/{namespace}/jobs", tags=["jobs"], summary="List the jobs of a namespace")
-    def list_in(namespace: Namespace, token: Token = Depends(caller)) -> dict[str, list[dict[str, Any]]]:
-        return {"items": jobs.list(in_scope(token, namespace))}
+    @app.get("/v1/namespaces/{namespace}/jobs", **read, summary="List the jobs of a namespace")
+    def list_in(namespace: Namespace, token: Token = Depends(caller)) -> JobList:
+        return listed(in_scope(token, namespace))
 
-    @app.get("/v1/namespaces/{namespace}/jobs/{name}", tags=["jobs"], summary="A job, with its status")
-    def get_in(namespace: Namespace, name: JobName, token: Token = Depends(caller)) -> dict[str, Any]:
+    @app.get("/v1/namespaces/{namespace}/jobs/{name}", **read, summary="A job, with its status")
+    def get_in(namespace: Namespace, name: JobName, token: Token = Depends(caller)) -> JobObject:
         return get(in_scope(token, namespace), name)
 
-    @app.delete("/v1/namespaces/{namespace}/jobs/{name}", status_code=204, tags=["jobs"], summary="Stop and delete")
+    @app.get("/v1/namespaces/{namespace}/jobs/{name}/logs", **log, summary="A job's log")
+    async def logs_in(
+        namespace: Namespace, name: JobName, query: Annotated[LogParams, Query()], token: Token = Depends(caller)
+    ) -> StreamingResponse:
+        return await logs(in_scope(token, namespace), name, query.backend())
+
+    @app.delete(
+        "/v1/namespaces/{namespace}/jobs/{name}", status_code=204, responses=ERRORS, tags=["jobs"],
+        summary="Stop and delete",
+    )  # fmt: skip
     def delete_in(namespace: Namespace, name: JobName, token: Token = Depends(writer)) -> None:
         delete(in_scope(token, namespace), name)
 
@@ -177,6 +228,26 @@ def create_app(jobs: Jobs, tokens: TokenFile, settings: ApiSettings = ApiSetting
 
     app.openapi = lambda: _openapi(app)
     return app
+
+
+class LogParams(BaseModel):
+    """Which lines of a job's log (`GET .../logs?follow=true&stage=pretrain&tail=100`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    follow: bool = Field(False, description="Keep the response open and stream new lines until the job ends.")
+    stage: str | None = Field(
+        None, pattern=NAME_PATTERN, max_length=63, description="Only this stage's lines (its pods', on a cluster)."
+    )
+    tail: int | None = Field(None, ge=0, le=MAX_TAIL, description="Only the last N lines (per pod, on a cluster).")
+
+    def backend(self) -> LogQuery:
+        return LogQuery(stage=self.stage, tail=self.tail, follow=self.follow)
+
+
+async def _encoded(lines: AsyncIterator[str]) -> AsyncIterator[bytes]:
+    async for line in lines:
+        yield line.encode("utf-8", errors="replace")
 
 
 def _not_found(namespace: str, name: str) -> HTTPException:

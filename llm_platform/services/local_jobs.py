@@ -9,9 +9,11 @@ that is refused (QueueFull, a 429) instead of starting more processes than the m
 starts queued jobs as slots free up and notices jobs that ended, including those started before a restart (their
 identity is checked in /proc, see `processes`).
 
-Stage status comes from the artifact store's manifests (committed = Succeeded), from the running process group
-(`llmp stage run --stage X` = Running) and from the exit code. The store is read on a small thread pool with a time
-limit, so one job whose store does not answer makes its own status say so and never holds up the others.
+Stage status comes from the artifact store's manifests (committed = Succeeded) and the progress file each running
+stage keeps there (step, total steps, ETA, artifact paths), from the running process group (`llmp stage run --stage
+X` = Running), from the run's log (a stage's frame lines: Running, or Failed with its error) and from the exit code.
+The store is read on a small thread pool with a time limit, so one job whose store does not answer makes its own
+status say so and never holds up the others.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import re
 import subprocess
 import sys
 import threading
+from collections.abc import AsyncIterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
@@ -32,17 +35,18 @@ import yaml
 
 from llm_platform.api import API_VERSION, KIND, JobStatus, LLMJob, StageStatus, parse_job_text
 from llm_platform.api.dag import topological_order
+from llm_platform.api.status import progress_key
 from llm_platform.storage import ArtifactStore
 from llm_platform.trainer.stages.preflight import check
 
-from .backend import JobExists, JobNotFound, QueueFull
+from .backend import JobExists, JobNotFound, LogQuery, QueueFull, StageNotFound
 from .job_state import JobRow, JobTable
+from .local_logs import log_lines, read_from
 from .processes import identify, is_alive, running_stages, stop_group
+from .run_log import StageLog, failure_message, stage_logs
 
 log = logging.getLogger(__name__)
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-LOG_TAIL_LINES = 12
-EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit)\b:?")
 
 
 class LocalJobs:
@@ -122,6 +126,26 @@ class LocalJobs:
             self.table.delete(namespace, name)
             self._specs.pop(_key(row), None)
         self._wake.set()
+
+    def logs(self, namespace: str, name: str, query: LogQuery) -> AsyncIterator[str]:
+        """The lines of the job's `llmp run` log (every stage's output is in it, framed by the executor's lines);
+        with `query.follow`, new lines as they are written until the run ends (or the stage, with `query.stage`)."""
+        row = self.table.get(namespace, name)
+        if row is None:
+            raise JobNotFound(name)
+        if query.stage is not None:
+            try:
+                stages = [s.name for s in self._job(row).spec.stages]
+            except Exception:  # a stored spec this version cannot read (see _reported): its log is still there
+                stages = [query.stage]
+            if query.stage not in stages:
+                raise StageNotFound(f"job '{name}' has no stage '{query.stage}'; its stages are: {', '.join(stages)}")
+        return log_lines(self.log_path(row), query, lambda: self._ended(row), self.poll_s)
+
+    def _ended(self, row: JobRow) -> bool:
+        """The run is over (or the job was deleted, or submitted again under the same name)."""
+        now = self.table.get(row.namespace, row.name)
+        return now is None or now.seq != row.seq or now.state == "ended"
 
     # -- where a job lives -------------------------------------------------------------------------------------------
     def folder(self, namespace: str, name: str) -> Path:
@@ -206,10 +230,11 @@ class LocalJobs:
         """The job as submitted plus its status; never raises for a job whose store cannot be read."""
         job = self._job(row)
         try:
-            committed, store_error = self._committed(row, job), None
+            (committed, progress), store_error = self._stored(row, job), None
         except Exception as e:  # the store is the job's own: its failure is this job's status, not the listing's
-            committed, store_error = {}, f"cannot read the artifact store: {type(e).__name__}: {e}"
+            (committed, progress), store_error = ({}, {}), f"cannot read the artifact store: {type(e).__name__}: {e}"
         ahead = sum(1 for r in self.table.in_state("queued") if r.seq < row.seq) if row.state == "queued" else 0
+        log = self._log(row) if row.state != "queued" else ""
         status = job_status(
             row.state,
             row.exit_code,
@@ -217,12 +242,14 @@ class LocalJobs:
             committed,
             running_stages(row.process) if row.state == "running" and row.process else set(),
             ahead,
+            stage_logs(log or ""),
+            progress,
         )
         if status.phase == "Failed":
-            status.message = self._log_tail(row)
+            status.message = failure_message(log) if log is not None else "the run ended without a log"
         if store_error:
             status.message = "\n".join(filter(None, [store_error, status.message]))
-        return {**job.to_dict(), "status": status.model_dump(mode="json", exclude_none=True)}
+        return {**job.to_dict(), "status": status.model_dump(mode="json", by_alias=True, exclude_none=True)}
 
     def _job(self, row: JobRow) -> LLMJob:
         key = _key(row)
@@ -230,15 +257,16 @@ class LocalJobs:
             self._specs[key] = parse_job_text(row.spec)
         return self._specs[key]
 
-    def _committed(self, row: JobRow, job: LLMJob) -> dict[str, dict]:
-        """{stage: version and metrics} of the committed stages, read on the pool; a read still running from an
-        earlier request is waited on again rather than started twice, so a dead store ties up one thread, not many."""
+    def _stored(self, row: JobRow, job: LLMJob) -> tuple[dict[str, dict], dict[str, StageStatus]]:
+        """({stage: version and metrics} of the committed stages, {stage: its progress file}), read on the pool; a
+        read still running from an earlier request is waited on again rather than started twice, so a dead store ties
+        up one thread, not many."""
         key = _key(row)
         with self._lock:
             future = self._pending_reads.get(key)
             if future is None:
                 uri, endpoint = self._storage(row, job), job.spec.storage.endpoint_url
-                future = self._reads.submit(_read_manifests, uri, endpoint, topological_order(job.spec.stages))
+                future = self._reads.submit(_read_store, uri, endpoint, topological_order(job.spec.stages))
                 self._pending_reads[key] = future
         try:
             return future.result(timeout=self.status_timeout_s)
@@ -250,11 +278,13 @@ class LocalJobs:
                     if self._pending_reads.get(key) is future:
                         del self._pending_reads[key]
 
-    def _log_tail(self, row: JobRow) -> str:
-        try:
-            return failure_message((self.folder(row.namespace, row.name) / "run.log").read_text(errors="replace"))
-        except OSError:
-            return "the run ended without a log"
+    def log_path(self, row: JobRow) -> Path:
+        return self.folder(row.namespace, row.name) / "run.log"
+
+    def _log(self, row: JobRow) -> str | None:
+        """The run's log (its last LOG_READ_LIMIT bytes), None if there is none."""
+        path = self.log_path(row)
+        return read_from(path, 0)[0].decode(errors="replace") if path.exists() else None
 
 
 def job_status(
@@ -264,13 +294,21 @@ def job_status(
     committed: dict[str, dict],
     running: set[str],
     queued_ahead: int = 0,
+    logs: dict[str, StageLog] | None = None,
+    progress: dict[str, StageStatus] | None = None,
 ) -> JobStatus:
     """A job's status from what the backend knows: its state (queued, running, ended) and exit code, its stages in
-    order with their needs, the committed ones (version, metrics) and those whose process runs now. Pure.
+    order with their needs, the committed ones (version, metrics), those whose process runs now, and what the run's
+    log says of each stage (`run_log.stage_logs`), and the progress file each stage keeps in the store. Pure.
 
     A run that ended with exit code 0 Succeeded; one whose exit code is unknown (it ended while the server was down)
-    Succeeded if every stage is committed. In a failed run, the stages whose inputs were all committed are where it
-    stopped (Failed), and those downstream never ran (Skipped)."""
+    Succeeded if every stage is committed. A stage whose process runs, or whose part of a running job's log is still
+    open, is Running at the step its progress lines reached; a stage the log shows failing is Failed with the error
+    from its own lines, at once (the run may still be printing its summary); what its progress file adds (step,
+    total steps, ETA, last report, artifact paths) is shown with it. In a failed run without such a log,
+    the stages whose inputs were all committed are where it stopped (Failed), and those downstream never ran
+    (Skipped)."""
+    logs, progress = logs or {}, progress or {}
     if state == "queued":
         status = JobStatus(phase="Pending", message=f"queued: {queued_ahead} job(s) ahead")
     elif state == "running":
@@ -280,42 +318,54 @@ def job_status(
         status = JobStatus(phase="Succeeded" if ok else "Failed")
     failed = status.phase == "Failed"
     for name, needs in stages:
-        if name in running:
-            stage = StageStatus(phase="Running")
+        log = logs.get(name)
+        step = log.step if log is not None else None
+        if name in running or (state == "running" and log is not None and log.outcome == "running"):
+            stage = StageStatus(phase="Running", step=step)
         elif name in committed:
-            stage = StageStatus(phase="Succeeded", **committed[name])
+            phase = "UpToDate" if log is not None and log.outcome == "up to date" else "Succeeded"
+            stage = StageStatus(phase=phase, step=step, **committed[name])
+        elif log is not None and log.outcome == "failed":
+            stage = StageStatus(phase="Failed", step=step, message=log.failure)
         elif failed and all(n in committed for n in needs):
             stage = StageStatus(phase="Failed", message="the run stopped here; status.message has its log")
-        elif failed:
+        elif failed or any(status.stages[n].phase in ("Failed", "Skipped") for n in needs):
             stage = StageStatus(phase="Skipped", message="not run: a stage it needs did not succeed")
         else:
             stage = StageStatus()
-        status.stages[name] = stage
+        status.stages[name] = _with_progress(stage, progress.get(name))
+    status.current_stage = ",".join(n for n, s in status.stages.items() if s.phase == "Running") or None
     return status
 
 
-def failure_message(log: str) -> str:
-    """What a failed run's log says went wrong: the last exception (`SomeError: ...`, to the next blank or rule line)
-    and then the log's last lines (the run's summary table). Pure."""
-    lines = log.splitlines()
-    error = next((i for i in range(len(lines) - 1, -1, -1) if EXCEPTION_LINE.match(lines[i])), None)
-    cause = []
-    if error is not None:
-        for line in lines[error:]:
-            if not line.strip() or line.startswith(("✗", "─", "┏", "┌")):
-                break
-            cause.append(line)
-    return "\n".join([*cause, *lines[-LOG_TAIL_LINES:]])
+def _with_progress(stage: StageStatus, reported: StageStatus | None) -> StageStatus:
+    """The stage with what its own progress file reports (a running stage's step, total, ETA and heartbeat; where its
+    artifacts are), when that file speaks of the same phase (a file left by an earlier run does not)."""
+    if reported is None or reported.phase != stage.phase:
+        return stage
+    fields = ("step", "total_steps", "started", "updated", "eta_s", "finished", "artifacts")
+    update = {f: getattr(reported, f) for f in fields if getattr(reported, f) is not None}
+    if stage.phase == "Failed" and reported.message and stage.message and stage.message.startswith("the run stopped"):
+        update["message"] = reported.message
+    return stage.model_copy(update=update)
 
 
-def _read_manifests(uri: str, endpoint_url: str | None, stages: list[str]) -> dict[str, dict]:
+def _read_store(
+    uri: str, endpoint_url: str | None, stages: list[str]
+) -> tuple[dict[str, dict], dict[str, StageStatus]]:
     store = ArtifactStore.open(uri, endpoint_url)
-    committed = {}
+    committed, progress = {}, {}
     for stage in stages:
         manifest = store.manifest(stage)
         if manifest is not None:
             committed[stage] = {"version": manifest.version, "metrics": json_safe(manifest.meta.get("metrics", {}))}
-    return committed
+        try:
+            reported = store.read_json(progress_key(stage))
+            if reported is not None:
+                progress[stage] = StageStatus.model_validate(reported)
+        except ValueError:  # a torn or foreign file: the stage is shown without it
+            continue
+    return committed, progress
 
 
 def json_safe(value: Any) -> Any:

@@ -30,7 +30,19 @@ def test_crd_names_and_printer_columns():
     assert spec["names"]["plural"] == "llmjobs" and spec["names"]["shortNames"] == ["llmj"]
     version = spec["versions"][0]
     assert version["name"] == "v1alpha1" and version["subresources"] == {"status": {}}
-    assert [c["name"] for c in version["additionalPrinterColumns"]] == ["Phase", "Stage", "Age"]
+    columns = {c["name"]: c["jsonPath"] for c in version["additionalPrinterColumns"]}
+    assert list(columns) == ["Phase", "Ready", "Stage", "Age", "Message"]
+    assert columns["Ready"] == '.status.conditions[?(@.type=="Ready")].status'
+    assert columns["Stage"] == ".status.currentStage"
+
+
+def test_status_is_camel_case_with_conditions_keyed_by_type():
+    status = crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
+    assert {"currentStage", "observedGeneration"} <= status.keys() and "observed_generation" not in status
+    conditions = status["conditions"]
+    assert conditions["x-kubernetes-list-type"] == "map" and conditions["x-kubernetes-list-map-keys"] == ["type"]
+    assert set(conditions["items"]["properties"]) == {
+        "type", "status", "reason", "message", "lastTransitionTime", "observedGeneration"}  # fmt: skip
 
 
 def _structural_problems(node: dict, path: str = "") -> list[str]:

@@ -4,8 +4,10 @@ with the gaps that matter to an operator filled in so that tests catch what a re
 Filled in here: `resourceVersion`, `uid`, `generation` and `creationTimestamp` on writes (kopf's JSON patches test
 the resourceVersion) and 422 for a failed JSON-patch test; `apiVersion` and `kind` on created objects; the status
 subresource (a write to the object ignores `status`, a write to `/status` changes only `status`); `kind` on list
-responses. Not emulated (left to `make e2e-kind`): admission, schema validation,
-garbage collection, optimistic concurrency, label selectors (the operator filters labels itself as well).
+responses; pod logs (`pods/NAME/log` with `tailLines`, and `follow=true` streamed until the pod's phase is Succeeded or
+Failed) from what a test writes as the kubelet would (`EmulatorThread.write_log`). Not emulated (left to
+`make e2e-kind`): admission, schema validation, garbage collection, optimistic concurrency, label selectors (the
+operator filters labels itself as well).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp.web
 import jsonpatch
 import kmock
 
@@ -27,6 +30,7 @@ RESOURCES = [
     ("v1/configmaps", "ConfigMap", True, False),
     ("v1/services", "Service", True, False),
     ("v1/serviceaccounts", "ServiceAccount", True, False),
+    ("v1/pods", "Pod", True, True),
     ("apiextensions.k8s.io/v1/customresourcedefinitions", "CustomResourceDefinition", False, False),
     ("admissionregistration.k8s.io/v1/validatingwebhookconfigurations", "ValidatingWebhookConfiguration", False, False),
     ("llmplatform.dev/v1alpha1/llmjobs", "LLMJob", True, True),
@@ -39,15 +43,20 @@ RESOURCES = [
 VERBS = {"get", "list", "watch", "create", "patch", "delete"}
 
 
+POD_DONE = ("Succeeded", "Failed")
+
+
 class StrictEmulator(kmock.KubernetesEmulator):
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
+        self.pod_logs: dict[tuple[str, str], str] = {}  # what each pod's container wrote, as the kubelet keeps it
         self._versions = itertools.count(1)
         self._kinds: dict[Any, str] = {}
         self._with_status: set[Any] = set()
         for path, kind, namespaced, status in RESOURCES:
+            subresources = ({"status"} if status else set()) | ({"log"} if kind == "Pod" else set())
             self.resources[path] = kmock.ResourceInfo(
-                kind=kind, namespaced=namespaced, verbs=VERBS, subresources={"status"} if status else set()
+                kind=kind, namespaced=namespaced, verbs=VERBS, subresources=subresources
             )
             resource = kmock.resource(path)
             self._kinds[resource] = kind
@@ -55,6 +64,8 @@ class StrictEmulator(kmock.KubernetesEmulator):
                 self._with_status.add(resource)
 
     async def _handle(self, request):
+        if request.subresource == "log" and self._kinds.get(request.resource) == "Pod":
+            return await self._serve_pod_log(request)
         if request.resource is not None and request.action is not None:
             self._stamp(request)
         try:
@@ -102,6 +113,35 @@ class StrictEmulator(kmock.KubernetesEmulator):
             ]
             data[:] = keep + [{"op": "add", "path": "/metadata/resourceVersion", "value": version}]
 
+    async def _serve_pod_log(self, request) -> aiohttp.web.StreamResponse:
+        """`GET .../pods/NAME/log` as the API server relays it from the kubelet: the container's output as text
+        (`tailLines`), and with `follow=true` a chunked stream of what it writes next, until the pod has ended."""
+        key = (request.namespace, request.name)
+        if self._current(request) is None:
+            raise kmock.KubernetesError(status=404, reason="NotFound", message=f'pods "{request.name}" not found')
+        params = request.params
+        response = aiohttp.web.StreamResponse(headers={"Content-Type": "text/plain"})
+        await response.prepare(request._raw_request)
+        text = self.pod_logs.get(key, "")
+        if "tailLines" in params:
+            text = "".join(
+                text.splitlines(keepends=True)[-int(params["tailLines"]) :] if int(params["tailLines"]) else []
+            )
+        await response.write(text.encode())
+        sent = len(self.pod_logs.get(key, ""))
+        while params.get("follow") == "true":
+            pod = self._current(request)
+            done = pod is None or (pod.get("status") or {}).get("phase") in POD_DONE
+            now = self.pod_logs.get(key, "")
+            if len(now) > sent:
+                await response.write(now[sent:].encode())
+                sent = len(now)
+            if done:
+                break
+            await asyncio.sleep(0.05)
+        await response.write_eof()
+        return response
+
     def _current(self, request) -> dict | None:
         key = (request.resource, request.namespace, request.name)
         if key in self.objects and not self.objects[key].deleted:
@@ -147,6 +187,16 @@ class EmulatorThread:
         if self._loop is not None and self._stopped is not None:
             self._loop.call_soon_threadsafe(self._stopped.set)
         self._thread.join(10)
+
+    def write_log(self, namespace: str, pod: str, text: str) -> None:
+        """What a pod's container writes (the kubelet's part)."""
+        assert self._loop is not None and self.emulator is not None
+        emulator = self.emulator
+
+        async def append() -> None:
+            emulator.pod_logs[(namespace, pod)] = emulator.pod_logs.get((namespace, pod), "") + text
+
+        asyncio.run_coroutine_threadsafe(append(), self._loop).result(5)
 
     def requests(self) -> list:
         return list(self.emulator)  # kmock handlers iterate over the requests they received

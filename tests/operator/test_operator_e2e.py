@@ -43,7 +43,7 @@ def test_a_pipeline_runs_stage_by_stage_to_success(cluster):
     assert pytorchjob["metadata"]["ownerReferences"][0]["uid"] == cluster.job("demo")["metadata"]["uid"]
     cluster.run_child("PyTorchJob", child("demo", "pretrain"))
     wait_for(lambda: cluster.stage("demo", "pretrain").get("phase") == "Running", what="pretrain Running")
-    assert cluster.job("demo")["status"]["current_stage"] == "pretrain"
+    assert cluster.job("demo")["status"]["currentStage"] == "pretrain"
 
     cluster.finish("PyTorchJob", child("demo", "pretrain"), "Succeeded")
     wait_for(lambda: cluster.child("Deployment", child("demo", "serve")), what="the serving Deployment")

@@ -66,7 +66,8 @@ def test_all_stages_succeeded_is_a_succeeded_job_with_its_condition():
     out = plan(pipeline(), previous, observe([child("eval", "Succeeded")]))
     assert out.status.phase == "Succeeded"
     assert out.status.current_stage is None
-    assert {c["type"]: c["status"] for c in out.status.conditions} == {
+    assert {c.type: c.status for c in out.status.conditions} == {
+        "Ready": "True",
         "Running": "False",
         "Suspended": "False",
         "Succeeded": "True",
@@ -231,7 +232,7 @@ def test_condition_times_move_only_when_the_condition_changes():
     first = plan(pipeline(), None, observe())
     later = plan(pipeline(), first.status, Observed(children={"data": child("data", "Running")}, now="later",
                                                     workload_refs=REFS))  # fmt: skip
-    assert [c["lastTransitionTime"] for c in later.status.conditions] == [NOW] * 4
+    assert [c.last_transition_time for c in later.status.conditions] == [NOW] * 5
 
 
 def test_a_succeeded_stage_records_its_committed_version():
@@ -241,5 +242,31 @@ def test_a_succeeded_stage_records_its_committed_version():
     assert out.status.stages["data"].version == "20250601T1200-ab"
 
 
-def test_observed_generation_is_recorded():
-    assert plan(pipeline(), None, observe(generation=7)).status.observed_generation == 7
+def test_observed_generation_is_recorded_in_camel_case_with_each_condition():
+    status = plan(pipeline(), None, observe(generation=7)).status
+    assert status.observed_generation == 7
+    written = status.model_dump(mode="json", by_alias=True)
+    assert written["observedGeneration"] == 7 and "observed_generation" not in written
+    assert written["currentStage"] == "data"
+    assert {c["observedGeneration"] for c in written["conditions"]} == {7}
+
+
+def test_ready_is_unknown_on_the_way_true_on_success_and_false_with_a_reason_on_failure():
+    def ready(out):
+        return out.status.condition("Ready")
+
+    started = plan(pipeline(), None, observe())
+    assert (ready(started).status, ready(started).reason) == ("Unknown", "Running")
+    previous = status(data={"phase": "Running", "attempts": 1})
+    failed = plan(pipeline(), previous, observe([child("data", "Failed", message="OOMKilled")]))
+    assert (ready(failed).status, ready(failed).reason) == ("False", "StageFailed")
+    assert "OOMKilled" in ready(failed).message
+    previous = status(data=DONE, tok=DONE, pretrain=DONE, eval={"phase": "Running", "attempts": 1})
+    done = plan(pipeline(), previous, observe([child("eval", "Succeeded")]))
+    assert (ready(done).status, ready(done).reason) == ("True", "Succeeded")
+    assert ready(done).message == "all 4 stages succeeded"
+
+
+def test_a_status_written_in_snake_case_by_an_older_operator_is_still_read():
+    old = JobStatus.model_validate({"phase": "Running", "current_stage": "data", "observed_generation": 3})
+    assert (old.current_stage, old.observed_generation) == ("data", 3)

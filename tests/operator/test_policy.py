@@ -236,5 +236,6 @@ def test_without_a_webhook_the_operator_fails_such_a_job_before_creating_any_pod
         "spec.stages[2].train.parallel.strategy: needs the 'deepspeed' package"
         in cluster.job("demo")["status"]["message"]
     )
-    assert "InvalidSpec" in cluster.events()
+    # the event follows the status write it describes, so it may land a moment after the phase
+    wait_for(lambda: "InvalidSpec" in cluster.events(), what="the InvalidSpec event")
     assert cluster.child("Job", child("demo", "data")) is None

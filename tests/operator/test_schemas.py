@@ -75,7 +75,7 @@ def test_the_status_the_operator_writes_fits_the_llmjob_crd():
         generation=3,
     )
     # as stored: the status patch sets unset fields to null, which a merge patch turns into "absent"
-    status = plan(job, None, observed).status.model_dump(mode="json", exclude_none=True)
+    status = plan(job, None, observed).status.model_dump(mode="json", by_alias=True, exclude_none=True)
     schema = crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
     assert [e.message for e in jsonschema.Draft4Validator(schema).iter_errors(status)] == []
     declared = schema["properties"]

@@ -31,10 +31,12 @@ MATRIX = {
     ("POST", "/v1/jobs"): (401, 401, 403, 403, 201),
     ("GET", "/v1/jobs"): (401, 401, 200, 200, 200),
     ("GET", "/v1/jobs/demo"): (401, 401, 404, 200, 200),  # /v1/jobs is the token's namespace: `other` has no demo
+    ("GET", "/v1/jobs/demo/logs"): (401, 401, 404, 200, 200),
     ("DELETE", "/v1/jobs/demo"): (401, 401, 404, 403, 204),
     ("POST", "/v1/namespaces/team/jobs"): (401, 401, 403, 403, 201),
     ("GET", "/v1/namespaces/team/jobs"): (401, 401, 403, 200, 200),
     ("GET", "/v1/namespaces/team/jobs/demo"): (401, 401, 403, 200, 200),
+    ("GET", "/v1/namespaces/team/jobs/demo/logs"): (401, 401, 403, 200, 200),
     ("DELETE", "/v1/namespaces/team/jobs/demo"): (401, 401, 403, 403, 204),
 }
 # the cluster backend serves one namespace: a token for another gets 403 on /v1/jobs too, not an empty namespace

@@ -40,6 +40,12 @@ def client(cluster, tokens):
         yield c
 
 
+def pod(name: str, job: str, stage: str) -> dict:
+    """A pod as a stage's workload controller creates it (the training operator, the Job controller, KubeRay)."""
+    labels = {"llmplatform.dev/job": job, "llmplatform.dev/stage": stage}
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "team", "labels": labels}}
+
+
 def job_body() -> dict:
     body = job_dict(DATA, TOKENIZER)
     del body["metadata"]["namespace"]
@@ -95,6 +101,8 @@ def test_every_call_the_api_makes_is_allowed_by_its_role(cluster, client):
     client.post("/v1/jobs", json=job_body())
     client.get("/v1/jobs")
     client.get("/v1/jobs/demo")
+    cluster.kube.create(pod("demo-data-0", "demo", "data"))
+    assert client.get("/v1/jobs/demo/logs").status_code == 200
     client.delete("/v1/jobs/demo")
     rules = one(template("api.enabled=true"), "Role")["rules"]
     calls = set()
@@ -103,8 +111,9 @@ def test_every_call_the_api_makes_is_allowed_by_its_role(cluster, client):
             continue
         if request.resource.plural is None:
             continue  # discovery: allowed to every authenticated client
-        calls.add((request.resource.group, request.resource.plural, VERBS[request.action.name], request.name))
+        resource = request.resource.plural + (f"/{request.subresource}" if request.subresource else "")
+        calls.add((request.resource.group, resource, VERBS[request.action.name], request.name))
     assert {(g, r, v) for g, r, v, _ in calls} == {
         ("llmplatform.dev", "llmjobs", verb) for verb in ("create", "get", "list", "delete")
-    }
+    } | {("", "pods", "list"), ("", "pods/log", "get")}
     assert [c for c in calls if not allowed(rules, *c)] == []

@@ -216,4 +216,5 @@ def test_a_job_whose_stored_spec_no_longer_loads_is_listed_with_the_reason(api, 
     items = {j["metadata"]["name"]: j["status"] for j in response.json()["items"]}
     assert items["old"]["phase"] == "Running" and "cannot report this job's status" in items["old"]["message"]
     assert items["new"]["phase"] == "Running" and "message" not in items["new"]
+    assert api.client.get("/v1/jobs/old/logs?stage=data", headers=api.team).status_code == 200  # its log is still there
     assert api.client.delete("/v1/jobs/old", headers=api.team).status_code == 204

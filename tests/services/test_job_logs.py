@@ -1,0 +1,154 @@
+"""`GET .../jobs/{name}/logs` over HTTP (real uvicorn on 127.0.0.1) on both backends: the local one reads the job's
+real `llmp run` log; the cluster one reads the job's pods' logs through the Kubernetes API (kmock's emulator, playing
+the kubelet). `follow=true` streams while the job runs and ends with it; `stage` and `tail` select lines."""
+
+from __future__ import annotations
+
+import threading
+
+import httpx
+import pytest
+
+from llm_platform.operator.kube import Kube
+from llm_platform.services.cluster_jobs import USER_AGENT, ClusterJobs
+from llm_platform.services.jobs_api import create_app
+from llm_platform.services.tokens import TokenFile
+from tests.operator.cluster import LLMJOB, Cluster
+from tests.operator.helpers import DATA, TOKENIZER, job_dict
+
+from .server import add_token, auth, job_body, serving, wait_for
+
+TOKENIZE_DATA = {"name": "data", "kind": "data", "data": {"sources": [{"type": "stdlib", "include": "token*.py"}]}}
+TOKENIZE = {"name": "tok", "kind": "tokenizer", "needs": ["data"], "tokenizer": {"vocab_size": 300}}
+
+
+def test_following_a_local_job_streams_its_log_until_it_ends(api):
+    response = api.client.post("/v1/jobs", json=job_body("follow", TOKENIZE_DATA, TOKENIZE), headers=api.team)
+    assert response.status_code == 201
+    arrivals: list[tuple[str, str]] = []  # (line, the job's state in the table when it arrived)
+    with api.client.stream("GET", "/v1/jobs/follow/logs?follow=true", headers=api.read_only, timeout=120) as response:
+        assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
+        for line in response.iter_lines():
+            arrivals.append((line, api.jobs.table.get("team", "follow").state))
+    lines = [line for line, _ in arrivals]
+    assert lines[1] == "▶  data (data)" and any(line.startswith("✓  tok in") for line in lines)
+    assert "Summary" in "\n".join(lines)  # the run's last words came too
+    first_state = dict(arrivals)["▶  data (data)"]
+    assert first_state == "running", "the first stage's line came only after the run had ended: not streamed"
+    assert api.jobs.table.get("team", "follow").state == "ended"
+
+    stages = api.client.get("/v1/jobs/follow", headers=api.team).json()["status"]["stages"]
+    assert stages["tok"]["phase"] == "Succeeded" and stages["tok"]["finished"]  # from the stage's progress file
+    assert all(path.startswith(str(api.jobs.root)) for path in stages["tok"]["artifacts"].values()), stages["tok"]
+    tok = api.client.get("/v1/jobs/follow/logs", params={"stage": "tok"}, headers=api.team).text.splitlines()
+    assert tok[0] == "▶  tok (tokenizer)" and tok[-1].startswith("✓  tok in") and "data:" not in "\n".join(tok)
+    whole = api.client.get("/v1/namespaces/team/jobs/follow/logs", headers=api.team).text.splitlines()
+    assert whole == lines
+    assert api.client.get("/v1/jobs/follow/logs?tail=2", headers=api.team).text.splitlines() == lines[-2:]
+    followed_stage = api.client.get("/v1/jobs/follow/logs?stage=data&follow=true", headers=api.team, timeout=10)
+    assert followed_stage.text.splitlines()[-1].startswith("✓  data in"), "an ended stage's follow must end at once"
+
+
+def test_a_failed_local_stage_is_failed_with_its_error_and_its_log(api, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "hello"}\nnot json at all\n')
+    data = {"name": "data", "kind": "data", "data": {"sources": [{"type": "jsonl", "path": str(bad)}]}}
+    assert api.client.post("/v1/jobs", json=job_body("broken", data, TOKENIZE), headers=api.team).status_code == 201
+    status = wait_for(
+        lambda: (s := api.client.get("/v1/jobs/broken", headers=api.team).json()["status"])["phase"] == "Failed" and s,
+        "the job to fail",
+        timeout=120,
+    )
+    assert status["stages"]["data"]["phase"] == "Failed"
+    assert status["stages"]["data"]["message"] == f"ValueError: {bad}:2: not valid JSON (Expecting value)"
+    assert status["stages"]["tok"]["phase"] == "Skipped"
+    log = api.client.get("/v1/jobs/broken/logs?stage=data", headers=api.team).text
+    assert "not valid JSON" in log and log.splitlines()[-1].startswith("✗  data failed")
+
+
+def test_bad_log_queries_are_refused_with_what_to_do(api, tmp_path):
+    assert api.client.post("/v1/jobs", json=job_body("q"), headers=api.team).status_code == 201
+    response = api.client.get("/v1/jobs/q/logs?stage=eval", headers=api.team)
+    assert response.status_code == 404 and response.json() == {
+        "error": "job 'q' has no stage 'eval'; its stages are: data"
+    }
+    for query in ("tail=-1", "tail=many", "stage=Bad_Name", "tails=3", "follow=perhaps"):
+        response = api.client.get(f"/v1/jobs/q/logs?{query}", headers=api.team)
+        assert response.status_code == 422 and response.json()["problems"], query
+    assert api.client.get("/v1/jobs/nope/logs", headers=api.team).status_code == 404
+
+
+# -- the cluster backend: pods' logs through the Kubernetes API ------------------------------------------------------
+def pod(name: str, stage: str, created: str) -> dict:
+    """A pod as a stage's workload controller creates it (training operator, Job controller, KubeRay)."""
+    labels = {"llmplatform.dev/job": "demo", "llmplatform.dev/stage": stage}
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "team", "labels": labels,
+            "creationTimestamp": created}, "status": {"phase": "Running"}}  # fmt: skip
+
+
+@pytest.fixture
+def on_cluster(tmp_path):
+    cluster = Cluster()
+    tokens = tmp_path / "tokens.json"
+    headers = auth(add_token(tokens, "team"))
+    jobs = ClusterJobs(Kube(cluster.configuration, user_agent=USER_AGENT), "team")
+    try:
+        with serving(create_app(jobs, TokenFile(tokens))) as url, httpx.Client(base_url=url, headers=headers) as c:
+            yield cluster, c
+    finally:
+        cluster.close()
+
+
+def test_cluster_logs_come_from_the_jobs_pods_stage_by_stage(on_cluster):
+    cluster, client = on_cluster
+    body = job_dict(DATA, TOKENIZER)
+    del body["metadata"]["namespace"]
+    assert client.post("/v1/jobs", json=body).status_code == 201
+    assert client.get("/v1/jobs/demo/logs").text == ""  # nothing started yet
+    for name, stage in (("demo-tok-0", "tok"), ("demo-data-0", "data"), ("demo-data-1", "data")):
+        cluster.kube.create(pod(name, stage, "2026-01-01T00:00:00Z"))
+    cluster.kube.create({**pod("other-data-0", "data", "2026-01-01T00:00:00Z"), "metadata": {
+        "name": "other-data-0", "namespace": "team", "labels": {"llmplatform.dev/job": "other"}}})  # fmt: skip
+    cluster.server.write_log("team", "demo-data-0", "reading sources\n1000 documents\n")
+    cluster.server.write_log("team", "demo-data-1", "shard 1\n")
+    cluster.server.write_log("team", "demo-tok-0", "training BPE\n")
+    cluster.server.write_log("team", "other-data-0", "not this job's\n")
+
+    assert client.get("/v1/jobs/demo/logs").text.splitlines() == [
+        "[demo-data-0] reading sources", "[demo-data-0] 1000 documents", "[demo-data-1] shard 1",
+        "[demo-tok-0] training BPE"]  # fmt: skip
+    assert client.get("/v1/jobs/demo/logs?stage=tok").text == "training BPE\n"
+    assert client.get("/v1/jobs/demo/logs?stage=data&tail=1").text.splitlines() == [
+        "[demo-data-0] 1000 documents", "[demo-data-1] shard 1"]  # fmt: skip
+    response = client.get("/v1/jobs/demo/logs?stage=serve")
+    assert response.status_code == 404 and "its stages are: data, tok" in response.json()["error"]
+
+
+def test_following_a_cluster_job_streams_every_pod_at_once_until_the_job_ends(on_cluster):
+    cluster, client = on_cluster
+    body = job_dict(DATA)
+    del body["metadata"]["namespace"]
+    assert client.post("/v1/jobs", json=body).status_code == 201
+    for rank in (0, 1):  # two ranks of one stage, logging side by side
+        cluster.kube.create(pod(f"demo-data-{rank}", "data", "2026-01-01T00:00:00Z"))
+    cluster.server.write_log("team", "demo-data-0", "rank 0 step 1\n")
+    lines: list[str] = []
+
+    def follow() -> None:
+        with client.stream("GET", "/v1/jobs/demo/logs?follow=true", timeout=60) as response:
+            lines.extend(response.iter_lines())
+
+    reader = threading.Thread(target=follow)
+    reader.start()
+    wait_for(lambda: lines, "the first line", timeout=30)
+    cluster.server.write_log("team", "demo-data-1", "rank 1 step 1\n")
+    wait_for(lambda: "[demo-data-1] rank 1 step 1" in lines, "rank 1's line while rank 0 still runs", timeout=30)
+    cluster.server.write_log("team", "demo-data-0", "rank 0 step 2\n")
+    wait_for(lambda: len(lines) == 3, "the line written while following", timeout=30)
+    assert reader.is_alive(), "the stream ended while the pods were still running"
+    for rank in (0, 1):
+        cluster.kube.patch("v1", "Pod", "team", f"demo-data-{rank}", {"status": {"phase": "Succeeded"}}, "status")
+    cluster.kube.patch(*LLMJOB, "team", "demo", {"status": {"phase": "Succeeded"}}, "status")  # as the operator would
+    reader.join(30)
+    assert not reader.is_alive(), "the stream did not end with the job"
+    assert lines == ["[demo-data-0] rank 0 step 1", "[demo-data-1] rank 1 step 1", "[demo-data-0] rank 0 step 2"]

@@ -1,0 +1,95 @@
+"""What a local job's `llmp run` log says about each stage: the executor's frame lines, progress lines, failures."""
+
+from __future__ import annotations
+
+from llm_platform.api import StageStatus
+from llm_platform.services.local_jobs import job_status
+from llm_platform.services.run_log import failure_message, select_lines, stage_logs
+
+RULE = "─" * 20 + " LLMJob demo → file:///tmp/x " + "─" * 20
+LOG = "\n".join(
+    [
+        RULE,
+        "⏭  data (data): up to date, inputs unchanged",
+        "▶  tok (tokenizer)",
+        "tokenizer: training byte-level BPE, vocab 300",
+        "✓  tok in 3.7s",
+        "▶  pretrain (pretrain)",
+        "step 10/300 loss 7.1234 lr 3.00e-04",
+        "step 20/300 loss 6.5432 lr 3.00e-04",
+        "Traceback (most recent call last):",
+        '  File "loop.py", line 3, in step',
+        "RuntimeError: CUDA out of memory",
+        "✗  pretrain failed (exit code 1) after 9.0s",
+        "┏━━━━━━━┓",
+        "┃ stage ┃",
+    ]
+)
+
+
+def test_each_stage_gets_its_own_lines_and_outcome():
+    logs = stage_logs(LOG)
+    assert {name: log.outcome for name, log in logs.items()} == {
+        "data": "up to date",
+        "tok": "succeeded",
+        "pretrain": "failed",
+    }
+    assert logs["tok"].lines == LOG.splitlines()[2:5]
+    assert logs["pretrain"].step == 20 and logs["tok"].step is None
+    assert logs["pretrain"].failure == "RuntimeError: CUDA out of memory"
+
+
+def test_a_stage_without_its_closing_line_is_running():
+    running = "\n".join(LOG.splitlines()[:8])
+    logs = stage_logs(running)
+    assert logs["pretrain"].outcome == "running" and logs["pretrain"].step == 20
+
+
+def test_a_stage_named_like_another_stages_prefix_is_not_confused():
+    log = "▶  tok (tokenizer)\nx\n✓  tok2 in 1s\ny\n✓  tok in 2s\n"
+    assert stage_logs(log)["tok"].lines == ["▶  tok (tokenizer)", "x", "✓  tok2 in 1s", "y", "✓  tok in 2s"]
+
+
+def test_the_step_is_read_from_progress_lines_too():
+    log = "▶  pretrain (pretrain)\ntrain: 1,200/3,000 steps (40%), 2 min elapsed, ETA 3 min\n"
+    assert stage_logs(log)["pretrain"].step == 1200
+
+
+def test_select_lines_by_stage_and_tail():
+    assert select_lines(LOG, "pretrain", 2) == ["RuntimeError: CUDA out of memory", LOG.splitlines()[11]]
+    assert select_lines(LOG, None, 1) == ["┃ stage ┃"]
+    assert select_lines(LOG, None, 0) == []
+    assert select_lines(LOG, "eval", None) == []  # a stage that has not started has no lines yet
+    assert select_lines(LOG, None, None) == LOG.splitlines()
+
+
+def test_the_run_failure_message_leads_with_the_exception():
+    assert failure_message(LOG).startswith("RuntimeError: CUDA out of memory\n")
+
+
+def test_status_shows_the_running_stage_its_step_and_a_failed_stage_with_its_error():
+    stages = [("data", []), ("tok", ["data"]), ("pretrain", ["tok"]), ("eval", ["pretrain"])]
+    committed = {"data": {"version": "v1"}, "tok": {"version": "v2"}}
+    running = job_status("running", None, stages, committed, set(), logs=stage_logs("\n".join(LOG.splitlines()[:8])))
+    assert (running.stages["pretrain"].phase, running.stages["pretrain"].step) == ("Running", 20)
+    assert running.current_stage == "pretrain"
+    assert [running.stages[s].phase for s, _ in stages] == ["UpToDate", "Succeeded", "Running", "Pending"]
+    # the run is still printing its summary: the stage has failed already, and eval will not run
+    failed = job_status("running", None, stages, committed, set(), logs=stage_logs(LOG))
+    pretrain = failed.stages["pretrain"]
+    assert (pretrain.phase, pretrain.step, pretrain.message) == ("Failed", 20, "RuntimeError: CUDA out of memory")
+    assert failed.stages["eval"].phase == "Skipped"
+    assert failed.current_stage is None
+    written = failed.model_dump(mode="json", by_alias=True, exclude_none=True)
+    assert written["stages"]["data"] == {"phase": "UpToDate", "attempts": 0, "version": "v1"}
+
+
+def test_a_running_stage_shows_what_its_progress_file_reports_and_an_old_file_is_ignored():
+    stages = [("data", []), ("train", ["data"])]
+    reported = StageStatus(phase="Running", step=1200, total_steps=3000, eta_s=180.0, updated="2026-01-01T00:10:00Z")
+    old = StageStatus(phase="Failed", message="from an earlier run")
+    status = job_status("running", None, stages, {}, {"data"}, progress={"data": reported, "train": old})
+    data = status.stages["data"].model_dump(mode="json", by_alias=True, exclude_none=True)
+    assert data == {"phase": "Running", "attempts": 0, "step": 1200, "totalSteps": 3000, "etaSeconds": 180.0,
+                    "updated": "2026-01-01T00:10:00Z"}  # fmt: skip
+    assert status.stages["train"] == StageStatus()  # Pending: the earlier run's words do not apply
