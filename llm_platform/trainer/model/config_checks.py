@@ -13,6 +13,8 @@ POSITION_ENCODINGS = ("rope", "alibi", "none")
 ATTENTIONS = ("gqa", "mla")
 ROUTER_SCORES = ("softmax", "sigmoid")
 ATTN_IMPLS = ("auto", "sdpa", "flash_attn", "cudnn", "flash", "efficient", "math")
+KERNELS = ("torch", "triton", "liger")
+RESIDUAL_DTYPES = ("float32", "autocast")
 ROPE_SCALING_KEYS = {
     "linear": {"type", "factor"},
     "dynamic-ntk": {"type", "factor", "original_max_seq_len"},
@@ -47,6 +49,8 @@ def validate(c: ModelConfig) -> None:
         ("attention", ATTENTIONS),
         ("router_score", ROUTER_SCORES),
         ("attn_impl", ATTN_IMPLS),
+        ("kernels", KERNELS),
+        ("residual_dtype", RESIDUAL_DTYPES),
     ):
         _require(getattr(c, name) in choices, name, f"{getattr(c, name)!r} is not one of {list(choices)}")
     _require(c.num_kv_heads is None or c.num_kv_heads > 0, "num_kv_heads", "must be positive (or None for n_heads)")

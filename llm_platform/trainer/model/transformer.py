@@ -48,8 +48,8 @@ class Block(nn.Module):
         self.mlp = MoE(config) if config.is_moe_layer(layer) else build_mlp(config, config.ffn_dim)
 
     def forward(self, x: torch.Tensor, ctx: AttentionContext) -> torch.Tensor:
-        x = x + self.attn(self.attn_norm(x), ctx)
-        return x + self.mlp(self.mlp_norm(x))
+        x, h = self.mlp_norm.add_and_norm(x, self.attn(self.attn_norm(x), ctx))
+        return x + self.mlp(h)
 
 
 class Transformer(nn.Module):
@@ -104,6 +104,8 @@ class Transformer(nn.Module):
 
         rope_end: with ``positions``, one past their largest value when the caller knows it (``RotaryTable.at``)."""
         x = self.embed_tokens(input_ids)
+        if self.config.residual_dtype == "autocast" and torch.is_autocast_enabled(x.device.type):
+            x = x.to(torch.get_autocast_dtype(x.device.type))  # the whole residual stream in bf16 (ModelConfig)
         if positions is not None:
             rope = self.rotary.at(positions, x.dtype, rope_end) if self.rotary is not None else None
             ctx = AttentionContext(positions, rope, self.alibi_slopes, cache, start_pos)
