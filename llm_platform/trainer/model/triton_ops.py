@@ -65,7 +65,7 @@ def _rms_norm_bwd(  # noqa: PLR0913
     dw = tl.zeros((BLOCK,), dtype=tl.float32)
     for i in range(0, rows_per_program):
         row = (program * rows_per_program + i).to(tl.int64)
-        ok = mask & (row < n_rows)
+        ok = mask & (cols * 0 + row < n_rows)  # a vector mask: this program's last rows may run past the end
         s = tl.load(S + row * stride_s + cols, mask=ok, other=0.0).to(tl.float32)
         dy = tl.load(DY + row * stride_dy + cols, mask=ok, other=0.0).to(tl.float32)
         rstd = tl.load(RSTD + row, mask=row < n_rows, other=0.0)

@@ -142,8 +142,11 @@ def test_unknown_kernels_choice_names_the_field():
 # ------------------------------------------------------------------------------------------- GPU kernels
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (the Triton and liger kernels)")
 # bf16 tolerance, relative to the largest magnitude of the reference: the reference rounds to bf16 after each
-# PyTorch op (2^-8 each), the fused kernels once, so element-wise relative checks fail on cancellations.
-BF16_TOLERANCE = 2e-2
+# PyTorch op (2^-8 each), the fused kernels once, so element-wise checks fail on a few cancelling elements (seen:
+# 14 of 332,800 rotary gradients off by 0.035). Run through Triton's interpreter on CPU, the kernels' errors on these
+# tests' shapes were 0.4-1.3% of the largest value; 3e-2 leaves room for the GPU's larger shapes, and an indexing or
+# sign error is off by the value itself.
+BF16_TOLERANCE = 3e-2
 
 
 def _gpu_impls() -> list[str]:
