@@ -104,13 +104,14 @@ class Transformer(nn.Module):
 
         rope_end: with ``positions``, one past their largest value when the caller knows it (``RotaryTable.at``)."""
         x = self.embed_tokens(input_ids)
-        if self.config.residual_dtype == "autocast" and torch.is_autocast_enabled(x.device.type):
-            x = x.to(torch.get_autocast_dtype(x.device.type))  # the whole residual stream in bf16 (ModelConfig)
         if positions is not None:
             rope = self.rotary.at(positions, x.dtype, rope_end) if self.rotary is not None else None
             ctx = AttentionContext(positions, rope, self.alibi_slopes, cache, start_pos)
         else:
             ctx = self._context(input_ids.shape[1], start_pos, cache, x.dtype, x.device)
+        if self.config.residual_dtype == "autocast" and torch.is_autocast_enabled(x.device.type):
+            # The residual stream in bf16 (ModelConfig); the RoPE table above keeps the parameters' precision.
+            x = x.to(torch.get_autocast_dtype(x.device.type))
         for block in self.layers:
             if self.activation_checkpointing and self.training:
                 x = checkpoint(block, x, ctx, use_reentrant=False)
