@@ -3,8 +3,9 @@ rotary embedding, in the implementation ``ModelConfig.kernels`` names.
 
 ``torch`` is the reference: plain PyTorch, what the model always ran, and what ``torch.compile`` fuses on its own. It
 also runs whenever the tensors are not on a GPU, whatever ``kernels`` says, so CPU tests compare the other paths'
-contract against it. ``triton`` runs our kernels (``triton_ops``, imported on first GPU use); ``liger`` runs
-liger-kernel's (the ``gpu`` extra, imported on first GPU use, with a message naming the package when missing).
+contract against it. ``triton`` runs our kernels (``triton_ops``); ``liger`` runs liger-kernel's (the ``gpu`` extra,
+with a message naming the package when missing). Both are imported by ``load`` when a layer is built on a machine
+with a GPU, never on a CPU-only one.
 Why fuse at all: after the GEMMs and attention, these memory-bound kernels were 13-24% of a training step on an H200
 (bench/RESULTS.md, issue 16), and each moves the whole activation through memory once more in each direction.
 """
