@@ -21,7 +21,7 @@ Phases
     profile     the CUDA kernels of three steps of `--profile-variant` at the first size, grouped (matmul,
                 attention, fused element-wise, optimizer, other), with the wall time of a step beside their sum.
     quality     `--quality-variants` at 125M on a real corpus (`--corpus`: a folder from `trainer.data.pack`, e.g.
-                from `bench/make_corpus.py`), same data, token budget and schedule; validation loss curves to JSON
+                from `bench/byte_corpus.py`), same data, token budget and schedule; validation loss curves to JSON
                 and a PNG.
 
     PYTHONPATH=. python3 bench/train.py --json train.json --plot quality.png --corpus .bench_data/corpus
@@ -331,7 +331,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--log-every", type=int, default=5)
     parser.add_argument("--seq-len", type=int, default=2048)
-    parser.add_argument("--profile-variant", default="ours+proj+triton+bf16res")
+    parser.add_argument("--profile-variant", default="ours")
     parser.add_argument("--corpus", type=Path, help="packed token folder for the quality phase")
     parser.add_argument("--quality-variants", default="hf,ours,ours+proj+triton+bf16res")
     parser.add_argument("--quality-steps", type=int, default=400)
