@@ -1,20 +1,28 @@
-"""Training benchmark (issue 6), on one CUDA GPU: our model + engine vs transformers' LlamaForCausalLM.
+"""Training benchmark (issues 6 and 16), on one CUDA GPU: our model + engine, with each speed change toggled, vs
+transformers' LlamaForCausalLM + torch.compile, in one run.
 
 Both models are built from the same ModelConfig (via our HF config export) and trained by the same loop
 (`llm_platform.trainer.train.loop.train`): same batch, data, fused AdamW with fp32 master weights, bf16 autocast and
-`torch.compile`. Only the module differs: ours (with the LM head fused into the loss, or not) or
-`LlamaForCausalLM` (SDPA attention) whose logits go through the plain cross-entropy. Ours runs once per compile
-granularity in `--granularity`: one graph for the whole loss module (`model`) or one per block plus the head with
-the loss (`block`); HF is always compiled whole.
+`torch.compile`. HF's logits go through the plain cross-entropy; ours fuses the LM head into the loss.
+
+Variants (`--variants`, comma-separated): `hf`, or `ours` followed by any of these toggles joined with `+`:
+    proj     fused QKV and gate/up projections  (ModelConfig.fused_projections)
+    triton   our Triton RMSNorm+residual, SwiGLU and rotary kernels  (ModelConfig.kernels = "triton")
+    liger    liger-kernel's kernels instead  (ModelConfig.kernels = "liger"; needs liger-kernel)
+    bf16res  the residual stream in bf16  (ModelConfig.residual_dtype = "autocast")
+    cudnn / flash / efficient   one SDPA backend  (ModelConfig.attn_impl)
+    plainloss  the LM head's logits materialised and a plain cross-entropy (no fused loss)
+    fp8      torchao float8 linears (TrainConfig.fp8; needs torchao); `hf+fp8` too
+e.g. `ours+proj+triton+bf16res+fp8`. Ratios: each row against `hf` and against `ours` (both bf16) of its size.
 
 Phases
     throughput  tokens/s and MFU at 125M (d768 L12 GQA 12/4, vocab 32000, 16 x 2048) and 1.1B (d2048 L22 GQA 32/4,
-                ffn 5632, 8 x 2048); ratio = ours / HF.
-    profile     the CUDA kernels of three steps of ours at 125M (the fastest granularity), grouped (matmul,
+                ffn 5632, 8 x 2048) for every variant.
+    profile     the CUDA kernels of three steps of `--profile-variant` at the first size, grouped (matmul,
                 attention, fused element-wise, optimizer, other), with the wall time of a step beside their sum.
-    fp8         ours at the last size with torchao float8 linears (needs torchao), against its bf16 throughput row.
-    quality     ours vs HF at 125M on a real corpus (`--corpus`: a folder from `trainer.data.pack`), same token budget;
-                validation loss curves to JSON and a PNG.
+    quality     `--quality-variants` at 125M on a real corpus (`--corpus`: a folder from `trainer.data.pack`, e.g.
+                from `bench/byte_corpus.py`), same data, token budget and schedule; validation loss curves to JSON
+                and a PNG.
 
     PYTHONPATH=. python3 bench/train.py --json train.json --plot quality.png --corpus .bench_data/corpus
     PYTHONPATH=. python3 bench/train.py --device cpu --tiny          # a smoke test of this script
@@ -25,6 +33,7 @@ This script and what it imports must not need pydantic (the GPU machine has none
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import gc
 import io
@@ -81,22 +90,61 @@ def model_config(spec: dict, seq_len: int):
     return get_config(spec.pop("preset"), max_seq_len=seq_len, **spec)
 
 
-def build(kind: str, config, device: torch.device, seed: int = 0) -> tuple[nn.Module, nn.Module]:
-    """(model, loss module) for `ours-fused`, `ours-plain` or `hf`, initialised from `seed`."""
+TOGGLES = {
+    "proj": {"fused_projections": True},
+    "triton": {"kernels": "triton"},
+    "liger": {"kernels": "liger"},
+    "bf16res": {"residual_dtype": "autocast"},
+    "cudnn": {"attn_impl": "cudnn"},
+    "flash": {"attn_impl": "flash"},
+    "efficient": {"attn_impl": "efficient"},
+}
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Variant:
+    """One row of the table: which model, which ModelConfig changes, fused loss or not, FP8 or not."""
+
+    name: str
+    kind: str  # "ours" or "hf"
+    overrides: dict
+    fused_loss: bool
+    fp8: bool
+
+    @classmethod
+    def parse(cls, name: str) -> Variant:
+        legacy = {"ours-fused": "ours", "ours-plain": "ours+plainloss"}
+        head, *toggles = legacy.get(name, name).split("+")
+        if head not in ("ours", "hf"):
+            raise SystemExit(f"variant {name!r}: must start with 'ours' or 'hf'")
+        overrides: dict = {}
+        for toggle in toggles:
+            if toggle in ("fp8", "plainloss"):
+                continue
+            if toggle not in TOGGLES or head == "hf":
+                raise SystemExit(
+                    f"variant {name!r}: unknown toggle {toggle!r}; known: {sorted(TOGGLES)}, fp8, plainloss"
+                )
+            overrides.update(TOGGLES[toggle])
+        return cls(name, head, overrides, head == "ours" and "plainloss" not in toggles, "fp8" in toggles)
+
+
+def build(variant: Variant, config, device: torch.device, seed: int = 0) -> tuple[nn.Module, nn.Module]:
+    """(model, loss module) for a variant, initialised from `seed`."""
     torch.manual_seed(seed)
-    if kind == "hf":
+    if variant.kind == "hf":
         import transformers
 
         hf_config = transformers.AutoConfig.for_model(**config_to_hf(config))
         hf_config._attn_implementation = "sdpa"
         model = transformers.AutoModelForCausalLM.from_config(hf_config).to(device)
         return model, NextTokenLoss(HFLogits(model))
-    model = Transformer(config).to(device)
-    return model, NextTokenLoss(model, fused_loss=kind == "ours-fused")
+    model = Transformer(dataclasses.replace(config, **variant.overrides)).to(device)
+    return model, NextTokenLoss(model, fused_loss=variant.fused_loss)
 
 
 def run(
-    kind: str,
+    variant: Variant,
     config,
     micro_batch: int,
     seq_len: int,
@@ -109,8 +157,7 @@ def run(
 ):
     """Train one model with the engine; returns its numbers."""
     device = torch.device(args.device)
-    fp8 = train_kw.pop("fp8", False)
-    model, objective = build(kind, config, device)
+    model, objective = build(variant, config, device)
     tc = TrainConfig(
         steps=steps,
         micro_batch=micro_batch,
@@ -118,7 +165,7 @@ def run(
         precision="bf16",
         compile=not args.no_compile,
         log_every=args.log_every,
-        fp8=fp8,
+        fp8=variant.fp8,
         **train_kw,
     )
     if tokens is None:
@@ -147,7 +194,7 @@ def run(
     tps = float(np.median(steady)) if steady else None
     peak = 989.5e12 if device.type == "cuda" else None
     out = {
-        "model": kind + ("+fp8" if fp8 else "") + ("" if kind == "hf" or args.no_compile else f"/{granularity}"),
+        "model": variant.name + ("" if variant.kind == "hf" or args.no_compile else f"/{granularity}"),
         "params": num_params(config),
         "tokens_per_s": round(tps, 1) if tps else None,
         "mfu": round(flops_per_token(config, seq_len) * tps / peak, 4) if tps and peak else None,
@@ -168,13 +215,13 @@ def release() -> None:
         torch.cuda.empty_cache()
 
 
-def profile(config, micro_batch: int, seq_len: int, args, granularity: str) -> dict:
-    """Kernel time of three steps of ours (fused loss), grouped by kind, and the wall time of a step."""
+def profile(variant: Variant, config, micro_batch: int, seq_len: int, args, granularity: str) -> dict:
+    """Kernel time of three steps of a variant of ours, grouped by kind, and the wall time of a step."""
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
     device = torch.device(args.device)
-    model, objective = build("ours-fused", config, device)
+    model, objective = build(variant, config, device)
     if not args.no_compile:
         compile_for_training(objective, model, granularity)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
@@ -213,6 +260,7 @@ def profile(config, micro_batch: int, seq_len: int, args, granularity: str) -> d
         groups[kernel_group(e.key)] = groups.get(kernel_group(e.key), 0.0) + e.self_device_time_total
     top = sorted(kernels, key=lambda e: -e.self_device_time_total)[:20]
     return {
+        "variant": variant.name,
         "granularity": granularity,
         "wall_step_ms": round(wall_ms, 2),
         "step_ms": round(total / 3 / 1e3, 2),
@@ -252,16 +300,40 @@ def plot(curves: dict[str, list], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+DEFAULT_VARIANTS = (
+    "hf,ours,ours+proj,ours+triton,ours+liger,ours+bf16res,ours+proj+triton+bf16res,"
+    "hf+fp8,ours+fp8,ours+proj+triton+bf16res+fp8"
+)
+
+
+def add_ratios(rows: list[dict], size: str) -> None:
+    """Each row's tokens/s against `hf` and against `ours` of the same size (bf16 both), printed as a table line."""
+    base = {r["model"].split("/")[0]: r["tokens_per_s"] for r in rows if r.get("tokens_per_s")}
+    for r in rows:
+        if not r.get("tokens_per_s"):
+            continue
+        for ref in ("hf", "ours"):
+            if base.get(ref):
+                r[f"ratio_vs_{ref}"] = round(r["tokens_per_s"] / base[ref], 3)
+        print(
+            f"[{size}] {r['model']:<40} {r['tokens_per_s']:>11,.0f} tok/s  MFU {r['mfu']}  "
+            f"x{r.get('ratio_vs_hf')} hf  x{r.get('ratio_vs_ours')} ours  loss {r['loss_end']}",
+            flush=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--phases", default="throughput,profile,fp8,quality")
+    parser.add_argument("--phases", default="throughput,profile,quality")
     parser.add_argument("--sizes", default="125m,1.1b")
-    parser.add_argument("--variants", default="ours-fused,ours-plain,hf")
-    parser.add_argument("--granularity", default="model,block", help="compile granularities to run ours with")
+    parser.add_argument("--variants", default=DEFAULT_VARIANTS, help="see the module docstring")
+    parser.add_argument("--granularity", default="model", help="compile granularities to run ours with (model,block)")
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--log-every", type=int, default=5)
     parser.add_argument("--seq-len", type=int, default=2048)
+    parser.add_argument("--profile-variant", default="ours")
     parser.add_argument("--corpus", type=Path, help="packed token folder for the quality phase")
+    parser.add_argument("--quality-variants", default="hf,ours,ours+proj+triton+bf16res")
     parser.add_argument("--quality-steps", type=int, default=400)
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--tiny", action="store_true", help="tiny sizes (smoke test)")
@@ -277,6 +349,7 @@ def main() -> None:
     if args.device == "cuda":
         report["gpu"] = torch.cuda.get_device_name()
     sizes = {"tiny": TINY} if args.tiny else {s: SIZES[s] for s in args.sizes.split(",")}
+    variants = [Variant.parse(v) for v in args.variants.split(",")]
 
     def time_left() -> bool:
         return time.monotonic() - started < args.budget_s
@@ -286,59 +359,32 @@ def main() -> None:
             args.json.write_text(json.dumps(report, indent=2))
 
     granularities = args.granularity.split(",")
-    runs = [(k, "model") if k == "hf" else (k, g) for k in args.variants.split(",") for g in granularities]
-    runs = list(dict.fromkeys(runs))
+    runs = [(v, "model") if v.kind == "hf" else (v, g) for v in variants for g in granularities]
+    runs = list({(v.name, g): (v, g) for v, g in runs}.values())
     if "throughput" in phases:
         report["throughput"] = {}
         for size, (spec, micro_batch) in sizes.items():
             config = model_config(spec, seq_len)
-            rows = []
-            for kind, granularity in runs:
+            rows = report["throughput"][size] = []
+            for variant, granularity in runs:
                 if not time_left():
                     break
-                rows.append(run(kind, config, micro_batch, seq_len, args.steps, args, granularity=granularity))
+                try:
+                    rows.append(run(variant, config, micro_batch, seq_len, args.steps, args, granularity=granularity))
+                except (ImportError, RuntimeError) as e:  # a missing extra (torchao, liger) or a failed kernel
+                    rows.append({"model": variant.name, "error": f"{type(e).__name__}: {e}"[:300]})
+                    release()
                 print(f"[{size}] {json.dumps(rows[-1])}", flush=True)
-            report["throughput"][size] = rows
-            hf = next((r for r in rows if r["model"] == "hf"), None)
-            for r in rows:
-                if hf and r["tokens_per_s"] and hf["tokens_per_s"]:
-                    r["ratio_vs_hf"] = round(r["tokens_per_s"] / hf["tokens_per_s"], 3)
-                    print(
-                        f"[{size}] {r['model']}: {r['tokens_per_s']:,.0f} tok/s, MFU {r['mfu']}, "
-                        f"{r['ratio_vs_hf']}x HF",
-                        flush=True,
-                    )
+                save()
+            add_ratios(rows, size)
             save()
     if "profile" in phases and time_left():
         spec, micro_batch = next(iter(sizes.values()))
-        ours = [r for r in report.get("throughput", {}).get(next(iter(sizes)), []) if r["model"].startswith("ours")]
-        fastest = max(ours, key=lambda r: r["tokens_per_s"] or 0)["model"].split("/")[-1] if ours else None
-        granularity = fastest if fastest in granularities else granularities[0]
-        report["profile"] = profile(model_config(spec, seq_len), micro_batch, seq_len, args, granularity)
+        variant = Variant.parse(args.profile_variant)
+        config = model_config(spec, seq_len)
+        report["profile"] = profile(variant, config, micro_batch, seq_len, args, granularities[0])
         release()
         print(json.dumps(report["profile"], indent=1), flush=True)
-        save()
-    if "fp8" in phases and time_left():
-        size, (spec, micro_batch) = list(sizes.items())[-1]
-        name = f"ours-fused/{granularities[0]}"
-        bf16 = next((r for r in report.get("throughput", {}).get(size, []) if r["model"] == name), None)
-        try:
-            row = run(
-                "ours-fused",
-                model_config(spec, seq_len),
-                micro_batch,
-                seq_len,
-                args.steps,
-                args,
-                granularity=granularities[0],
-                fp8=True,
-            )
-            if bf16 and bf16["tokens_per_s"] and row["tokens_per_s"]:
-                row["ratio_vs_bf16"] = round(row["tokens_per_s"] / bf16["tokens_per_s"], 3)
-        except (ImportError, RuntimeError) as e:
-            row = {"model": "ours-fused+fp8", "error": f"{type(e).__name__}: {e}"[:300]}
-        print(f"[fp8 {size}] {json.dumps(row)}", flush=True)
-        report["fp8"] = {size: row}
         save()
     if "quality" in phases and args.corpus and time_left():
         spec, _ = next(iter(sizes.values()))
@@ -347,10 +393,12 @@ def main() -> None:
         meta = json.loads((args.corpus / "meta.json").read_text())
         config = model_config({**spec, "vocab_size": meta["vocab_size"]}, q_seq)
         curves, rows = {}, []
-        for kind in ("ours-fused", "hf"):
+        for name in args.quality_variants.split(","):
+            if not time_left():
+                break
             rows.append(
                 run(
-                    kind,
+                    Variant.parse(name),
                     config,
                     q_batch,
                     q_seq,
@@ -365,8 +413,8 @@ def main() -> None:
                     granularity=granularities[0],
                 )
             )
-            curves[kind] = rows[-1]["val_curve"]
-            print(f"[quality] {kind}: final val loss {curves[kind][-1][1]:.4f}", flush=True)
+            curves[name] = rows[-1]["val_curve"]
+            print(f"[quality] {name}: final val loss {curves[name][-1][1]:.4f}  curve {curves[name]}", flush=True)
         report["quality"] = {"tokens": args.quality_steps * q_batch * q_seq, "runs": rows}
         if args.plot:
             plot(curves, args.plot)

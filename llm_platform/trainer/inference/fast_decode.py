@@ -131,12 +131,15 @@ class FastBlock(nn.Module):
         self.attn_norm, self.mlp_norm = block.attn_norm, block.mlp_norm
         self.q_norm, self.k_norm = attn.q_norm, attn.k_norm
         self.n_heads, self.n_kv_heads, self.head_dim = attn.n_heads, attn.n_kv_heads, attn.head_dim
-        self.qkv = fuse_linears([attn.q_proj, attn.k_proj, attn.v_proj])
+        self.qkv = attn.qkv_proj if attn.fused else fuse_linears([attn.q_proj, attn.k_proj, attn.v_proj])
         self.o_proj = attn.o_proj
         mlp = block.mlp
         self.gated = isinstance(mlp, GatedMLP)
         self.act = ACTIVATIONS[config.mlp]
-        self.up = fuse_linears([mlp.gate_proj, mlp.up_proj]) if self.gated else mlp.up_proj
+        if self.gated:
+            self.up = mlp.gate_up_proj if mlp.fused else fuse_linears([mlp.gate_proj, mlp.up_proj])
+        else:
+            self.up = mlp.up_proj
         self.down = mlp.down_proj
         self.attention, self.splits = attention, splits
         param = next(block.parameters())

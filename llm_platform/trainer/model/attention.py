@@ -10,10 +10,10 @@ from torch import nn
 
 from .alibi import alibi_bias
 from .config import ModelConfig
+from .fused_ops import load, rotary
 from .init import WeightInit, init_children
 from .kernels import attention, prefix_positions, resolve_flash_attn
 from .norm import RMSNorm
-from .rope import apply_rotary
 
 
 @dataclass
@@ -36,6 +36,10 @@ class AttentionContext:
 
 
 class Attention(nn.Module):
+    """Projections, RoPE, attention, output projection. With ``fused_projections`` the queries, keys and values come
+    from one ``qkv_proj`` (rows: H query heads, then H_kv key heads, then H_kv value heads), one GEMM instead of three.
+    """
+
     def __init__(self, config: ModelConfig, layer: int) -> None:
         super().__init__()
         self.layer = layer
@@ -43,22 +47,26 @@ class Attention(nn.Module):
         self.window = config.window_for_layer(layer)
         self.impl = config.attn_impl
         self.flash_fn = resolve_flash_attn(config.attn_impl)
-        self.q_proj = nn.Linear(config.dim, self.n_heads * self.head_dim, bias=config.qkv_bias)
-        self.k_proj = nn.Linear(config.dim, self.n_kv_heads * self.head_dim, bias=config.qkv_bias)
-        self.v_proj = nn.Linear(config.dim, self.n_kv_heads * self.head_dim, bias=config.qkv_bias)
+        self.kernels, self.fused = config.kernels, config.fused_projections
+        load(config.kernels)
+        q_out, kv_out = self.n_heads * self.head_dim, self.n_kv_heads * self.head_dim
+        if self.fused:
+            self.qkv_proj = nn.Linear(config.dim, q_out + 2 * kv_out, bias=config.qkv_bias)
+        else:
+            self.q_proj = nn.Linear(config.dim, q_out, bias=config.qkv_bias)
+            self.k_proj = nn.Linear(config.dim, kv_out, bias=config.qkv_bias)
+            self.v_proj = nn.Linear(config.dim, kv_out, bias=config.qkv_bias)
         self.o_proj = nn.Linear(self.n_heads * self.head_dim, config.dim, bias=config.attn_out_bias)
         self.q_norm = RMSNorm(self.head_dim, config.norm_eps) if config.qk_norm else None
         self.k_norm = RMSNorm(self.head_dim, config.norm_eps) if config.qk_norm else None
 
     def forward(self, x: torch.Tensor, ctx: AttentionContext) -> torch.Tensor:
         batch, seq, _ = x.shape
-        q = self.q_proj(x).view(batch, seq, self.n_heads, self.head_dim).transpose(1, 2)
-        k = self.k_proj(x).view(batch, seq, self.n_kv_heads, self.head_dim).transpose(1, 2)
-        v = self.v_proj(x).view(batch, seq, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        q, k, v = self._project(x)
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
         if ctx.rope is not None:
-            q, k = apply_rotary(q, *ctx.rope), apply_rotary(k, *ctx.rope)
+            q, k = rotary(q, k, *ctx.rope, self.kernels)
 
         k_positions = None
         if ctx.cache is not None:
@@ -85,3 +93,15 @@ class Attention(nn.Module):
         """Projections Normal(0, std) with zero biases, o_proj (into the residual stream) the residual std, q/k norms
         unit gains."""
         init_children(self, init, residual=self.o_proj)
+
+    def _project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Queries [B, H, T, D], keys and values [B, H_kv, T, D] (views of the projections' outputs)."""
+        batch, seq, _ = x.shape
+        if self.fused:
+            heads = self.qkv_proj(x).view(batch, seq, self.n_heads + 2 * self.n_kv_heads, self.head_dim)
+            q, k, v = heads.split([self.n_heads, self.n_kv_heads, self.n_kv_heads], dim=2)
+            return q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+        q = self.q_proj(x).view(batch, seq, self.n_heads, self.head_dim).transpose(1, 2)
+        k = self.k_proj(x).view(batch, seq, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        v = self.v_proj(x).view(batch, seq, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        return q, k, v

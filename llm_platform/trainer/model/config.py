@@ -28,6 +28,8 @@ PositionEncoding = Literal["rope", "alibi", "none"]
 Attention = Literal["gqa", "mla"]
 RouterScore = Literal["softmax", "sigmoid"]
 AttnImpl = Literal["auto", "sdpa", "flash_attn", "cudnn", "flash", "efficient", "math"]
+Kernels = Literal["torch", "triton", "liger"]
+ResidualDtype = Literal["float32", "autocast"]
 
 
 @dataclass
@@ -87,6 +89,16 @@ class ModelConfig:
         attn_impl: attention kernel: ``auto`` (flash_attn package if installed, else SDPA with the fastest backend),
             ``sdpa``, ``flash_attn``, or one SDPA backend (``cudnn``, ``flash``, ``efficient``, ``math``). It picks
             among CUDA kernels; on CPU, PyTorch's CPU attention always runs (``flash_attn`` then raises).
+        fused_projections: one ``qkv_proj`` for the queries, keys and values and one ``gate_up_proj`` for a gated MLP
+            (fewer, larger GEMMs; MLA's low-rank projections and MoE experts stay as they are). Hugging Face
+            checkpoints keep the separate weights: ``hf.py`` joins them on load and splits them on save. Off by
+            default because adapters (LoRA targets such as ``q_proj``) name the separate projections.
+        kernels: element-wise kernels: ``torch`` (plain PyTorch, which ``torch.compile`` fuses), ``triton`` (ours:
+            RMSNorm + residual add, SwiGLU, rotary; ``fused_ops.py``) or ``liger`` (liger-kernel's, needs the
+            package). On CPU every choice runs the PyTorch path.
+        residual_dtype: ``float32`` keeps the residual stream in the parameters' dtype (float32 master weights under
+            autocast); ``autocast`` casts the embedding output to the autocast dtype (bf16), halving the bytes every
+            residual add, norm and their gradients move.
     """
 
     vocab_size: int = 32000
@@ -137,6 +149,9 @@ class ModelConfig:
 
     init_std: float = 0.02
     attn_impl: AttnImpl = "auto"
+    fused_projections: bool = False
+    kernels: Kernels = "torch"
+    residual_dtype: ResidualDtype = "float32"
 
     def __post_init__(self) -> None:
         validate(self)

@@ -6,11 +6,14 @@
 Other files in the folder (tokenizer, generation config, README) are ignored on load and left alone on save.
 Expert weights are read both in the hub's per-expert layout and in transformers 5's fused layout, and written per
 expert (the layout every transformers version and vLLM read). DeepSeek's interleaved RoPE channels are permuted to
-our rotate-half layout on load and back on save.
+our rotate-half layout on load and back on save. A model with ``fused_projections`` keeps one ``qkv_proj`` and one
+``gate_up_proj`` per layer; checkpoints always hold the separate q/k/v and gate/up weights, joined on load and split
+on save.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -82,6 +85,46 @@ def _permute_mla_rope(state: dict[str, torch.Tensor], config: ModelConfig, *, to
         state[prefix + "kv_a_proj.weight"] = torch.cat((kv[:rank], kv[rank:][perm]))
 
 
+_FUSED = {  # our fused projection -> the separate ones it stacks, in row order
+    "qkv_proj": ("q_proj", "k_proj", "v_proj"),
+    "gate_up_proj": ("gate_proj", "up_proj"),
+}
+_FUSED_NAME = re.compile(r"(.+\.)(qkv_proj|gate_up_proj)\.(weight|bias)$")
+_SEPARATE_NAME = re.compile(r"(.+\.)(q_proj|gate_proj)\.(weight|bias)$")
+
+
+def split_fused_projections(state: dict[str, torch.Tensor], config: ModelConfig) -> dict[str, torch.Tensor]:
+    """``qkv_proj`` and ``gate_up_proj`` weights and biases (dense MLPs and shared experts) replaced by the separate
+    projections they stack."""
+    kv = config.kv_heads * config.head_size
+    out: dict[str, torch.Tensor] = {}
+    for name, tensor in state.items():
+        match = _FUSED_NAME.match(name)
+        if match is None:
+            out[name] = tensor
+            continue
+        prefix, fused, leaf = match.groups()
+        pieces = tensor.split([tensor.shape[0] - 2 * kv, kv, kv]) if fused == "qkv_proj" else tensor.chunk(2)
+        for part, piece in zip(_FUSED[fused], pieces, strict=True):
+            out[f"{prefix}{part}.{leaf}"] = piece
+    return out
+
+
+def join_fused_projections(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The inverse of `split_fused_projections`: every q/k/v and gate/up set of weights (and biases) stacked."""
+    out = dict(state)
+    for name in list(state):
+        match = _SEPARATE_NAME.match(name)
+        if match is None:
+            continue
+        prefix, first, leaf = match.groups()
+        fused = "qkv_proj" if first == "q_proj" else "gate_up_proj"
+        names = [f"{prefix}{part}.{leaf}" for part in _FUSED[fused]]
+        if all(n in out for n in names):
+            out[f"{prefix}{fused}.{leaf}"] = torch.cat([out.pop(n) for n in names])
+    return out
+
+
 def our_param_name(hf_name: str, n_layers: int) -> str | None:
     """Our parameter name for a HF one; None for tensors we deliberately skip (MTP layers, rotary caches)."""
     if hf_name.endswith("rotary_emb.inv_freq"):
@@ -148,14 +191,14 @@ def state_dict_from_hf(tensors: Iterator[tuple[str, torch.Tensor]], config: Mode
         state[f"layers.{layer}.mlp.experts.{kind}"] = torch.stack([by_index[i] for i in range(config.n_experts)])
     if config.attention == "mla":
         _permute_mla_rope(state, config, to_hf=False)
-    return state
+    return join_fused_projections(state) if config.fused_projections else state
 
 
 def state_dict_to_hf(model: Transformer) -> dict[str, torch.Tensor]:
     """HF-named tensors for ``model`` (experts per expert; tied LM head left out, as transformers expects)."""
     config = model.config
     family = hf_family(config)
-    state = {k: v for k, v in model.state_dict().items()}
+    state = split_fused_projections(model.state_dict(), config)
     if config.attention == "mla":
         _permute_mla_rope(state, config, to_hf=True)
     ours_to_hf = {v: k for k, v in _TOP_LEVEL.items()}
@@ -202,17 +245,19 @@ def load_pretrained(
     *,
     dtype: torch.dtype | None = None,
     device: str | torch.device = "cpu",
+    fused_projections: bool = False,
 ) -> Transformer:
     """A Transformer with the weights of the HF checkpoint in ``path`` (config.json + safetensors).
 
     dtype: parameter dtype; None keeps the checkpoint's ``torch_dtype``/``dtype`` (float32 if absent).
+    fused_projections: build the model with fused QKV and gate/up projections (``ModelConfig.fused_projections``).
     """
     path = Path(path)
     config_file = path / "config.json"
     if not config_file.exists():
         raise FileNotFoundError(f"{path}: no config.json; expected a Hugging Face checkpoint folder")
     hf = json.loads(config_file.read_text())
-    config = config_from_hf(hf)
+    config = dataclasses.replace(config_from_hf(hf), fused_projections=fused_projections)
     if dtype is None:
         dtype = getattr(torch, hf.get("dtype") or hf.get("torch_dtype") or "float32")
     state = state_dict_from_hf(read_safetensors(path), config)

@@ -7,6 +7,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .config import ModelConfig
+from .fused_ops import load, swiglu, swiglu_packed
 from .init import WeightInit, init_children
 
 ACTIVATIONS = {
@@ -19,16 +20,32 @@ ACTIVATIONS = {
 
 
 class GatedMLP(nn.Module):
-    """down(act(gate(x)) * up(x)) (Shazeer, 2020): Llama's MLP when act is SiLU."""
+    """down(act(gate(x)) * up(x)) (Shazeer, 2020): Llama's MLP when act is SiLU.
+
+    With ``fused_projections`` gate and up are one ``gate_up_proj`` (rows: gate, then up), one GEMM instead of two.
+    """
 
     def __init__(self, config: ModelConfig, hidden: int) -> None:
         super().__init__()
-        self.act = ACTIVATIONS[config.mlp]
-        self.gate_proj = nn.Linear(config.dim, hidden, bias=config.mlp_bias)
-        self.up_proj = nn.Linear(config.dim, hidden, bias=config.mlp_bias)
+        self.act, self.is_swiglu, self.kernels = ACTIVATIONS[config.mlp], config.mlp == "swiglu", config.kernels
+        self.fused = config.fused_projections
+        load(config.kernels)
+        if self.fused:
+            self.gate_up_proj = nn.Linear(config.dim, 2 * hidden, bias=config.mlp_bias)
+        else:
+            self.gate_proj = nn.Linear(config.dim, hidden, bias=config.mlp_bias)
+            self.up_proj = nn.Linear(config.dim, hidden, bias=config.mlp_bias)
         self.down_proj = nn.Linear(hidden, config.dim, bias=config.mlp_bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fused:
+            gate_up = self.gate_up_proj(x)  # (B, T, 2 * hidden)
+            if self.is_swiglu:
+                return self.down_proj(swiglu_packed(gate_up, self.kernels))
+            gate, up = gate_up.chunk(2, dim=-1)
+            return self.down_proj(self.act(gate) * up)
+        if self.is_swiglu:
+            return self.down_proj(swiglu(self.gate_proj(x), self.up_proj(x), self.kernels))
         return self.down_proj(self.act(self.gate_proj(x)) * self.up_proj(x))
 
     def init_weights(self, init: WeightInit) -> None:

@@ -6,17 +6,7 @@ import torch
 from torch import nn
 
 from .config import ModelConfig
-
-
-def output_dtype(x: torch.Tensor) -> torch.dtype:
-    """What a norm returns: the autocast dtype under autocast (what the next matmul reads anyway), else x's dtype.
-
-    With float32 master weights the residual stream and the gains are float32, so the norm's product would be
-    float32 and every following projection would cast it again; returning bf16 directly halves the bytes the norm
-    writes and its consumers read, and the projections see the same values."""
-    if torch.is_autocast_enabled(x.device.type):
-        return torch.get_autocast_dtype(x.device.type)
-    return x.dtype
+from .fused_ops import add_rms_norm, load, output_dtype, rms_norm
 
 
 class RMSNorm(nn.Module):
@@ -26,15 +16,18 @@ class RMSNorm(nn.Module):
     Hugging Face bit for bit.
     """
 
-    def __init__(self, dim: int, eps: float = 1e-6) -> None:
+    def __init__(self, dim: int, eps: float = 1e-6, kernels: str = "torch") -> None:
         super().__init__()
-        self.eps = eps
+        self.eps, self.kernels = eps, kernels
+        load(kernels)
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x32 = x.float()
-        normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
-        return (self.weight * normed.to(x.dtype)).to(output_dtype(x))
+        return rms_norm(x, self.weight, self.eps, self.kernels)
+
+    def add_and_norm(self, x: torch.Tensor, delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x + delta, self(x + delta)): a block's residual add and the norm after it, fused on the GPU."""
+        return add_rms_norm(x, delta, self.weight, self.eps, self.kernels)
 
     def reset_parameters(self) -> None:
         nn.init.ones_(self.weight)
@@ -53,6 +46,10 @@ class LayerNorm(nn.Module):
         normed = nn.functional.layer_norm(x.float(), x.shape[-1:], eps=self.eps).to(x.dtype)
         return (normed * self.weight + self.bias).to(output_dtype(x))
 
+    def add_and_norm(self, x: torch.Tensor, delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        summed = x + delta
+        return summed, self(summed)
+
     def reset_parameters(self) -> None:
         nn.init.ones_(self.weight)
         nn.init.zeros_(self.bias)
@@ -61,4 +58,4 @@ class LayerNorm(nn.Module):
 def build_norm(config: ModelConfig, dim: int) -> nn.Module:
     if config.norm == "layernorm":
         return LayerNorm(dim, config.norm_eps)
-    return RMSNorm(dim, config.norm_eps)
+    return RMSNorm(dim, config.norm_eps, config.kernels)

@@ -47,8 +47,8 @@ class Block(nn.Module):
         self.mlp = MoE(config) if config.is_moe_layer(layer) else build_mlp(config, config.ffn_dim)
 
     def forward(self, x: torch.Tensor, ctx: AttentionContext) -> torch.Tensor:
-        x = x + self.attn(self.attn_norm(x), ctx)
-        return x + self.mlp(self.mlp_norm(x))
+        x, h = self.mlp_norm.add_and_norm(x, self.attn(self.attn_norm(x), ctx))
+        return x + self.mlp(h)
 
     def init_weights(self, init: WeightInit) -> None:
         init_children(self, init)
@@ -110,6 +110,9 @@ class Transformer(nn.Module):
             ctx = AttentionContext(positions, rope, self.alibi_slopes, cache, start_pos)
         else:
             ctx = self._context(input_ids.shape[1], start_pos, cache, x.dtype, x.device)
+        if self.config.residual_dtype == "autocast" and torch.is_autocast_enabled(x.device.type):
+            # The residual stream in bf16 (ModelConfig); the RoPE table above keeps the parameters' precision.
+            x = x.to(torch.get_autocast_dtype(x.device.type))
         for block in self.layers:
             x = block(x, ctx)
         return self.norm(x)

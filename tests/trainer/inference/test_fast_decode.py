@@ -35,6 +35,7 @@ def _model(preset: str = "llama-tiny", **overrides) -> Transformer:
         ("llama-tiny", {"qk_norm": True, "num_kv_heads": 1}),  # Qwen3-style norms, MQA
         ("mistral-tiny", {"sliding_window": 8}),  # windowed layers over the full static cache
         ("llama-tiny", {"mlp": "gelu", "position_encoding": "none"}),
+        ("qwen2-tiny", {"fused_projections": True}),  # the model's own qkv_proj / gate_up_proj, used as they are
     ],
 )
 def test_greedy_output_equals_generate(preset, overrides):

@@ -28,15 +28,20 @@ def randomize(hf_model: torch.nn.Module, seed: int = 0) -> None:
             tensor.copy_(noise + 1.0 if "norm" in name else noise)
 
 
-def roundtrip_max_diffs(hf_model: torch.nn.Module, seq_len: int = 40, batch: int = 2) -> tuple[float, float]:
-    """(|HF - ours loaded from HF|, |HF - HF loaded from our save|), max abs over all logits."""
+def roundtrip_max_diffs(
+    hf_model: torch.nn.Module, seq_len: int = 40, batch: int = 2, fused_projections: bool = False
+) -> tuple[float, float]:
+    """(|HF - ours loaded from HF|, |HF - HF loaded from our save|), max abs over all logits; ours built with
+    ``fused_projections`` or not."""
     from transformers import AutoModelForCausalLM
 
     hf_model.eval()
     ids = torch.randint(0, hf_model.config.vocab_size, (batch, seq_len), generator=torch.Generator().manual_seed(1))
     with tempfile.TemporaryDirectory() as hf_dir, tempfile.TemporaryDirectory() as our_dir, torch.no_grad():
         hf_model.save_pretrained(hf_dir)
-        ours = load_pretrained(hf_dir).eval()
+        ours = load_pretrained(hf_dir, fused_projections=fused_projections).eval()
+        fused_names = [n for n in ours.state_dict() if "qkv_proj" in n or "gate_up_proj" in n]
+        assert bool(fused_names) == fused_projections, fused_names[:4]
         reference = hf_model(ids).logits
         loaded_diff = (ours(ids) - reference).abs().max().item()
         save_pretrained(ours, our_dir)

@@ -64,7 +64,16 @@ def test_every_string_setting_is_a_literal_whose_choices_the_check_and_the_spec_
     assert [name for name, hint in hints.items() if hint is str] == []  # a free-form string setting would need a reason
     choices = choice_fields(ModelConfig)
     assert choices["mlp"] == ("swiglu", "geglu", "geglu_tanh", "reglu", "gelu")
-    assert set(choices) == {"norm", "mlp", "position_encoding", "attention", "router_score", "attn_impl"}
+    assert set(choices) == {
+        "norm",
+        "mlp",
+        "position_encoding",
+        "attention",
+        "router_score",
+        "attn_impl",
+        "kernels",
+        "residual_dtype",
+    }
     for name, allowed in choices.items():
         _, problems = override_problems({name: "nonsense"}, "llama-tiny")
         assert [p.loc for p in problems] == [("spec", "model", "overrides", name)]
