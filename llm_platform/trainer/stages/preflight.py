@@ -52,6 +52,8 @@ def needs(stage: Stage) -> list[Need]:
         found.append(Need("kind", ("fastapi",), "pip install 'llm-platform[serve]'"))
     train = stage.train
     if train is not None:
+        if train.optimizer == "paged_adamw8bit":  # QLoRA's recipe; its NF4 base itself is pure PyTorch
+            found.append(Need("train.optimizer", ("bitsandbytes",), "pip install 'llm-platform[gpu]'"))
         if train.parallel.strategy == "deepspeed":
             found.append(Need("train.parallel.strategy", ("deepspeed",), "pip install 'llm-platform[gpu]'"))
         if train.fp8:
