@@ -1,0 +1,102 @@
+"""Best-of-n sampling: n completions per prompt from the inference engine, each scored by a reward model, the best
+one kept (rejection sampling, as in InstructGPT's and Llama 2's reward-model evaluations).
+
+The engine samples the n completions of a prompt as one request (``SamplingParams.n``), so they share the prompt's
+KV blocks; the reward model reads each prompt + completion as token ids, so it must share the engine model's
+vocabulary (a reward model trained from the same base, as ``align.method: reward`` writes one).
+
+    engine = LLMEngine.from_pretrained("sft/model")
+    reward = load_reward_model("reward/model")
+    [best] = best_of_n(engine, reward, ["How do I sort a list?"], SamplingParams(n=8, max_tokens=64, seed=0))
+    best.best.text, best.rewards
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from llm_platform.trainer.train.reward import RewardModel
+
+from .engine import LLMEngine
+from .outputs import CompletionOutput
+from .params import InvalidRequest, SamplingParams
+
+
+@dataclass(frozen=True)
+class BestOfN:
+    """One prompt's completions (in sampling order), their rewards, and which one won (the first of any tie)."""
+
+    prompt_token_ids: list[int]
+    completions: list[CompletionOutput]
+    rewards: list[float]
+    best_index: int
+
+    @property
+    def best(self) -> CompletionOutput:
+        return self.completions[self.best_index]
+
+    @property
+    def best_reward(self) -> float:
+        return self.rewards[self.best_index]
+
+
+def pad_rows(rows: Sequence[Sequence[int]], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ids [B, T] and the attention mask marking the real tokens, as ``RewardModel`` reads them."""
+    width = max(len(r) for r in rows)
+    ids = torch.zeros(len(rows), width, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+        mask[i, : len(row)] = 1
+    return ids.to(device), mask.to(device)
+
+
+def score_sequences(reward: RewardModel, rows: Sequence[Sequence[int]], batch_size: int = 16) -> list[float]:
+    """The reward of each token sequence (prompt + response), scored in batches of ``batch_size`` rows."""
+    vocab, limit = reward.config.vocab_size, reward.config.max_seq_len
+    for i, row in enumerate(rows):
+        if not row:
+            raise ValueError(f"rows[{i}]: empty; a reward needs at least one token")
+        if max(row) >= vocab or min(row) < 0:
+            raise ValueError(
+                f"rows[{i}]: token id {max(row)} is outside the reward model's vocabulary ({vocab}); score with a "
+                "reward model trained from the same base as the policy"
+            )
+        if len(row) > limit:
+            raise ValueError(
+                f"rows[{i}]: {len(row)} tokens exceed the reward model's context ({limit}); lower max_tokens or "
+                "shorten the prompt"
+            )
+    device = next(reward.parameters()).device
+    scores: list[float] = []
+    for start in range(0, len(rows), batch_size):
+        ids, mask = pad_rows(rows[start : start + batch_size], device)
+        scores += reward.score(ids, mask).float().tolist()
+    return scores
+
+
+def best_of_n(
+    engine: LLMEngine,
+    reward: RewardModel,
+    prompts: Sequence[str | list[int]],
+    params: SamplingParams,
+    *,
+    batch_size: int = 16,
+) -> list[BestOfN]:
+    """For each prompt, ``params.n`` sampled completions, their rewards and the best; in prompt order."""
+    if not isinstance(params, SamplingParams):
+        raise InvalidRequest("params", f"must be SamplingParams, got {type(params).__name__}")
+    if params.n < 2:
+        raise InvalidRequest("n", f"best-of-n needs n >= 2 completions per prompt to choose from, got {params.n}")
+    outputs = engine.generate(list(prompts), params)
+    rows = [out.prompt_token_ids + c.token_ids for out in outputs for c in out.outputs]
+    rewards = score_sequences(reward, rows, batch_size)
+    results = []
+    for i, out in enumerate(outputs):
+        mine = rewards[i * params.n : (i + 1) * params.n]
+        best = max(range(len(mine)), key=mine.__getitem__)
+        results.append(BestOfN(list(out.prompt_token_ids), list(out.outputs), mine, best))
+    return results
