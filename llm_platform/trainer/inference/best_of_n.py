@@ -16,9 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import torch
-
-from llm_platform.trainer.train.reward import RewardModel
+from llm_platform.trainer.train.reward import RewardModel, score_sequences
 
 from .engine import LLMEngine
 from .outputs import CompletionOutput
@@ -41,41 +39,6 @@ class BestOfN:
     @property
     def best_reward(self) -> float:
         return self.rewards[self.best_index]
-
-
-def pad_rows(rows: Sequence[Sequence[int]], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded ids [B, T] and the attention mask marking the real tokens, as ``RewardModel`` reads them."""
-    width = max(len(r) for r in rows)
-    ids = torch.zeros(len(rows), width, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for i, row in enumerate(rows):
-        ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
-        mask[i, : len(row)] = 1
-    return ids.to(device), mask.to(device)
-
-
-def score_sequences(reward: RewardModel, rows: Sequence[Sequence[int]], batch_size: int = 16) -> list[float]:
-    """The reward of each token sequence (prompt + response), scored in batches of ``batch_size`` rows."""
-    vocab, limit = reward.config.vocab_size, reward.config.max_seq_len
-    for i, row in enumerate(rows):
-        if not row:
-            raise ValueError(f"rows[{i}]: empty; a reward needs at least one token")
-        if max(row) >= vocab or min(row) < 0:
-            raise ValueError(
-                f"rows[{i}]: token id {max(row)} is outside the reward model's vocabulary ({vocab}); score with a "
-                "reward model trained from the same base as the policy"
-            )
-        if len(row) > limit:
-            raise ValueError(
-                f"rows[{i}]: {len(row)} tokens exceed the reward model's context ({limit}); lower max_tokens or "
-                "shorten the prompt"
-            )
-    device = next(reward.parameters()).device
-    scores: list[float] = []
-    for start in range(0, len(rows), batch_size):
-        ids, mask = pad_rows(rows[start : start + batch_size], device)
-        scores += reward.score(ids, mask).float().tolist()
-    return scores
 
 
 def best_of_n(

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from llm_platform.trainer.inference import EngineConfig, InvalidRequest, LLMEngine, SamplingParams
-from llm_platform.trainer.inference.best_of_n import best_of_n, score_sequences
-from llm_platform.trainer.train.reward import RewardLoss, RewardModel, pair_accuracy
+from llm_platform.trainer.inference.best_of_n import best_of_n
+from llm_platform.trainer.train.reward import RewardLoss, RewardModel, pair_accuracy, score_sequences
 from tests.trainer.train.test_reward import VOCAB, decoder, pairs
 
 from .conftest import tiny_model
