@@ -1,0 +1,86 @@
+"""Built-in safety datasets, named in a spec as `builtin:<name>` where a JSONL path would go (a finetune or align
+stage's `dataset.path`, an eval stage's `refusals.requests`). They are built here, offline and deterministically, so
+the name (part of the stage's fingerprint) fixes the data as a file's content would.
+
+- `builtin:safety-refusals`: the refusal pairs (`refusal_pairs.build_refusal_set`): instruction records for SFT,
+  preference records for DPO; as eval requests, the held-out harmful and benign look-alike requests.
+- `builtin:safety-refusals-keyword`: the same requests answered as a keyword labeller answers them (instruction
+  records only): refused when the verb is on its list, answered otherwise; it teaches refusing words, not meanings.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .refusal_pairs import build_refusal_set, keyword_labelled_sft
+
+PREFIX = "builtin:"
+NAMES = ("safety-refusals", "safety-refusals-keyword")
+
+
+class BuiltinDatasetError(ValueError):
+    """A `builtin:` name or format that does not exist; the message names the field and the choices."""
+
+
+def _name(path: str, field: str) -> str:
+    name = path[len(PREFIX) :]
+    if name not in NAMES:
+        raise BuiltinDatasetError(
+            f"{field}: '{path}' is not a built-in dataset; known: {', '.join(PREFIX + n for n in NAMES)}"
+        )
+    return name
+
+
+def builtin_records(path: str, fmt: str, field: str = "dataset.path") -> list[dict]:
+    """The records of `builtin:<name>` in `fmt` (instruction or preference)."""
+    name = _name(path, field)
+    if fmt == "instruction":
+        return build_refusal_set().sft if name == "safety-refusals" else keyword_labelled_sft()
+    if fmt == "preference" and name == "safety-refusals":
+        return build_refusal_set().dpo
+    raise BuiltinDatasetError(f"{field}: '{path}' has no '{fmt}' records; it offers instruction"
+                              + (" and preference" if name == "safety-refusals" else ""))  # fmt: skip
+
+
+def dataset_file(path: str, fmt: str, folder: Path) -> str:
+    """`path` itself, or for `builtin:<name>` a JSONL file of its records written into `folder` (kept with the stage's
+    outputs, so what it trained on is on record)."""
+    if not path.startswith(PREFIX):
+        return path
+    records = builtin_records(path, fmt)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{path[len(PREFIX) :]}.{fmt}.jsonl"
+    target.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    return str(target)
+
+
+def refusal_requests(path: str, field: str = "eval.refusals.requests") -> tuple[list[str], list[str]]:
+    """(harmful prompts, benign prompts) of `builtin:safety-refusals` (its held-out requests) or of a local JSONL
+    file of {"prompt": ..., "kind": "harmful" | "benign"} records."""
+    if path.startswith(PREFIX):
+        if _name(path, field) != "safety-refusals":
+            raise BuiltinDatasetError(f"{field}: only {PREFIX}safety-refusals holds held-out requests")
+        held = build_refusal_set()
+        return [r["prompt"] for r in held.held_out_harmful], [r["prompt"] for r in held.held_out_benign]
+    harmful, benign = [], []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise BuiltinDatasetError(f"{path}:{number}: not JSON ({e.msg})") from None
+            if (
+                not isinstance(record, dict)
+                or not isinstance(record.get("prompt"), str)
+                or record.get("kind") not in ("harmful", "benign")
+            ):
+                raise BuiltinDatasetError(
+                    f'{path}:{number}: expected {{"prompt": "...", "kind": "harmful" or "benign"}}'
+                )
+            (harmful if record["kind"] == "harmful" else benign).append(record["prompt"])
+    if not harmful or not benign:
+        raise BuiltinDatasetError(f"{field}: {path} needs at least one harmful and one benign request")
+    return harmful, benign
