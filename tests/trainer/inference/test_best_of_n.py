@@ -4,6 +4,8 @@ of what the preference rewarded, than plain samples."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -63,3 +65,32 @@ def test_bad_requests_are_named(reward):
         best_of_n(engine(), reward, PROMPTS[:1], SamplingParams(max_tokens=2))
     with pytest.raises(ValueError, match=r"rows\[1\]: token id 99 is outside the reward model's vocabulary \(64\)"):
         score_sequences(reward, [[1, 2], [3, 99]])
+
+
+def test_llmp_eval_best_of_n_prints_the_best_completion_of_each_prompt(tmp_path):
+    from typer.testing import CliRunner
+
+    from llm_platform.cli import app
+    from llm_platform.trainer.model.hf import save_pretrained
+    from llm_platform.trainer.tokenizer import train_bpe
+    from llm_platform.trainer.train.reward import save_reward_head
+
+    tokenizer = train_bpe(["how do I sort a list", "use sorted or list.sort", "merge sort splits"] * 5, 280)
+    policy = tiny_model(dim=32, n_layers=2, n_heads=4, num_kv_heads=4, ffn_dim=64, vocab_size=tokenizer.vocab_size)
+    scorer = RewardModel(tiny_model(dim=32, n_layers=1, n_heads=4, num_kv_heads=4, ffn_dim=64,
+                                    vocab_size=tokenizer.vocab_size))  # fmt: skip
+    torch.nn.init.normal_(scorer.head.weight)
+    for folder, model in ((tmp_path / "policy", policy), (tmp_path / "reward", scorer.decoder)):
+        save_pretrained(model, folder)
+        tokenizer.save(folder)
+    save_reward_head(scorer, tmp_path / "reward")
+    args = ["eval", "best-of-n", str(tmp_path / "policy"), str(tmp_path / "reward"), "-p", "how do I sort", "-p",
+            "merge sort", "--n", "3", "--max-tokens", "5"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.output.splitlines()]
+    assert [line["prompt"] for line in lines] == ["how do I sort", "merge sort"]
+    for line in lines:
+        assert len(line["rewards"]) == 3 and line["reward"] == max(line["rewards"])
+    missing = CliRunner().invoke(app, ["eval", "best-of-n", str(tmp_path / "policy"), str(tmp_path), "-p", "x"])
+    assert missing.exit_code == 2 and "no reward_head.safetensors" in missing.output
