@@ -16,7 +16,8 @@ class DatasetRef(SpecModel):
     path: ReadPath = Field(
         description="Glob or URI of JSONL files, or a built-in dataset: builtin:safety-refusals (refusal pairs: "
         "instruction or preference records), builtin:safety-refusals-keyword (the same requests answered by a "
-        "keyword labeller)."
+        "keyword labeller), builtin:safety-critique-revise (the stage's base model critiques and revises its answers "
+        "against written principles)."
     )
     format: Literal["instruction", "chat", "text", "preference"] = Field(
         "instruction",

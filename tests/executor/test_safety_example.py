@@ -1,7 +1,8 @@
 """examples/safety-align.yaml end to end with `llmp run` on CPU: a keyword-labelled assistant (refuses "kill",
 "shoot", "blow up", answers the rest) is tuned on refusal pairs (SFT, then DPO), and on held-out requests worded in
 ways no training record is, it then refuses more of the harmful ones and fewer of the benign look-alikes. The rates
-are the eval stages' own, and the content filter, with the refusal phrases as its blocklist, counts the same."""
+are the eval stages' own, and the content filter, with the refusal phrases as its blocklist, counts the same. A last
+stage runs the critique-and-revise pass on the aligned model and tunes on its revisions."""
 
 from __future__ import annotations
 
@@ -49,3 +50,7 @@ def test_safety_alignment_refuses_more_harmful_and_fewer_benign_requests_than_be
     trained_on = (store.fetch("sft") / "dataset" / "safety-refusals.instruction.jsonl").read_text().splitlines()
     held_out = {s["prompt"] for s in samples}
     assert held_out.isdisjoint(json.loads(line)["prompt"] for line in trained_on)
+    # the critique-and-revise pass ran through the engine on the aligned model, and its revisions were trained on
+    revised = (store.fetch("revise") / "dataset" / "safety-critique-revise.instruction.jsonl").read_text().splitlines()
+    assert revised and all(json.loads(line)["critique"] for line in revised)
+    assert store.manifest("revise").meta["metrics"]["steps"] == 5

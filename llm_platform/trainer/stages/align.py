@@ -41,7 +41,7 @@ def run(ctx: StageContext, out: Path) -> dict:
                                                    model.config.max_seq_len)  # fmt: skip
     data = load_preference_data(
         tokenizer,
-        dataset_file(spec.dataset.path, "preference", out / "dataset"),
+        dataset_file(spec.dataset.path, "preference", out / "dataset", base_dir),
         max_len=settings.seq_len,
         prompt_field=spec.dataset.prompt_field,
         chosen_field=spec.dataset.chosen_field,

@@ -34,7 +34,7 @@ def run(ctx: StageContext, out: Path) -> dict:
     settings = ctx.stage.train or default_settings(lr, model.config.max_seq_len)
     data = load_sft_data(
         tokenizer,
-        dataset_file(spec.dataset.path, spec.dataset.format, out / "dataset"),
+        dataset_file(spec.dataset.path, spec.dataset.format, out / "dataset", base_dir),
         spec.dataset.format,
         max_len=settings.seq_len,
         mask_prompt=spec.mask_prompt,

@@ -6,6 +6,10 @@ the name (part of the stage's fingerprint) fixes the data as a file's content wo
   preference records for DPO; as eval requests, the held-out harmful and benign look-alike requests.
 - `builtin:safety-refusals-keyword`: the same requests answered as a keyword labeller answers them (instruction
   records only): refused when the verb is on its list, answered otherwise; it teaches refusing words, not meanings.
+- `builtin:safety-critique-revise`: the stage's own base model answers the refusal pairs' training requests,
+  critiques each answer against `principles.md` and revises it, through the inference engine
+  (`critique_revise.py`): the revisions as instruction records, revision-over-original pairs as preference records.
+  Constitutional AI's supervised phase, on whatever model the stage tunes.
 """
 
 from __future__ import annotations
@@ -13,10 +17,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from llm_platform.confinement import check_local
+
 from .refusal_pairs import build_refusal_set, keyword_labelled_sft
 
 PREFIX = "builtin:"
-NAMES = ("safety-refusals", "safety-refusals-keyword")
+NAMES = ("safety-refusals", "safety-refusals-keyword", "safety-critique-revise")
+REVISE_MAX_TOKENS = 32
 
 
 class BuiltinDatasetError(ValueError):
@@ -32,9 +39,12 @@ def _name(path: str, field: str) -> str:
     return name
 
 
-def builtin_records(path: str, fmt: str, field: str = "dataset.path") -> list[dict]:
-    """The records of `builtin:<name>` in `fmt` (instruction or preference)."""
+def builtin_records(path: str, fmt: str, field: str = "dataset.path", model_dir: Path | None = None) -> list[dict]:
+    """The records of `builtin:<name>` in `fmt` (instruction or preference); `model_dir` is the model that
+    `safety-critique-revise` generates with."""
     name = _name(path, field)
+    if name == "safety-critique-revise":
+        return _critique_revise_records(fmt, field, model_dir)
     if fmt == "instruction":
         return build_refusal_set().sft if name == "safety-refusals" else keyword_labelled_sft()
     if fmt == "preference" and name == "safety-refusals":
@@ -43,12 +53,31 @@ def builtin_records(path: str, fmt: str, field: str = "dataset.path") -> list[di
                               + (" and preference" if name == "safety-refusals" else ""))  # fmt: skip
 
 
-def dataset_file(path: str, fmt: str, folder: Path) -> str:
+def _critique_revise_records(fmt: str, field: str, model_dir: Path | None) -> list[dict]:
+    from llm_platform.trainer.inference import LLMEngine
+
+    from .critique_revise import critique_and_revise
+
+    if fmt not in ("instruction", "preference"):
+        raise BuiltinDatasetError(f"{field}: builtin:safety-critique-revise offers instruction and preference records")
+    if model_dir is None:
+        raise BuiltinDatasetError(f"{field}: builtin:safety-critique-revise needs a model to generate with")
+    prompts = [r["prompt"] for r in build_refusal_set().sft]
+    result = critique_and_revise(LLMEngine.from_pretrained(model_dir), prompts, max_tokens=REVISE_MAX_TOKENS)
+    if not result.sft:
+        raise BuiltinDatasetError(
+            f"{field}: builtin:safety-critique-revise kept no revision of {len(prompts)} ({dict(result.counts)}); "
+            "the model revised nothing"
+        )
+    return result.sft if fmt == "instruction" else result.dpo
+
+
+def dataset_file(path: str, fmt: str, folder: Path, model_dir: Path | None = None) -> str:
     """`path` itself, or for `builtin:<name>` a JSONL file of its records written into `folder` (kept with the stage's
     outputs, so what it trained on is on record)."""
     if not path.startswith(PREFIX):
         return path
-    records = builtin_records(path, fmt)
+    records = builtin_records(path, fmt, model_dir=model_dir)
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{path[len(PREFIX) :]}.{fmt}.jsonl"
     target.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
@@ -63,6 +92,10 @@ def refusal_requests(path: str, field: str = "eval.refusals.requests") -> tuple[
             raise BuiltinDatasetError(f"{field}: only {PREFIX}safety-refusals holds held-out requests")
         held = build_refusal_set()
         return [r["prompt"] for r in held.held_out_harmful], [r["prompt"] for r in held.held_out_benign]
+    if "://" in path and not path.startswith("file://"):
+        raise BuiltinDatasetError(f"{field}: {path} must be a local JSONL file (or builtin:safety-refusals)")
+    path = path.removeprefix("file://")
+    check_local(path, "read", field)
     harmful, benign = [], []
     with open(path, encoding="utf-8") as f:
         for number, line in enumerate(f, 1):

@@ -81,6 +81,8 @@ def test_builtin_datasets_load_as_the_finetune_and_align_stages_read_them(tmp_pa
         dataset_file("builtin:toxic", "instruction", tmp_path)
     with pytest.raises(BuiltinDatasetError, match="has no 'preference' records; it offers instruction$"):
         dataset_file("builtin:safety-refusals-keyword", "preference", tmp_path)
+    with pytest.raises(BuiltinDatasetError, match="builtin:safety-critique-revise needs a model to generate with"):
+        dataset_file("builtin:safety-critique-revise", "instruction", tmp_path)
 
 
 def test_refusal_requests_come_from_the_held_out_set_or_a_checked_file(tmp_path):
