@@ -22,7 +22,6 @@ from llm_platform.confinement import check_local
 from .refusal_pairs import build_refusal_set, keyword_labelled_sft
 
 PREFIX = "builtin:"
-NAMES = ("safety-refusals", "safety-refusals-keyword", "safety-critique-revise")
 REVISE_MAX_TOKENS = 32
 
 
@@ -30,27 +29,38 @@ class BuiltinDatasetError(ValueError):
     """A `builtin:` name or format that does not exist; the message names the field and the choices."""
 
 
-def _name(path: str, field: str) -> str:
+OFFERS = {
+    "safety-refusals": ("instruction", "preference"),
+    "safety-refusals-keyword": ("instruction",),
+    "safety-critique-revise": ("instruction", "preference"),
+}
+
+
+def builtin_problem(path: str, fmt: str, field: str = "dataset.path") -> str | None:
+    """What is wrong with naming `path` as a `fmt` dataset (None when nothing is, or when it is not `builtin:`),
+    found without building anything: for preflight, before any stage runs."""
+    if not path.startswith(PREFIX):
+        return None
     name = path[len(PREFIX) :]
-    if name not in NAMES:
-        raise BuiltinDatasetError(
-            f"{field}: '{path}' is not a built-in dataset; known: {', '.join(PREFIX + n for n in NAMES)}"
-        )
-    return name
+    if name not in OFFERS:
+        return f"{field}: '{path}' is not a built-in dataset; known: {', '.join(PREFIX + n for n in OFFERS)}"
+    if fmt not in OFFERS[name]:
+        return f"{field}: '{path}' has no '{fmt}' records; it offers {' and '.join(OFFERS[name])}"
+    return None
 
 
 def builtin_records(path: str, fmt: str, field: str = "dataset.path", model_dir: Path | None = None) -> list[dict]:
     """The records of `builtin:<name>` in `fmt` (instruction or preference); `model_dir` is the model that
     `safety-critique-revise` generates with."""
-    name = _name(path, field)
+    problem = builtin_problem(path, fmt, field)
+    if problem is not None:
+        raise BuiltinDatasetError(problem)
+    name = path[len(PREFIX) :]
     if name == "safety-critique-revise":
         return _critique_revise_records(fmt, field, model_dir)
-    if fmt == "instruction":
-        return build_refusal_set().sft if name == "safety-refusals" else keyword_labelled_sft()
-    if fmt == "preference" and name == "safety-refusals":
+    if fmt == "preference":
         return build_refusal_set().dpo
-    raise BuiltinDatasetError(f"{field}: '{path}' has no '{fmt}' records; it offers instruction"
-                              + (" and preference" if name == "safety-refusals" else ""))  # fmt: skip
+    return build_refusal_set().sft if name == "safety-refusals" else keyword_labelled_sft()
 
 
 def _critique_revise_records(fmt: str, field: str, model_dir: Path | None) -> list[dict]:
@@ -58,8 +68,6 @@ def _critique_revise_records(fmt: str, field: str, model_dir: Path | None) -> li
 
     from .critique_revise import critique_and_revise
 
-    if fmt not in ("instruction", "preference"):
-        raise BuiltinDatasetError(f"{field}: builtin:safety-critique-revise offers instruction and preference records")
     if model_dir is None:
         raise BuiltinDatasetError(f"{field}: builtin:safety-critique-revise needs a model to generate with")
     prompts = [r["prompt"] for r in build_refusal_set().sft]
@@ -88,8 +96,8 @@ def refusal_requests(path: str, field: str = "eval.refusals.requests") -> tuple[
     """(harmful prompts, benign prompts) of `builtin:safety-refusals` (its held-out requests) or of a local JSONL
     file of {"prompt": ..., "kind": "harmful" | "benign"} records."""
     if path.startswith(PREFIX):
-        if _name(path, field) != "safety-refusals":
-            raise BuiltinDatasetError(f"{field}: only {PREFIX}safety-refusals holds held-out requests")
+        if path != PREFIX + "safety-refusals":
+            raise BuiltinDatasetError(f"{field}: '{path}': only {PREFIX}safety-refusals holds held-out requests")
         held = build_refusal_set()
         return [r["prompt"] for r in held.held_out_harmful], [r["prompt"] for r in held.held_out_benign]
     if "://" in path and not path.startswith("file://"):

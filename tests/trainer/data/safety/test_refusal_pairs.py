@@ -97,3 +97,26 @@ def test_refusal_requests_come_from_the_held_out_set_or_a_checked_file(tmp_path)
     bad.write_text('{"prompt": "a", "kind": "harmful"}\n{"prompt": "b", "kind": "maybe"}\n')
     with pytest.raises(BuiltinDatasetError, match=r"bad.jsonl:2: expected"):
         refusal_requests(str(bad))
+
+
+def test_preflight_names_a_built_in_dataset_that_does_not_exist_before_anything_runs():
+    from pathlib import Path
+
+    from llm_platform.api import load_job
+    from llm_platform.trainer.stages.preflight import stage_problems
+
+    job = load_job(Path(__file__).resolve().parents[4] / "examples" / "safety-align.yaml")
+    assert all(stage_problems(stage) == [] for stage in job.spec.stages)
+    job.spec.stage("assistant").finetune.dataset.path = "builtin:nope"
+    job.spec.stage("dpo").align.dataset.path = "builtin:safety-refusals-keyword"
+    job.spec.stage("eval-after").eval.refusals.requests = "builtin:safety-refusals-keyword"
+    assert stage_problems(job.spec.stage("assistant")) == [
+        "stage 'assistant': finetune.dataset.path: 'builtin:nope' is not a built-in dataset; known: "
+        "builtin:safety-refusals, builtin:safety-refusals-keyword, builtin:safety-critique-revise"
+    ]
+    assert stage_problems(job.spec.stage("dpo")) == [
+        "stage 'dpo': align.dataset.path: 'builtin:safety-refusals-keyword' has no 'preference' records; it offers "
+        "instruction"
+    ]
+    (problem,) = stage_problems(job.spec.stage("eval-after"))
+    assert "eval.refusals.requests: 'builtin:safety-refusals-keyword': only builtin:safety-refusals" in problem
