@@ -41,6 +41,13 @@ class BestOfN:
         return self.rewards[self.best_index]
 
 
+def response_tokens(completion: CompletionOutput, eos_token_ids: set[int]) -> list[int]:
+    """The completion's ids without a final end-of-sequence token: a reward model reads the hidden state of the
+    last response token, as `align.method: reward` trained it (its rows end where the eos is predicted)."""
+    ids = completion.token_ids
+    return ids[:-1] if ids and ids[-1] in eos_token_ids else list(ids)
+
+
 def best_of_n(
     engine: LLMEngine,
     reward: RewardModel,
@@ -55,7 +62,7 @@ def best_of_n(
     if params.n < 2:
         raise InvalidRequest("n", f"best-of-n needs n >= 2 completions per prompt to choose from, got {params.n}")
     outputs = engine.generate(list(prompts), params)
-    rows = [out.prompt_token_ids + c.token_ids for out in outputs for c in out.outputs]
+    rows = [out.prompt_token_ids + response_tokens(c, engine.eos_token_ids) for out in outputs for c in out.outputs]
     rewards = score_sequences(reward, rows, batch_size)
     results = []
     for i, out in enumerate(outputs):

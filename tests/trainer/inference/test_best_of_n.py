@@ -38,6 +38,14 @@ def engine() -> LLMEngine:
     return LLMEngine(model, None, EngineConfig(num_blocks=64, max_num_seqs=32, seed=0))
 
 
+def test_a_final_eos_is_not_scored():
+    from llm_platform.trainer.inference import CompletionOutput
+    from llm_platform.trainer.inference.best_of_n import response_tokens
+
+    assert response_tokens(CompletionOutput(0, [5, 6, 2], "", "stop"), {2}) == [5, 6]
+    assert response_tokens(CompletionOutput(0, [5, 6, 7], "", "length"), {2}) == [5, 6, 7]
+
+
 def good_share(token_ids: list[int]) -> float:
     return sum(20 <= t < 40 for t in token_ids) / len(token_ids)
 
