@@ -120,3 +120,11 @@ def test_preflight_names_a_built_in_dataset_that_does_not_exist_before_anything_
     ]
     (problem,) = stage_problems(job.spec.stage("eval-after"))
     assert "eval.refusals.requests: 'builtin:safety-refusals-keyword': only builtin:safety-refusals" in problem
+
+
+def test_the_api_knows_the_built_in_datasets_so_a_site_policy_treats_them_as_no_file():
+    from llm_platform.api.fields import BUILTIN_DATASETS, local_path
+    from llm_platform.trainer.data.safety.builtin import OFFERS, PREFIX
+
+    assert tuple(PREFIX + name for name in OFFERS) == BUILTIN_DATASETS
+    assert local_path("builtin:safety-refusals") is None and local_path("builtin:other") == "builtin:other"
