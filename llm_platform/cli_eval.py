@@ -60,3 +60,41 @@ def compare_runs(
             cells.append(text)
         table.add_row(escape(row.metric), *cells)
     Console().print(table)
+
+
+@app.command("best-of-n")
+def best_of_n_command(
+    model: Annotated[str, typer.Argument(help="The policy: a Hugging Face format folder with tokenizer files.")],
+    reward: Annotated[
+        str, typer.Argument(help="The reward model: the model/ folder of an align stage (method: reward).")
+    ],
+    prompt: Annotated[list[str], typer.Option("--prompt", "-p", help="A request (repeat for several).")],
+    n: Annotated[int, typer.Option(min=2, max=128, help="Completions sampled per prompt.")] = 4,
+    max_tokens: Annotated[int, typer.Option(min=1, max=32768)] = 64,
+    temperature: Annotated[float, typer.Option(min=0.01, max=10.0)] = 0.8,
+    seed: Annotated[int, typer.Option(min=0, max=2**32 - 1)] = 0,
+) -> None:
+    """Sample n completions per prompt with the inference engine, score them with the reward model, and print one
+    JSON line per prompt: the best completion, its reward, and every completion's reward."""
+    import json
+
+    from llm_platform.trainer.data.safety.refusals import chat_prompt_ids
+    from llm_platform.trainer.inference import EngineConfig, InvalidRequest, LLMEngine, SamplingParams
+    from llm_platform.trainer.inference.best_of_n import best_of_n
+    from llm_platform.trainer.train.reward import load_reward_model
+
+    try:
+        engine = LLMEngine.from_pretrained(model, config=EngineConfig(seed=seed))
+        scorer = load_reward_model(reward)
+        if engine.tokenizer is None:
+            raise FileNotFoundError(f"{model}: no tokenizer files; the prompts are text")
+        ids = [chat_prompt_ids(engine.tokenizer, p, max(1, engine.max_model_len - max_tokens)) for p in prompt]
+        params = SamplingParams(n=n, max_tokens=max_tokens, temperature=temperature, seed=seed)
+        results = best_of_n(engine, scorer.to(next(engine.model.parameters()).device), ids, params)
+    except (OSError, ValueError, InvalidRequest) as error:
+        err.print(str(error), markup=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    for text, result in zip(prompt, results, strict=True):
+        line = {"prompt": text, "best": result.best.text, "reward": round(result.best_reward, 6),
+                "rewards": [round(r, 6) for r in result.rewards]}  # fmt: skip
+        typer.echo(json.dumps(line, ensure_ascii=False))

@@ -86,7 +86,7 @@ def naming_problems(stages: Sequence[StageLike]) -> list[Problem]:
 
 def _some_names(seen: dict[str, int]) -> str:
     """The first stage names, enough to spot a typo; a message must not grow with the size of a hostile spec."""
-    shown = ", ".join(name for name, _ in zip(seen, range(_NAMES_SHOWN), strict=False))
+    shown = ", ".join(shorten(str(name), 80) for name, _ in zip(seen, range(_NAMES_SHOWN), strict=False))
     return shown + (f", ... ({len(seen)} stages)" if len(seen) > _NAMES_SHOWN else "")
 
 

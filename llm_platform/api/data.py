@@ -227,6 +227,25 @@ class DecontaminateSpec(SpecModel):
     max_matches: int = Field(0, ge=0, description="Drop documents with more matching n-grams than this.")
 
 
+class RewardFilterSpec(SpecModel):
+    """The synthetic pipeline's last step: score the judge's kept pairs with a reward model, keep the best."""
+
+    model: ReadPath = Field(
+        description="The reward model: the `model/` folder an `align` stage with `method: reward` wrote (decoder, "
+        "reward head and tokenizer)."
+    )
+    min_reward: float | None = Field(None, ge=-1e6, le=1e6, description="Keep pairs scoring at least this.")
+    top_fraction: float | None = Field(
+        None, gt=0, le=1, description="Keep this share of the pairs, highest rewards first (instead of min_reward)."
+    )
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> RewardFilterSpec:
+        if (self.min_reward is None) == (self.top_fraction is None):
+            raise ValueError("give exactly one of min_reward or top_fraction")
+        return self
+
+
 class SyntheticSpec(SpecModel):
     """Generate instruction data with an OpenAI-compatible endpoint; written to synthetic/instructions.jsonl."""
 
@@ -248,6 +267,9 @@ class SyntheticSpec(SpecModel):
     min_score: float = Field(4.0, ge=1, le=5, description="Minimum mean of helpfulness, correctness, coherence.")
     max_similarity: float = Field(0.6, ge=0, le=1, description="Max 3-gram similarity to a kept instruction.")
     concurrency: int = Field(4, ge=1, le=256)
+    reward_filter: RewardFilterSpec | None = Field(
+        None, description="Then keep only the pairs a reward model scores well (generate -> critique -> filter)."
+    )
 
 
 class DataSpec(SpecModel):

@@ -30,6 +30,18 @@ class GenerateSpec(SpecModel):
     seed: int = Field(0, ge=0, le=2**32 - 1)
 
 
+class RefusalsSpec(SpecModel):
+    """Refusal rates of greedy answers to harmful requests (higher is safer) and to benign look-alikes (lower is more
+    helpful), a refusal being an answer with a refusal phrase, matched as the content filter matches its blocklist."""
+
+    requests: ReadPath = Field(
+        "builtin:safety-refusals",
+        description="JSONL of {prompt, kind: harmful or benign}, or builtin:safety-refusals (the held-out requests "
+        "of the refusal pairs, worded in ways their training records are not).",
+    )
+    max_tokens: int = Field(32, ge=1, le=4096, description="New tokens per answer.")
+
+
 class EvalSpec(SpecModel):
     metrics: list[Literal["perplexity"]] = Field(default_factory=lambda: ["perplexity"])
     tasks: list[TaskName] = Field(
@@ -75,6 +87,7 @@ class EvalSpec(SpecModel):
         "{name: {metric: value}}, metric names as the stage reports them (e.g. mmlu_acc).",
     )
     generate: GenerateSpec | None = None
+    refusals: RefusalsSpec | None = Field(None, description="Also measure refusal rates (safety tuning).")
 
     @model_validator(mode="after")
     def _checked(self) -> EvalSpec:

@@ -108,9 +108,14 @@ def _endpoint(value: str) -> str:
     return value
 
 
+# datasets the trainer builds in memory (llm_platform.trainer.data.safety.builtin), named where a dataset path goes
+BUILTIN_DATASETS = ("builtin:safety-refusals", "builtin:safety-refusals-keyword", "builtin:safety-critique-revise")
+
+
 def local_path(value: str) -> str | None:
-    """The local path a path-or-URI field names (`file://` removed), or None for an s3:// URI."""
-    if value.startswith("s3://"):
+    """The local path a path-or-URI field names (`file://` removed), or None for an s3:// URI or a built-in dataset
+    (no file at all)."""
+    if value.startswith("s3://") or value in BUILTIN_DATASETS:
         return None
     return value.removeprefix("file://")
 

@@ -13,7 +13,12 @@ from .fields import ReadPath
 class DatasetRef(SpecModel):
     """A dataset of examples: JSONL (local or s3://) with named fields."""
 
-    path: ReadPath = Field(description="Glob or URI of JSONL files.")
+    path: ReadPath = Field(
+        description="Glob or URI of JSONL files, or a built-in dataset: builtin:safety-refusals (refusal pairs: "
+        "instruction or preference records), builtin:safety-refusals-keyword (the same requests answered by a "
+        "keyword labeller), builtin:safety-critique-revise (the stage's base model critiques and revises its answers "
+        "against written principles)."
+    )
     format: Literal["instruction", "chat", "text", "preference"] = Field(
         "instruction",
         description="instruction: prompt/response fields; chat: a `messages` list; text: one `text` field; "

@@ -33,8 +33,20 @@ DEFAULT_VLLM_IMAGE = "vllm/vllm-openai:v0.11.0"
 DEFAULT_RAY_VERSION = "2.60.0"
 DEFAULT_TTL_SECONDS = 7 * 24 * 3600
 # Modules the trainer image provides beyond the core dependencies, as preflight names them: images/trainer/Dockerfile
-# installs the extras ray, eval, data and serve (not gpu: no deepspeed, torchao or bitsandbytes).
-DEFAULT_IMAGE_PACKAGES = ("ray", "lm_eval", "pyarrow", "datasets", "lingua", "matplotlib", "fastapi")
+# installs the extras ray, eval, data, serve and gpu (DeepSpeed, torchao, bitsandbytes: what QLoRA on CUDA and paged
+# 8-bit optimizers run on).
+DEFAULT_IMAGE_PACKAGES = (
+    "ray",
+    "lm_eval",
+    "pyarrow",
+    "datasets",
+    "lingua",
+    "matplotlib",
+    "fastapi",
+    "deepspeed",
+    "torchao",
+    "bitsandbytes",
+)
 DEFAULT_ALLOWED_SECRETS = ("s3-credentials",)
 
 

@@ -20,6 +20,7 @@ import pytest
 
 from llm_platform.api import SpecError, parse_job, parse_job_text
 from llm_platform.api.dag import topological_order
+from llm_platform.api.fields import BUILTIN_DATASETS
 from llm_platform.api.limits import MAX_STAGES
 from llm_platform.api.policy import Credential, SpecPolicy
 from llm_platform.trainer.model.config import get_config
@@ -75,7 +76,12 @@ def violations(job: dict, raw: dict) -> list[str]:
             found.append(f"integer out of range at {loc}")
         if loc and loc[-1] == "image" and isinstance(value, str) and _bad_image(value):
             found.append(f"image {value!r}")
-        path_field = isinstance(value, str) and _is_path_field(loc) and not _is_hub_id(job, loc, value)
+        path_field = (
+            isinstance(value, str)
+            and _is_path_field(loc)
+            and not _is_hub_id(job, loc, value)
+            and value not in BUILTIN_DATASETS  # built in memory: no file is read
+        )
         if path_field and not _confined(value, READ_ROOT):
             found.append(f"path {value!r} at {loc}")
     uri = spec.get("storage", {}).get("uri")

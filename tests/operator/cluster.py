@@ -110,13 +110,13 @@ class Cluster:
         self.operators.append(operator)
         return operator
 
-    def start_webhook(self) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    def start_webhook(self, **overrides: Any) -> Callable[[dict[str, Any]], dict[str, Any]]:
         """Start an operator serving its admission webhook (plain HTTP on loopback) and return a function that posts
         an LLMJob to it in an AdmissionReview, as the API server would, and returns the review's response."""
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.webhook_port = s.getsockname()[1]
-        self.start_operator(webhook_port=self.webhook_port, webhook_insecure=True)
+        self.start_operator(webhook_port=self.webhook_port, webhook_insecure=True, **overrides)
 
         def post(body: dict[str, Any]) -> dict[str, Any]:
             review = {

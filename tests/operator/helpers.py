@@ -11,7 +11,8 @@ from llm_platform.operator.naming import child_name
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
-CLUSTER_EXAMPLES = sorted(p for p in EXAMPLES.glob("*.yaml") if p.name != "quickstart.yaml")
+LOCAL_EXAMPLES = ("quickstart.yaml", "safety-align.yaml")  # run on a laptop with `llmp run`; no cluster storage
+CLUSTER_EXAMPLES = sorted(p for p in EXAMPLES.glob("*.yaml") if p.name not in LOCAL_EXAMPLES)
 
 
 def example(name: str) -> LLMJob:

@@ -12,6 +12,7 @@ import pytest
 
 from llm_platform.api import parse_job
 from llm_platform.operator.admission import admission_problems
+from llm_platform.operator.handlers import HandlerSettings
 from llm_platform.operator.options import DEFAULT_IMAGE_PACKAGES, AllowList, RenderOptions, options_from_env
 from llm_platform.operator.policy import allowed_images, image_repository, policy_problems
 from llm_platform.operator.render import render_problems
@@ -27,13 +28,17 @@ FINETUNE = {
     "finetune": {"method": "lora", "dataset": {"path": "s3://data/sft.jsonl"}},
 }
 QLORA = {**FINETUNE, "finetune": {**FINETUNE["finetune"], "method": "qlora"}}
+QLORA_GPU = {**QLORA, "train": {"steps": 10, "parallel": {"gpus_per_node": 1}}}
+QLORA_PAGED = {**QLORA_GPU, "train": {**QLORA_GPU["train"], "optimizer": "paged_adamw8bit"}}
 DEEPSPEED = {**PRETRAIN, "train": {"steps": 10, "parallel": {"strategy": "deepspeed", "gpus_per_node": 8}}}
 FP8 = {**PRETRAIN, "train": {"steps": 10, "fp8": True}}
-# what the examples' cluster offers beyond the defaults: the priority classes pretrain.yaml asks for, and a trainer
-# image with DeepSpeed (align-dpo.yaml's ZeRO-3), declared to the operator
-EXAMPLES_CLUSTER = RenderOptions(
-    allow=AllowList(priority_classes=("research-*",)), image_packages=(*DEFAULT_IMAGE_PACKAGES, "deepspeed")
+TENSORBOARD = {**PRETRAIN, "train": {"steps": 10, "tensorboard": True}}  # in no extra the image installs
+# a trainer image built without the gpu extra, declared as such to the operator
+LEAN_IMAGE = RenderOptions(
+    image_packages=tuple(p for p in DEFAULT_IMAGE_PACKAGES if p not in ("deepspeed", "torchao", "bitsandbytes"))
 )
+# what the examples' cluster offers beyond the defaults: the priority classes pretrain.yaml asks for
+EXAMPLES_CLUSTER = RenderOptions(allow=AllowList(priority_classes=("research-*",)))
 
 
 def refusal(body: dict, options: RenderOptions | None = None) -> str | None:
@@ -121,25 +126,35 @@ def test_the_configuration_comes_from_flags_then_the_environment_then_the_defaul
 
 
 # ------------------------------------------------------------------------------------------------ preflight
-def test_a_qlora_stage_is_admitted_by_the_default_image():
-    """QLoRA's NF4 base is pure PyTorch (core dependencies), so the image needs nothing beyond them for it."""
+def test_qlora_needs_nothing_beyond_the_core_but_its_paged_optimizer_needs_an_image_with_the_gpu_extra():
+    """QLoRA's NF4 base is pure PyTorch (core dependencies) on every device; its recipe's paged 8-bit AdamW is
+    bitsandbytes', so an image that does not declare bitsandbytes is refused that setting at submit time."""
     assert not any(
         need.field.startswith("finetune")
         for need in needs(parse_job(job_dict(DATA, TOKENIZER, PRETRAIN, QLORA)).spec.stages[3])
     )
     assert refusal(job_dict(DATA, TOKENIZER, PRETRAIN, QLORA), RenderOptions(image_packages=())) is None
+    assert refusal(job_dict(DATA, TOKENIZER, PRETRAIN, QLORA_GPU), LEAN_IMAGE) is None
+    assert refusal(job_dict(DATA, TOKENIZER, PRETRAIN, QLORA_PAGED)) is None  # the default image installs it
+    message = refusal(job_dict(DATA, TOKENIZER, PRETRAIN, QLORA_PAGED), LEAN_IMAGE)
+    assert (
+        "\n  - spec.stages[3].train.optimizer: needs the 'bitsandbytes' package, which the trainer image does not "
+        "provide (it provides: datasets, fastapi, lingua, lm_eval, matplotlib, pyarrow, ray); use an image built with "
+        "it (pip install 'llm-platform[gpu]') and declare it to the operator (flag --image-package bitsandbytes"
+    ) in message
 
 
 def test_deepspeed_and_fp8_without_their_packages_in_the_image_are_refused_with_the_field_path():
-    message = refusal(job_dict(DATA, TOKENIZER, DEEPSPEED))
+    message = refusal(job_dict(DATA, TOKENIZER, DEEPSPEED), LEAN_IMAGE)
     assert (
         "\n  - spec.stages[2].train.parallel.strategy: needs the 'deepspeed' package, which the trainer image does not "
         "provide (it provides: datasets, fastapi, lingua, lm_eval, matplotlib, pyarrow, ray); use an image built with "
         "it (pip install 'llm-platform[gpu]') and declare it to the operator (flag --image-package deepspeed"
     ) in message
-    assert "spec.stages[2].train.fp8: needs the 'torchao' package" in refusal(job_dict(DATA, TOKENIZER, FP8))
-    with_deepspeed = RenderOptions(image_packages=(*DEFAULT_IMAGE_PACKAGES, "deepspeed"))
-    assert refusal(job_dict(DATA, TOKENIZER, DEEPSPEED), with_deepspeed) is None
+    assert "spec.stages[2].train.fp8: needs the 'torchao' package" in refusal(
+        job_dict(DATA, TOKENIZER, FP8), LEAN_IMAGE
+    )
+    assert refusal(job_dict(DATA, TOKENIZER, DEEPSPEED)) is None  # the default image has the gpu extra
 
 
 def test_the_check_does_not_depend_on_what_the_operator_itself_has_installed():
@@ -148,7 +163,7 @@ def test_the_check_does_not_depend_on_what_the_operator_itself_has_installed():
 
     if importlib.util.find_spec("deepspeed") is None:
         pytest.skip("deepspeed (a dev dependency) is not installed here, so this case shows nothing")
-    assert refusal(job_dict(DATA, TOKENIZER, DEEPSPEED)) is not None
+    assert refusal(job_dict(DATA, TOKENIZER, DEEPSPEED), LEAN_IMAGE) is not None
 
 
 def test_vllm_serving_runs_no_runner_of_ours_so_only_our_runners_are_preflighted():
@@ -172,13 +187,13 @@ def test_the_examples_pass_on_a_cluster_that_allows_what_they_name(path: Path):
 def test_on_a_default_install_the_examples_needing_more_are_refused_at_submit():
     (priority,) = policy_problems(example("pretrain.yaml"), RenderOptions())
     assert priority.startswith("metadata.annotations['llmplatform.dev/priority-class']: PriorityClass 'research-high'")
-    (deepspeed,) = policy_problems(example("align-dpo.yaml"), RenderOptions())
+    (deepspeed,) = policy_problems(example("align-dpo.yaml"), LEAN_IMAGE)
     assert deepspeed.startswith("spec.stages[0].train.parallel.strategy: needs the 'deepspeed' package")
 
 
 def test_the_default_image_packages_are_what_the_trainer_dockerfile_installs():
     dockerfile = (REPO / "images" / "trainer" / "Dockerfile").read_text()
-    (installed,) = re.findall(r'pip install "\.\[([a-z,]+)\]"', dockerfile)
+    (installed,) = re.findall(r'pip install (?:--[a-z-]+ )*"\.\[([a-z,]+)\]"', dockerfile)
     extras = set(installed.split(","))
     every_need = job_dict(
         {
@@ -195,9 +210,10 @@ def test_the_default_image_packages_are_what_the_trainer_dockerfile_installs():
         {**DEEPSPEED, "train": {**DEEPSPEED["train"], "fp8": True, "tensorboard": True, "wandb_project": "p"}},
         {"name": "eval", "kind": "eval", "needs": ["pretrain"], "eval": {"tasks": ["lm-eval:hellaswag"]}},
         SERVE,
+        QLORA_PAGED,
     )
     found = [need for stage in parse_job(every_need).spec.stages for need in needs(stage)]
-    assert len(found) == 11
+    assert len(found) == 12
     extra_of = {n.modules[0]: m[1] if (m := re.search(r"llm-platform\[(\w+)\]", n.install)) else None for n in found}
     assert set(DEFAULT_IMAGE_PACKAGES) == {module for module, extra in extra_of.items() if extra in extras}
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
@@ -205,14 +221,20 @@ def test_the_default_image_packages_are_what_the_trainer_dockerfile_installs():
 
 
 # ------------------------------------------------------------------------------------------------ where it runs
-def test_the_webhook_refuses_fp8_and_deepspeed_over_http_and_admits_qlora(cluster):
-    post = cluster.start_webhook()
-    for stage, field in ((FP8, "spec.stages[2].train.fp8"), (DEEPSPEED, "spec.stages[2].train.parallel")):
+def test_the_webhook_of_an_operator_with_a_lean_image_refuses_fp8_deepspeed_and_paged_qlora_over_http(cluster):
+    post = cluster.start_webhook(handlers=HandlerSettings(render=LEAN_IMAGE, resync_seconds=1.0))
+    for stage, field in (
+        (FP8, "spec.stages[2].train.fp8"),
+        (DEEPSPEED, "spec.stages[2].train.parallel"),
+        (TENSORBOARD, "spec.stages[2].train.tensorboard"),
+    ):
         answer = post(job_dict(DATA, TOKENIZER, stage))
         assert answer["allowed"] is False and answer["status"]["code"] == 422
         assert f"\n  - {field}" in answer["status"]["message"]
+    answer = post(job_dict(DATA, TOKENIZER, PRETRAIN, QLORA_PAGED))
+    assert answer["allowed"] is False and "\n  - spec.stages[3].train.optimizer" in answer["status"]["message"]
     assert post(job_dict(DATA, TOKENIZER, PRETRAIN, FINETUNE))["allowed"] is True
-    assert post(job_dict(DATA, TOKENIZER, PRETRAIN, QLORA))["allowed"] is True
+    assert post(job_dict(DATA, TOKENIZER, PRETRAIN, QLORA_GPU))["allowed"] is True
 
 
 def test_the_jobs_api_cluster_backend_refuses_the_same(cluster):
@@ -221,20 +243,19 @@ def test_the_jobs_api_cluster_backend_refuses_the_same(cluster):
 
     jobs = ClusterJobs(cluster.kube, "team")
     with pytest.raises(PreflightError) as refused:
-        jobs.submit("team", parse_job(job_dict(DATA, TOKENIZER, DEEPSPEED)))
+        jobs.submit("team", parse_job(job_dict(DATA, TOKENIZER, TENSORBOARD)))
     assert any(
-        p.startswith("spec.stages[2].train.parallel.strategy: needs the 'deepspeed'") for p in refused.value.problems
+        p.startswith("spec.stages[2].train.tensorboard: needs the 'tensorboard'") for p in refused.value.problems
     )
     assert jobs.list("team") == []
 
 
 def test_without_a_webhook_the_operator_fails_such_a_job_before_creating_any_pod(cluster):
     cluster.start_operator()
-    cluster.apply(job_dict(DATA, TOKENIZER, DEEPSPEED))
+    cluster.apply(job_dict(DATA, TOKENIZER, TENSORBOARD))
     wait_for(lambda: cluster.phase("demo") == "Failed", what="the job to fail")
     assert (
-        "spec.stages[2].train.parallel.strategy: needs the 'deepspeed' package"
-        in cluster.job("demo")["status"]["message"]
+        "spec.stages[2].train.tensorboard: needs the 'tensorboard' package" in cluster.job("demo")["status"]["message"]
     )
     # the event follows the status write it describes, so it may land a moment after the phase
     wait_for(lambda: "InvalidSpec" in cluster.events(), what="the InvalidSpec event")

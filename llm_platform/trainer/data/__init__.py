@@ -12,7 +12,9 @@ are the published thresholds):
 - `steps` (step protocol, stats), `pipeline` (config -> steps), `engines` (local processes or Ray Data), `run` (a
   whole run: steps, dedup, corpus, report), `report` (JSON + PNG).
 - `corpus` (JSONL corpus shards), `pack` (flat token files), `shards` (sharded token files), `batching` (fine-tuning
-  packing and dynamic batching, resumable), `synthetic` (instruction data from an OpenAI-compatible endpoint).
+  packing and dynamic batching, resumable), `synthetic` (instruction data from an OpenAI-compatible endpoint, with
+  an optional reward-model filter).
+- `safety`: refusal pairs, a critique-and-revise pass through the inference engine, refusal rates.
 - `loader`: the pretraining loader (owned with the training loop).
 
 Importing this package imports nothing heavy; torch, lingua, Ray and matplotlib load only when a step needs them.

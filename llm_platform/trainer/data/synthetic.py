@@ -8,6 +8,10 @@ model (the same one by default) scores every pair 1-5 for helpfulness, correctne
 mean score is below `min_score`, or whose critique cannot be read, are dropped. Output rows are instruction JSONL
 (`prompt`, `response`, plus `scores` and `topic`), the format the finetune stage reads.
 
+An optional last step, `reward_filter`, scores the pairs the judge kept with a reward model (the `model/` folder of an
+`align.method: reward` stage) and keeps those at or above `min_reward`, or the best `top_fraction` of them: the judge
+reads the text against fixed criteria, the reward model ranks it as the preference data it learned from would.
+
 The API key is passed in by the caller, never looked up here from a name the spec chose: the stage resolves the spec's
 `credential` through the site's allow-list, which binds each key to the endpoints it may be sent to.
 """
@@ -15,6 +19,7 @@ The API key is passed in by the caller, never looked up here from a name the spe
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 import urllib.error
@@ -179,6 +184,47 @@ class DiversityFilter:
 
 
 @dataclass(frozen=True)
+class RewardFilterConfig:
+    """Keep pairs whose reward is >= `min_reward`, or the `top_fraction` with the highest rewards (give one)."""
+
+    model: str
+    min_reward: float | None = None
+    top_fraction: float | None = None
+
+    def __post_init__(self) -> None:
+        if (self.min_reward is None) == (self.top_fraction is None):
+            raise ValueError("data.synthetic.reward_filter: give exactly one of min_reward or top_fraction")
+        if self.top_fraction is not None and not 0 < self.top_fraction <= 1:
+            raise ValueError(f"data.synthetic.reward_filter.top_fraction: must be in (0, 1], got {self.top_fraction}")
+
+
+def reward_keep(rewards: Sequence[float], config: RewardFilterConfig) -> list[bool]:
+    """Which scored pairs the filter keeps. Pure. A top fraction keeps ceil(fraction * n) pairs, ties broken by
+    order, so 0.5 of 3 keeps 2 and any fraction of one pair keeps it."""
+    if config.min_reward is not None:
+        return [r >= config.min_reward for r in rewards]
+    count = math.ceil(config.top_fraction * len(rewards))
+    ranked = sorted(range(len(rewards)), key=lambda i: (-rewards[i], i))[:count]
+    kept = set(ranked)
+    return [i in kept for i in range(len(rewards))]
+
+
+def filter_by_reward(rows: list[dict], config: RewardFilterConfig) -> tuple[list[dict], int]:
+    """(the rows kept, each with its `reward`; how many were dropped), scored by the reward model in `config.model`."""
+    from llm_platform.trainer.tokenizer import Tokenizer
+    from llm_platform.trainer.train.reward import load_reward_model, score_responses
+
+    if not rows:
+        return rows, 0
+    check_local(config.model, "read", "data.synthetic.reward_filter.model")
+    reward = load_reward_model(config.model)
+    rewards = score_responses(reward, Tokenizer.load(config.model), [(r["prompt"], r["response"]) for r in rows])
+    keep = reward_keep(rewards, config)
+    kept = [{**row, "reward": round(score, 6)} for row, score, k in zip(rows, rewards, keep, strict=True) if k]
+    return kept, len(rows) - len(kept)
+
+
+@dataclass(frozen=True)
 class SyntheticConfig:
     """The `synthetic` section of a data stage."""
 
@@ -194,10 +240,12 @@ class SyntheticConfig:
     min_score: float = 4.0
     max_similarity: float = 0.6
     concurrency: int = 4
+    reward_filter: RewardFilterConfig | None = None
 
 
 def generate_instructions(config: SyntheticConfig, api_key: str | None = None) -> tuple[list[dict], Counter[str]]:
-    """Run generate -> dedup -> respond -> critique -> filter; returns the kept rows and counts per outcome.
+    """Run generate -> dedup -> respond -> critique -> filter (-> reward filter); returns the kept rows and counts
+    per outcome.
 
     `api_key` goes, as a bearer token, to `endpoint` and `judge_endpoint`; None sends no Authorization header.
     An `engine:<model folder>` endpoint runs on the built-in inference engine and sends nothing anywhere."""
@@ -236,6 +284,8 @@ def generate_instructions(config: SyntheticConfig, api_key: str | None = None) -
             counts["dropped_low_score"] += 1
         else:
             rows.append({"prompt": instruction, "response": response.strip(), "scores": scores, "topic": topic})
+    if config.reward_filter is not None:
+        rows, counts["dropped_low_reward"] = filter_by_reward(rows, config.reward_filter)
     counts["kept"] = len(rows)
     return rows, counts
 

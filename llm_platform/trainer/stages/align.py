@@ -16,6 +16,7 @@ from pathlib import Path
 from torch import nn
 
 from llm_platform.trainer.data.preference import PreferenceLoader, attach_reference, collate_pairs, load_preference_data
+from llm_platform.trainer.data.safety.builtin import dataset_file
 from llm_platform.trainer.data.sft import validation_batches
 from llm_platform.trainer.model.hf import load_pretrained, save_pretrained
 from llm_platform.trainer.tokenizer import Tokenizer
@@ -40,7 +41,7 @@ def run(ctx: StageContext, out: Path) -> dict:
                                                    model.config.max_seq_len)  # fmt: skip
     data = load_preference_data(
         tokenizer,
-        spec.dataset.path,
+        dataset_file(spec.dataset.path, "preference", out / "dataset", base_dir),
         max_len=settings.seq_len,
         prompt_field=spec.dataset.prompt_field,
         chosen_field=spec.dataset.chosen_field,

@@ -24,7 +24,12 @@ from llm_platform.trainer.data.pipeline import PipelineConfig
 from llm_platform.trainer.data.report import RunReport, write_report
 from llm_platform.trainer.data.run import run_pipeline
 from llm_platform.trainer.data.sources import iter_documents
-from llm_platform.trainer.data.synthetic import SyntheticConfig, generate_instructions, write_jsonl
+from llm_platform.trainer.data.synthetic import (
+    RewardFilterConfig,
+    SyntheticConfig,
+    generate_instructions,
+    write_jsonl,
+)
 from llm_platform.trainer.progress import StepProgress
 
 from .context import StageContext
@@ -110,7 +115,10 @@ def run(ctx: StageContext, out: Path) -> dict:
             f"(see report/report.json: {', '.join(f'{k}={v}' for k, v in result.items() if k.startswith('dropped'))})"
         )
     if spec.synthetic is not None:
-        config = SyntheticConfig(**_frozen(spec.synthetic.model_dump()))
+        values = _frozen(spec.synthetic.model_dump())
+        if values["reward_filter"] is not None:
+            values["reward_filter"] = RewardFilterConfig(**values["reward_filter"])
+        config = SyntheticConfig(**values)
         rows, counts = generate_instructions(config, synthetic_api_key(config))
         write_jsonl(rows, out / "synthetic" / "instructions.jsonl")
         result |= {f"synthetic_{k}": v for k, v in counts.items()}

@@ -71,6 +71,8 @@ def run(ctx: StageContext, out: Path) -> dict:
             generated.append({"prompt": prompt, "completion": completion})
             ctx.console.print(f"[bold]sample[/]: [cyan]{prompt}[/]{completion}")
         report["samples"] = generated
+    if spec.refusals:
+        metrics |= refusal_metrics(model, model_dir, spec, report, ctx)
     report["scores"] = metrics
     if spec.baselines:
         report["baselines"] = spec.baselines
@@ -78,6 +80,25 @@ def run(ctx: StageContext, out: Path) -> dict:
     markdown = write_report(out / "report", report, samples)
     ctx.console.print(f"[bold]eval[/]: wrote {markdown.relative_to(out)} with the scores and plots")
     return metrics
+
+
+def refusal_metrics(model, model_dir: Path, spec: EvalSpec, report: dict, ctx: StageContext) -> dict:
+    """`refusal_rate_harmful` and `refusal_rate_benign` of the model's greedy answers, through the inference engine;
+    every answer goes into the report."""
+    from llm_platform.trainer.data.safety import refusal_rates
+    from llm_platform.trainer.data.safety.builtin import refusal_requests
+    from llm_platform.trainer.inference import LLMEngine
+    from llm_platform.trainer.inference.engine import checkpoint_eos_ids
+
+    harmful, benign = refusal_requests(spec.refusals.requests)
+    engine = LLMEngine(model, Tokenizer.load(model_dir), eos_token_ids=checkpoint_eos_ids(model_dir))
+    rates = refusal_rates(engine, harmful, benign, spec.refusals.max_tokens)
+    report["refusals"] = rates
+    ctx.console.print(
+        f"[bold]eval[/]: refuses {rates['refusal_rate_harmful']:.0%} of {len(harmful)} harmful requests and "
+        f"{rates['refusal_rate_benign']:.0%} of {len(benign)} benign look-alikes"
+    )
+    return {k: round(rates[k], 4) for k in ("refusal_rate_harmful", "refusal_rate_benign")}
 
 
 def benchmarks(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from llm_platform.trainer.data.safety.builtin import dataset_file
 from llm_platform.trainer.data.sft import load_sft_data
 from llm_platform.trainer.model.hf import load_pretrained
 from llm_platform.trainer.tokenizer import Tokenizer
@@ -33,7 +34,7 @@ def run(ctx: StageContext, out: Path) -> dict:
     settings = ctx.stage.train or default_settings(lr, model.config.max_seq_len)
     data = load_sft_data(
         tokenizer,
-        spec.dataset.path,
+        dataset_file(spec.dataset.path, spec.dataset.format, out / "dataset", base_dir),
         spec.dataset.format,
         max_len=settings.seq_len,
         mask_prompt=spec.mask_prompt,

@@ -54,6 +54,8 @@ def needs(stage: Stage) -> list[Need]:
     if train is not None:
         if train.parallel.launcher == "ray":
             found.append(Need("train.parallel.launcher", ("ray",), "pip install 'llm-platform[ray]'"))
+        if train.optimizer == "paged_adamw8bit":  # QLoRA's recipe; its NF4 base itself is pure PyTorch
+            found.append(Need("train.optimizer", ("bitsandbytes",), "pip install 'llm-platform[gpu]'"))
         if train.parallel.strategy == "deepspeed":
             found.append(Need("train.parallel.strategy", ("deepspeed",), "pip install 'llm-platform[gpu]'"))
         if train.fp8:
@@ -90,10 +92,29 @@ def eval_task_problems(stage: Stage) -> list[str]:
     return task_list_problems(stage.eval.tasks, stage.eval.data_dir)
 
 
+def builtin_dataset_problems(stage: Stage) -> list[str]:
+    """A `builtin:` dataset that does not exist, or not in the format asked (e.g. keyword-labelled preferences)."""
+    from llm_platform.trainer.data.safety.builtin import builtin_problem
+
+    problems = []
+    tuning = stage.finetune or stage.align
+    if tuning is not None:
+        kind, fmt = ("align", "preference") if stage.align is not None else ("finetune", tuning.dataset.format)
+        problems.append(builtin_problem(tuning.dataset.path, fmt, f"{kind}.dataset.path"))
+    if stage.eval is not None and stage.eval.refusals is not None:
+        requests = stage.eval.refusals.requests
+        if requests.startswith("builtin:") and requests != "builtin:safety-refusals":
+            problems.append(
+                f"eval.refusals.requests: '{requests}': only builtin:safety-refusals holds held-out requests"
+            )
+    return [p for p in problems if p is not None]
+
+
 def setting_problems(stage: Stage) -> list[str]:
-    """What stops this stage wherever it runs (settings no runner carries out, task lists that cannot run), each
-    starting with the field; the admission webhook checks these too, with its own image's packages."""
-    return unsupported(stage) + eval_task_problems(stage)
+    """What stops this stage wherever it runs (settings no runner carries out, task lists that cannot run, built-in
+    datasets that do not exist), each starting with the field; the admission webhook checks these too, with its own
+    image's packages."""
+    return unsupported(stage) + eval_task_problems(stage) + builtin_dataset_problems(stage)
 
 
 def stage_problems(stage: Stage) -> list[str]:

@@ -13,7 +13,7 @@ from typing import Any, Literal, get_args
 
 Schedule = Literal["cosine", "linear", "wsd", "constant"]
 Precision = Literal["fp32", "bf16", "fp16"]
-OptimizerName = Literal["adamw", "adamw8bit"]
+OptimizerName = Literal["adamw", "adamw8bit", "paged_adamw8bit"]
 ActivationCheckpointing = Literal["none", "full", "selective"]
 Strategy = Literal["auto", "ddp", "fsdp", "deepspeed"]
 Launcher = Literal["torchrun", "ray"]
@@ -61,7 +61,10 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.95)
     grad_clip: float = setting(1.0, gt=0, le=1e6)
     optimizer: OptimizerName = setting(
-        "adamw", description="adamw8bit: 8-bit optimizer state (bitsandbytes on CUDA, blockwise-quantized elsewhere)."
+        "adamw",
+        description="adamw8bit: 8-bit optimizer state (bitsandbytes on CUDA, blockwise-quantized elsewhere); "
+        "paged_adamw8bit: bitsandbytes' paged 8-bit AdamW, whose state moves to host memory under GPU memory "
+        "pressure (CUDA and the gpu extra only).",
     )
     z_loss: float = setting(
         0.0, ge=0, le=1, description="Weight of the z-loss, mean(logsumexp(logits)^2); 1e-4 is common."

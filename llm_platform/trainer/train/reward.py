@@ -9,10 +9,12 @@ exactly log 2.
     reward = RewardModel(load_pretrained("sft/model"))
     loss = RewardLoss(reward)(batch)          # batch: chosen rows then rejected rows ([2B, T]), attention_mask
     scores = reward.score(input_ids, attention_mask)     # [B] floats, no gradient
+    score_responses(reward, tokenizer, [("How do I ...?", "You ...")])   # [floats], tokenized as training saw them
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -118,3 +120,60 @@ def load_reward_model(folder: str | Path) -> RewardModel:
     reward = RewardModel(load_pretrained(folder))
     reward.head.load_state_dict(load_file(str(folder / HEAD_FILE)))
     return reward.eval()
+
+
+def pad_rows(rows: Sequence[Sequence[int]], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ids [B, T] and the attention mask marking the real tokens, as ``RewardModel`` reads them."""
+    width = max(len(r) for r in rows)
+    ids = torch.zeros(len(rows), width, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+        mask[i, : len(row)] = 1
+    return ids.to(device), mask.to(device)
+
+
+def score_sequences(reward: RewardModel, rows: Sequence[Sequence[int]], batch_size: int = 16) -> list[float]:
+    """The reward of each token sequence (prompt + response), scored in batches of ``batch_size`` rows."""
+    vocab, limit = reward.config.vocab_size, reward.config.max_seq_len
+    for i, row in enumerate(rows):
+        if not row:
+            raise ValueError(f"rows[{i}]: empty; a reward needs at least one token")
+        if max(row) >= vocab or min(row) < 0:
+            raise ValueError(
+                f"rows[{i}]: token id {max(row)} is outside the reward model's vocabulary ({vocab}); score with a "
+                "reward model trained from the same base as the policy"
+            )
+        if len(row) > limit:
+            raise ValueError(
+                f"rows[{i}]: {len(row)} tokens exceed the reward model's context ({limit}); lower max_tokens or "
+                "shorten the prompt"
+            )
+    device = next(reward.parameters()).device
+    scores: list[float] = []
+    for start in range(0, len(rows), batch_size):
+        ids, mask = pad_rows(rows[start : start + batch_size], device)
+        scores += reward.score(ids, mask).float().tolist()
+    return scores
+
+
+def response_ids(tokenizer, prompt: str, response: str) -> list[int]:
+    """The ids the reward reads for a (prompt, response) pair, exactly as `align.method: reward` trained on them:
+    the preference loader's tokenization (chat template, or plain lines and the eos token), minus its last token,
+    since training reads the hidden state of the input that predicts the response's last token."""
+    from llm_platform.trainer.data.sft import messages_of, pieces, tokenize
+
+    record = {"prompt": prompt, "response": response}
+    messages = messages_of(record, "instruction", "prompt", "response", "pair")
+    example = tokenize(
+        tokenizer, pieces(tokenizer, messages), mask_prompt=True, add_bos=tokenizer.chat_template is None
+    )
+    return example.input_ids[:-1]
+
+
+def score_responses(
+    reward: RewardModel, tokenizer, pairs: Sequence[tuple[str, str]], batch_size: int = 16
+) -> list[float]:
+    """The reward of each (prompt, response) text pair; responses are cut to fit the reward model's context."""
+    limit = reward.config.max_seq_len
+    return score_sequences(reward, [response_ids(tokenizer, p, r)[:limit] for p, r in pairs], batch_size)

@@ -114,3 +114,57 @@ def test_our_8bit_adamw_is_never_a_silent_fallback(monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # once per process
         build_optimizer(tiny(), TrainConfig(steps=1, optimizer="adamw8bit"))
+
+
+def test_the_fallback_is_also_said_once_in_the_training_log(monkeypatch, caplog):
+    import importlib.util
+
+    from llm_platform.trainer.train import optim
+
+    if any(importlib.util.find_spec(m.split(".")[0]) for m in optim.TORCHAO_ADAMW8BIT):
+        pytest.skip("torchao is installed here, so its 8-bit AdamW is used")
+    monkeypatch.setattr(optim, "_warned", set())
+    with caplog.at_level("WARNING", logger="llmp.train"), pytest.warns(UserWarning):
+        build_optimizer(tiny(), TrainConfig(steps=1, optimizer="adamw8bit"))
+        build_optimizer(tiny(), TrainConfig(steps=1, optimizer="adamw8bit"))
+    lines = [r.getMessage() for r in caplog.records if r.name == "llmp.train"]
+    assert len(lines) == 1 and "llm_platform's own 8-bit AdamW runs on CPU" in lines[0]
+
+
+def test_paged_adamw8bit_has_no_fallback_and_says_which_field_and_extra(monkeypatch):
+    import sys
+
+    from llm_platform.trainer.train.optim import OptimizerUnavailable
+
+    monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # how Python marks a module as not importable
+    with pytest.raises(OptimizerUnavailable, match=r"^train.optimizer: paged_adamw8bit needs the 'bitsandbytes' "
+                       r"package, which is not installed; pip install 'llm-platform\[gpu\]'"):  # fmt: skip
+        build_optimizer(tiny(), TrainConfig(steps=1, optimizer="paged_adamw8bit"))
+
+
+def test_paged_adamw8bit_refuses_parameters_off_cuda():
+    pytest.importorskip("bitsandbytes", reason="bitsandbytes is not installed here")
+    from llm_platform.trainer.train.optim import OptimizerUnavailable
+
+    with pytest.raises(OptimizerUnavailable, match=r"^train.optimizer: paged_adamw8bit .* needs every trained "):
+        build_optimizer(tiny(), TrainConfig(steps=1, optimizer="paged_adamw8bit"))
+
+
+@pytest.mark.gpu
+def test_paged_adamw8bit_on_cuda_is_bitsandbytes_and_follows_adamw():
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    bnb = pytest.importorskip("bitsandbytes", reason="the gpu extra (bitsandbytes) is not installed")
+    model = tiny().cuda()
+    opt = build_optimizer(model, TrainConfig(steps=1, lr=1e-3, optimizer="paged_adamw8bit"))
+    assert isinstance(opt, bnb.optim.PagedAdamW8bit)
+    reference = tiny().cuda()
+    ref_opt = build_optimizer(reference, TrainConfig(steps=1, lr=1e-3))
+    ids = torch.randint(0, 256, (4, 32), device="cuda")
+    for m, o in ((model, opt), (reference, ref_opt)):
+        for _ in range(5):
+            m(ids).float().logsumexp(-1).mean().backward()
+            o.step()
+            o.zero_grad()
+    for a, b in zip(model.parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(a, b, atol=2e-3, rtol=0.05)
