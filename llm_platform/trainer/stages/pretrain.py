@@ -22,6 +22,7 @@ from llm_platform.trainer.train.config import TrainConfig
 from llm_platform.trainer.train.distributed import setup_distributed
 from llm_platform.trainer.train.export import export_pretrained, write_generation_files
 from llm_platform.trainer.train.loop import train
+from llm_platform.trainer.train.objective import NextTokenLoss
 
 from .context import StageContext
 from .engine import checkpointer, metrics_log, seed_everything
@@ -65,6 +66,7 @@ def run(ctx: StageContext, out: Path) -> dict:
             loader,
             env,
             val_tokens=val,
+            objective=objective(model, config, env, meta["eos_id"]),
             checkpointer=checkpoints,
             log=log,
             console=ctx.console,
@@ -78,6 +80,17 @@ def run(ctx: StageContext, out: Path) -> dict:
         tokenizer.save(model_dir)
         write_generation_files(model_dir, tokenizer)
     return {"params": num_params(model_config), **result.metrics()}
+
+
+def objective(model: Transformer, config: TrainConfig, env, eos_id: int) -> NextTokenLoss:
+    """The next-token loss, with document masks at the end-of-sequence token when `train.document_masking` asks."""
+    return NextTokenLoss(
+        model,
+        config.z_loss,
+        fused_loss=env.device.type == "cuda",
+        eos_id=eos_id if config.document_masking else None,
+        reset_positions=config.reset_positions,
+    )
 
 
 def build_model_config(ctx: StageContext, vocab_size: int, seq_len: int) -> ModelConfig:
