@@ -16,11 +16,13 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from .checkpoint_overrides import apply_overrides
 from .config import ModelConfig
 from .hf_config import UnsupportedCheckpoint, config_from_hf, config_to_hf, hf_family
 from .transformer import Transformer
@@ -202,17 +204,20 @@ def load_pretrained(
     *,
     dtype: torch.dtype | None = None,
     device: str | torch.device = "cpu",
+    overrides: dict[str, Any] | None = None,
 ) -> Transformer:
     """A Transformer with the weights of the HF checkpoint in ``path`` (config.json + safetensors).
 
     dtype: parameter dtype; None keeps the checkpoint's ``torch_dtype``/``dtype`` (float32 if absent).
+    overrides: settings of the checkpoint's config to change that leave the weights as they are (context extension:
+        ``rope_scaling``, ``max_seq_len``; ``checkpoint_overrides.CHANGEABLE``); others are refused by name.
     """
     path = Path(path)
     config_file = path / "config.json"
     if not config_file.exists():
         raise FileNotFoundError(f"{path}: no config.json; expected a Hugging Face checkpoint folder")
     hf = json.loads(config_file.read_text())
-    config = config_from_hf(hf)
+    config = apply_overrides(config_from_hf(hf), overrides)
     if dtype is None:
         dtype = getattr(torch, hf.get("dtype") or hf.get("torch_dtype") or "float32")
     state = state_dict_from_hf(read_safetensors(path), config)

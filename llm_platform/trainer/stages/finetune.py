@@ -28,7 +28,7 @@ def run(ctx: StageContext, out: Path) -> dict:
     spec = ctx.stage.finetune
     base_dir = ctx.input("model")
     tokenizer = Tokenizer.load(base_dir)
-    model = load_pretrained(base_dir)
+    model = load_pretrained(base_dir, overrides=ctx.model_overrides())
     lr = FULL_LR if spec.method == "full" else ADAPTER_LR
     settings = ctx.stage.train or default_settings(lr, model.config.max_seq_len)
     data = load_sft_data(
