@@ -46,7 +46,9 @@ def run(ctx: StageContext, out: Path) -> dict:
         name=f"finetune ({spec.method})",
         train=data.train,
         val=data.val,
-        objective=lambda model, config: NextTokenLoss(model, config.z_loss, reset_positions=config.reset_positions),
+        objective=lambda model, config: NextTokenLoss(
+            model, config.z_loss, reset_positions=config.reset_positions, offload_activations=config.activation_offload
+        ),
         adapters=None if spec.method == "full" else lora_config(spec.lora, dora=spec.method == "dora"),
         epochs=spec.epochs,
         quantize_base=spec.method == "qlora",

@@ -121,7 +121,7 @@ def train(
         if env.is_main:
             console.print(f"[bold]train[/]: resumed from the checkpoint of step {start}")
 
-    tokens_per_step = config.micro_batch * config.grad_accum * config.seq_len * env.world_size
+    tokens_per_step = config.tokens_per_step(env.world_size)
     peak = peak_flops(env.device)
     records: list[dict[str, Any]] = []
     pending: list[tuple[int, float, torch.Tensor, torch.Tensor]] = []  # step, lr, loss, grad norm

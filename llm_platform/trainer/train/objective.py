@@ -29,6 +29,9 @@ class NextTokenLoss(nn.Module):
     rotary positions at every document (a dict batch's `position_ids`, else computed from the ids).
     `context_parallel`: a `ContextParallel` that shards each sequence across its process group; the loss is this
     shard's mean, which the data-parallel gradient average turns into the whole sequence's.
+    `offload_activations`: tensors the backward pass needs wait in pinned CPU memory instead of on the device
+    (`torch.autograd.graph.save_on_cpu`); it pays off with `selective` or no activation checkpointing, since under
+    `full` the blocks save almost nothing.
     """
 
     def __init__(
@@ -40,8 +43,10 @@ class NextTokenLoss(nn.Module):
         eos_id: int | None = None,
         reset_positions: bool = False,
         context_parallel=None,
+        offload_activations: bool = False,
     ) -> None:
         super().__init__()
+        self.offload_activations = offload_activations
         self.model = model
         self.z_loss = z_loss
         self.fused_loss = fused_loss
@@ -50,6 +55,12 @@ class NextTokenLoss(nn.Module):
         self.context_parallel = context_parallel
 
     def forward(self, batch: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.offload_activations and self.training and torch.is_grad_enabled():
+            with torch.autograd.graph.save_on_cpu(pin_memory=True):
+                return self._loss(batch)
+        return self._loss(batch)
+
+    def _loss(self, batch: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
         documents = None
         if isinstance(batch, dict):
             inputs, targets = batch["input_ids"], batch["labels"]
@@ -65,7 +76,7 @@ class NextTokenLoss(nn.Module):
                 positions = batch.get("position_ids") if isinstance(batch, dict) else None
                 extra["positions"] = positions_in_documents(documents) if positions is None else positions
                 extra["rope_end"] = inputs.shape[1]
-        elif self.context_parallel is not None:
+        elif self.context_parallel is not None and self.training:  # evaluation runs whole sequences
             inputs, targets, extra = self.context_parallel.shard(inputs, targets)
         if self.has_head:
             hidden = self.model.hidden_states(inputs, **extra)
