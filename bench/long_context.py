@@ -1,0 +1,333 @@
+"""Long-context training (issue 16) on one CUDA GPU: the 1B preset at 32K, 64K and 128K tokens, and a needle in a
+haystack read back through the inference engine.
+
+Phases
+    retrieval   a randomly initialised llama-1b learns a synthetic passkey task at a short length (each sequence hides
+                several `KEY_j d d d d d` needles in filler text and asks for all of them at the end, `KEY_j` followed
+                by the digits; only the answers are scored), so that retrieval is something the model can do at all.
+    memory      the same model keeps training on the same task at 32K, 64K and 128K tokens (micro-batch 1), once per
+                memory option: no activation checkpointing, `selective`, `full`, and each with
+                `activation_offload`, where it can fit. Each option runs from the model as it stands and reports peak
+                GPU memory and tokens/s of its second step (the first warms up); an option that runs out of memory
+                is reported as OOM. The model trained under `full` carries on, so the final model has had a few
+                steps at every length, 128K included.
+    needle      one passkey hidden in filler at several depths of prompts of 1K .. 128K tokens, asked at the end;
+                the engine (`LLMEngine`, paged KV cache, chunked prefill) decodes five digits greedily, and the
+                report says which it retrieved (chance: 1e-5 for the five digits).
+
+Usage (one H200; about 5 minutes):
+    PYTHONPATH=. python3 bench/long_context.py --json long_context.json
+    PYTHONPATH=. python3 bench/long_context.py --device cpu --tiny     # the smoke mode a test runs
+
+This script and what it imports must not need pydantic (the GPU machine has none).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import gc
+import io
+import json
+import time
+
+import numpy as np
+import torch
+from rich.console import Console
+
+from llm_platform.trainer.inference.engine import EngineConfig, LLMEngine
+from llm_platform.trainer.inference.params import SamplingParams
+from llm_platform.trainer.model import get_config, num_params
+from llm_platform.trainer.model.transformer import Transformer
+from llm_platform.trainer.train.config import TrainConfig
+from llm_platform.trainer.train.distributed import DistEnv
+from llm_platform.trainer.train.loop import train
+from llm_platform.trainer.train.loss import IGNORE_INDEX
+from llm_platform.trainer.train.objective import NextTokenLoss
+
+# token ids of the synthetic task (any tokenizer's ids would do: the model is trained from scratch on it)
+DIGITS = np.arange(10, 20)
+KEYS = np.arange(20, 52)  # needle markers KEY_0 .. KEY_31
+FILLER_VOCAB = (100, 500)  # filler "words"
+SENTENCES = 64  # distinct filler sentences of 12 words: a haystack with structure, like repeated prose
+PASSKEY_DIGITS = 5
+
+OPTIONS = {  # name -> (activation_checkpointing, activation_offload)
+    "none": ("none", False),
+    "selective": ("selective", False),
+    "selective+offload": ("selective", True),
+    "full": ("full", False),
+    "full+offload": ("full", True),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    preset: dict
+    retrieval_len: int
+    retrieval_batch: int
+    retrieval_steps: int
+    needles_per_sequence: int
+    lengths: dict[int, list[str]]  # sequence length -> memory options to measure
+    needle_lengths: dict[int, tuple[float, ...]]  # prompt length -> depths of the needle
+    lr: float
+
+
+GPU = Plan(
+    preset=dict(preset="llama-1b"),
+    retrieval_len=1024,
+    retrieval_batch=8,
+    retrieval_steps=400,
+    needles_per_sequence=8,
+    lengths={
+        32768: ["none", "selective", "selective+offload", "full"],
+        65536: ["selective", "full"],
+        131072: ["selective", "full", "full+offload"],
+    },
+    needle_lengths={1024: (0.1, 0.5, 0.9), 8192: (0.1, 0.5, 0.9), 32768: (0.5,), 131072: (0.25, 0.75)},
+    lr=5e-4,
+)
+TINY = Plan(
+    preset=dict(preset="llama-tiny", max_seq_len=512),
+    retrieval_len=128,
+    retrieval_batch=8,
+    retrieval_steps=30,
+    needles_per_sequence=2,
+    lengths={256: ["none", "selective+offload", "full"], 512: ["full"]},
+    needle_lengths={128: (0.5,), 512: (0.5,)},
+    lr=2e-3,
+)
+
+
+# ------------------------------------------------------------------------------------------------ the passkey task
+def _filler(rng: np.random.Generator, length: int, sentences: np.ndarray) -> np.ndarray:
+    picks = sentences[rng.integers(0, len(sentences), length // sentences.shape[1] + 1)]
+    return picks.reshape(-1)[:length]
+
+
+def passkey_sequence(rng: np.random.Generator, length: int, needles: int, sentences: np.ndarray):
+    """(tokens [length + 1], scored [length + 1]): filler with `needles` needles `KEY_j d1..d5` spread through the
+    first part, then every `KEY_j d1..d5` again in shuffled order at the end; only the answer digits are scored."""
+    answer = PASSKEY_DIGITS + 1
+    tokens = _filler(rng, length + 1, sentences)
+    scored = np.zeros(length + 1, dtype=bool)
+    keys = rng.choice(KEYS, needles, replace=False)
+    codes = rng.choice(DIGITS, (needles, PASSKEY_DIGITS))
+    tail = length + 1 - needles * answer
+    slots = np.sort(rng.choice(np.arange(0, (tail - answer) // answer), needles, replace=False)) * answer
+    for key, code, at in zip(keys, codes, slots, strict=True):
+        tokens[at] = key
+        tokens[at + 1 : at + answer] = code
+    for i, j in enumerate(rng.permutation(needles)):
+        at = tail + i * answer
+        tokens[at] = keys[j]
+        tokens[at + 1 : at + answer] = codes[j]
+        scored[at + 1 : at + answer] = True
+    return tokens, scored
+
+
+class PasskeyLoader:
+    """Micro-batches of passkey sequences as the engine's objectives take them (inputs, labels with -100 on the
+    unscored tokens); the loop's loader interface."""
+
+    def __init__(self, length: int, batch: int, needles: int, device: torch.device, seed: int = 0) -> None:
+        self.length, self.batch, self.needles, self.device = length, batch, needles, device
+        self.rng = np.random.default_rng(seed)
+        self.sentences = np.random.default_rng(1234).integers(*FILLER_VOCAB, (SENTENCES, 12))
+
+    def next_step(self) -> list[dict[str, torch.Tensor]]:
+        rows = [passkey_sequence(self.rng, self.length, self.needles, self.sentences) for _ in range(self.batch)]
+        tokens = torch.from_numpy(np.stack([r[0] for r in rows]).astype(np.int64))
+        scored = torch.from_numpy(np.stack([r[1] for r in rows]))
+        labels = tokens.masked_fill(~scored, IGNORE_INDEX)
+        return [{"input_ids": tokens[:, :-1].to(self.device), "labels": labels[:, 1:].to(self.device)}]
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+# ------------------------------------------------------------------------------------------------ phases
+def _train(model, plan: Plan, loader, steps: int, checkpointing: str, offload: bool, device, warmup: int):
+    config = TrainConfig(
+        steps=steps,
+        micro_batch=loader.batch,
+        seq_len=loader.length,
+        lr=plan.lr,
+        warmup_steps=warmup,
+        schedule="constant",
+        weight_decay=0.0,
+        precision="bf16" if device.type == "cuda" else "fp32",
+        activation_checkpointing=checkpointing,
+        activation_offload=offload,
+        log_every=1 if steps <= 4 else 20,
+        device=device.type,
+    )
+    objective = NextTokenLoss(model, fused_loss=device.type == "cuda", offload_activations=offload)
+    return train(
+        model, config, loader, DistEnv(device=device), objective=objective, console=Console(file=io.StringIO())
+    )
+
+
+def retrieval_phase(model, plan: Plan, device) -> dict:
+    loader = PasskeyLoader(plan.retrieval_len, plan.retrieval_batch, plan.needles_per_sequence, device)
+    t0 = time.perf_counter()
+    result = _train(model, plan, loader, plan.retrieval_steps, "none", False, device, warmup=20)
+    losses = [r["loss"] for r in result.records]
+    return {
+        "length": plan.retrieval_len,
+        "steps": plan.retrieval_steps,
+        "loss_first": losses[0],
+        "loss_last": losses[-1],
+        "losses": losses,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+
+
+def _fresh_copy(config, state: dict, device) -> Transformer:
+    """A new model on `device` with the weights in `state` (the loop applies checkpointing to the blocks it is
+    given, once, so every option starts from a model of its own)."""
+    with torch.device(device):
+        clone = Transformer(copy.deepcopy(config))
+    clone.load_state_dict(state)
+    return clone
+
+
+def memory_phase(model: Transformer, plan: Plan, device, console: Console) -> tuple[list[dict], Transformer]:
+    """The options at each length; the starting weights wait in CPU memory, so each peak is one model's."""
+    config = model.config
+    state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    del model
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    rows = []
+    for length, options in plan.lengths.items():
+        for name in options:
+            checkpointing, offload = OPTIONS[name]
+            trial = _fresh_copy(config, state, device)
+            loader = PasskeyLoader(length, 1, plan.needles_per_sequence, device, seed=length)
+            row = {"length": length, "option": name}
+            t0 = time.perf_counter()
+            try:
+                result = _train(trial, plan, loader, 2, checkpointing, offload, device, warmup=0)
+                last = result.records[-1]
+                row |= {
+                    "tokens_per_s": last.get("tokens_per_s"),
+                    "peak_gib": round(last["memory_bytes"] / 2**30, 2) if "memory_bytes" in last else None,
+                    "loss": round(last["loss"], 4),
+                }
+            except torch.OutOfMemoryError:
+                row["oom"] = True
+            row["seconds"] = round(time.perf_counter() - t0, 1)
+            console.print(row)
+            rows.append(row)
+            if name == "full" and not row.get("oom"):  # training carries on from the model that took these steps
+                state = {k: v.detach().to("cpu", copy=True) for k, v in trial.state_dict().items()}
+            del trial
+            gc.collect()
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+    return rows, _fresh_copy(config, state, device)
+
+
+def needle_prompt(rng: np.random.Generator, length: int, depth: float, sentences: np.ndarray):
+    """(prompt ids of `length` tokens, the passkey): filler, `KEY_0 d1..d5` at `depth`, filler, then `KEY_0`."""
+    code = rng.choice(DIGITS, PASSKEY_DIGITS)
+    key = KEYS[0]
+    tokens = _filler(rng, length, sentences)
+    at = int(depth * (length - 2 * PASSKEY_DIGITS - 2))
+    tokens[at] = key
+    tokens[at + 1 : at + 1 + PASSKEY_DIGITS] = code
+    tokens[-1] = key
+    return tokens.tolist(), code.tolist()
+
+
+def needle_phase(model: Transformer, plan: Plan, device, console: Console) -> list[dict]:
+    model = model.to(torch.bfloat16) if device.type == "cuda" else model
+    longest = max(plan.needle_lengths) + PASSKEY_DIGITS + 1
+    config = EngineConfig(
+        max_num_seqs=1,
+        max_num_batched_tokens=min(4096, longest),
+        max_model_len=min(longest, model.config.max_seq_len),
+        num_blocks=longest // 16 + 8,
+        enable_prefix_caching=False,
+        cuda_graphs=False,
+    )
+    engine = LLMEngine(model, None, config)
+    sentences = np.random.default_rng(1234).integers(*FILLER_VOCAB, (SENTENCES, 12))
+    rng = np.random.default_rng(7)
+    params = SamplingParams(max_tokens=PASSKEY_DIGITS, temperature=0.0)
+    rows = []
+    for length, depths in plan.needle_lengths.items():
+        length = min(length, engine.max_model_len - PASSKEY_DIGITS - 1)
+        for depth in depths:
+            prompt, code = needle_prompt(rng, length, depth, sentences)
+            t0 = time.perf_counter()
+            (out,) = engine.generate([prompt], params)
+            got = list(out.outputs[0].token_ids)
+            row = {
+                "length": length,
+                "depth": depth,
+                "passkey": code,
+                "answer": got,
+                "retrieved": got == code,
+                "digits_right": int(sum(a == b for a, b in zip(got, code, strict=False))),
+                "seconds": round(time.perf_counter() - t0, 1),
+            }
+            console.print(row)
+            rows.append(row)
+    return rows
+
+
+def run(plan: Plan, device: torch.device, console: Console) -> dict:
+    """All three phases; the report as a JSON-ready dict."""
+    spec = dict(plan.preset)
+    torch.manual_seed(0)
+    with torch.device(device):  # initialised where it trains: a 1B model's init on the CPU takes seconds
+        model = Transformer(get_config(spec.pop("preset"), **spec))
+    t0 = time.perf_counter()
+    report: dict = {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "model": plan.preset,
+        "params": num_params(model.config),
+        "max_seq_len": model.config.max_seq_len,
+        "rope_scaling": model.config.rope_scaling,
+    }
+    console.print(f"[bold]model[/]: {report['params'] / 1e9:.2f}B parameters on {report['device']}")
+    report["retrieval"] = retrieval_phase(model, plan, device)
+    summary = {k: v for k, v in report["retrieval"].items() if k != "losses"}
+    console.print(f"[bold]retrieval training[/]: {summary}")
+    report["memory"], model = memory_phase(model, plan, device, console)
+    report["needle"] = needle_phase(model, plan, device, console)
+    report["seconds"] = round(time.perf_counter() - t0, 1)
+    by_length: dict[int, list[bool]] = {}
+    for row in report["needle"]:
+        by_length.setdefault(row["length"], []).append(row["retrieved"])
+    report["retrieved_by_length"] = {str(k): f"{sum(v)}/{len(v)}" for k, v in by_length.items()}
+    console.print(f"[bold]needle retrieved[/]: {report['retrieved_by_length']}  ({report['seconds']} s in all)")
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--tiny", action="store_true", help="a tiny model at short lengths (CPU smoke test)")
+    parser.add_argument("--retrieval-steps", type=int, help="override the steps of the retrieval phase")
+    parser.add_argument("--json", help="write the results here")
+    args = parser.parse_args()
+    plan = TINY if args.tiny else GPU
+    if args.retrieval_steps is not None:
+        plan = dataclasses.replace(plan, retrieval_steps=args.retrieval_steps)
+    report = run(plan, torch.device(args.device), Console())
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
