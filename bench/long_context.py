@@ -2,6 +2,9 @@
 haystack read back through the inference engine.
 
 Phases
+    documents   document-masked attention (packed documents of random lengths) at 16K tokens: FlexAttention against
+                a dense SDPA mask (max difference of outputs and gradients) and against plain causal attention
+                (cuDNN, no mask), forward + backward times.
     retrieval   a randomly initialised llama-1b learns a synthetic passkey task at a short length (each sequence hides
                 several `KEY_j d d d d d` needles in filler text and asks for all of them at the end, `KEY_j` followed
                 by the digits; only the answers are scored), so that retrieval is something the model can do at all.
@@ -39,6 +42,8 @@ from rich.console import Console
 from llm_platform.trainer.inference.engine import EngineConfig, LLMEngine
 from llm_platform.trainer.inference.params import SamplingParams
 from llm_platform.trainer.model import get_config, num_params
+from llm_platform.trainer.model.document_mask import DocumentMask
+from llm_platform.trainer.model.kernels import attention
 from llm_platform.trainer.model.transformer import Transformer
 from llm_platform.trainer.train.config import TrainConfig
 from llm_platform.trainer.train.distributed import DistEnv
@@ -72,6 +77,7 @@ class Plan:
     lengths: dict[int, list[str]]  # sequence length -> memory options to measure
     needle_lengths: dict[int, tuple[float, ...]]  # prompt length -> depths of the needle
     lr: float
+    document_len: int  # tokens of the document-masked attention comparison
 
 
 GPU = Plan(
@@ -87,16 +93,18 @@ GPU = Plan(
     },
     needle_lengths={1024: (0.1, 0.5, 0.9), 8192: (0.1, 0.5, 0.9), 32768: (0.5,), 131072: (0.25, 0.75)},
     lr=5e-4,
+    document_len=16384,
 )
 TINY = Plan(
     preset=dict(preset="llama-tiny", max_seq_len=512),
     retrieval_len=128,
     retrieval_batch=8,
-    retrieval_steps=30,
+    retrieval_steps=20,
     needles_per_sequence=2,
-    lengths={256: ["none", "selective+offload", "full"], 512: ["full"]},
+    lengths={256: ["none", "selective+offload"], 512: ["full"]},
     needle_lengths={128: (0.5,), 512: (0.5,)},
     lr=2e-3,
+    document_len=256,
 )
 
 
@@ -163,7 +171,7 @@ def _train(model, plan: Plan, loader, steps: int, checkpointing: str, offload: b
         precision="bf16" if device.type == "cuda" else "fp32",
         activation_checkpointing=checkpointing,
         activation_offload=offload,
-        log_every=1 if steps <= 4 else 20,
+        log_every=max(1, steps // 20),
         device=device.type,
     )
     objective = NextTokenLoss(model, fused_loss=device.type == "cuda", offload_activations=offload)
@@ -283,6 +291,63 @@ def needle_phase(model: Transformer, plan: Plan, device, console: Console) -> li
     return rows
 
 
+def _timed(fn, repeats: int, device) -> float:
+    """Median seconds of `fn()` after one warm-up call (which also compiles)."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def document_phase(plan: Plan, device, console: Console) -> dict:
+    """Document-masked attention, forward + backward at the preset's head layout over documents of random lengths:
+    FlexAttention (CUDA) against a dense SDPA mask (same results), and plain causal attention (cuDNN) as the cost
+    of no mask at all."""
+    config = get_config(plan.preset["preset"])
+    seq, heads, kv_heads, dim = plan.document_len, config.n_heads, config.kv_heads, config.head_size
+    rng = np.random.default_rng(0)
+    lengths = []
+    while sum(lengths) < seq:
+        lengths.append(int(rng.integers(seq // 64, seq // 4)))
+    documents = torch.cat([torch.full((n,), i) for i, n in enumerate(lengths)])[:seq][None].to(device)
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    gen = torch.Generator(device).manual_seed(0)
+    q, k, v = (
+        torch.randn(1, h, seq, dim, device=device, dtype=dtype, generator=gen) for h in (heads, kv_heads, kv_heads)
+    )
+    scale = dim**-0.5
+    ways = {"dense mask": DocumentMask(documents, use_flex=False)}
+    if device.type == "cuda":
+        ways["flex"] = DocumentMask(documents, use_flex=True)
+    ways["causal, no mask"] = lambda q, k, v, scale: attention(q, k, v, scale=scale, q_positions=torch.arange(seq))
+
+    def step(way):
+        inputs = [t.detach().requires_grad_() for t in (q, k, v)]
+        out = way(*inputs, scale=scale)
+        out.float().square().mean().backward()
+        return out.detach(), [t.grad for t in inputs]
+
+    row: dict = {"seq": seq, "documents": len(lengths)}
+    for name, way in ways.items():
+        row[f"{name} ms"] = round(1000 * _timed(lambda way=way: step(way), 3, device), 2)
+    if "flex" in ways:
+        (flex_out, flex_grads), (dense_out, dense_grads) = step(ways["flex"]), step(ways["dense mask"])
+        row["flex vs dense max diff"] = max(
+            (a.float() - b.float()).abs().max().item()
+            for a, b in zip([flex_out, *flex_grads], [dense_out, *dense_grads], strict=True)
+        )
+        row["flex / causal time"] = round(row["flex ms"] / row["causal, no mask ms"], 3)
+    console.print(row)
+    return row
+
+
 def run(plan: Plan, device: torch.device, console: Console) -> dict:
     """All three phases; the report as a JSON-ready dict."""
     spec = dict(plan.preset)
@@ -299,6 +364,7 @@ def run(plan: Plan, device: torch.device, console: Console) -> dict:
         "rope_scaling": model.config.rope_scaling,
     }
     console.print(f"[bold]model[/]: {report['params'] / 1e9:.2f}B parameters on {report['device']}")
+    report["documents"] = document_phase(plan, device, console)
     report["retrieval"] = retrieval_phase(model, plan, device)
     summary = {k: v for k, v in report["retrieval"].items() if k != "losses"}
     console.print(f"[bold]retrieval training[/]: {summary}")

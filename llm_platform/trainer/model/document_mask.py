@@ -57,6 +57,7 @@ def _compiled_flex():
     return torch.compile(flex_attention, dynamic=False)
 
 
+@torch.compiler.disable  # built eagerly (its own compiled kernel) even when the forward around it is compiled
 def _block_mask(document_ids: torch.Tensor, window: int | None):
     from torch.nn.attention.flex_attention import create_block_mask
 

@@ -38,6 +38,7 @@ def test_passkey_sequences_hide_and_ask_every_needle():
 def test_smoke_mode_runs_every_phase(capsys):
     bench = _bench()
     report = bench.run(bench.TINY, torch.device("cpu"), Console(file=sys.stderr))
+    assert report["documents"]["dense mask ms"] > 0 and report["documents"]["causal, no mask ms"] > 0
     retrieval = report["retrieval"]
     assert all(math.isfinite(loss) for loss in retrieval["losses"])
     assert retrieval["loss_last"] < retrieval["loss_first"]
