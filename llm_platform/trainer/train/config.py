@@ -163,6 +163,8 @@ def long_context_problem(config: TrainConfig) -> str | None:
     if cp > 1:
         if config.document_masking:
             return "context_parallel: not with document_masking (shards split documents); set one of them"
+        if config.parallel.strategy == "deepspeed":
+            return "context_parallel: runs under parallel.strategy ddp or fsdp, not deepspeed; change one of them"
         if config.seq_len % (2 * cp):
             return (
                 f"context_parallel: seq_len {config.seq_len} must be a multiple of 2 x context_parallel = {2 * cp} "

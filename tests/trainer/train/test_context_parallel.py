@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from llm_platform.trainer.train.config import TrainConfig, world_size_problem
+from llm_platform.trainer.train.config import ParallelConfig, TrainConfig, world_size_problem
 from llm_platform.trainer.train.distributed import DistEnv
 
 from .context_parallel_worker import training_losses
@@ -36,5 +36,7 @@ def test_settings_are_checked():
         TrainConfig(steps=1, seq_len=100, context_parallel=4)
     with pytest.raises(ValueError, match="context_parallel: not with document_masking"):
         TrainConfig(steps=1, context_parallel=2, document_masking=True)
+    with pytest.raises(ValueError, match="runs under parallel.strategy ddp or fsdp"):
+        TrainConfig(steps=1, context_parallel=2, parallel=ParallelConfig(strategy="deepspeed"))
     assert "does not divide the 3 process(es)" in world_size_problem(TrainConfig(steps=1, context_parallel=2), 3)
     assert TrainConfig(steps=1, seq_len=64, context_parallel=2, micro_batch=1).tokens_per_step(4) == 2 * 64
