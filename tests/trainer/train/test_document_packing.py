@@ -86,3 +86,16 @@ def test_a_model_trains_on_packed_masked_batches():
         optimizer.zero_grad()
         losses.append(loss.item())
     assert np.mean(losses[-5:]) < 0.6 * np.mean(losses[:5])
+
+
+def test_offloading_activations_leaves_loss_and_gradients_unchanged():
+    batch = torch.randint(2, 500, (2, 65), generator=torch.Generator().manual_seed(0))
+    batch[:, [20, 40]] = EOS
+    results = []
+    for offload in (False, True):
+        torch.manual_seed(0)
+        model = Transformer(get_config("llama-tiny"))
+        loss = NextTokenLoss(model, eos_id=EOS, reset_positions=True, offload_activations=offload)(batch)
+        loss.backward()
+        results.append((loss.detach(), torch.cat([p.grad.flatten() for p in model.parameters()])))
+    torch.testing.assert_close(results[0], results[1], rtol=0, atol=0)
