@@ -159,7 +159,7 @@ class PasskeyLoader:
 
 
 # ------------------------------------------------------------------------------------------------ phases
-def _train(model, plan: Plan, loader, steps: int, checkpointing: str, offload: bool, device, warmup: int):
+def _train(model, plan: Plan, loader, steps: int, checkpointing: str, offload: bool, device, warmup: int, console=None):
     config = TrainConfig(
         steps=steps,
         micro_batch=loader.batch,
@@ -175,15 +175,14 @@ def _train(model, plan: Plan, loader, steps: int, checkpointing: str, offload: b
         device=device.type,
     )
     objective = NextTokenLoss(model, fused_loss=device.type == "cuda", offload_activations=offload)
-    return train(
-        model, config, loader, DistEnv(device=device), objective=objective, console=Console(file=io.StringIO())
-    )
+    console = console or Console(file=io.StringIO())
+    return train(model, config, loader, DistEnv(device=device), objective=objective, console=console)
 
 
-def retrieval_phase(model, plan: Plan, device) -> dict:
+def retrieval_phase(model, plan: Plan, device, console: Console) -> dict:
     loader = PasskeyLoader(plan.retrieval_len, plan.retrieval_batch, plan.needles_per_sequence, device)
     t0 = time.perf_counter()
-    result = _train(model, plan, loader, plan.retrieval_steps, "none", False, device, warmup=20)
+    result = _train(model, plan, loader, plan.retrieval_steps, "none", False, device, warmup=20, console=console)
     losses = [r["loss"] for r in result.records]
     return {
         "length": plan.retrieval_len,
@@ -326,7 +325,8 @@ def document_phase(plan: Plan, device, console: Console) -> dict:
     ways = {"dense mask": DocumentMask(documents, use_flex=False)}
     if device.type == "cuda":
         ways["flex"] = DocumentMask(documents, use_flex=True)
-    ways["causal, no mask"] = lambda q, k, v, scale: attention(q, k, v, scale=scale, q_positions=torch.arange(seq))
+    positions = torch.arange(seq, device=device)
+    ways["causal, no mask"] = lambda q, k, v, scale: attention(q, k, v, scale=scale, q_positions=positions)
 
     def step(way):
         inputs = [t.detach().requires_grad_() for t in (q, k, v)]
@@ -348,8 +348,9 @@ def document_phase(plan: Plan, device, console: Console) -> dict:
     return row
 
 
-def run(plan: Plan, device: torch.device, console: Console) -> dict:
-    """All three phases; the report as a JSON-ready dict."""
+def run(plan: Plan, device: torch.device, console: Console, json_path: str | None = None) -> dict:
+    """All phases; the report as a JSON-ready dict, also written to `json_path` after each phase (so a run cut
+    short keeps what it measured)."""
     spec = dict(plan.preset)
     torch.manual_seed(0)
     with torch.device(device):  # initialised where it trains: a 1B model's init on the CPU takes seconds
@@ -364,11 +365,20 @@ def run(plan: Plan, device: torch.device, console: Console) -> dict:
         "rope_scaling": model.config.rope_scaling,
     }
     console.print(f"[bold]model[/]: {report['params'] / 1e9:.2f}B parameters on {report['device']}")
+
+    def save() -> None:
+        if json_path:
+            with open(json_path, "w") as f:
+                json.dump(report, f, indent=2)
+
     report["documents"] = document_phase(plan, device, console)
-    report["retrieval"] = retrieval_phase(model, plan, device)
+    save()
+    report["retrieval"] = retrieval_phase(model, plan, device, console)
     summary = {k: v for k, v in report["retrieval"].items() if k != "losses"}
     console.print(f"[bold]retrieval training[/]: {summary}")
+    save()
     report["memory"], model = memory_phase(model, plan, device, console)
+    save()
     report["needle"] = needle_phase(model, plan, device, console)
     report["seconds"] = round(time.perf_counter() - t0, 1)
     by_length: dict[int, list[bool]] = {}
@@ -376,6 +386,7 @@ def run(plan: Plan, device: torch.device, console: Console) -> dict:
         by_length.setdefault(row["length"], []).append(row["retrieved"])
     report["retrieved_by_length"] = {str(k): f"{sum(v)}/{len(v)}" for k, v in by_length.items()}
     console.print(f"[bold]needle retrieved[/]: {report['retrieved_by_length']}  ({report['seconds']} s in all)")
+    save()
     return report
 
 
@@ -389,10 +400,7 @@ def main() -> None:
     plan = TINY if args.tiny else GPU
     if args.retrieval_steps is not None:
         plan = dataclasses.replace(plan, retrieval_steps=args.retrieval_steps)
-    report = run(plan, torch.device(args.device), Console())
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=2)
+    run(plan, torch.device(args.device), Console(), args.json)
 
 
 if __name__ == "__main__":
