@@ -258,7 +258,7 @@ def needle_phase(model: Transformer, plan: Plan, device, console: Console) -> li
     longest = max(plan.needle_lengths) + PASSKEY_DIGITS + 1
     config = EngineConfig(
         max_num_seqs=1,
-        max_num_batched_tokens=min(4096, longest),
+        max_num_batched_tokens=min(4096, longest // 2),  # long prompts prefill in chunks
         max_model_len=min(longest, model.config.max_seq_len),
         num_blocks=longest // 16 + 8,
         enable_prefix_caching=False,
