@@ -5,18 +5,19 @@ Phases
     documents   document-masked attention (packed documents of random lengths) at 16K tokens: FlexAttention against
                 a dense SDPA mask (max difference of outputs and gradients) and against plain causal attention
                 (cuDNN, no mask), forward + backward times.
-    retrieval   a randomly initialised llama-1b learns a synthetic passkey task at a short length (each sequence hides
-                several `KEY_j d d d d d` needles in filler text and asks for all of them at the end, `KEY_j` followed
-                by the digits; only the answers are scored), so that retrieval is something the model can do at all.
-    memory      the same model keeps training on the same task at 32K, 64K and 128K tokens (micro-batch 1), once per
-                memory option: no activation checkpointing, `selective`, `full`, and each with
-                `activation_offload`, where it can fit. Each option runs from the model as it stands and reports peak
-                GPU memory and tokens/s of its second step (the first warms up); an option that runs out of memory
-                is reported as OOM. The model trained under `full` carries on, so the final model has had a few
-                steps at every length, 128K included.
-    needle      one passkey hidden in filler at several depths of prompts of 1K .. 128K tokens, asked at the end;
+    retrieval   a randomly initialised llama-1b learns a synthetic passkey task: filler text hides a needle
+                `KEY d1..d5` (five distinct digits) at a random depth and ends with the question `KEY`; only the
+                answer's digits are scored. First at 512 tokens (where retrieval is learned at all), then a few
+                steps at 4K and 16K tokens.
+    memory      the model keeps training on the same task at 32K, 64K and 128K tokens (micro-batch 1), once per
+                memory option: no activation checkpointing, `selective`, `full`, and with `activation_offload`.
+                Each option starts a fresh engine run from the weights so far and reports peak GPU memory and
+                tokens/s of its second step (the first warms up); one that runs out of memory is reported as OOM.
+                Every option that ran passes its weights on, so the final model has had several steps at every
+                length, 128K included.
+    needle      one passkey hidden in filler at several depths of prompts of 512 .. 128K tokens, asked at the end;
                 the engine (`LLMEngine`, paged KV cache, chunked prefill) decodes five digits greedily, and the
-                report says which it retrieved (chance: 1e-5 for the five digits).
+                report says which it retrieved (chance: 1 in 30,240).
 
 Usage (one H200; about 5 minutes):
     PYTHONPATH=. python3 bench/long_context.py --json long_context.json
@@ -70,10 +71,7 @@ OPTIONS = {  # name -> (activation_checkpointing, activation_offload)
 @dataclasses.dataclass(frozen=True)
 class Plan:
     preset: dict
-    retrieval_len: int
-    retrieval_batch: int
-    retrieval_steps: int
-    needles_per_sequence: int
+    curriculum: tuple[tuple[int, int, int], ...]  # retrieval training: (sequence length, batch, steps) in turn
     lengths: dict[int, list[str]]  # sequence length -> memory options to measure
     needle_lengths: dict[int, tuple[float, ...]]  # prompt length -> depths of the needle
     lr: float
@@ -82,25 +80,19 @@ class Plan:
 
 GPU = Plan(
     preset=dict(preset="llama-1b"),
-    retrieval_len=1024,
-    retrieval_batch=8,
-    retrieval_steps=400,
-    needles_per_sequence=8,
+    curriculum=((512, 16, 300), (4096, 2, 40), (16384, 1, 10)),
     lengths={
         32768: ["none", "selective", "selective+offload", "full"],
         65536: ["selective", "full"],
         131072: ["selective", "full", "full+offload"],
     },
-    needle_lengths={1024: (0.1, 0.5, 0.9), 8192: (0.1, 0.5, 0.9), 32768: (0.5,), 131072: (0.25, 0.75)},
+    needle_lengths={512: (0.1, 0.5, 0.9), 4096: (0.1, 0.5, 0.9), 32768: (0.5,), 131072: (0.25, 0.75)},
     lr=5e-4,
     document_len=16384,
 )
 TINY = Plan(
     preset=dict(preset="llama-tiny", max_seq_len=512),
-    retrieval_len=128,
-    retrieval_batch=8,
-    retrieval_steps=20,
-    needles_per_sequence=2,
+    curriculum=((128, 8, 20), (256, 2, 4)),
     lengths={256: ["none", "selective+offload"], 512: ["full"]},
     needle_lengths={128: (0.5,), 512: (0.5,)},
     lr=2e-3,
@@ -114,24 +106,30 @@ def _filler(rng: np.random.Generator, length: int, sentences: np.ndarray) -> np.
     return picks.reshape(-1)[:length]
 
 
-def passkey_sequence(rng: np.random.Generator, length: int, needles: int, sentences: np.ndarray):
-    """(tokens [length + 1], scored [length + 1]): filler with `needles` needles `KEY_j d1..d5` spread through the
-    first part, then every `KEY_j d1..d5` again in shuffled order at the end; only the answer digits are scored."""
-    answer = PASSKEY_DIGITS + 1
-    tokens = _filler(rng, length + 1, sentences)
+def passkey(rng: np.random.Generator) -> np.ndarray:
+    """Five distinct digits (1 in 30,240 to guess)."""
+    return rng.permutation(DIGITS)[:PASSKEY_DIGITS]
+
+
+def haystack(rng: np.random.Generator, length: int, depth: float, key: int, code: np.ndarray, sentences: np.ndarray):
+    """`length` tokens of filler with the needle `key d1..d5` at `depth` (0: first, 1: as late as the question
+    allows), ending with the question `key`."""
+    tokens = _filler(rng, length, sentences)
+    at = int(depth * (length - 2 * (PASSKEY_DIGITS + 1)))
+    tokens[at] = key
+    tokens[at + 1 : at + 1 + PASSKEY_DIGITS] = code
+    tokens[-1] = key
+    return tokens
+
+
+def passkey_sequence(rng: np.random.Generator, length: int, sentences: np.ndarray):
+    """(tokens [length + 1], scored [length + 1]): a haystack with the needle at a random depth, the question, and
+    its answer; only the answer's digits are scored."""
+    code, key = passkey(rng), rng.choice(KEYS)
+    prompt = haystack(rng, length + 1 - PASSKEY_DIGITS, rng.random(), key, code, sentences)
+    tokens = np.concatenate([prompt, code])
     scored = np.zeros(length + 1, dtype=bool)
-    keys = rng.choice(KEYS, needles, replace=False)
-    codes = rng.choice(DIGITS, (needles, PASSKEY_DIGITS))
-    tail = length + 1 - needles * answer
-    slots = np.sort(rng.choice(np.arange(0, (tail - answer) // answer), needles, replace=False)) * answer
-    for key, code, at in zip(keys, codes, slots, strict=True):
-        tokens[at] = key
-        tokens[at + 1 : at + answer] = code
-    for i, j in enumerate(rng.permutation(needles)):
-        at = tail + i * answer
-        tokens[at] = keys[j]
-        tokens[at + 1 : at + answer] = codes[j]
-        scored[at + 1 : at + answer] = True
+    scored[-PASSKEY_DIGITS:] = True
     return tokens, scored
 
 
@@ -139,13 +137,13 @@ class PasskeyLoader:
     """Micro-batches of passkey sequences as the engine's objectives take them (inputs, labels with -100 on the
     unscored tokens); the loop's loader interface."""
 
-    def __init__(self, length: int, batch: int, needles: int, device: torch.device, seed: int = 0) -> None:
-        self.length, self.batch, self.needles, self.device = length, batch, needles, device
+    def __init__(self, length: int, batch: int, device: torch.device, seed: int = 0) -> None:
+        self.length, self.batch, self.device = length, batch, device
         self.rng = np.random.default_rng(seed)
-        self.sentences = np.random.default_rng(1234).integers(*FILLER_VOCAB, (SENTENCES, 12))
+        self.sentences = filler_sentences()
 
     def next_step(self) -> list[dict[str, torch.Tensor]]:
-        rows = [passkey_sequence(self.rng, self.length, self.needles, self.sentences) for _ in range(self.batch)]
+        rows = [passkey_sequence(self.rng, self.length, self.sentences) for _ in range(self.batch)]
         tokens = torch.from_numpy(np.stack([r[0] for r in rows]).astype(np.int64))
         scored = torch.from_numpy(np.stack([r[1] for r in rows]))
         labels = tokens.masked_fill(~scored, IGNORE_INDEX)
@@ -156,6 +154,10 @@ class PasskeyLoader:
 
     def load_state_dict(self, state: dict) -> None:
         pass
+
+
+def filler_sentences() -> np.ndarray:
+    return np.random.default_rng(1234).integers(*FILLER_VOCAB, (SENTENCES, 12))
 
 
 # ------------------------------------------------------------------------------------------------ phases
@@ -179,19 +181,27 @@ def _train(model, plan: Plan, loader, steps: int, checkpointing: str, offload: b
     return train(model, config, loader, DistEnv(device=device), objective=objective, console=console)
 
 
-def retrieval_phase(model, plan: Plan, device, console: Console) -> dict:
-    loader = PasskeyLoader(plan.retrieval_len, plan.retrieval_batch, plan.needles_per_sequence, device)
-    t0 = time.perf_counter()
-    result = _train(model, plan, loader, plan.retrieval_steps, "none", False, device, warmup=20, console=console)
-    losses = [r["loss"] for r in result.records]
-    return {
-        "length": plan.retrieval_len,
-        "steps": plan.retrieval_steps,
-        "loss_first": losses[0],
-        "loss_last": losses[-1],
-        "losses": losses,
-        "seconds": round(time.perf_counter() - t0, 1),
-    }
+def retrieval_phase(model, plan: Plan, device, console: Console) -> list[dict]:
+    """The passkey task at growing lengths (the first stage learns retrieval, the later ones stretch it)."""
+    rows = []
+    for i, (length, batch, steps) in enumerate(plan.curriculum):
+        loader = PasskeyLoader(length, batch, device, seed=i)
+        t0 = time.perf_counter()
+        result = _train(model, plan, loader, steps, "none", False, device, warmup=20 if i == 0 else 2, console=console)
+        losses = [r["loss"] for r in result.records]
+        rows.append(
+            {
+                "length": length,
+                "batch": batch,
+                "steps": steps,
+                "loss_first": losses[0],
+                "loss_last": losses[-1],
+                "losses": losses,
+                "seconds": round(time.perf_counter() - t0, 1),
+            }
+        )
+        console.print({k: v for k, v in rows[-1].items() if k != "losses"})
+    return rows
 
 
 def _fresh_copy(config, state: dict, device) -> Transformer:
@@ -216,7 +226,7 @@ def memory_phase(model: Transformer, plan: Plan, device, console: Console) -> tu
         for name in options:
             checkpointing, offload = OPTIONS[name]
             trial = _fresh_copy(config, state, device)
-            loader = PasskeyLoader(length, 1, plan.needles_per_sequence, device, seed=length)
+            loader = PasskeyLoader(length, 1, device, seed=length)
             row = {"length": length, "option": name}
             t0 = time.perf_counter()
             try:
@@ -232,7 +242,7 @@ def memory_phase(model: Transformer, plan: Plan, device, console: Console) -> tu
             row["seconds"] = round(time.perf_counter() - t0, 1)
             console.print(row)
             rows.append(row)
-            if name == "full" and not row.get("oom"):  # training carries on from the model that took these steps
+            if not row.get("oom"):  # training carries on from the model that took these steps
                 state = {k: v.detach().to("cpu", copy=True) for k, v in trial.state_dict().items()}
             del trial
             gc.collect()
@@ -242,15 +252,9 @@ def memory_phase(model: Transformer, plan: Plan, device, console: Console) -> tu
 
 
 def needle_prompt(rng: np.random.Generator, length: int, depth: float, sentences: np.ndarray):
-    """(prompt ids of `length` tokens, the passkey): filler, `KEY_0 d1..d5` at `depth`, filler, then `KEY_0`."""
-    code = rng.choice(DIGITS, PASSKEY_DIGITS)
-    key = KEYS[0]
-    tokens = _filler(rng, length, sentences)
-    at = int(depth * (length - 2 * PASSKEY_DIGITS - 2))
-    tokens[at] = key
-    tokens[at + 1 : at + 1 + PASSKEY_DIGITS] = code
-    tokens[-1] = key
-    return tokens.tolist(), code.tolist()
+    """(prompt ids of `length` tokens, the passkey): `KEY_0 d1..d5` hidden at `depth`, asked with `KEY_0`."""
+    code = passkey(rng)
+    return haystack(rng, length, depth, KEYS[0], code, sentences).tolist(), code.tolist()
 
 
 def needle_phase(model: Transformer, plan: Plan, device, console: Console) -> list[dict]:
@@ -265,7 +269,7 @@ def needle_phase(model: Transformer, plan: Plan, device, console: Console) -> li
         cuda_graphs=False,
     )
     engine = LLMEngine(model, None, config)
-    sentences = np.random.default_rng(1234).integers(*FILLER_VOCAB, (SENTENCES, 12))
+    sentences = filler_sentences()
     rng = np.random.default_rng(7)
     params = SamplingParams(max_tokens=PASSKEY_DIGITS, temperature=0.0)
     rows = []
@@ -374,8 +378,6 @@ def run(plan: Plan, device: torch.device, console: Console, json_path: str | Non
     report["documents"] = document_phase(plan, device, console)
     save()
     report["retrieval"] = retrieval_phase(model, plan, device, console)
-    summary = {k: v for k, v in report["retrieval"].items() if k != "losses"}
-    console.print(f"[bold]retrieval training[/]: {summary}")
     save()
     report["memory"], model = memory_phase(model, plan, device, console)
     save()
@@ -394,12 +396,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--tiny", action="store_true", help="a tiny model at short lengths (CPU smoke test)")
-    parser.add_argument("--retrieval-steps", type=int, help="override the steps of the retrieval phase")
+    parser.add_argument("--retrieval-steps", type=int, help="steps of the first (short) retrieval stage")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
     plan = TINY if args.tiny else GPU
     if args.retrieval_steps is not None:
-        plan = dataclasses.replace(plan, retrieval_steps=args.retrieval_steps)
+        (length, batch, _), *rest = plan.curriculum
+        plan = dataclasses.replace(plan, curriculum=((length, batch, args.retrieval_steps), *rest))
     run(plan, torch.device(args.device), Console(), args.json)
 
 
