@@ -46,13 +46,13 @@ class NextTokenLoss(nn.Module):
         offload_activations: bool = False,
     ) -> None:
         super().__init__()
-        self.offload_activations = offload_activations
         self.model = model
         self.z_loss = z_loss
         self.fused_loss = fused_loss
         self.eos_id = eos_id
         self.reset_positions = reset_positions
         self.context_parallel = context_parallel
+        self.offload_activations = offload_activations
 
     def forward(self, batch: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
         if self.offload_activations and self.training and torch.is_grad_enabled():
