@@ -11,7 +11,8 @@ Phases
                 steps at 4K and 16K tokens.
     memory      the model keeps training on the same task at 32K, 64K and 128K tokens (micro-batch 1), once per
                 memory option: no activation checkpointing, `selective`, `full`, and with `activation_offload`.
-                Each option starts a fresh engine run from the weights so far and reports peak GPU memory and
+                Each option starts a fresh engine run from the weights so far (at a fifth of the learning rate,
+                warmed up over its two steps) and reports peak GPU memory and
                 tokens/s of its second step (the first warms up); one that runs out of memory is reported as OOM.
                 Every option that ran passes its weights on, so the final model has had several steps at every
                 length, 128K included.
@@ -161,12 +162,14 @@ def filler_sentences() -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------------ phases
-def _train(model, plan: Plan, loader, steps: int, checkpointing: str, offload: bool, device, warmup: int, console=None):
+def _train(model, lr: float, loader, steps: int, checkpointing: str, offload: bool, device, warmup: int, console=None):
+    """`steps` optimizer steps of the engine's loop (a fresh AdamW: each call warms its learning rate up again, so
+    the first update of a new optimizer, about `lr` on every weight, does not knock out what was learned)."""
     config = TrainConfig(
         steps=steps,
         micro_batch=loader.batch,
         seq_len=loader.length,
-        lr=plan.lr,
+        lr=lr,
         warmup_steps=warmup,
         schedule="constant",
         weight_decay=0.0,
@@ -187,7 +190,8 @@ def retrieval_phase(model, plan: Plan, device, console: Console) -> list[dict]:
     for i, (length, batch, steps) in enumerate(plan.curriculum):
         loader = PasskeyLoader(length, batch, device, seed=i)
         t0 = time.perf_counter()
-        result = _train(model, plan, loader, steps, "none", False, device, warmup=20 if i == 0 else 2, console=console)
+        warmup = 20 if i == 0 else min(5, steps)
+        result = _train(model, plan.lr, loader, steps, "none", False, device, warmup=warmup, console=console)
         losses = [r["loss"] for r in result.records]
         rows.append(
             {
@@ -230,7 +234,7 @@ def memory_phase(model: Transformer, plan: Plan, device, console: Console) -> tu
             row = {"length": length, "option": name}
             t0 = time.perf_counter()
             try:
-                result = _train(trial, plan, loader, 2, checkpointing, offload, device, warmup=0)
+                result = _train(trial, plan.lr / 5, loader, 2, checkpointing, offload, device, warmup=2)
                 last = result.records[-1]
                 row |= {
                     "tokens_per_s": last.get("tokens_per_s"),
