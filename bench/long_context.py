@@ -12,8 +12,8 @@ Phases
     memory      the model keeps training on the same task at 32K, 64K and 128K tokens (micro-batch 1), once per
                 memory option: no activation checkpointing, `selective`, `full`, and with `activation_offload`.
                 Each option starts a fresh engine run from the weights so far (at a fifth of the learning rate,
-                warmed up over its two steps) and reports peak GPU memory and
-                tokens/s of its second step (the first warms up); one that runs out of memory is reported as OOM.
+                warmed up over its two steps) and reports peak GPU memory and tokens/s of its second step (the
+                first warms up); one that runs out of memory is reported as OOM.
                 Every option that ran passes its weights on, so the final model has had several steps at every
                 length, 128K included.
     needle      one passkey hidden in filler at several depths of prompts of 512 .. 128K tokens, asked at the end;
