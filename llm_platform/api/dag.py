@@ -47,7 +47,26 @@ def graph_problems(stages: Sequence[Stage], external: Sequence[str] = ()) -> lis
                         + (" or set spec.model.from" if artifact == "model" else ""),
                     )
                 )
+        problem = _model_from_problem(stages, stage)
+        if problem:
+            problems.append(Problem(("spec", "stages", i, "model", "from"), problem))
     return problems
+
+
+def _model_from_problem(stages: Sequence[Stage], stage: Stage) -> str | None:
+    """Why the stage's `model.from` cannot be where its model comes from, or None."""
+    model = getattr(stage, "model", None)
+    source = model.from_ if model is not None else None
+    if source is None:
+        return None
+    producers = [s.name for s in stages if "model" in s.outputs]
+    if source not in ancestors(stages, stage.name) or source not in producers:
+        upstream = [name for name in ancestors(stages, stage.name) if name in producers]
+        return (
+            f"'{shorten(source, 80)}' is not a stage producing a model among this stage's needs (directly or through "
+            f"theirs); choose one of: {', '.join(upstream) or 'none (add the stage to `needs`)'}"
+        )
+    return None
 
 
 def naming_problems(stages: Sequence[StageLike]) -> list[Problem]:
@@ -195,6 +214,10 @@ def input_sources(stages: Sequence[Stage], name: str, external: Sequence[str] = 
     """For each artifact the stage reads: the nearest ancestor producing it, or EXTERNAL when it comes from the spec."""
     by_name = {s.name: s for s in stages}
     sources: dict[str, str] = {}
+    model = getattr(by_name[name], "model", None)
+    chosen = model.from_ if model is not None else None
+    if chosen is not None:
+        sources["model"] = chosen  # the stage's `model.from` (graph_problems checked it is an ancestor)
     for ancestor in ancestors(stages, name):
         for artifact in by_name[ancestor].outputs:
             sources.setdefault(artifact, ancestor)

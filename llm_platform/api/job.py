@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic_core import PydanticCustomError
 
 from .base import SpecModel
-from .dag import graph_problems
+from .dag import EXTERNAL, graph_problems, input_sources
 from .errors import Problem
 from .fields import DnsLabel, EndpointUrl, ImageRef, LabelKey, LabelValue, ReadPath, SecretName, WritePath
 from .limits import MAX_STAGES
@@ -102,6 +102,8 @@ class JobSpec(SpecModel):
         problems = graph_problems(self.stages, external)
         if any(s.kind == "pretrain" for s in self.stages) and (self.model is None or self.model.preset is None):
             problems.append(_problem_no_preset(self.stages))
+        if not problems and external and self.model.overrides:
+            problems.extend(_overrides_not_applied(self.stages))
         if problems:
             raise PydanticCustomError(
                 "job_graph", "{count} problem(s) in the stage graph", {"count": len(problems), "problems": problems}
@@ -118,6 +120,20 @@ class JobSpec(SpecModel):
 def _problem_no_preset(stages: list[Stage]) -> Problem:
     i = next(i for i, s in enumerate(stages) if s.kind == "pretrain")
     return Problem(("spec", "model"), f"stages[{i}] pretrains a new model; set spec.model.preset (e.g. llama-125m)")
+
+
+def _overrides_not_applied(stages: list[Stage]) -> list[Problem]:
+    """spec.model.overrides change the `from` checkpoint as stages load it; a serve stage hands the checkpoint
+    folder to its engine as it is, so overrides would be silently lost there."""
+    return [
+        Problem(
+            ("spec", "model", "overrides"),
+            f"stage '{stage.name}' serves spec.model.from as it is and cannot apply overrides; fine-tune with them "
+            "first (a finetune stage in its needs), or remove them",
+        )
+        for stage in stages
+        if stage.kind == "serve" and input_sources(stages, stage.name, ["model"]).get("model") == EXTERNAL
+    ]
 
 
 class LLMJob(BaseModel):

@@ -50,29 +50,33 @@ def overrides_model() -> type[SpecModel]:
     return create_model("ModelOverrides", __base__=SpecModel, **fields)
 
 
-def override_problems(overrides: dict[str, Any], preset: str | None) -> tuple[dict[str, Any], list[Problem]]:
-    """The overrides with their validated values, and every problem, each at spec.model.overrides.<key>."""
+def override_problems(
+    overrides: dict[str, Any], preset: str | None, loc: tuple[str, ...] = LOC
+) -> tuple[dict[str, Any], list[Problem]]:
+    """The overrides with their validated values, and every problem, each at `loc`.<key>. Without a preset the
+    overrides apply to a checkpoint (`from`), which takes only the settings that leave its weights as they are."""
+    from llm_platform.trainer.model.checkpoint_overrides import fixed_field_problems
     from llm_platform.trainer.model.config import get_config
 
     try:
         typed = overrides_model().model_validate(overrides)
     except ValidationError as e:
-        return overrides, [_problem(err) for err in e.errors(include_url=False)]
+        return overrides, [_problem(err, loc) for err in e.errors(include_url=False)]
     values = typed.model_dump(exclude_unset=True)
     if preset is None:
-        return values, []
+        return values, [Problem((*loc, key), message) for key, message in fixed_field_problems(values).items()]
     try:
         get_config(preset, **values)
     except (ValueError, TypeError) as e:
         message = str(e)
         field = message.removeprefix("ModelConfig.").split(":", 1)[0]
-        loc = (*LOC, field) if field in values else LOC
-        return values, [Problem(loc, f"with preset '{preset}': {message.removeprefix(f'ModelConfig.{field}: ')}")]
+        where = (*loc, field) if field in values else loc
+        return values, [Problem(where, f"with preset '{preset}': {message.removeprefix(f'ModelConfig.{field}: ')}")]
     return values, []
 
 
-def _problem(error: dict[str, Any]) -> Problem:
-    loc = (*LOC, *error["loc"])
+def _problem(error: dict[str, Any], at: tuple[str, ...]) -> Problem:
+    loc = (*at, *error["loc"])
     if error["type"] == "extra_forbidden":
         from llm_platform.trainer.model.config import unknown_fields_problem
 

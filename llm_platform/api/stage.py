@@ -20,6 +20,7 @@ from .finetune import AlignSpec, FinetuneSpec
 from .limits import MAX_STAGES
 from .resources import Resources
 from .serve import ServeSpec
+from .stage_model import TAKES_MODEL, StageModelSpec
 from .tokenizer import TokenizerSpec
 from .train import TrainSpec
 
@@ -84,6 +85,9 @@ class Stage(SpecModel):
     )
     resources: Resources = Field(default_factory=Resources)
     image: ImageRef | None = Field(None, description="Container image for this stage; default: spec.image.")
+    model: StageModelSpec | None = Field(
+        None, description="finetune and align: the stage whose model to start from, and settings to change on it."
+    )
     data: DataSpec | None = None
     tokenizer: TokenizerSpec | None = None
     train: TrainSpec | None = None
@@ -123,6 +127,11 @@ class Stage(SpecModel):
             )
         if self.name in self.needs:
             raise ValueError(f"stage '{self.name}' lists itself in `needs`")
+        if self.model is not None and self.kind not in TAKES_MODEL:
+            raise ValueError(
+                f"`model` sets the starting model of {' and '.join(TAKES_MODEL)} stages; {a_or_an(self.kind)} stage "
+                "takes none: remove it (spec.model describes the job's model)"
+            )
         return self
 
     @property

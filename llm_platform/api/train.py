@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import Field, create_model, model_validator
 
-from llm_platform.trainer.train.config import ParallelConfig, TrainConfig
+from llm_platform.trainer.train.config import ParallelConfig, TrainConfig, long_context_problem, world_size_problem
 
 from .base import SpecModel
 
@@ -52,6 +52,14 @@ class _TrainChecks(SpecModel):
             raise ValueError(f"`betas` must lie in [0, 1), got {list(self.betas)}")
         if self.steps is not None and "warmup_steps" in self.model_fields_set and self.warmup_steps > self.steps:
             raise ValueError(f"`warmup_steps` ({self.warmup_steps}) is more than `steps` ({self.steps}); lower it")
+        problem = long_context_problem(self)
+        if problem is None and self.context_parallel > 1:
+            processes = self.parallel.nodes * max(1, self.parallel.gpus_per_node)
+            problem = world_size_problem(self, processes)
+            if problem:
+                problem = f"{problem.removeprefix('train.')} (parallel: nodes x gpus_per_node = {processes})"
+        if problem:
+            raise ValueError(f"`{problem.split(':', 1)[0]}`:{problem.split(':', 1)[1]}")
         return self
 
 

@@ -4,7 +4,8 @@ prefetching loader that resumes exactly where a checkpoint left it.
 Packing puts several examples into one row of `seq_len` tokens (best-fit decreasing, so little is padding). Each
 row says where its examples start and end, as `document_ids` (1, 2, ... per example, 0 for padding), `position_ids`
 that restart at every example, and `cu_seqlens` (cumulative boundaries, the layout of varlen attention kernels), so
-attention can stay within an example (`block_causal_mask`). Dynamic batching instead pads examples of similar length
+attention can stay within an example (the trainer's `model.document_mask`, fed by `document_ids`; padding is a
+document of its own, whose tokens predict nothing). Dynamic batching instead pads examples of similar length
 together under a token budget. Everything is numpy: the trainer turns batches into tensors.
 """
 
@@ -89,13 +90,6 @@ def pack_row(examples: Sequence[Example], seq_len: int, pad_id: int) -> dict[str
         "document_ids": document_ids,
         "cu_seqlens": np.asarray(bounds, dtype=np.int32),
     }
-
-
-def block_causal_mask(document_ids: np.ndarray) -> np.ndarray:
-    """(L, L) boolean: position i may attend to j when j <= i and both belong to the same example (not padding)."""
-    same = document_ids[:, None] == document_ids[None, :]
-    causal = np.tril(np.ones((len(document_ids), len(document_ids)), dtype=bool))
-    return same & causal & (document_ids[:, None] > 0)
 
 
 def collate_packed(rows: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from .batching import Example, FinetuneLoader, collate_padded
+from .batching import IGNORE_INDEX, Example, FinetuneLoader, collate_padded
 from .sources import expand, open_text
 
 FORMATS = ("instruction", "chat", "text")
@@ -187,11 +187,18 @@ def load_sft_data(
 
 
 def shifted(batch: Mapping[str, Any], device: torch.device) -> dict[str, torch.Tensor]:
-    """A padded batch as the engine's objectives take it: inputs and the targets one to the right (and the pairs'
-    reference log-probabilities, for DPO)."""
+    """A padded or packed batch as the engine's objectives take it: inputs and the targets one to the right (and the
+    pairs' reference log-probabilities, for DPO). A packed batch keeps its inputs' `document_ids` and `position_ids`,
+    and the last token of each example predicts nothing (its next token opens another example)."""
     ids = torch.from_numpy(batch["input_ids"])
-    labels = torch.from_numpy(batch["labels"])
-    out = {"input_ids": ids[:, :-1].to(device), "labels": labels[:, 1:].to(device)}
+    labels = torch.from_numpy(batch["labels"])[:, 1:]
+    out = {"input_ids": ids[:, :-1].to(device)}
+    if "document_ids" in batch:
+        documents = torch.from_numpy(batch["document_ids"])
+        labels = labels.masked_fill(documents[:, 1:] != documents[:, :-1], IGNORE_INDEX)
+        out["document_ids"] = documents[:, :-1].to(device)
+        out["position_ids"] = torch.from_numpy(batch["position_ids"])[:, :-1].to(device)
+    out["labels"] = labels.to(device)
     if "reference_logps" in batch:
         out["reference_logps"] = torch.as_tensor(batch["reference_logps"], dtype=torch.float32).to(device)
     return out

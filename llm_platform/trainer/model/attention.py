@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,9 @@ class AttentionContext:
     cache: a KV cache (``llm_platform.trainer.inference.kv_cache.StaticKVCache``, or the engine's per-step
         ``paged_cache.PagedBatch``, whose ``update`` returns per-row key positions) or None.
     start_pos: position of the first current token (0 without a cache).
+    attend: instead of causal attention over the whole row, this function of (q, k, v, scale=, window=) (a
+        ``document_mask.DocumentMask`` for packed documents, or ``context_parallel`` attention over a sequence
+        sharded across processes); training forwards only, without a cache.
     """
 
     positions: torch.Tensor
@@ -33,6 +37,7 @@ class AttentionContext:
     alibi_slopes: torch.Tensor | None = None
     cache: Any = None
     start_pos: int = 0
+    attend: Callable[..., torch.Tensor] | None = None
 
 
 class Attention(nn.Module):
@@ -68,6 +73,9 @@ class Attention(nn.Module):
         if ctx.rope is not None:
             q, k = rotary(q, k, *ctx.rope, self.kernels)
 
+        if ctx.attend is not None:
+            out = ctx.attend(q, k, v, scale=self.head_dim**-0.5, window=self.window)
+            return self.o_proj(out.transpose(1, 2).reshape(batch, seq, -1))
         k_positions = None
         if ctx.cache is not None:
             k, v, k_positions = ctx.cache.update(self.layer, k, v, ctx.start_pos)

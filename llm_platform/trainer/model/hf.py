@@ -19,11 +19,13 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from .checkpoint_overrides import apply_overrides
 from .config import ModelConfig
 from .hf_config import UnsupportedCheckpoint, config_from_hf, config_to_hf, hf_family
 from .transformer import Transformer
@@ -246,18 +248,21 @@ def load_pretrained(
     dtype: torch.dtype | None = None,
     device: str | torch.device = "cpu",
     fused_projections: bool = False,
+    overrides: dict[str, Any] | None = None,
 ) -> Transformer:
     """A Transformer with the weights of the HF checkpoint in ``path`` (config.json + safetensors).
 
     dtype: parameter dtype; None keeps the checkpoint's ``torch_dtype``/``dtype`` (float32 if absent).
     fused_projections: build the model with fused QKV and gate/up projections (``ModelConfig.fused_projections``).
+    overrides: settings of the checkpoint's config to change that leave the weights as they are (context extension:
+        ``rope_scaling``, ``max_seq_len``; ``checkpoint_overrides.CHANGEABLE``); others are refused by name.
     """
     path = Path(path)
     config_file = path / "config.json"
     if not config_file.exists():
         raise FileNotFoundError(f"{path}: no config.json; expected a Hugging Face checkpoint folder")
     hf = json.loads(config_file.read_text())
-    config = dataclasses.replace(config_from_hf(hf), fused_projections=fused_projections)
+    config = dataclasses.replace(apply_overrides(config_from_hf(hf), overrides), fused_projections=fused_projections)
     if dtype is None:
         dtype = getattr(torch, hf.get("dtype") or hf.get("torch_dtype") or "float32")
     state = state_dict_from_hf(read_safetensors(path), config)

@@ -78,6 +78,9 @@ class LatentAttention(nn.Module):
         k = torch.cat((k_nope, k_rope.expand(-1, self.n_heads, -1, -1)), dim=-1)
         q = torch.cat((q_nope, q_rope), dim=-1)
 
+        if ctx.attend is not None:
+            out = ctx.attend(q, k, v, scale=self.scale, window=self.window)
+            return self.o_proj(out.transpose(1, 2).reshape(batch, seq, -1))
         out = attention(
             q,
             k,

@@ -82,6 +82,7 @@ class Transformer(nn.Module):
         cache=None,
         start_pos: int = 0,
         positions: torch.Tensor | None = None,
+        attend=None,
     ) -> torch.Tensor:
         """Logits [B, T, vocab] for token ids [B, T].
 
@@ -89,8 +90,11 @@ class Transformer(nn.Module):
         everything the cache holds before them; the cache is updated in place.
         positions: per-row positions [B, T] instead of start_pos, for a batch of sequences of different lengths
         (the inference engine's paged cache; its ``update`` returns each row's keys and their positions).
+        attend: an attention function every layer uses instead of causal attention over the row
+        (``AttentionContext.attend``): packed documents, or a context-parallel shard. Training forwards only.
         """
-        return self.lm_head(self.hidden_states(input_ids, cache=cache, start_pos=start_pos, positions=positions))
+        hidden = self.hidden_states(input_ids, cache=cache, start_pos=start_pos, positions=positions, attend=attend)
+        return self.lm_head(hidden)
 
     def hidden_states(
         self,
@@ -100,16 +104,22 @@ class Transformer(nn.Module):
         start_pos: int = 0,
         positions: torch.Tensor | None = None,
         rope_end: int | None = None,
+        attend=None,
     ) -> torch.Tensor:
         """Final-norm hidden states [B, T, dim] (what the LM head reads; reward and value heads read it too).
 
-        rope_end: with ``positions``, one past their largest value when the caller knows it (``RotaryTable.at``)."""
+        rope_end: with ``positions``, one past their largest value when the caller knows it (``RotaryTable.at``).
+        attend: see ``forward``; with it, ``positions`` only place the rotary embedding (e.g. restarting per
+        document), and the attention function decides what each token sees."""
         x = self.embed_tokens(input_ids)
+        if attend is not None and (cache is not None or self.alibi_slopes is not None):
+            raise ValueError("document masks and context parallelism run training forwards of RoPE or NoPE models only")
         if positions is not None:
             rope = self.rotary.at(positions, x.dtype, rope_end) if self.rotary is not None else None
-            ctx = AttentionContext(positions, rope, self.alibi_slopes, cache, start_pos)
+            ctx = AttentionContext(positions, rope, self.alibi_slopes, cache, start_pos, attend)
         else:
             ctx = self._context(input_ids.shape[1], start_pos, cache, x.dtype, x.device)
+            ctx.attend = attend
         if self.config.residual_dtype == "autocast" and torch.is_autocast_enabled(x.device.type):
             # The residual stream in bf16 (ModelConfig); the RoPE table above keeps the parameters' precision.
             x = x.to(torch.get_autocast_dtype(x.device.type))

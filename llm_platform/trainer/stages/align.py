@@ -36,7 +36,7 @@ def run(ctx: StageContext, out: Path) -> dict:
     spec = ctx.stage.align
     base_dir = ctx.input("model")
     tokenizer = Tokenizer.load(base_dir)
-    model = load_pretrained(base_dir)
+    model = load_pretrained(base_dir, overrides=ctx.model_overrides())
     settings = ctx.stage.train or default_settings(REWARD_LR if spec.method == "reward" else DPO_LR,
                                                    model.config.max_seq_len)  # fmt: skip
     data = load_preference_data(

@@ -42,6 +42,16 @@ class StageContext:
             return fetch_uri(self.job.spec.model.from_, self.store)
         return self.store.fetch(source) / artifact
 
+    def model_overrides(self) -> dict:
+        """Settings to change on the input model as it is loaded: spec.model.overrides when the model is
+        spec.model.from, then the stage's own `model.overrides` (context extension)."""
+        overrides = {}
+        if self.sources.get("model") == EXTERNAL:
+            overrides |= self.job.spec.model.overrides
+        if self.stage.model is not None:
+            overrides |= self.stage.model.overrides
+        return overrides
+
     def input_versions(self) -> dict[str, dict[str, str]]:
         """Which committed version each input comes from: recorded in the manifest, and part of the fingerprint."""
         versions: dict[str, dict[str, str]] = {}

@@ -29,7 +29,7 @@ def run(ctx: StageContext, out: Path) -> dict:
     spec = ctx.stage.eval
     model_dir = ctx.input("model")
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = load_pretrained(model_dir, device=device)
+    model = load_pretrained(model_dir, device=device, overrides=ctx.model_overrides())
     report: dict = {"model": str(model_dir)}
     metrics: dict = {}
     (out / "report").mkdir()

@@ -29,7 +29,7 @@ def run(ctx: StageContext, out: Path) -> dict:
     spec = ctx.stage.finetune
     base_dir = ctx.input("model")
     tokenizer = Tokenizer.load(base_dir)
-    model = load_pretrained(base_dir)
+    model = load_pretrained(base_dir, overrides=ctx.model_overrides())
     lr = FULL_LR if spec.method == "full" else ADAPTER_LR
     settings = ctx.stage.train or default_settings(lr, model.config.max_seq_len)
     data = load_sft_data(
@@ -47,7 +47,9 @@ def run(ctx: StageContext, out: Path) -> dict:
         name=f"finetune ({spec.method})",
         train=data.train,
         val=data.val,
-        objective=lambda model, config: NextTokenLoss(model, config.z_loss),
+        objective=lambda model, config: NextTokenLoss(
+            model, config.z_loss, reset_positions=config.reset_positions, offload_activations=config.activation_offload
+        ),
         adapters=None if spec.method == "full" else lora_config(spec.lora, dora=spec.method == "dora"),
         epochs=spec.epochs,
         quantize_base=spec.method == "qlora",

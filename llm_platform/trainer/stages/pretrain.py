@@ -18,10 +18,12 @@ from llm_platform.trainer.model import flops_per_token, get_config, num_params
 from llm_platform.trainer.model.config import ModelConfig
 from llm_platform.trainer.model.transformer import Transformer
 from llm_platform.trainer.tokenizer import Tokenizer
-from llm_platform.trainer.train.config import TrainConfig
+from llm_platform.trainer.train.config import TrainConfig, world_size_problem
+from llm_platform.trainer.train.context_parallel import ContextParallel
 from llm_platform.trainer.train.distributed import setup_distributed
 from llm_platform.trainer.train.export import export_pretrained, write_generation_files
 from llm_platform.trainer.train.loop import train
+from llm_platform.trainer.train.objective import NextTokenLoss
 
 from .context import StageContext
 from .engine import checkpointer, metrics_log, seed_everything
@@ -35,13 +37,19 @@ def run(ctx: StageContext, out: Path) -> dict:
     env = setup_distributed(config.device)
     seed_everything(config.seed)
     model = Transformer(model_config)
-    loader = PretrainLoader(
+    context_parallel = None
+    if config.context_parallel > 1:
+        problem = world_size_problem(config, env.world_size)
+        if problem:
+            raise ValueError(problem)
+        context_parallel = ContextParallel.create(config.context_parallel)
+    loader = PretrainLoader(  # the processes sharing a sequence read the same data
         open_split(tokens_dir, "train"),
         config.seq_len,
         config.micro_batch,
         config.grad_accum,
-        env.rank,
-        env.world_size,
+        env.rank // config.context_parallel,
+        config.data_parallel_size(env.world_size),
         config.seed,
         env.device,
     )
@@ -65,6 +73,7 @@ def run(ctx: StageContext, out: Path) -> dict:
             loader,
             env,
             val_tokens=val,
+            objective=objective(model, config, env, meta["eos_id"], context_parallel),
             checkpointer=checkpoints,
             log=log,
             console=ctx.console,
@@ -78,6 +87,20 @@ def run(ctx: StageContext, out: Path) -> dict:
         tokenizer.save(model_dir)
         write_generation_files(model_dir, tokenizer)
     return {"params": num_params(model_config), **result.metrics()}
+
+
+def objective(model: Transformer, config: TrainConfig, env, eos_id: int, context_parallel=None) -> NextTokenLoss:
+    """The next-token loss, with document masks at the end-of-sequence token when `train.document_masking` asks,
+    over this process's shard of each sequence under `train.context_parallel`."""
+    return NextTokenLoss(
+        model,
+        config.z_loss,
+        fused_loss=env.device.type == "cuda",
+        eos_id=eos_id if config.document_masking else None,
+        reset_positions=config.reset_positions,
+        context_parallel=context_parallel,
+        offload_activations=config.activation_offload,
+    )
 
 
 def build_model_config(ctx: StageContext, vocab_size: int, seq_len: int) -> ModelConfig:

@@ -73,9 +73,20 @@ def pad_id(tokenizer) -> int:
 def tune(ctx: StageContext, out: Path, model: nn.Module, tokenizer, settings: TrainSpec, job: Tuning) -> dict:
     """Train `model` on `job`, export it to `out`; returns the metrics."""
     pad = pad_id(tokenizer)
+    if settings.context_parallel > 1:
+        raise ValueError(
+            "train.context_parallel shards pretraining sequences across processes; tuning stages run without it "
+            "(set it to 1; activation_checkpointing and activation_offload fit long sequences on one device)"
+        )
+    if settings.document_masking and job.loader is not FinetuneLoader:
+        raise ValueError(
+            f"train.document_masking packs fine-tuning examples into rows; {job.name} batches pairs, so leave it off"
+        )
     loader = job.loader(
         list(job.train),
-        mode="dynamic",
+        mode="pack" if settings.document_masking else "dynamic",
+        seq_len=settings.seq_len + 1,  # inputs and targets are one token apart
+        batch_size=settings.micro_batch,
         max_tokens=settings.micro_batch * (settings.seq_len + 1),
         pad_id=pad,
         seed=settings.seed,

@@ -75,6 +75,25 @@ class TrainConfig:
         "none", description="Recompute blocks in the backward pass: all ops (full) or all but matmuls (selective)."
     )
     compile: bool = setting(False, description="torch.compile the model (per block under FSDP).")
+    activation_offload: bool = setting(
+        False,
+        description="Keep activations saved for the backward pass in pinned CPU memory (long sequences on one GPU).",
+    )
+    document_masking: bool = setting(
+        False,
+        description="Attention stays inside each document: pretraining windows split at the end-of-sequence token; "
+        "fine-tuning packs examples into rows of seq_len, each masked to itself.",
+    )
+    reset_positions: bool = setting(
+        False, description="With document_masking: rotary positions restart at 0 at every document."
+    )
+    context_parallel: int = setting(
+        1,
+        ge=1,
+        le=1024,
+        description="Processes that share each sequence (load-balanced all-gather attention); divides the world "
+        "size, and 2 x context_parallel divides seq_len.",
+    )
     seed: int = setting(0, ge=0, le=2**32 - 1)
     log_every: int = setting(10, ge=1, le=10**10)
     eval_every: int = setting(
@@ -109,10 +128,17 @@ class TrainConfig:
             )
         if (self.steps is None) == (self.tokens is None):
             raise ValueError("train: give exactly one of `steps` or `tokens` to say how long to train")
+        problem = long_context_problem(self)
+        if problem:
+            raise ValueError(f"train.{problem}")
         self.betas = tuple(self.betas)
 
+    def data_parallel_size(self, world_size: int) -> int:
+        """Processes that read different sequences (each group of `context_parallel` shares one)."""
+        return world_size // self.context_parallel
+
     def tokens_per_step(self, world_size: int) -> int:
-        return self.micro_batch * self.grad_accum * self.seq_len * world_size
+        return self.micro_batch * self.grad_accum * self.seq_len * self.data_parallel_size(world_size)
 
     def total_steps(self, world_size: int) -> int:
         if self.steps is not None:
@@ -130,3 +156,31 @@ class TrainConfig:
         if isinstance(data.get("parallel"), dict):
             data["parallel"] = ParallelConfig(**data["parallel"])
         return cls(**data)
+
+
+def long_context_problem(config: TrainConfig) -> str | None:
+    """What is wrong with the document-masking and context-parallel settings together, as `field: message`."""
+    if config.reset_positions and not config.document_masking:
+        return "reset_positions: positions restart at document boundaries; set document_masking: true as well"
+    cp = config.context_parallel
+    if cp > 1:
+        if config.document_masking:
+            return "context_parallel: not with document_masking (shards split documents); set one of them"
+        if config.parallel.strategy == "deepspeed":
+            return "context_parallel: runs under parallel.strategy ddp or fsdp, not deepspeed; change one of them"
+        if config.seq_len % (2 * cp):
+            return (
+                f"context_parallel: seq_len {config.seq_len} must be a multiple of 2 x context_parallel = {2 * cp} "
+                "(each process holds two equal chunks); change one of them"
+            )
+    return None
+
+
+def world_size_problem(config: TrainConfig, world_size: int) -> str | None:
+    """Why this world size cannot run `config`, or None."""
+    if world_size % config.context_parallel:
+        return (
+            f"train.context_parallel: {config.context_parallel} does not divide the {world_size} process(es); "
+            "use a divisor of the world size"
+        )
+    return None

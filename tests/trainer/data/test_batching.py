@@ -6,7 +6,6 @@ from llm_platform.trainer.data.batching import (
     Example,
     FinetuneLoader,
     best_fit_decreasing,
-    block_causal_mask,
     collate_packed,
     length_batches,
     pack_row,
@@ -30,13 +29,6 @@ def test_packed_row_marks_every_example_boundary():
     assert row["position_ids"].tolist() == [0, 1, 2, 0, 1, 0, 0, 0]
     assert row["document_ids"].tolist() == [1, 1, 1, 2, 2, 0, 0, 0]
     assert row["cu_seqlens"].tolist() == [0, 3, 5, 8]
-
-
-def test_block_causal_mask_stays_inside_each_example():
-    mask = block_causal_mask(np.array([1, 1, 2, 2, 2, 0]))
-    assert mask[1].tolist() == [True, True, False, False, False, False]
-    assert mask[4].tolist() == [False, False, True, True, True, False]
-    assert not mask[5].any()
 
 
 def test_collated_cu_seqlens_index_the_flattened_batch():
