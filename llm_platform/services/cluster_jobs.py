@@ -14,7 +14,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from llm_platform.api import KIND, LLMJob
+from llm_platform.api import KIND, LLMJob, Problem
 from llm_platform.operator.kube import Kube
 from llm_platform.operator.naming import LLMJOB_API_VERSION
 from llm_platform.operator.options import RenderOptions
@@ -51,14 +51,14 @@ class ClusterJobs:
         self._check(namespace)
         problems = render_problems(job, self.options)
         if problems:
-            raise PreflightError(problems)
+            raise PreflightError([Problem.from_text(p) for p in problems])
         body = job.to_dict()
         body["metadata"]["namespace"] = self.namespace
         try:
             created = self.kube.create(body)
         except ApiException as e:
             if e.status in (400, 403, 422):  # refused by admission (a webhook) or the CRD's schema
-                raise PreflightError([_reason(e)]) from None
+                raise PreflightError([Problem((), _reason(e))]) from None
             raise
         if not created:
             raise JobExists(f"job '{job.metadata.name}' exists; delete it first or choose another name")
