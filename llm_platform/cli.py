@@ -15,6 +15,7 @@ from llm_platform.cli_api import app as serve_api_app
 from llm_platform.cli_errors import DEBUG_ENV, ReportingGroup, UserError, make_console
 from llm_platform.cli_eval import app as eval_app
 from llm_platform.cli_operator import app as operator_app
+from llm_platform.cli_operator import with_storage
 from llm_platform.cli_serve import app as serve_app
 from llm_platform.cli_tokenizer import app as tokenizer_app
 
@@ -124,21 +125,13 @@ def run(
     raise typer.Exit(1 if any(o.result == "failed" for o in outcomes) else 0)
 
 
-def with_storage(job, storage: str):
-    """The job with `--storage` as its artifact store: a local folder becomes an absolute file:// URI."""
-    uri = storage if "://" in storage else f"file://{Path(storage).expanduser().resolve()}"
-    return job.model_copy(
-        update={"spec": job.spec.model_copy(update={"storage": job.spec.storage.model_copy(update={"uri": uri})})}
-    )
-
-
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of an LLMJob file, for editors (e.g. the YAML language server's `# yaml-language-server:
     $schema=`)."""
     import json
 
-    from llm_platform.api.crd import job_json_schema
+    from llm_platform.api.json_schema import job_json_schema
 
     typer.echo(json.dumps(job_json_schema(), indent=2))
 

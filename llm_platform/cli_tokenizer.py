@@ -73,7 +73,9 @@ def train(
     out: Annotated[Path, typer.Option(help="Folder to write the tokenizer files into.")],
     vocab_size: Annotated[int, typer.Option(help="Ids in the vocabulary, special tokens included.")] = 32_000,
     trainer: Annotated[Trainer, typer.Option(help="Byte-level BPE (HF trainer) or SentencePiece.")] = Trainer.bpe,
-    pattern: Annotated[str | None, typer.Option(help="Pre-tokenization regex or name: llama3, gpt2, o200k.")] = None,
+    pattern: Annotated[
+        str | None, typer.Option(help="Pre-tokenization pattern: llama3, gpt2, o200k, or regex:<regex>.")
+    ] = None,
     min_frequency: Annotated[int, typer.Option(help="Merge only pairs seen this often (bpe).")] = 2,
     special_tokens: Annotated[
         str | None, typer.Option(help="Comma-separated special tokens (default: bos, eos, pad, unk, chat roles).")
@@ -175,7 +177,7 @@ def convert(
     out: Annotated[Path, typer.Option(help="Folder to write the converted files into.")],
     to: Annotated[Format, typer.Option(help="Format to write; all = every format the vocabulary allows.")] = Format.all,
     pattern: Annotated[
-        str | None, typer.Option(help="Regex or name (cl100k, gpt2, o200k) for a bare .tiktoken file.")
+        str | None, typer.Option(help="Pattern (cl100k, gpt2, o200k, or regex:<regex>) for a bare .tiktoken file.")
     ] = None,
 ) -> None:
     """Convert between HF tokenizer.json, tiktoken and SentencePiece files, keeping ids identical."""

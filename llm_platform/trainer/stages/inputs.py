@@ -80,13 +80,16 @@ def expected_docs(source) -> int | None:
     if source.type == "stdlib":
         root = stdlib_root()
         count = sum(1 for p in root.rglob(source.include) if "site-packages" not in p.parts and p.is_file())
-    elif source.type == "files" and not str(source.path).startswith("s3://"):
-        count = len(glob.glob(os.path.expanduser(str(source.path)), recursive=True))
-    elif source.type == "jsonl" and not str(source.path).startswith("s3://"):
+    elif source.type in ("files", "jsonl") and not str(source.path).startswith("s3://"):
         files = [Path(p) for p in glob.glob(os.path.expanduser(str(source.path)), recursive=True)]
-        if sum(p.stat().st_size for p in files if p.is_file()) > COUNTED_BYTES:
+        if not files:  # a glob matching nothing is its own problem (input_problems), not a split to warn about
             return None
-        count = sum(p.read_bytes().count(b"\n") for p in files if p.is_file())
+        if source.type == "files":
+            count = len(files)
+        elif sum(p.stat().st_size for p in files if p.is_file()) > COUNTED_BYTES:
+            return None
+        else:
+            count = sum(p.read_bytes().count(b"\n") for p in files if p.is_file())
     else:
         count = None
     if source.max_docs is not None:
