@@ -34,7 +34,7 @@ DEFAULT_RAY_VERSION = "2.60.0"
 DEFAULT_TTL_SECONDS = 7 * 24 * 3600
 # Modules the trainer image provides beyond the core dependencies, as preflight names them: images/trainer/Dockerfile
 # installs the extras ray, eval, data and serve (not gpu: no deepspeed, torchao or bitsandbytes).
-DEFAULT_IMAGE_PACKAGES = ("ray", "lm_eval", "pyarrow", "datasets", "lingua", "matplotlib", "fastapi")
+DEFAULT_IMAGE_PACKAGES = ("ray", "lm_eval", "pyarrow", "datasets", "lingua", "matplotlib", "openai", "fastapi")
 DEFAULT_ALLOWED_SECRETS = ("s3-credentials",)
 
 

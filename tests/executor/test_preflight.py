@@ -188,3 +188,15 @@ def test_llmp_stage_run_refuses_what_it_cannot_do(tmp_path):
     assert result.returncode == 2
     (line,) = result.stderr.splitlines()
     assert line.startswith("spec.stages[3].eval.data_dir: the offline tasks hellaswag read local")
+
+
+def test_synthetic_data_over_http_needs_the_openai_package(monkeypatch):
+    synthetic = "synthetic: {endpoint: 'http://127.0.0.1:8000/v1', model: m, topics: [t]}"
+    job = load_job(
+        with_stage_settings("data: {sources: [{type: stdlib}]}", f"data: {{sources: [{{type: stdlib}}], {synthetic}}}")
+    )
+    monkeypatch.setitem(sys.modules, "openai", None)
+    (problem,) = stage_problems(job, "data")
+    assert problem.path == "spec.stages[0].data.synthetic.endpoint" and "'openai'" in problem.message
+    job.spec.stage("data").data.synthetic.endpoint = "engine:/models/tiny"  # the built-in engine needs no client
+    assert stage_problems(job, "data") == []

@@ -134,8 +134,8 @@ def test_deepspeed_and_fp8_without_their_packages_in_the_image_are_refused_with_
     message = refusal(job_dict(DATA, TOKENIZER, DEEPSPEED))
     assert (
         "\n  - spec.stages[2].train.parallel.strategy: needs the 'deepspeed' package, which the trainer image does not "
-        "provide (it provides: datasets, fastapi, lingua, lm_eval, matplotlib, pyarrow, ray); use an image built with "
-        "it (pip install 'llm-platform[gpu]') and declare it to the operator (flag --image-package deepspeed"
+        "provide (it provides: datasets, fastapi, lingua, lm_eval, matplotlib, openai, pyarrow, ray); use an image "
+        "built with it (pip install 'llm-platform[gpu]') and declare it to the operator (flag --image-package deepspeed"
     ) in message
     assert "spec.stages[2].train.fp8: needs the 'torchao' package" in refusal(job_dict(DATA, TOKENIZER, FP8))
     with_deepspeed = RenderOptions(image_packages=(*DEFAULT_IMAGE_PACKAGES, "deepspeed"))
@@ -189,6 +189,7 @@ def test_the_default_image_packages_are_what_the_trainer_dockerfile_installs():
                 "language": {},
                 "plots": True,
                 "engine": "ray",
+                "synthetic": {"endpoint": "http://127.0.0.1:8000/v1", "model": "m", "topics": ["t"]},
             },
         },
         TOKENIZER,
@@ -197,7 +198,7 @@ def test_the_default_image_packages_are_what_the_trainer_dockerfile_installs():
         SERVE,
     )
     found = [need for stage in parse_job(every_need).spec.stages for need in needs(stage)]
-    assert len(found) == 11
+    assert len(found) == 12
     extra_of = {n.modules[0]: m[1] if (m := re.search(r"llm-platform\[(\w+)\]", n.install)) else None for n in found}
     assert set(DEFAULT_IMAGE_PACKAGES) == {module for module, extra in extra_of.items() if extra in extras}
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]

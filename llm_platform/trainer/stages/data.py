@@ -111,6 +111,11 @@ def run(ctx: StageContext, out: Path) -> dict:
             "the data stage kept no training documents; check the sources, `clean.min_chars` and the filters "
             f"(see report/report.json: {', '.join(f'{k}={v}' for k, v in result.items() if k.startswith('dropped'))})"
         )
+    if result["val_docs"] == 0:  # eval's perplexity would fail on it, after all the training: say so now
+        ctx.console.print(
+            f"[yellow]warning[/]: data.val_fraction: the validation split is empty ({spec.val_fraction:g} of "
+            f"{result['train_docs']} documents rounds to none); raise val_fraction or add documents"
+        )
     if spec.synthetic is not None:
         config = SyntheticConfig(**_frozen(spec.synthetic.model_dump()))
         rows, counts = generate_instructions(config, synthetic_api_key(config))

@@ -55,6 +55,13 @@ def needs(stage: Stage) -> list[Need]:
             found.append(Need("data.plots", ("matplotlib",), "pip install 'llm-platform[data]'"))
         if data.engine == "ray":
             found.append(Need("data.engine", ("ray",), "pip install 'llm-platform[ray]'"))
+        synthetic = data.synthetic
+        if synthetic is not None and not all(
+            str(endpoint).startswith("engine:")
+            for endpoint in (synthetic.endpoint, synthetic.judge_endpoint)
+            if endpoint
+        ):
+            found.append(Need("data.synthetic.endpoint", ("openai",), "pip install 'llm-platform[data]'"))
     if stage.eval is not None and stage.eval.tasks:
         found.append(Need("eval.tasks", ("lm_eval",), "pip install 'llm-platform[eval]'"))
     if stage.serve is not None and stage.serve.engine == "vllm":
