@@ -61,12 +61,16 @@ class StageContext:
 
 
 def fetch_uri(uri: str, store: ArtifactStore) -> Path:
-    """A local folder for an external URI: a local path as is, an s3:// folder downloaded into the store's cache.
+    """A local folder for an external URI: a committed stage of another job (`<storage>/<stage>`: its model), a local
+    path as is, an s3:// folder downloaded into the store's cache.
 
     The download goes into a temporary folder, is checked against the listing's sizes, and only then renamed into
     the cache, so an interrupted download is never mistaken for the model. The cache entry is named by a digest of
     the listing (keys, sizes, ETags): a folder replaced upstream, even by files of the same sizes, is downloaded
     again instead of served stale."""
+    committed = _committed_stage_model(uri)
+    if committed is not None:
+        return committed
     if uri.startswith("s3://"):
         return _download_s3_folder(uri, store.cache_dir / "external")
     path = Path(uri.removeprefix("file://")).expanduser()
@@ -74,6 +78,23 @@ def fetch_uri(uri: str, store: ArtifactStore) -> Path:
     if not path.exists():
         raise FileNotFoundError(f"spec.model.from: {uri} does not exist")
     return path
+
+
+def _committed_stage_model(uri: str) -> Path | None:
+    """`<storage>/<stage>` of another job, the folder a stage commits (manifest.json, versions/...): its committed
+    `model/`, fetched and verified like any stage input. None when the URI is not such a folder."""
+    parent, _, stage = uri.rstrip("/").rpartition("/")
+    if not stage or parent.rstrip("/") in ("", "file:", "s3:"):
+        return None
+    if not uri.startswith("s3://"):
+        check_local(Path(uri.removeprefix("file://")).expanduser(), "read", uri)
+    other = ArtifactStore.open(parent)  # on S3: the endpoint and credentials of the environment, as for any model
+    if other.manifest(stage) is None:
+        return None
+    folder = other.fetch(stage) / "model"
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"spec.model.from: stage '{stage}' in {parent} committed no model/ folder")
+    return folder
 
 
 def _download_s3_folder(uri: str, cache: Path) -> Path:
