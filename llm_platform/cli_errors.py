@@ -13,24 +13,16 @@ import sys
 
 import typer
 import typer.core
-from rich.console import Console
+
+from llm_platform.observability.console import make_console
+
+__all__ = ["DEBUG_ENV", "ReportingGroup", "UserError", "debugging", "make_console", "report", "user_message"]
 
 DEBUG_ENV = "LLMP_DEBUG"
-LOG_WIDTH = 160
-"""Columns of output that goes to a file or a pipe: long lines are kept whole there (no wrapping at 80)."""
 
 
 def debugging() -> bool:
     return os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no", "off")
-
-
-def make_console(stderr: bool = False) -> Console:
-    """A console that wraps at the terminal's width, and never wraps a line written to a log or a pipe."""
-    stream = sys.stderr if stderr else sys.stdout
-    if stream.isatty():
-        return Console(stderr=stderr)
-    width = int(os.environ["COLUMNS"]) if os.environ.get("COLUMNS", "").isdigit() else LOG_WIDTH
-    return Console(stderr=stderr, soft_wrap=True, width=width)
 
 
 def user_message(error: BaseException) -> str | None:
@@ -46,6 +38,9 @@ def user_message(error: BaseException) -> str | None:
         return render_problems(error.problems, error.source, head="cannot run, nothing was started")
     if isinstance(error, StoreError | UserError):
         return str(error)
+    synthetic = sys.modules.get("llm_platform.trainer.data.synthetic")  # not loaded: the error cannot be its own
+    if synthetic is not None and isinstance(error, synthetic.EndpointError):
+        return f"data.synthetic: {error}"
     if isinstance(error, FileNotFoundError | PermissionError | IsADirectoryError | NotADirectoryError):
         return f"{error.filename}: {error.strerror}" if error.filename else str(error)
     botocore = _botocore_message(error)

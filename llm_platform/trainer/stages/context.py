@@ -12,6 +12,7 @@ from rich.console import Console
 from llm_platform.api import LLMJob, Stage
 from llm_platform.api.dag import EXTERNAL, input_sources
 from llm_platform.confinement import check_local
+from llm_platform.observability.console import make_console
 from llm_platform.storage import ArtifactStore, S3Backend, StoreError
 from llm_platform.storage.downloads import staged_download
 
@@ -22,7 +23,7 @@ class StageContext:
     stage: Stage
     store: ArtifactStore
     scratch: Path
-    console: Console = field(default_factory=lambda: Console(stderr=True))
+    console: Console = field(default_factory=lambda: make_console(stderr=True))
 
     @property
     def sources(self) -> dict[str, str]:
