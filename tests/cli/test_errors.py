@@ -194,3 +194,21 @@ def test_version():
     from importlib.metadata import version
 
     assert result.stdout.split()[1] == version("llm-platform")
+
+
+def test_a_run_with_storage_writes_there_and_not_to_the_spec_storage(tmp_path, no_aws):
+    """End to end through the stage subprocess: the S3 store of the spec is never touched (no credentials here)."""
+    path = tmp_path / "job.yaml"
+    path.write_text(
+        "apiVersion: llmplatform.dev/v1alpha1\nkind: LLMJob\nmetadata: {name: tiny}\nspec:\n"
+        "  storage: {uri: 's3://bucket/tiny'}\n  stages:\n"
+        "  - {name: data, kind: data, data: {sources: [{type: stdlib, include: 'json/*.py'}]}}\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "llm_platform.cli", "run", str(path), "--storage", str(tmp_path / "here")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert ArtifactStore.open(str(tmp_path / "here")).manifest("data") is not None
