@@ -60,13 +60,13 @@ def server():
 
 
 def test_rate_limit_waits_what_retry_after_asks_then_server_errors_back_off(server):
-    Script.queue = [(429, {"Retry-After": "1"}), (500, {}), (500, {})]
+    Script.queue = [(429, {"Retry-After": "2"}), (500, {}), (500, {})]
     assert ChatClient(server, "m").chat("hello there") == "hello there"
     times = [t for t, _, _ in Script.seen]
     assert [status for _, status, _ in Script.seen] == [429, 500, 500, 200]
-    assert times[1] - times[0] >= 0.95  # the server's Retry-After, honoured
-    assert 0.3 <= times[2] - times[1] < 0.9  # then backoff: 0.5 s less up to 25 % jitter
-    assert times[3] - times[2] >= 0.7  # doubled
+    assert times[1] - times[0] >= 1.95  # the server's Retry-After (the first backoff would be 0.5 s), honoured
+    assert times[2] - times[1] >= 0.37  # then backoff: 0.5 s less up to 25 % jitter (upper bounds: load-dependent)
+    assert times[3] - times[2] >= 0.75  # doubled
 
 
 def test_retries_stop_within_their_time_budget(server):
@@ -74,7 +74,7 @@ def test_retries_stop_within_their_time_budget(server):
     started = time.monotonic()
     with pytest.raises(EndpointError, match="HTTP 503, still after") as failure:
         ChatClient(server, "m", retry_budget_s=2.0).chat("hello")
-    assert time.monotonic() - started < 2.5
+    assert time.monotonic() - started < 4.0  # the budget, plus at most one request in flight (a loaded machine)
     assert len(Script.seen) >= 3, failure.value
 
 
