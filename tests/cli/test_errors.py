@@ -212,3 +212,13 @@ def test_a_run_with_storage_writes_there_and_not_to_the_spec_storage(tmp_path, n
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert ArtifactStore.open(str(tmp_path / "here")).manifest("data") is not None
+
+
+def test_an_unexpected_error_is_one_line_with_exit_code_1_and_how_to_see_more(capsys):
+    from llm_platform.cli_errors import report
+
+    assert report(RuntimeError("the tensor was on the moon\nmore detail")) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "RuntimeError: the tensor was on the moon" in line and "--debug" in line and "LLMP_DEBUG=1" in line
+    assert report(FileNotFoundError(2, "No such file or directory", "corpus.txt")) == 2
+    assert capsys.readouterr().err.strip() == "corpus.txt: No such file or directory"
