@@ -1,9 +1,10 @@
-"""How `llmp` reports failure and writes to a terminal or a log.
+"""How `llmp` reports failure.
 
 A failure the user can fix (a bad spec, a missing credential, a glob that matches nothing, a refused setting) is one
 line naming the field or file and what to do, with exit code 2. An unexpected one is one line too, exit code 1, naming
 how to see more. The traceback is shown only with `llmp --debug` (or LLMP_DEBUG=1, which stage subprocesses inherit),
-so a newcomer reads the cause instead of thirty lines of frames. Every command renders problems here, nowhere else.
+so a newcomer reads the cause instead of thirty lines of frames. Problems (`api.Problem`, from validation and
+preflight alike) are rendered by `api.errors.render_problems`, the one place that formats them for a command line.
 """
 
 from __future__ import annotations
