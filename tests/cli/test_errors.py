@@ -167,7 +167,7 @@ def test_debug_shows_the_traceback(tmp_path, monkeypatch):
     monkeypatch.setenv("LLMP_DEBUG", "1")
     result = runner.invoke(app, ["run", str(path), "--workdir", str(tmp_path / "w")])
     assert type(result.exception).__name__ == "PreflightError"
-    monkeypatch.delenv("LLMP_DEBUG")
+    monkeypatch.setenv("LLMP_DEBUG", "")  # --debug sets it for the stage subprocesses; monkeypatch restores it after
     result = runner.invoke(app, ["--debug", "run", str(path), "--workdir", str(tmp_path / "w")])
     assert type(result.exception).__name__ == "PreflightError"
 
