@@ -2,29 +2,60 @@
 
 from __future__ import annotations
 
+import os
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
-from rich.console import Console
 
 from llm_platform.cli_adapter import app as adapter_app
 from llm_platform.cli_api import api_app
 from llm_platform.cli_api import app as serve_api_app
+from llm_platform.cli_errors import DEBUG_ENV, ReportingGroup, UserError, make_console
 from llm_platform.cli_eval import app as eval_app
 from llm_platform.cli_operator import app as operator_app
+from llm_platform.cli_operator import with_storage
 from llm_platform.cli_serve import app as serve_app
 from llm_platform.cli_status import app as status_app
 from llm_platform.cli_tokenizer import app as tokenizer_app
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__, cls=ReportingGroup)
 stage_app = typer.Typer(no_args_is_help=True, help="Run a single stage (this is what a pod executes).")
 model_app = typer.Typer(no_args_is_help=True, help="Model presets, Hugging Face import and export.")
 app.add_typer(stage_app, name="stage")
 app.add_typer(model_app, name="model")
 
-console = Console()
-err = Console(stderr=True)
+console = make_console()
+err = make_console(stderr=True)
+
+
+def _version() -> str:
+    try:
+        return version("llm-platform")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        typer.echo(f"llmp {_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    debug: Annotated[
+        bool, typer.Option("--debug", help=f"Show the traceback of a failure (also: {DEBUG_ENV}=1).")
+    ] = False,
+    _version_flag: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Validate, run and render LLMJobs; run one stage (what pods execute); tokenizer and model tools."""
+    if debug:
+        os.environ[DEBUG_ENV] = "1"  # the stage subprocesses of `llmp run` inherit it
 
 
 def _local_policy():
@@ -35,50 +66,75 @@ def _local_policy():
 
 
 def _load(path: Path):
-    from llm_platform.api import SpecError, load_job
+    """The LLMJob in `path`; a SpecError (every problem, with lines) goes to the group's one report."""
+    from llm_platform.api import load_job
 
-    try:
-        return load_job(path, policy=_local_policy())
-    except SpecError as e:
-        err.print(str(e), markup=False)
-        raise typer.Exit(2) from None
+    return load_job(path, policy=_local_policy())
+
+
+def _warn(problems, source: Path) -> None:
+    for problem in problems:
+        err.print(f"warning: {source}: {problem}", markup=False, highlight=False)
 
 
 @app.command()
 def validate(files: Annotated[list[Path], typer.Argument(help="LLMJob YAML files.")]) -> None:
     """Check LLMJob files; print OK or every problem with its field path and line. Exit code 2 if any is invalid."""
     from llm_platform.api import SpecError, load_job
+    from llm_platform.api.errors import render_problems
+    from llm_platform.trainer.stages.inputs import split_warnings
 
     bad = 0
     for path in files:
         try:
             job = load_job(path, policy=_local_policy())
-            console.print(f"{path}: OK ({job.metadata.name}, {len(job.spec.stages)} stages)", markup=False)
         except SpecError as e:
             bad += 1
-            err.print(str(e), markup=False)
+            err.print(render_problems(e.problems, e.source), markup=False, highlight=False)
+            continue
+        console.print(f"{path}: OK ({job.metadata.name}, {len(job.spec.stages)} stages)", markup=False)
+        _warn(split_warnings(job), path)
     raise typer.Exit(2 if bad else 0)
 
 
 @app.command()
 def run(
     job_file: Annotated[Path, typer.Argument(help="The LLMJob YAML file.")],
-    workdir: Annotated[Path | None, typer.Option(help="Where artifacts go (default: runs/<job name>).")] = None,
+    workdir: Annotated[
+        Path | None, typer.Option(help="Where artifacts go when the spec sets no storage (default: runs/<job name>).")
+    ] = None,
+    storage: Annotated[
+        str | None, typer.Option(help="Artifact store (s3://bucket/prefix or a folder), instead of spec.storage.uri.")
+    ] = None,
     from_stage: Annotated[str | None, typer.Option("--from", help="Re-run this stage and everything after it.")] = None,
     only: Annotated[str | None, typer.Option(help="Run only this stage (its inputs must be committed).")] = None,
 ) -> None:
     """Run an LLMJob on this machine, stage by stage; committed, up-to-date stages are skipped."""
     from llm_platform.executor import run_job
-    from llm_platform.trainer.stages.preflight import PreflightError
+    from llm_platform.trainer.stages.inputs import split_warnings
 
     job = _load(job_file)
-    workdir = workdir or Path("runs") / job.metadata.name
-    try:
-        outcomes = run_job(job, job_file.resolve(), workdir, from_stage, only, console)
-    except (ValueError, PreflightError) as e:
-        err.print(str(e), markup=False)
-        raise typer.Exit(2) from None
+    if workdir is not None and job.spec.storage.uri and storage is None:
+        raise UserError(
+            f"--workdir {workdir}: {job_file} sets spec.storage.uri ({job.spec.storage.uri}), so artifacts would go "
+            f"there, not to {workdir}; drop --workdir, or pass --storage {workdir} to keep them on this machine"
+        )
+    if storage is not None:
+        job = with_storage(job, storage)
+    _warn(split_warnings(job), job_file)
+    outcomes = run_job(job, job_file.resolve(), workdir or Path("runs") / job.metadata.name, from_stage, only, console)
     raise typer.Exit(1 if any(o.result == "Failed" for o in outcomes) else 0)
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of an LLMJob file, for editors (e.g. the YAML language server's `# yaml-language-server:
+    $schema=`)."""
+    import json
+
+    from llm_platform.api.json_schema import job_json_schema
+
+    typer.echo(json.dumps(job_json_schema(), indent=2))
 
 
 @app.command()
@@ -104,25 +160,19 @@ def stage_run(
     storage: Annotated[str | None, typer.Option(help="Artifact store URI (default: spec.storage.uri).")] = None,
 ) -> None:
     """Run one stage and commit its artifacts."""
-    from llm_platform.storage import ArtifactStore, StoreError
+    from llm_platform.storage import ArtifactStore
     from llm_platform.trainer.stages import run_stage
-    from llm_platform.trainer.stages.preflight import PreflightError
 
     job = _load(job_file)
     uri = storage or job.spec.storage.uri
     if not uri:
-        err.print("no storage: pass --storage or set spec.storage.uri")
-        raise typer.Exit(2)
+        raise UserError("no storage: pass --storage or set spec.storage.uri")
     try:
         job.spec.stage(stage)
     except KeyError as e:
-        err.print(e.args[0])
-        raise typer.Exit(2) from None
-    try:
-        run_stage(job, stage, ArtifactStore.open(uri, job.spec.storage.endpoint_url))
-    except (PreflightError, StoreError) as e:  # a refused setting, another writer, a corrupt input: no traceback
-        err.print(str(e), markup=False)
-        raise typer.Exit(2) from None
+        raise UserError(e.args[0]) from None
+    # a refused setting, missing credentials, another writer, a corrupt input: the group reports it in one line
+    run_stage(job, stage, ArtifactStore.open(uri, job.spec.storage.endpoint_url))
 
 
 @model_app.command("presets")
@@ -146,9 +196,10 @@ def model_presets() -> None:
 
 
 _DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+DType = Literal["fp32", "bf16", "fp16"]
 
 
-def _save_model_folder(src: Path, dest: Path, dtype: str | None) -> None:
+def _save_model_folder(src: Path, dest: Path, dtype: DType | None) -> None:
     """Load a Hugging Face checkpoint with our loader (so an unsupported one fails here, with the reason) and save it
     canonically to `dest`, carrying the tokenizer files along."""
     import shutil
@@ -181,7 +232,7 @@ def _save_model_folder(src: Path, dest: Path, dtype: str | None) -> None:
 def model_import(
     src: Annotated[Path, typer.Argument(help="A Hugging Face checkpoint folder (config.json + safetensors).")],
     dest: Annotated[Path, typer.Argument(help="Where to write the checked, canonical copy.")],
-    dtype: Annotated[str | None, typer.Option(help="Cast weights: fp32, bf16 or fp16.")] = None,
+    dtype: Annotated[DType | None, typer.Option(help="Cast weights: fp32, bf16 or fp16.")] = None,
 ) -> None:
     """Check that a Llama/Mistral/Qwen2/Qwen3/Mixtral/DeepSeek-V3 checkpoint loads, and write it where a job's
     `spec.model.from` can point."""
@@ -193,19 +244,14 @@ def model_export(
     storage: Annotated[str, typer.Argument(help="The job's artifact store URI (s3://... or a local folder).")],
     stage: Annotated[str, typer.Argument(help="The stage whose model to export, e.g. pretrain.")],
     dest: Annotated[Path, typer.Argument(help="Destination folder (Hugging Face format).")],
-    dtype: Annotated[str | None, typer.Option(help="Cast weights: fp32, bf16 or fp16.")] = None,
+    dtype: Annotated[DType | None, typer.Option(help="Cast weights: fp32, bf16 or fp16.")] = None,
 ) -> None:
     """Write the committed model of a stage as a Hugging Face folder (loads in transformers, vLLM, PEFT)."""
-    from llm_platform.storage import ArtifactStore, StoreError
+    from llm_platform.storage import ArtifactStore
 
-    try:
-        folder = ArtifactStore.open(storage).fetch(stage) / "model"
-    except StoreError as e:
-        err.print(str(e))
-        raise typer.Exit(2) from None
+    folder = ArtifactStore.open(storage).fetch(stage) / "model"  # a StoreError is reported in one line
     if not folder.is_dir():
-        err.print(f"stage '{stage}' committed no model/ folder")
-        raise typer.Exit(2)
+        raise UserError(f"stage '{stage}' committed no model/ folder; export a stage that trains a model")
     _save_model_folder(folder, dest, dtype)
 
 
@@ -220,7 +266,7 @@ app.registered_commands.extend(status_app.registered_commands)  # `llmp status`
 
 
 def main() -> None:
-    app()
+    app(prog_name="llmp")
 
 
 if __name__ == "__main__":

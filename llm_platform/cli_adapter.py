@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from llm_platform.observability.console import make_console
+
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
-console = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+console = make_console()
+err = make_console(stderr=True)
 
 BaseArg = Annotated[
     Path, typer.Argument(help="The base model folder (Hugging Face format) the adapters were made for.")

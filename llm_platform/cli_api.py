@@ -7,15 +7,16 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
+
+from llm_platform.observability.console import make_console
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
 api_app = typer.Typer(no_args_is_help=True, help="The jobs REST API's bearer tokens.")
 token_app = typer.Typer(no_args_is_help=True, help="Create, list and revoke bearer tokens (stored hashed).")
 api_app.add_typer(token_app, name="token")
 
-console = Console()
-err = Console(stderr=True)
+console = make_console()
+err = make_console(stderr=True)
 DEFAULT_TOKENS = Path("runs/api/tokens.json")
 TokensOption = Annotated[
     Path, typer.Option("--tokens", help="The token file the server reads (JSON; holds sha256 hashes only).")

@@ -6,11 +6,12 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
+from llm_platform.observability.console import make_console
+
 app = typer.Typer(no_args_is_help=True, help="Evaluation reports: compare runs.")
-err = Console(stderr=True)
+err = make_console(stderr=True)
 
 
 def _interval(low: float | None, high: float | None, signed: bool = False) -> str:
@@ -59,7 +60,7 @@ def compare_runs(
                 text += f"\n[{color}]{cell.delta:+.4f}[/]{_interval(cell.delta_low, cell.delta_high, signed=True)}"
             cells.append(text)
         table.add_row(escape(row.metric), *cells)
-    Console().print(table)
+    make_console().print(table)
 
 
 @app.command("best-of-n")

@@ -10,15 +10,29 @@ import typer
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 
 
+def with_storage(job, storage: str):
+    """The job with `--storage` as `spec.storage.uri`; a local folder becomes an absolute file:// URI."""
+    uri = storage if "://" in storage else f"file://{Path(storage).expanduser().resolve()}"
+    spec = job.spec.model_copy(update={"storage": job.spec.storage.model_copy(update={"uri": uri})})
+    return job.model_copy(update={"spec": spec})
+
+
 def render_manifests(
-    job_file: Path, stage: str | None = None, namespace: str | None = None, image: str | None = None
+    job_file: Path,
+    stage: str | None = None,
+    namespace: str | None = None,
+    image: str | None = None,
+    storage: str | None = None,
 ) -> str:
-    """Multi-document YAML of everything the operator would create for the job (or one stage of it)."""
+    """Multi-document YAML of everything the operator would create for the job (or one stage of it), with `storage`
+    (when given) as the job's artifact store."""
     from llm_platform.api import load_job
     from llm_platform.operator.options import RenderOptions
     from llm_platform.operator.render import render_job, to_yaml
 
     job = load_job(job_file)
+    if storage is not None:
+        job = with_storage(job, storage)
     if stage is not None:
         job.spec.stage(stage)  # KeyError names the stages there are
     defaults = RenderOptions()
@@ -32,20 +46,50 @@ def render(
     stage: Annotated[str | None, typer.Option(help="Render only this stage (and the spec ConfigMap).")] = None,
     namespace: Annotated[str | None, typer.Option(help="Namespace to render into (default: the job's).")] = None,
     image: Annotated[str | None, typer.Option(help="Default image for stages that name none.")] = None,
+    storage: Annotated[
+        str | None,
+        typer.Option(help="Artifact store for the cluster (s3://bucket/prefix), instead of spec.storage.uri."),
+    ] = None,
 ) -> None:
     """Print the Kubernetes manifests the operator creates for a job: a dry run to read or diff."""
     from llm_platform.api import SpecError
+    from llm_platform.api.errors import render_problems
     from llm_platform.operator.options import RenderError
 
     try:
-        text = render_manifests(job_file, stage, namespace, image)
-    except (SpecError, RenderError) as e:
-        typer.echo(str(e), err=True)
+        text = render_manifests(job_file, stage, namespace, image, storage)
+    except SpecError as e:
+        typer.echo(render_problems(e.problems, e.source), err=True)
+        raise typer.Exit(2) from None
+    except RenderError as e:
+        typer.echo(f"{job_file}: {e}", err=True)
         raise typer.Exit(2) from None
     except KeyError as e:
         typer.echo(e.args[0], err=True)
         raise typer.Exit(2) from None
     typer.echo(text, nl=False)
+
+
+def cluster_problem(kubeconfig: Path | None) -> str | None:
+    """Why the operator could not reach a cluster, found before it starts: no k8s extra, or no credentials (neither a
+    pod's service account nor a kubeconfig). None when the configuration loads."""
+    try:
+        import kopf  # noqa: F401  # the operator's framework: checked here so its absence is one line, not a traceback
+        from kubernetes.config import ConfigException
+    except ImportError as e:
+        return f"llmp operator needs the '{e.name}' package, which is not installed; pip install 'llm-platform[k8s]'"
+    from llm_platform.operator.kube import load_configuration
+
+    try:
+        load_configuration(str(kubeconfig) if kubeconfig else None)
+    except (ConfigException, OSError) as e:
+        where = f"--kubeconfig {kubeconfig}" if kubeconfig else "no in-cluster service account and no kubeconfig"
+        reason = str(e).strip().splitlines()[0].rstrip(".") if str(e).strip() else type(e).__name__
+        return (
+            f"llmp operator: {where}: {reason}; pass --kubeconfig FILE (or set KUBECONFIG) for a cluster, or run the "
+            "operator in one (helm install llm-platform helm/llm-platform)"
+        )
+    return None
 
 
 @app.command()
@@ -110,6 +154,10 @@ def operator(
     kubeconfig: Annotated[Path | None, typer.Option(help="Kubeconfig (default: in-cluster, then ~/.kube).")] = None,
 ) -> None:
     """Run the LLMJob operator (kopf): render stages into PyTorchJob / RayJob / Job / Deployment and follow them."""
+    problem = cluster_problem(kubeconfig)
+    if problem is not None:
+        typer.echo(problem, err=True)
+        raise typer.Exit(2)
     from llm_platform.operator.handlers import HandlerSettings
     from llm_platform.operator.options import options_from_env
     from llm_platform.operator.runner import OperatorConfig, run_operator

@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
+
+from llm_platform.observability.console import make_console
 
 app = typer.Typer(add_completion=False)
-err = Console(stderr=True)
+err = make_console(stderr=True)
 
 ModelArg = Annotated[str, typer.Argument(help="A model folder, an s3:// folder, or STORE/STAGE (a stage's model).")]
 

@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from llm_platform.observability.console import make_console
+
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
-console = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+console = make_console()
+err = make_console(stderr=True)
 
 SourcesArg = Annotated[list[str], typer.Argument(help="Text or JSONL files, or globs such as 'data/**/*.txt'.")]
 TokenizerArg = Annotated[Path, typer.Argument(help="Tokenizer folder, tokenizer.json, .tiktoken or .model file.")]
@@ -73,7 +74,9 @@ def train(
     out: Annotated[Path, typer.Option(help="Folder to write the tokenizer files into.")],
     vocab_size: Annotated[int, typer.Option(help="Ids in the vocabulary, special tokens included.")] = 32_000,
     trainer: Annotated[Trainer, typer.Option(help="Byte-level BPE (HF trainer) or SentencePiece.")] = Trainer.bpe,
-    pattern: Annotated[str | None, typer.Option(help="Pre-tokenization regex or name: llama3, gpt2, o200k.")] = None,
+    pattern: Annotated[
+        str | None, typer.Option(help="Pre-tokenization pattern: llama3, gpt2, o200k, or regex:<regex>.")
+    ] = None,
     min_frequency: Annotated[int, typer.Option(help="Merge only pairs seen this often (bpe).")] = 2,
     special_tokens: Annotated[
         str | None, typer.Option(help="Comma-separated special tokens (default: bos, eos, pad, unk, chat roles).")
@@ -175,7 +178,7 @@ def convert(
     out: Annotated[Path, typer.Option(help="Folder to write the converted files into.")],
     to: Annotated[Format, typer.Option(help="Format to write; all = every format the vocabulary allows.")] = Format.all,
     pattern: Annotated[
-        str | None, typer.Option(help="Regex or name (cl100k, gpt2, o200k) for a bare .tiktoken file.")
+        str | None, typer.Option(help="Pattern (cl100k, gpt2, o200k, or regex:<regex>) for a bare .tiktoken file.")
     ] = None,
 ) -> None:
     """Convert between HF tokenizer.json, tiktoken and SentencePiece files, keeping ids identical."""

@@ -94,12 +94,13 @@ def run_job(
 
     console = console or Console()
     uri = storage_uri(job, workdir)
+    check(job, [], uri, source=str(job_path))  # credentials first: reading what is committed needs them
     store = ArtifactStore.open(uri, job.spec.storage.endpoint_url)
     order, forced = stages_to_force(job, from_stage, only)
     # read once; a stage is read again only if one of its ancestors runs below (its inputs then change)
     freshness = {name: is_up_to_date(job, name, store) for name in order if name not in forced}
     stale = {name for name, (fresh, _) in freshness.items() if not fresh}
-    check(job.spec.stage(name) for name in stages_that_may_run(job, order, forced | stale))
+    check(job, stages_that_may_run(job, order, forced | stale), uri, source=str(job_path))
     ran: set[str] = set()
     outcomes: list[StageOutcome] = []
     console.rule(f"[bold]LLMJob {job.metadata.name}[/] → {uri}")

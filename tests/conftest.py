@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 
 import pytest
+
+# Credential lookups (preflight asks botocore whether S3 credentials exist) must never ask the EC2 instance metadata
+# service: tests reach loopback only. Set before any test runs, so stage subprocesses inherit it too.
+os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

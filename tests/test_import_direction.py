@@ -24,6 +24,7 @@ LAYERS: list[tuple[str, ...]] = [
         "llm_platform.cli",
         "llm_platform.cli_adapter",
         "llm_platform.cli_api",
+        "llm_platform.cli_errors",
         "llm_platform.cli_eval",
         "llm_platform.cli_operator",
         "llm_platform.cli_serve",

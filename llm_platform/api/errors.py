@@ -2,6 +2,8 @@
 
 Every problem carries the field path (`spec.stages[2].train.lr`), the YAML line where the field sits when the spec came
 from YAML text, and what to do about it. `SpecError` lists *all* problems at once, so a user fixes a spec in one pass.
+`Problem` is the one problem type of the project: spec validation, preflight (what a run needs before anything starts)
+and the REST API's 422 bodies all carry it; `render_problems` is how a command line shows them.
 """
 
 from __future__ import annotations
@@ -17,19 +19,55 @@ Loc = tuple[str | int, ...]
 
 @dataclass(frozen=True)
 class Problem:
-    """One thing wrong with a spec: where it is and what to do."""
+    """One thing wrong with a spec or with what a run needs: where it is (`loc`, and `line` in the YAML file), what
+    is wrong (`message`) and, when it is not part of the message, what to do (`hint`)."""
 
     loc: Loc
     message: str
     line: int | None = None
+    hint: str = ""
 
     @property
     def path(self) -> str:
         return format_loc(self.loc)
 
+    @property
+    def text(self) -> str:
+        """The message and the hint as one sentence, without the place."""
+        return f"{self.message}; {self.hint}" if self.hint else self.message
+
     def __str__(self) -> str:
         where = f"line {self.line}: " if self.line is not None else ""
-        return f"{where}{self.path}: {self.message}"
+        return f"{where}{self.path}: {self.text}"
+
+    @classmethod
+    def from_text(cls, text: str) -> Problem:
+        """A problem written as `spec.field.path: message` (what the operator's policy checks return)."""
+        path, sep, message = text.partition(": ")
+        if sep and path.startswith(("spec.", "metadata.")) and " " not in path:
+            return cls(parse_loc(path), message)
+        return cls((), text)
+
+    def as_json(self) -> dict[str, Any]:
+        """The problem as the REST API's 422 bodies carry it."""
+        body: dict[str, Any] = {"path": self.path, "message": self.message} if self.loc else {"message": self.message}
+        if self.line is not None:
+            body["line"] = self.line
+        if self.hint:
+            body["hint"] = self.hint
+        return body
+
+
+def render_problems(problems: list[Problem], source: str | None = None, head: str = "invalid LLMJob") -> str:
+    """Problems as a command line prints them: one problem is one line (`file:line: path: what; what to do`); several
+    get a head line naming the file, then one line each."""
+    if len(problems) == 1:
+        (problem,) = problems
+        where = ":".join(x for x in (source, None if problem.line is None else str(problem.line)) if x)
+        place = f"{problem.path}: " if problem.loc else ""
+        return f"{where + ': ' if where else ''}{place}{problem.text}"
+    lead = f"{source}: " if source else ""
+    return f"{lead}{head} ({len(problems)} problems):\n" + "\n".join(f"  - {p}" for p in problems)
 
 
 class SpecError(ValueError):
@@ -46,6 +84,17 @@ class SpecError(ValueError):
 def shorten(text: str, limit: int = 120) -> str:
     """A value as a message quotes it: a hostile spec must not make its error messages huge."""
     return text if len(text) <= limit else f"{text[: limit - 20]}... ({len(text)} characters)"
+
+
+def parse_loc(path: str) -> Loc:
+    """'data.sources[0].type' -> ('data', 'sources', 0, 'type'): the inverse of `format_loc`."""
+    loc: list[str | int] = []
+    for part in path.split("."):
+        name, *indexes = part.split("[")
+        if name:
+            loc.append(name)
+        loc.extend(int(index.rstrip("]")) for index in indexes)
+    return tuple(loc)
 
 
 def format_loc(loc: Loc) -> str:

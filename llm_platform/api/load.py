@@ -7,6 +7,7 @@ which local paths and credentials a spec may name (policy.py).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -54,7 +55,7 @@ def parse_job_text(text: str, source: str | None = None, policy: SpecPolicy = TR
     try:
         return parse_job(data, source=source, policy=policy)
     except SpecError as e:
-        problems = [Problem(p.loc, p.message, p.line or _line_of(root, p.loc)) for p in e.problems]
+        problems = [replace(p, line=p.line or _line_of(root, p.loc)) for p in e.problems]
         raise SpecError(problems, source) from None
 
 

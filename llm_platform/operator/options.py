@@ -42,6 +42,7 @@ DEFAULT_IMAGE_PACKAGES = (
     "datasets",
     "lingua",
     "matplotlib",
+    "openai",
     "fastapi",
     "deepspeed",
     "torchao",

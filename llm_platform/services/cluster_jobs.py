@@ -20,7 +20,7 @@ from kubernetes import client as k8s_client
 from kubernetes.client.exceptions import ApiException
 from starlette.concurrency import iterate_in_threadpool
 
-from llm_platform.api import KIND, LLMJob
+from llm_platform.api import KIND, LLMJob, Problem
 from llm_platform.api.status import TERMINAL
 from llm_platform.operator.kube import KindNotServed, Kube
 from llm_platform.operator.naming import JOB_LABEL, LLMJOB_API_VERSION, STAGE_LABEL
@@ -64,14 +64,14 @@ class ClusterJobs:
         self._check(namespace)
         problems = render_problems(job, self.options)
         if problems:
-            raise PreflightError(problems)
+            raise PreflightError([Problem.from_text(p) for p in problems])
         body = job.to_dict()
         body["metadata"]["namespace"] = self.namespace
         try:
             created = self.kube.create(body)
         except ApiException as e:
             if e.status in (400, 403, 422):  # refused by admission (a webhook) or the CRD's schema
-                raise PreflightError([_reason(e)]) from None
+                raise PreflightError([Problem((), _reason(e))]) from None
             raise
         if not created:
             raise JobExists(f"job '{job.metadata.name}' exists; delete it first or choose another name")

@@ -312,5 +312,5 @@ def _error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(PreflightError)
     async def _not_runnable(_: Request, err: PreflightError) -> JSONResponse:
-        problems = [{"message": p} for p in err.problems]
+        problems = [p.as_json() for p in err.problems]
         return AsciiJSONResponse(status_code=422, content={"error": "cannot run on this server", "problems": problems})

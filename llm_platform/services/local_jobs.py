@@ -86,7 +86,7 @@ class LocalJobs:
 
     def submit(self, namespace: str, job: LLMJob) -> dict[str, Any]:
         """Queue the job (and start it if a slot is free); PreflightError first if this server cannot run a stage."""
-        check(job.spec.stages)
+        check(job, [stage.name for stage in job.spec.stages])
         body = job.to_dict()
         body["metadata"]["namespace"] = namespace
         self.folder(namespace, job.metadata.name)  # refuses a name that would leave the root, before anything is kept

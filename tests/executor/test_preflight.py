@@ -36,7 +36,7 @@ def test_every_kind_has_a_runner_or_says_why_not():
     assert not set(RUNNERS) & set(NOT_BUILT)
     for kind in STAGE_KINDS:
         stage = Stage.model_construct(name="s", kind=kind)
-        reported = [p for p in unsupported(stage) if p.startswith("kind:")]
+        reported = [p for p in unsupported(stage) if p.loc == ("kind",)]
         assert bool(reported) == (kind in NOT_BUILT), kind
 
 
@@ -64,12 +64,11 @@ def test_serving_with_vllm_needs_vllm_here():
     job = load_job("examples/serve-vllm.yaml")
     if importlib.util.find_spec("vllm") is not None:
         pytest.skip("vllm is installed here")
-    assert stage_problems(job.spec.stage("serve")) == [
-        "stage 'serve': serve.engine needs the 'vllm' package, which is not installed; pip install vllm (on a CUDA "
-        "machine), or use engine: builtin"
-    ]
+    (problem,) = stage_problems(job, "serve")
+    assert problem.path == "spec.stages[0].serve.engine" and "'vllm'" in problem.message
+    assert "engine: builtin" in problem.hint
     job.spec.stage("serve").serve.engine = "builtin"
-    assert stage_problems(job.spec.stage("serve")) == []
+    assert stage_problems(job, "serve") == []
 
 
 def test_qlora_needs_no_optional_package():
@@ -77,7 +76,7 @@ def test_qlora_needs_no_optional_package():
     job = load_job("examples/finetune-lora.yaml")
     job.spec.stage("sft").finetune.method = "qlora"
     job.spec.stage("sft").train.parallel.gpus_per_node = 1
-    assert stage_problems(job.spec.stage("sft")) == []
+    assert stage_problems(job, "sft") == []
 
 
 def test_qlora_on_several_gpus_is_named():
@@ -85,8 +84,8 @@ def test_qlora_on_several_gpus_is_named():
     stage = job.spec.stage("sft")
     stage.finetune.method = "qlora"
     stage.train = TrainSpec(steps=10, parallel={"gpus_per_node": 8})
-    (problem,) = stage_problems(stage)
-    assert problem.startswith("stage 'sft': finetune.method: qlora runs in one process")
+    (problem,) = stage_problems(job, "sft")
+    assert problem.path.endswith("].finetune.method") and "one process" in problem.message
 
 
 def test_a_reward_model_on_several_gpus_is_named():
@@ -95,60 +94,54 @@ def test_a_reward_model_on_several_gpus_is_named():
     stage.align.method = "reward"
     stage.align.lora = None
     stage.train = TrainSpec(steps=10, parallel={"gpus_per_node": 2})
-    assert [p for p in stage_problems(stage) if "align.method" in p] == [
-        f"stage '{stage.name}': align.method: reward trains and writes its model in one process; set train.parallel "
-        "to one GPU (nodes: 1, gpus_per_node: 1)"
-    ]
+    (problem,) = [p for p in stage_problems(job, stage.name) if p.loc[-2:] == ("align", "method")]
+    assert "one process" in problem.message and "gpus_per_node: 1" in problem.hint
 
 
-def eval_stage(settings: str):
-    return load_job(with_stage_settings(EVAL_NEEDS, EVAL_NEEDS + f"    eval: {settings}\n")).spec.stage("eval")
+def eval_problems(settings: str):
+    return stage_problems(load_job(with_stage_settings(EVAL_NEEDS, EVAL_NEEDS + f"    eval: {settings}\n")), "eval")
 
 
 def test_offline_eval_tasks_need_a_data_dir():
-    (problem,) = stage_problems(eval_stage("{tasks: [hellaswag, mmlu_anatomy, arc_easy]}"))
-    assert problem.startswith(
-        "stage 'eval': eval.data_dir: the offline tasks hellaswag, mmlu_anatomy read local benchmark files; "
-        "set eval.data_dir"
-    )
-    assert "or write lm-eval:hellaswag, lm-eval:mmlu_anatomy for lm-eval's own task" in problem
-    assert stage_problems(eval_stage("{tasks: [hellaswag, mmlu_anatomy], data_dir: /data}")) == []
-    assert stage_problems(eval_stage("{tasks: ['lm-eval:hellaswag', arc_easy]}")) == []
+    (problem,) = eval_problems("{tasks: [hellaswag, mmlu_anatomy, arc_easy]}")
+    assert problem.path == "spec.stages[3].eval.data_dir"
+    assert problem.message.startswith("the offline tasks hellaswag, mmlu_anatomy read local benchmark files")
+    assert "or write lm-eval:hellaswag, lm-eval:mmlu_anatomy for lm-eval's own task" in problem.message
+    assert eval_problems("{tasks: [hellaswag, mmlu_anatomy], data_dir: /data}") == []
+    assert eval_problems("{tasks: ['lm-eval:hellaswag', arc_easy]}") == []
 
 
 def test_a_task_listed_twice_is_named():
-    assert stage_problems(eval_stage("{tasks: [mmlu, hellaswag, mmlu_anatomy], data_dir: /data}")) == [
-        "stage 'eval': eval.tasks[2]: 'mmlu_anatomy' evaluates mmlu_anatomy, which 'mmlu' (eval.tasks[0]) already "
-        "evaluates; list it once"
-    ]
+    (problem,) = eval_problems("{tasks: [mmlu, hellaswag, mmlu_anatomy], data_dir: /data}")
+    assert problem.path == "spec.stages[3].eval.tasks[2]" and "'mmlu' (eval.tasks[0])" in problem.message
 
 
 def test_eval_tasks_without_lm_eval_name_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "lm_eval", None)
-    assert stage_problems(eval_stage("{tasks: [arc_easy]}")) == [
-        "stage 'eval': eval.tasks needs the 'lm_eval' package, which is not installed; pip install 'llm-platform[eval]'"
-    ]
+    (problem,) = eval_problems("{tasks: [arc_easy]}")
+    assert problem.path == "spec.stages[3].eval.tasks" and "'lm_eval'" in problem.message
+    assert problem.hint == "pip install 'llm-platform[eval]'"
 
 
 def test_a_missing_optional_package_names_the_field_and_the_install(monkeypatch):
     job = load_job(with_stage_settings("seq_len: 64}", "seq_len: 64, parallel: {strategy: deepspeed}}"))
     pytest.importorskip("deepspeed")  # the dev extra has it, so the setting is fine as installed
-    assert stage_problems(job.spec.stage("pretrain")) == []
+    assert stage_problems(job, "pretrain") == []
     monkeypatch.setitem(sys.modules, "deepspeed", None)  # how Python marks a module as not importable
-    assert stage_problems(job.spec.stage("pretrain")) == [
-        "stage 'pretrain': train.parallel.strategy needs the 'deepspeed' package, which is not installed; "
-        "pip install 'llm-platform[gpu]'"
-    ]
+    (problem,) = stage_problems(job, "pretrain")
+    assert problem.path == "spec.stages[2].train.parallel.strategy" and "'deepspeed'" in problem.message
+    assert problem.hint == "pip install 'llm-platform[gpu]'"
 
 
 def test_any_one_of_alternative_packages_will_do(monkeypatch):
     job = load_job(with_stage_settings("seq_len: 64}", "seq_len: 64, tensorboard: true}"))
     monkeypatch.setitem(sys.modules, "tensorboard", None)
     monkeypatch.setitem(sys.modules, "tensorboardX", None)
-    assert "train.tensorboard needs the 'tensorboard' package" in stage_problems(job.spec.stage("pretrain"))[0]
+    (problem,) = stage_problems(job, "pretrain")
+    assert problem.loc[-2:] == ("train", "tensorboard") and "'tensorboard'" in problem.message
     monkeypatch.delitem(sys.modules, "tensorboardX")
     pytest.importorskip("tensorboardX", reason="tensorboardX is not installed here")
-    assert stage_problems(job.spec.stage("pretrain")) == []
+    assert stage_problems(job, "pretrain") == []
 
 
 def test_data_settings_name_their_source_index(monkeypatch):
@@ -160,9 +153,9 @@ def test_data_settings_name_their_source_index(monkeypatch):
     )
     monkeypatch.setitem(sys.modules, "pyarrow", None)
     monkeypatch.setitem(sys.modules, "matplotlib", None)
-    assert [p.split(" needs")[0] for p in stage_problems(job.spec.stage("data"))] == [
-        "stage 'data': data.sources[1].type",
-        "stage 'data': data.plots",
+    assert [p.path for p in stage_problems(job, "data")] == [
+        "spec.stages[0].data.sources[1].type",
+        "spec.stages[0].data.plots",
     ]
 
 
@@ -174,9 +167,9 @@ def test_check_lists_every_problem_of_every_stage(monkeypatch):
     )
     monkeypatch.setitem(sys.modules, "wandb", None)
     with pytest.raises(PreflightError) as info:
-        check(job.spec.stages)
-    assert [p.split(":")[0] for p in info.value.problems] == ["stage 'pretrain'", "stage 'eval'"]
-    assert str(info.value).startswith("cannot run, nothing was started:\n  - stage 'pretrain'")
+        check(job, [stage.name for stage in job.spec.stages])
+    assert [p.loc[:3] for p in info.value.problems] == [("spec", "stages", 2), ("spec", "stages", 3)]
+    assert str(info.value).startswith("cannot run, nothing was started:\n  - spec.stages[2].train.wandb_project")
 
 
 def test_stages_downstream_of_a_due_stage_may_run_too():
@@ -197,10 +190,8 @@ def test_llmp_run_refuses_before_the_first_stage(tmp_path):
     path.write_text(JOB.replace("STEPS", "4").replace("eval: {limit: 2,", "eval: {tasks: [hellaswag], limit: 2,"))
     result = llmp("run", str(path), "--workdir", str(tmp_path / "w"))
     assert result.returncode == 2, result.stdout + result.stderr
-    assert (
-        "cannot run, nothing was started:\n  - stage 'eval': eval.data_dir: the offline tasks hellaswag"
-        in result.stderr
-    )
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"{path}: spec.stages[3].eval.data_dir: the offline tasks hellaswag")
     assert "▶" not in result.stdout
     assert not (tmp_path / "w" / "data").exists()
 
@@ -210,4 +201,17 @@ def test_llmp_stage_run_refuses_what_it_cannot_do(tmp_path):
     path.write_text(JOB.replace("STEPS", "4").replace("eval: {limit: 2,", "eval: {tasks: [hellaswag], limit: 2,"))
     result = llmp("stage", "run", "--job", str(path), "--stage", "eval", "--storage", f"file://{tmp_path}/w")
     assert result.returncode == 2
-    assert "stage 'eval': eval.data_dir: the offline tasks hellaswag read local" in result.stderr
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("spec.stages[3].eval.data_dir: the offline tasks hellaswag read local")
+
+
+def test_synthetic_data_over_http_needs_the_openai_package(monkeypatch):
+    synthetic = "synthetic: {endpoint: 'http://127.0.0.1:8000/v1', model: m, topics: [t]}"
+    job = load_job(
+        with_stage_settings("data: {sources: [{type: stdlib}]}", f"data: {{sources: [{{type: stdlib}}], {synthetic}}}")
+    )
+    monkeypatch.setitem(sys.modules, "openai", None)
+    (problem,) = stage_problems(job, "data")
+    assert problem.path == "spec.stages[0].data.synthetic.endpoint" and "'openai'" in problem.message
+    job.spec.stage("data").data.synthetic.endpoint = "engine:/models/tiny"  # the built-in engine needs no client
+    assert stage_problems(job, "data") == []

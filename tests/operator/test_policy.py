@@ -148,8 +148,8 @@ def test_deepspeed_and_fp8_without_their_packages_in_the_image_are_refused_with_
     message = refusal(job_dict(DATA, TOKENIZER, DEEPSPEED), LEAN_IMAGE)
     assert (
         "\n  - spec.stages[2].train.parallel.strategy: needs the 'deepspeed' package, which the trainer image does not "
-        "provide (it provides: datasets, fastapi, lingua, lm_eval, matplotlib, pyarrow, ray); use an image built with "
-        "it (pip install 'llm-platform[gpu]') and declare it to the operator (flag --image-package deepspeed"
+        "provide (it provides: datasets, fastapi, lingua, lm_eval, matplotlib, openai, pyarrow, ray); use an image "
+        "built with it (pip install 'llm-platform[gpu]') and declare it to the operator (flag --image-package deepspeed"
     ) in message
     assert "spec.stages[2].train.fp8: needs the 'torchao' package" in refusal(
         job_dict(DATA, TOKENIZER, FP8), LEAN_IMAGE
@@ -204,6 +204,7 @@ def test_the_default_image_packages_are_what_the_trainer_dockerfile_installs():
                 "language": {},
                 "plots": True,
                 "engine": "ray",
+                "synthetic": {"endpoint": "http://127.0.0.1:8000/v1", "model": "m", "topics": ["t"]},
             },
         },
         TOKENIZER,
@@ -245,7 +246,7 @@ def test_the_jobs_api_cluster_backend_refuses_the_same(cluster):
     with pytest.raises(PreflightError) as refused:
         jobs.submit("team", parse_job(job_dict(DATA, TOKENIZER, TENSORBOARD)))
     assert any(
-        p.startswith("spec.stages[2].train.tensorboard: needs the 'tensorboard'") for p in refused.value.problems
+        str(p).startswith("spec.stages[2].train.tensorboard: needs the 'tensorboard'") for p in refused.value.problems
     )
     assert jobs.list("team") == []
 

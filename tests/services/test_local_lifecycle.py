@@ -131,14 +131,28 @@ def test_a_deleted_name_can_be_submitted_again(api, tmp_path):
 
 
 def test_a_failed_stage_is_failed_and_what_needs_it_is_skipped(api, tmp_path):
-    missing = {"name": "data", "kind": "data", "data": {"sources": [{"type": "jsonl", "path": str(tmp_path / "no")}]}}
-    job = job_body("broken", missing, {"name": "tok", "kind": "tokenizer", "needs": ["data"]})
+    (tmp_path / "empty.jsonl").write_text('{"text": ""}\n')  # runs, and keeps no document: the stage fails
+    empty = {
+        "name": "data",
+        "kind": "data",
+        "data": {"sources": [{"type": "jsonl", "path": str(tmp_path / "*.jsonl")}]},
+    }
+    job = job_body("broken", empty, {"name": "tok", "kind": "tokenizer", "needs": ["data"]})
     assert api.client.post("/v1/jobs", json=job, headers=api.team).status_code == 201
     wait_for(lambda: phase(api.client, api.team, "broken") == "Failed", "the job to fail", timeout=120)
     status = api.client.get("/v1/jobs/broken", headers=api.team).json()["status"]
     assert status["stages"]["data"]["phase"] == "Failed"
     assert status["stages"]["tok"]["phase"] == "Skipped"
-    assert "matches no file" in status["message"]  # the run's log, naming the cause
+    assert "kept no training documents" in status["message"]  # the run's log, naming the cause
+
+
+def test_a_source_matching_no_file_is_refused_before_anything_starts(api, tmp_path):
+    missing = {"name": "data", "kind": "data", "data": {"sources": [{"type": "jsonl", "path": str(tmp_path / "no")}]}}
+    response = api.client.post("/v1/jobs", json=job_body("missing", missing), headers=api.team)
+    assert response.status_code == 422
+    (problem,) = response.json()["problems"]
+    assert problem["path"] == "spec.stages[0].data.sources[0].path" and "matches no file" in problem["message"]
+    assert api.client.get("/v1/jobs", headers=api.team).json() == {"items": []}
 
 
 # any storage endpoint may be named here: the test points two jobs at a dead and a hung one

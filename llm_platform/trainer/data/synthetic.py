@@ -20,10 +20,9 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import re
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -57,43 +56,96 @@ class EndpointError(RuntimeError):
     pass
 
 
-class ChatClient:
-    """Minimal client for `POST {base_url}/chat/completions`, with retries on rate limits and server errors."""
+RETRIED_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+"""Answers worth another try: timeouts, conflicts, rate limits, overload, a server not up yet (the OpenAI SDK's set)."""
+RETRY_BUDGET_S = 300.0
+"""How long one request keeps retrying, waits included: long enough for a rate-limit window or a model server to
+start, short enough that a dead endpoint fails the stage in minutes, not hours."""
+BACKOFF_S = (0.5, 8.0)
+"""First and largest wait between tries when the server names none (`Retry-After`): doubling, with jitter."""
 
-    def __init__(self, base_url: str, model: str, api_key: str | None = None, timeout_s: float = 120, retries: int = 3):
+
+def retry_after_s(headers) -> float | None:
+    """The wait a 429 or 503 asks for: `retry-after-ms` (OpenAI's), or `Retry-After` in seconds or as an HTTP date."""
+    import email.utils
+    from datetime import UTC, datetime
+
+    if headers is None:
+        return None
+    for name, scale in (("retry-after-ms", 1e-3), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            return max(0.0, float(value) * scale)
+        except ValueError:
+            pass
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            continue
+        return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    return None
+
+
+class ChatClient:
+    """`POST {base_url}/chat/completions` through the `openai` SDK (the reference client of the format), retried on
+    the answers in `RETRIED_STATUS` and on lost connections: it waits what `Retry-After` asks, else backs off
+    exponentially with jitter, and gives up once `retry_budget_s` has passed since the first try."""
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key: str | None = None,
+        timeout_s: float = 120,
+        retry_budget_s: float = RETRY_BUDGET_S,
+    ):
+        try:
+            import openai
+        except ImportError:
+            raise EndpointError(
+                "data.synthetic needs the 'openai' package for an HTTP endpoint, which is not installed; "
+                "pip install 'llm-platform[data]' (or use endpoint: engine:<model folder>)"
+            ) from None
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.model = model
-        self.api_key = api_key
-        self.timeout_s = timeout_s
-        self.retries = retries
+        self.retry_budget_s = retry_budget_s
+        self._openai = openai
+        # Retries are ours (bounded in total time, not in count). Without a key no Authorization header is sent: the
+        # SDK would otherwise send $OPENAI_API_KEY to whatever endpoint the spec names.
+        self._headers = {} if api_key else {"Authorization": openai.Omit()}
+        self._client = openai.OpenAI(base_url=base_url, api_key=api_key or "none", timeout=timeout_s, max_retries=0)
 
     def chat(self, prompt: str, temperature: float = 0.7, max_tokens: int = 512) -> str:
-        body = {
-            "model": self.model,
-            "messages": [{"role": "user", "content": prompt}],
-            "temperature": temperature,
-            "max_tokens": max_tokens,
-        }
-        headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        request = urllib.request.Request(self.url, json.dumps(body).encode(), headers, method="POST")
+        openai = self._openai
+        started = time.monotonic()
         attempt = 0
         while True:
             try:
-                with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                    payload = json.loads(response.read())
-                return payload["choices"][0]["message"]["content"] or ""
-            except urllib.error.HTTPError as e:
-                if e.code not in (429, 500, 502, 503, 504) or attempt >= self.retries:
-                    detail = e.read()[:300].decode("utf-8", "replace")
-                    raise EndpointError(f"{self.url} answered HTTP {e.code}: {detail}") from None
-            except urllib.error.URLError as e:
-                if attempt >= self.retries:
-                    raise EndpointError(f"{self.url} is unreachable ({e.reason}); check `endpoint`") from None
-            except (KeyError, IndexError, TypeError, json.JSONDecodeError) as e:
+                completion = self._client.chat.completions.create(
+                    model=self.model,
+                    messages=[{"role": "user", "content": prompt}],
+                    temperature=temperature,
+                    max_tokens=max_tokens,
+                    extra_headers=self._headers,
+                )
+                return completion.choices[0].message.content or ""
+            except openai.APIStatusError as e:
+                if e.status_code not in RETRIED_STATUS:
+                    detail = e.response.text[:300]
+                    raise EndpointError(f"{self.url} answered HTTP {e.status_code}: {detail}") from None
+                wait, why = retry_after_s(e.response.headers), f"HTTP {e.status_code}"
+            except openai.APIConnectionError as e:  # refused, reset, timed out
+                wait, why = None, f"unreachable ({e.__cause__ or e}); check `endpoint`"
+            except (openai.APIResponseValidationError, IndexError, AttributeError) as e:
                 raise EndpointError(f"{self.url} did not answer in the OpenAI chat format ({e!r})") from None
-            time.sleep(0.5 * 2**attempt)  # rate limited, overloaded or not up yet: back off and retry
+            if wait is None:
+                wait = min(BACKOFF_S[0] * 2**attempt, BACKOFF_S[1]) * (1 - 0.25 * random.random())
+            spent = time.monotonic() - started
+            if spent + wait > self.retry_budget_s:
+                raise EndpointError(f"{self.url}: {why}, still after {attempt + 1} tries over {spent:.0f}s") from None
+            time.sleep(wait)
             attempt += 1
 
 
@@ -128,13 +180,37 @@ class EngineChat:
         return [out.outputs[0].text for out in outs]
 
 
-def chat_all(client: ChatClient | EngineChat, prompts: Sequence[str], temperature: float, max_tokens: int, pool):
-    """Answers to every prompt, in order: one batched load on the engine, concurrent requests to an endpoint."""
+MAX_FAILED_FRACTION = 0.25
+"""Requests of one step that may fail (after their retries) and be skipped before the whole step is given up: a few
+lost records do not cost the stage, an endpoint that fails most requests does."""
+
+
+def chat_all(
+    client: ChatClient | EngineChat, prompts: Sequence[str], temperature: float, max_tokens: int, pool, counts: Counter
+) -> list[str | None]:
+    """Answers to every prompt, in order: one batched load on the engine, concurrent requests to an endpoint. A
+    request that still fails after its retries is None here and counted in `counts["failed_requests"]`; more than
+    `MAX_FAILED_FRACTION` of them raises EndpointError naming the first."""
     if not prompts:
         return []
     if isinstance(client, EngineChat):
-        return client.chat_many(prompts, temperature, max_tokens)
-    return list(pool.map(lambda p: client.chat(p, temperature, max_tokens), prompts))
+        return list(client.chat_many(prompts, temperature, max_tokens))
+
+    def ask(prompt: str) -> tuple[str | None, EndpointError | None]:
+        try:
+            return client.chat(prompt, temperature, max_tokens), None
+        except EndpointError as e:
+            return None, e
+
+    answers = list(pool.map(ask, prompts))
+    errors = [error for _, error in answers if error is not None]
+    counts["failed_requests"] += len(errors)
+    if len(errors) > MAX_FAILED_FRACTION * len(prompts):
+        raise EndpointError(
+            f"{len(errors)} of {len(prompts)} requests failed (more than {MAX_FAILED_FRACTION:.0%}); the first: "
+            f"{errors[0]}"
+        )
+    return [text for text, _ in answers]
 
 
 def make_client(endpoint: str, model: str, key: str | None, engines: dict[str, EngineChat]) -> ChatClient | EngineChat:
@@ -256,11 +332,13 @@ def generate_instructions(config: SyntheticConfig, api_key: str | None = None) -
     jobs = [(topic, v) for topic in config.topics for v in range(config.per_topic)]
     with ThreadPoolExecutor(max_workers=config.concurrency) as pool:
         prompts = [INSTRUCTION_PROMPT.format(topic=t, variant=v + 1) for t, v in jobs]
-        drafts = chat_all(writer, prompts, config.temperature, config.max_tokens, pool)
-        counts["generated"] = len(drafts)
+        drafts = chat_all(writer, prompts, config.temperature, config.max_tokens, pool, counts)
+        counts["generated"] = sum(draft is not None for draft in drafts)
         diversity = DiversityFilter(config.max_similarity)
         chosen: list[tuple[str, str]] = []
         for (topic, _), draft in zip(jobs, drafts, strict=True):
+            if draft is None:  # its request failed: counted in failed_requests
+                continue
             instruction = clean_instruction(draft)
             if not instruction:
                 counts["dropped_empty"] += 1
@@ -268,13 +346,14 @@ def generate_instructions(config: SyntheticConfig, api_key: str | None = None) -
                 counts["dropped_similar"] += 1
             else:
                 chosen.append((topic, instruction))
-        responses = chat_all(writer, [c[1] for c in chosen], config.temperature, config.max_tokens, pool)
-        critique_prompts = [
-            CRITIQUE_PROMPT.format(instruction=c[1], response=r) for c, r in zip(chosen, responses, strict=True)
-        ]
-        critiques = chat_all(judge, critique_prompts, 0.0, 100, pool)
+        responses = chat_all(writer, [c[1] for c in chosen], config.temperature, config.max_tokens, pool, counts)
+        answered = [(c, r) for c, r in zip(chosen, responses, strict=True) if r is not None]  # failed: counted
+        critique_prompts = [CRITIQUE_PROMPT.format(instruction=c[1], response=r) for c, r in answered]
+        critiques = chat_all(judge, critique_prompts, 0.0, 100, pool, counts)
     rows = []
-    for (topic, instruction), response, critique in zip(chosen, responses, critiques, strict=True):
+    for ((topic, instruction), response), critique in zip(answered, critiques, strict=True):
+        if critique is None:  # its request failed: counted in failed_requests
+            continue
         scores = parse_scores(critique)
         if not response.strip():
             counts["dropped_empty"] += 1

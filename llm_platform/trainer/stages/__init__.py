@@ -59,7 +59,7 @@ def run_stage(job: LLMJob, stage_name: str, store: ArtifactStore) -> Manifest:
 
     Raises `PreflightError` before starting if the stage's settings need something this install cannot do, and
     `LeaseHeld` if another process is running the same stage on the same store."""
-    check([job.spec.stage(stage_name)])
+    check(job, [stage_name], store.uri)
     # One writer per stage: a second run of it (a retried pod while the old one runs, a second `llmp run` on the
     # workdir) stops here with `LeaseHeld` instead of racing this one's checkpoints and commit. On S3 it first waits
     # out two lease lifetimes: a retried pod whose predecessor died gets the stage once the dead one's lease expires.

@@ -12,6 +12,7 @@ from rich.console import Console
 from llm_platform.api import LLMJob, Stage
 from llm_platform.api.dag import EXTERNAL, input_sources
 from llm_platform.confinement import check_local
+from llm_platform.observability.console import make_console
 from llm_platform.storage import ArtifactStore, S3Backend, StoreError
 from llm_platform.storage.downloads import staged_download
 
@@ -24,7 +25,7 @@ class StageContext:
     stage: Stage
     store: ArtifactStore
     scratch: Path
-    console: Console = field(default_factory=lambda: Console(stderr=True))
+    console: Console = field(default_factory=lambda: make_console(stderr=True))
     progress: StageReporter | None = None  # rank 0 of a running stage: its live status in the store (see progress)
 
     @property
@@ -74,12 +75,16 @@ class StageContext:
 
 
 def fetch_uri(uri: str, store: ArtifactStore) -> Path:
-    """A local folder for an external URI: a local path as is, an s3:// folder downloaded into the store's cache.
+    """A local folder for an external URI: a committed stage of another job (`<storage>/<stage>`: its model), a local
+    path as is, an s3:// folder downloaded into the store's cache.
 
     The download goes into a temporary folder, is checked against the listing's sizes, and only then renamed into
     the cache, so an interrupted download is never mistaken for the model. The cache entry is named by a digest of
     the listing (keys, sizes, ETags): a folder replaced upstream, even by files of the same sizes, is downloaded
     again instead of served stale."""
+    committed = _committed_stage_model(uri)
+    if committed is not None:
+        return committed
     if uri.startswith("s3://"):
         return _download_s3_folder(uri, store.cache_dir / "external")
     path = Path(uri.removeprefix("file://")).expanduser()
@@ -87,6 +92,23 @@ def fetch_uri(uri: str, store: ArtifactStore) -> Path:
     if not path.exists():
         raise FileNotFoundError(f"spec.model.from: {uri} does not exist")
     return path
+
+
+def _committed_stage_model(uri: str) -> Path | None:
+    """`<storage>/<stage>` of another job, the folder a stage commits (manifest.json, versions/...): its committed
+    `model/`, fetched and verified like any stage input. None when the URI is not such a folder."""
+    parent, _, stage = uri.rstrip("/").rpartition("/")
+    if not stage or parent.rstrip("/") in ("", "file:", "s3:"):
+        return None
+    if not uri.startswith("s3://"):
+        check_local(Path(uri.removeprefix("file://")).expanduser(), "read", uri)
+    other = ArtifactStore.open(parent)  # on S3: the endpoint and credentials of the environment, as for any model
+    if other.manifest(stage) is None:
+        return None
+    folder = other.fetch(stage) / "model"
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"spec.model.from: stage '{stage}' in {parent} committed no model/ folder")
+    return folder
 
 
 def _download_s3_folder(uri: str, cache: Path) -> Path:

@@ -114,6 +114,11 @@ def run(ctx: StageContext, out: Path) -> dict:
             "the data stage kept no training documents; check the sources, `clean.min_chars` and the filters "
             f"(see report/report.json: {', '.join(f'{k}={v}' for k, v in result.items() if k.startswith('dropped'))})"
         )
+    if result["val_docs"] == 0:  # eval's perplexity would fail on it, after all the training: say so now
+        ctx.console.print(
+            f"[yellow]warning[/]: data.val_fraction: the validation split is empty ({spec.val_fraction:g} of "
+            f"{result['train_docs']} documents rounds to none); raise val_fraction or add documents"
+        )
     if spec.synthetic is not None:
         values = _frozen(spec.synthetic.model_dump())
         if values["reward_filter"] is not None:

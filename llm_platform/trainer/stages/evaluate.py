@@ -25,17 +25,30 @@ from llm_platform.trainer.tokenizer.bos import encode_text
 from .context import StageContext
 
 
+def _validation_split(ctx: StageContext):
+    """The held-out tokens perplexity is measured on; an empty split is refused in one line naming the fix."""
+    try:
+        return open_split(ctx.input("tokens"), "val")
+    except FileNotFoundError:
+        source = ctx.sources.get("tokens", "tokens")
+        raise ValueError(
+            f"eval.metrics: perplexity needs held-out tokens, and the validation split of stage '{source}' is empty; "
+            "raise data.val_fraction (or add documents) and run again from the data stage (llmp run JOB --from "
+            "DATA_STAGE), or drop perplexity from eval.metrics"
+        ) from None
+
+
 def run(ctx: StageContext, out: Path) -> dict:
     spec = ctx.stage.eval
+    tokens = _validation_split(ctx) if "perplexity" in spec.metrics else None  # before the model: fail in a second
     model_dir = ctx.input("model")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = load_pretrained(model_dir, device=device, overrides=ctx.model_overrides())
     report: dict = {"model": str(model_dir)}
     metrics: dict = {}
     (out / "report").mkdir()
-    if "perplexity" in spec.metrics:
+    if tokens is not None:
         seq_len = spec.seq_len or model.config.max_seq_len
-        tokens = open_split(ctx.input("tokens"), "val")
         result = perplexity(model, tokens, seq_len, spec.batch_size, spec.limit, device)
         report["perplexity"] = result
         metrics |= {"val_loss": round(result["loss"], 4), "perplexity": round(result["perplexity"], 3)}

@@ -3,7 +3,11 @@
 A local run that pretrains for an hour and then stops because the eval stage asks for something this version cannot
 do, or because `wandb` is not installed, wastes the hour. `stage_problems` reads a stage's settings and lists, without
 running anything, the optional packages they need that are missing and the settings no runner implements yet;
-`llmp run` checks every stage it is about to run, and `llmp stage run` (what a pod runs) checks its own.
+`llmp run` checks every stage it is about to run, and `llmp stage run` (what a pod runs) checks its own. What the
+run needs from this machine (credentials, files, a validation split) is checked too: see `inputs`.
+
+Every problem is an `api.Problem` (the field path from `spec`, what is wrong, what to do), the type spec validation
+and the REST API use, so the command line and the API show them the same way.
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ import importlib.util
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from llm_platform.api import Stage
+from llm_platform.api import LLMJob, Problem, Stage
+from llm_platform.api.errors import Loc, parse_loc
 from llm_platform.trainer.eval.task_names import task_list_problems
 
 from .registry import NOT_BUILT
@@ -25,6 +30,13 @@ class Need:
     field: str
     modules: tuple[str, ...]
     install: str
+
+    def missing(self, where: Loc) -> Problem:
+        return Problem(
+            (*where, *parse_loc(self.field)),
+            f"needs the '{self.modules[0]}' package, which is not installed",
+            hint=self.install,
+        )
 
 
 def needs(stage: Stage) -> list[Need]:
@@ -43,6 +55,13 @@ def needs(stage: Stage) -> list[Need]:
             found.append(Need("data.plots", ("matplotlib",), "pip install 'llm-platform[data]'"))
         if data.engine == "ray":
             found.append(Need("data.engine", ("ray",), "pip install 'llm-platform[ray]'"))
+        synthetic = data.synthetic
+        if synthetic is not None and not all(
+            str(endpoint).startswith("engine:")
+            for endpoint in (synthetic.endpoint, synthetic.judge_endpoint)
+            if endpoint
+        ):
+            found.append(Need("data.synthetic.endpoint", ("openai",), "pip install 'llm-platform[data]'"))
     if stage.eval is not None and stage.eval.tasks:
         found.append(Need("eval.tasks", ("lm_eval",), "pip install 'llm-platform[eval]'"))
     if stage.serve is not None and stage.serve.engine == "vllm":
@@ -67,78 +86,95 @@ def needs(stage: Stage) -> list[Need]:
     return found
 
 
-def unsupported(stage: Stage) -> list[str]:
-    """Settings that validate (the operator renders them for a cluster) but that no runner here carries out yet."""
+def unsupported(stage: Stage) -> list[Problem]:
+    """Settings that validate (the operator renders them for a cluster) but that no runner here carries out yet.
+    Paths are the stage's own (`kind`, `finetune.method`)."""
     if stage.kind in NOT_BUILT:
-        return [f"kind: the '{stage.kind}' runner is not built yet in this version of llm-platform"]
+        return [Problem(("kind",), f"the '{stage.kind}' runner is not built yet in this version of llm-platform")]
     processes = 1 if stage.train is None else stage.train.parallel.nodes * max(stage.train.parallel.gpus_per_node, 1)
+    one_gpu = "set train.parallel to one GPU (nodes: 1, gpus_per_node: 1)"
     if stage.finetune is not None and stage.finetune.method == "qlora" and processes > 1:
         return [
-            "finetune.method: qlora runs in one process (its NF4 base is not sharded); set train.parallel to one "
-            "GPU (nodes: 1, gpus_per_node: 1), or use method: lora"
+            Problem(
+                ("finetune", "method"),
+                "qlora runs in one process (its NF4 base is not sharded)",
+                hint=f"{one_gpu}, or use method: lora",
+            )
         ]
     if stage.align is not None and stage.align.method == "reward" and processes > 1:
-        return [
-            "align.method: reward trains and writes its model in one process; set train.parallel to one GPU "
-            "(nodes: 1, gpus_per_node: 1)"
-        ]
+        return [Problem(("align", "method"), "reward trains and writes its model in one process", hint=one_gpu)]
     return []
 
 
-def eval_task_problems(stage: Stage) -> list[str]:
+def eval_task_problems(stage: Stage) -> list[Problem]:
     """A task list that cannot run as written: repeated tasks, or offline benchmarks without `eval.data_dir`."""
     if stage.eval is None or not stage.eval.tasks:
         return []
-    return task_list_problems(stage.eval.tasks, stage.eval.data_dir)
+    found = []
+    for text in task_list_problems(stage.eval.tasks, stage.eval.data_dir):  # "eval.field: message" (trainer layer)
+        field, _, message = text.partition(": ")
+        found.append(Problem(parse_loc(field), message))
+    return found
 
 
-def builtin_dataset_problems(stage: Stage) -> list[str]:
+def builtin_dataset_problems(stage: Stage) -> list[Problem]:
     """A `builtin:` dataset that does not exist, or not in the format asked (e.g. keyword-labelled preferences)."""
     from llm_platform.trainer.data.safety.builtin import builtin_problem
 
-    problems = []
+    found = []
     tuning = stage.finetune or stage.align
     if tuning is not None:
         kind, fmt = ("align", "preference") if stage.align is not None else ("finetune", tuning.dataset.format)
-        problems.append(builtin_problem(tuning.dataset.path, fmt, f"{kind}.dataset.path"))
+        problem = builtin_problem(tuning.dataset.path, fmt, f"{kind}.dataset.path")  # "field: message"
+        if problem is not None:
+            field, _, message = problem.partition(": ")
+            found.append(Problem(parse_loc(field), message))
     if stage.eval is not None and stage.eval.refusals is not None:
         requests = stage.eval.refusals.requests
         if requests.startswith("builtin:") and requests != "builtin:safety-refusals":
-            problems.append(
-                f"eval.refusals.requests: '{requests}': only builtin:safety-refusals holds held-out requests"
-            )
-    return [p for p in problems if p is not None]
+            message = f"'{requests}': only builtin:safety-refusals holds held-out requests"
+            found.append(Problem(("eval", "refusals", "requests"), message))
+    return found
 
 
-def setting_problems(stage: Stage) -> list[str]:
+def setting_problems(stage: Stage) -> list[Problem]:
     """What stops this stage wherever it runs (settings no runner carries out, task lists that cannot run, built-in
-    datasets that do not exist), each starting with the field; the admission webhook checks these too, with its own
+    datasets that do not exist), with the stage's own paths; the admission webhook checks these too, with its own
     image's packages."""
     return unsupported(stage) + eval_task_problems(stage) + builtin_dataset_problems(stage)
 
 
-def stage_problems(stage: Stage) -> list[str]:
-    """Everything that would stop this stage partway, each naming the stage and field and what to do."""
-    problems = [f"stage '{stage.name}': {problem}" for problem in setting_problems(stage)]
+def stage_loc(job: LLMJob, name: str) -> Loc:
+    """`('spec', 'stages', i)` for the stage called `name`."""
+    return ("spec", "stages", next(i for i, s in enumerate(job.spec.stages) if s.name == name))
+
+
+def stage_problems(job: LLMJob, name: str) -> list[Problem]:
+    """Everything in this stage's settings that would stop it partway here, each with its path from `spec`."""
+    stage, where = job.spec.stage(name), stage_loc(job, name)
+    problems = [Problem((*where, *p.loc), p.message, hint=p.hint) for p in setting_problems(stage)]
     for need in needs(stage):
         if not any(importlib.util.find_spec(module) for module in need.modules):
-            problems.append(
-                f"stage '{stage.name}': {need.field} needs the '{need.modules[0]}' package, which is not installed; "
-                f"{need.install}"
-            )
+            problems.append(need.missing(where))
     return problems
 
 
 class PreflightError(Exception):
-    """Raised before anything runs; the message lists every problem, one per line."""
+    """Raised before anything runs; `problems` lists every problem, `source` the spec file when there is one."""
 
-    def __init__(self, problems: list[str]):
+    def __init__(self, problems: list[Problem], source: str | None = None):
         self.problems = problems
+        self.source = source
         super().__init__("cannot run, nothing was started:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
-def check(stages: Iterable[Stage]) -> None:
-    """Raise PreflightError naming every problem of every stage given, or return."""
-    problems = [problem for stage in stages for problem in stage_problems(stage)]
+def check(job: LLMJob, names: Iterable[str], storage_uri: str | None = None, source: str | None = None) -> None:
+    """Raise PreflightError naming every problem of the named stages (their settings, and what they need from this
+    machine: credentials for `storage_uri` and their sources, files their globs name), or return."""
+    from .inputs import input_problems
+
+    names = list(names)
+    problems = [problem for name in names for problem in stage_problems(job, name)]
+    problems += input_problems(job, names, storage_uri)
     if problems:
-        raise PreflightError(problems)
+        raise PreflightError(problems, source)

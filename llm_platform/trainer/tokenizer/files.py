@@ -53,11 +53,11 @@ def _backend_from_hf_json(path: Path) -> Backend:
 def _backend_from_tiktoken(path: Path, pattern: str | None, special_tokens: dict[str, int] | None) -> Backend:
     config_path = path.parent / tiktoken_file.CONFIG_FILE
     if config_path.exists() and pattern is None and special_tokens is None:
-        config = tiktoken_file.read_config(config_path)
-        pattern, special_tokens = config["pat_str"], config["special_tokens"]
-    elif pattern is None:
+        config = tiktoken_file.read_config(config_path)  # the file's own regex, stored as it is
+        return TiktokenBackend(tiktoken_file.read_ranks(path), config["pat_str"], dict(config["special_tokens"]))
+    if pattern is None:
         raise ValueError(
-            f"{path} holds only ranks; pass pattern= (a regex or a name: llama3, cl100k, gpt2, o200k) and "
+            f"{path} holds only ranks; pass pattern= (a name: llama3, cl100k, gpt2, o200k, or regex:<regex>) and "
             f"special_tokens=, or put {tiktoken_file.CONFIG_FILE} beside it"
         )
     return TiktokenBackend(tiktoken_file.read_ranks(path), resolve_pattern(pattern), dict(special_tokens or {}))

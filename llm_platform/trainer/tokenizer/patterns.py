@@ -2,6 +2,10 @@
 
 The pattern decides what a token can span (never across a letter/digit/punctuation boundary, at most three digits),
 so it is part of the vocabulary's identity: tiktoken, HF `tokenizers` and our files all store it next to the ranks.
+
+A user names a pattern (`llama3`, `gpt2`, `o200k`...) or writes a regex of their own behind an explicit `regex:`
+prefix. A bare string that is not a known name is refused, never taken as a regex: `gpt-2` read as a regex matches
+only the text "gpt-2", and would split a megabyte of text into a few dozen tokens without a word of warning.
 """
 
 from __future__ import annotations
@@ -31,12 +35,36 @@ O200K = "|".join(
 NAMED_PATTERNS = {"llama3": LLAMA3, "cl100k": LLAMA3, "gpt4": LLAMA3, "gpt2": GPT2, "o200k": O200K}
 
 
+REGEX_PREFIX = "regex:"
+
+
+def pattern_problem(pattern: str) -> str | None:
+    """Why `pattern` is not a name or a `regex:` regex that compiles, or None. Pure; what validation reports."""
+    if pattern in NAMED_PATTERNS:
+        return None
+    if not pattern.startswith(REGEX_PREFIX):
+        return (
+            f"unknown pattern {pattern!r}; use one of {', '.join(sorted(NAMED_PATTERNS))}, or write a regex of your "
+            f"own as '{REGEX_PREFIX}<regex>'"
+        )
+    import regex  # tiktoken's own dependency: the \p{L} classes the patterns use need it
+
+    body = pattern.removeprefix(REGEX_PREFIX)
+    if not body:
+        return f"'{REGEX_PREFIX}' needs a regex after it"
+    try:
+        regex.compile(body)
+    except regex.error as e:
+        return f"not a valid regex after '{REGEX_PREFIX}' ({e})"
+    return None
+
+
 def resolve_pattern(pattern: str | None) -> str:
-    """Return the regex for a pattern name (`llama3`, `gpt2`, `o200k`...) or the regex itself; None means Llama 3."""
+    """The regex for a pattern name (`llama3`, `gpt2`, `o200k`...) or a `regex:<regex>`; None means Llama 3.
+    Raises ValueError naming the known names for anything else."""
     if pattern is None:
         return LLAMA3
-    if pattern in NAMED_PATTERNS:
-        return NAMED_PATTERNS[pattern]
-    if not pattern:
-        raise ValueError(f"pattern must be a regex or one of {sorted(NAMED_PATTERNS)}, got an empty string")
-    return pattern
+    problem = pattern_problem(pattern)
+    if problem is not None:
+        raise ValueError(f"pattern: {problem}")
+    return NAMED_PATTERNS.get(pattern) or pattern.removeprefix(REGEX_PREFIX)

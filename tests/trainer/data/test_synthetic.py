@@ -91,6 +91,7 @@ def test_generate_critique_filter(endpoint, tmp_path):
         "dropped_similar": 1,  # merge sort asked twice in other words
         "dropped_low_score": 1,  # the wrong heapsort answer
         "dropped_unreadable_critique": 1,  # the Coriolis critique has no JSON
+        "failed_requests": 0,
         "kept": 3,
     }
     assert [r["topic"] for r in rows] == ["sorting", "tides", "tides"]
@@ -114,7 +115,7 @@ def test_client_retries_a_busy_server_and_reports_real_errors(endpoint):
     with pytest.raises(EndpointError, match="HTTP 404"):
         ChatClient(endpoint.replace("/v1", "/v2"), "tiny").chat("Hello")
     with pytest.raises(EndpointError, match="unreachable"):
-        ChatClient("http://127.0.0.1:9/v1", "tiny", retries=0).chat("Hello")
+        ChatClient("http://127.0.0.1:9/v1", "tiny", retry_budget_s=0).chat("Hello")
 
 
 def test_scores_are_read_from_json_in_free_text():
