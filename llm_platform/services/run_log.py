@@ -39,8 +39,9 @@ class StageLog:
 
     @property
     def failure(self) -> str:
-        """Why the stage failed: its last exception line(s), else its last lines before the closing one."""
-        body = [line for line in self.lines if not FAILED.match(line)]
+        """Why the stage failed: its last exception line(s) (a traceback under --debug), else its last lines between
+        the frame lines (the one-line error a stage prints)."""
+        body = [line for line in self.lines if not (FAILED.match(line) or STARTED.match(line))]
         return "\n".join(failure_cause(body) or body[-TAIL_LINES:])
 
 

@@ -60,7 +60,7 @@ def test_a_failed_local_stage_is_failed_with_its_error_and_its_log(api, tmp_path
         timeout=120,
     )
     assert status["stages"]["data"]["phase"] == "Failed"
-    assert status["stages"]["data"]["message"] == f"ValueError: {bad}:2: not valid JSON (Expecting value)"
+    assert status["stages"]["data"]["message"] == f"{bad}:2: not valid JSON (Expecting value)"
     assert status["stages"]["tok"]["phase"] == "Skipped"
     log = api.client.get("/v1/jobs/broken/logs?stage=data", headers=api.team).text
     assert "not valid JSON" in log and log.splitlines()[-1].startswith("✗  data failed")

@@ -114,7 +114,7 @@ def run(endpoint: str, rule: RewardFilterConfig) -> tuple[list[dict], dict]:
 
 def test_the_reward_filter_keeps_the_worked_answers_the_judge_let_through(endpoint, reward_folder):
     rows, counts = run(endpoint, RewardFilterConfig(model=str(reward_folder), min_reward=0.0))
-    assert counts == {"generated": 4, "dropped_low_reward": 2, "kept": 2}
+    assert counts == {"generated": 4, "dropped_low_reward": 2, "kept": 2, "failed_requests": 0}
     assert [r["topic"] for r in rows] == ["sorting", "rivers"]
     assert all(r["reward"] > 0 for r in rows)
     rows, counts = run(endpoint, RewardFilterConfig(model=str(reward_folder), top_fraction=0.5))

@@ -106,20 +106,21 @@ def test_preflight_names_a_built_in_dataset_that_does_not_exist_before_anything_
     from llm_platform.trainer.stages.preflight import stage_problems
 
     job = load_job(Path(__file__).resolve().parents[4] / "examples" / "safety-align.yaml")
-    assert all(stage_problems(stage) == [] for stage in job.spec.stages)
+    assert all(stage_problems(job, stage.name) == [] for stage in job.spec.stages)
     job.spec.stage("assistant").finetune.dataset.path = "builtin:nope"
     job.spec.stage("dpo").align.dataset.path = "builtin:safety-refusals-keyword"
     job.spec.stage("eval-after").eval.refusals.requests = "builtin:safety-refusals-keyword"
-    assert stage_problems(job.spec.stage("assistant")) == [
-        "stage 'assistant': finetune.dataset.path: 'builtin:nope' is not a built-in dataset; known: "
-        "builtin:safety-refusals, builtin:safety-refusals-keyword, builtin:safety-critique-revise"
-    ]
-    assert stage_problems(job.spec.stage("dpo")) == [
-        "stage 'dpo': align.dataset.path: 'builtin:safety-refusals-keyword' has no 'preference' records; it offers "
-        "instruction"
-    ]
-    (problem,) = stage_problems(job.spec.stage("eval-after"))
-    assert "eval.refusals.requests: 'builtin:safety-refusals-keyword': only builtin:safety-refusals" in problem
+    names = [stage.name for stage in job.spec.stages]
+    (unknown,) = stage_problems(job, "assistant")
+    assert unknown.loc == ("spec", "stages", names.index("assistant"), "finetune", "dataset", "path")
+    assert (
+        "'builtin:nope' is not a built-in dataset" in unknown.message and "builtin:safety-refusals" in unknown.message
+    )
+    (wrong_format,) = stage_problems(job, "dpo")
+    assert wrong_format.loc == ("spec", "stages", names.index("dpo"), "align", "dataset", "path")
+    assert "no 'preference' records" in wrong_format.message
+    (requests,) = stage_problems(job, "eval-after")
+    assert requests.loc == ("spec", "stages", names.index("eval-after"), "eval", "refusals", "requests")
 
 
 def test_the_api_knows_the_built_in_datasets_so_a_site_policy_treats_them_as_no_file():
