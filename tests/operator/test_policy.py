@@ -140,7 +140,8 @@ def test_qlora_needs_nothing_beyond_the_core_but_its_paged_optimizer_needs_an_im
     assert (
         "\n  - spec.stages[3].train.optimizer: needs the 'bitsandbytes' package, which the trainer image does not "
         "provide (it provides: datasets, fastapi, lingua, lm_eval, matplotlib, openai, pyarrow, ray); use an image "
-        "built with it (pip install 'llm-platform[gpu]') and declare it to the operator (flag --image-package bitsandbytes"
+        "built with it (pip install 'llm-platform[gpu]') and declare it to the operator (flag --image-package "
+        "bitsandbytes"
     ) in message
 
 
