@@ -11,9 +11,15 @@ from .fields import ReadPath
 
 
 class DatasetRef(SpecModel):
-    """A dataset of examples: JSONL (local or s3://) with named fields."""
+    """A dataset of examples: JSONL (local or s3://) with named fields, or a built-in dataset."""
 
-    path: ReadPath = Field(description="Glob or URI of JSONL files.")
+    path: ReadPath | None = Field(None, description="Glob or URI of JSONL files.")
+    builtin: Literal["stdlib-functions"] | None = Field(
+        None,
+        description="Instead of `path`: stdlib-functions, this Python's standard-library functions asked for by "
+        "docstring (instruction: the function; preference: the function over a plausibly wrong one). Needs no files "
+        "or network; its held-out test functions are never trained on (eval.metrics: [stdlib_functions]).",
+    )
     format: Literal["instruction", "chat", "text", "preference"] = Field(
         "instruction",
         description="instruction: prompt/response fields; chat: a `messages` list; text: one `text` field; "
@@ -24,6 +30,14 @@ class DatasetRef(SpecModel):
     response_field: str = Field("response", description="instruction: the field holding the response.")
     chosen_field: str = Field("chosen", description="preference: the field holding the preferred response.")
     rejected_field: str = Field("rejected", description="preference: the field holding the dispreferred response.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DatasetRef:
+        if (self.path is None) == (self.builtin is None):
+            raise ValueError("set one of `path` (JSONL files) or `builtin` (stdlib-functions)")
+        if self.builtin is not None and self.format not in ("instruction", "preference"):
+            raise ValueError(f"builtin: {self.builtin} comes as format instruction or preference, not {self.format}")
+        return self
 
 
 class LoraSpec(SpecModel):

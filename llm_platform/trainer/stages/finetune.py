@@ -5,7 +5,9 @@ pretraining.
 Writes `model/` (the fine-tuned model in HF format, adapters merged, with the tokenizer and the training log) and,
 for adapter methods, `adapter/` (a PEFT adapter folder: `PeftModel.from_pretrained(base, adapter/)` loads it). A
 QLoRA `model/` is the dequantised NF4 base with the adapters merged: the weights the adapters were trained against.
-Checkpoints and resume work as in pretraining (keyed by the stage fingerprint).
+Checkpoints and resume work as in pretraining (keyed by the stage fingerprint). `model/loss_curve.png` draws the
+training and validation loss. `dataset.builtin: stdlib-functions` trains on the standard library's documented
+functions (`data.stdlib_functions`), which every machine has.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from llm_platform.trainer.tokenizer import Tokenizer
 from llm_platform.trainer.train.objective import NextTokenLoss
 
 from .context import StageContext
-from .tuning import Tuning, default_settings, lora_config, tune
+from .tuning import Tuning, dataset_pattern, default_settings, lora_config, tune
 
 # learning rates when the stage has no `train` section: the usual starting points for adapters and full fine-tuning
 ADAPTER_LR, FULL_LR = 2e-4, 2e-5
@@ -33,7 +35,7 @@ def run(ctx: StageContext, out: Path) -> dict:
     settings = ctx.stage.train or default_settings(lr, model.config.max_seq_len)
     data = load_sft_data(
         tokenizer,
-        spec.dataset.path,
+        dataset_pattern(ctx, spec.dataset),
         spec.dataset.format,
         max_len=settings.seq_len,
         mask_prompt=spec.mask_prompt,
