@@ -157,19 +157,19 @@ WHOLE_PIPELINE = """\
     kind: finetune
     needs: [pretrain]
     finetune: {method: lora, lora: {rank: 4, alpha: 8}, dataset: {builtin: stdlib-functions, max_examples: 24}}
-    train: {steps: 3, micro_batch: 4, seq_len: 64, lr: 3.0e-3, warmup_steps: 1, precision: fp32, log_every: 1}
+    train: {steps: 3, micro_batch: 2, seq_len: 256, lr: 3.0e-3, warmup_steps: 1, precision: fp32, log_every: 1}
   - name: dpo
     kind: align
     needs: [sft]
     align: {lora: {rank: 4, alpha: 8}, val_fraction: 0.2,
             dataset: {builtin: stdlib-functions, format: preference, max_examples: 16}}
-    train: {steps: 3, micro_batch: 2, seq_len: 64, lr: 3.0e-3, warmup_steps: 1, precision: fp32, log_every: 1}
+    train: {steps: 3, micro_batch: 2, seq_len: 256, lr: 3.0e-3, warmup_steps: 1, precision: fp32, log_every: 1}
 """
 
 
 @pytest.mark.slow
 def test_the_whole_pipeline_on_builtin_data_reports_losses_rewards_scores_answer_and_every_artifact(tmp_path):
-    text = write_job(tmp_path, steps=4).read_text()
+    text = write_job(tmp_path, steps=4).read_text().replace("max_seq_len: 64", "max_seq_len: 256")  # room for answers
     text = text.replace("  - name: eval\n", WHOLE_PIPELINE + "  - name: eval\n").replace(
         "needs: [pretrain]\n    eval", "needs: [dpo]\n    eval"
     )

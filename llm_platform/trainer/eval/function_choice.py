@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from llm_platform.trainer.data.preference import collate_pairs, load_preference_data
-from llm_platform.trainer.data.sft import shifted
+from llm_platform.trainer.data.sft import DatasetError, shifted
 from llm_platform.trainer.data.stdlib_functions import records, write_jsonl
 from llm_platform.trainer.train.dpo import sequence_logps
 from llm_platform.trainer.train.loss import IGNORE_INDEX
@@ -30,7 +30,13 @@ def function_choice(
 ) -> dict:
     """{acc, acc_norm, pairs, dropped} of `model` on the held-out pairs (at most `limit`)."""
     path = write_jsonl(records("preference", "test", limit), scratch / f"{NAME}-test.jsonl")
-    data = load_preference_data(tokenizer, str(path), max_len=max_len)
+    try:
+        data = load_preference_data(tokenizer, str(path), max_len=max_len)
+    except DatasetError:
+        raise ValueError(
+            f"eval.metrics: {NAME}: no held-out pair has an answer token within the model's {max_len}-token context "
+            "(the prompts alone are longer); use a model with max_seq_len of 256 or more, or leave the metric out"
+        ) from None
     pairs = data.train  # every record: no validation share is taken from a test set
     pad = tokenizer.pad_id if tokenizer.pad_id is not None else (tokenizer.eos_id or 0)
     device = next(model.parameters()).device
