@@ -16,26 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
-from rich.table import Table
 
 from llm_platform.api import LLMJob, StagePhase, StageStatus
 from llm_platform.api.dag import ancestors, descendants, topological_order
-from llm_platform.api.status import DONE, progress_key
+from llm_platform.api.status import progress_key
+from llm_platform.run_summary import headline_metrics, print_summary
 from llm_platform.storage import ArtifactStore
 from llm_platform.trainer.stages.command import stage_run_args
 
-HEADLINE_METRICS = (
-    "train_docs",
-    "vocab_size",
-    "train_tokens",
-    "loss_start",
-    "loss_end",
-    "tokens_per_s",
-    "val_loss",
-    "perplexity",
-    "answer",
-)
-BENCHMARK_SUFFIXES = ("_acc", "_acc_norm", "_exact_match", "_strict_match")
+__all__ = ["StageOutcome", "headline_metrics", "run_job", "stage_command", "stages_to_force"]
 
 
 @dataclass
@@ -138,14 +127,7 @@ def run_job(
         manifest = store.manifest(name)
         outcomes.append(StageOutcome(name, stage.kind, "Succeeded", seconds, metrics=manifest.meta.get("metrics", {})))
         console.print(f"[bold green]✓  {name}[/] in {seconds:.1f}s")
-    console.print(summary_table(outcomes))
-    for outcome in outcomes:
-        if outcome.kind == "eval" and outcome.result in DONE:
-            manifest = store.manifest(outcome.name)
-            if manifest is not None and "report/eval.md" in manifest.files:
-                key = f"{outcome.name}/versions/{manifest.version}/report/eval.md"
-                where = store.backend.local_path(key) or f"{uri}/{key}"
-                console.print(f"[bold]{outcome.name} report[/]: {where}", soft_wrap=True)  # a path to copy whole
+    print_summary(console, outcomes, store)
     return outcomes
 
 
@@ -161,37 +143,6 @@ def record_phase(store: ArtifactStore, stage: str, phase: StagePhase, message: s
         return
     status = previous.model_copy(update={"phase": phase, "message": message})
     store.write_json(progress_key(stage), status.model_dump(mode="json", exclude_none=True))
-
-
-def headline_metrics(metrics: dict) -> list[str]:
-    """The metrics a summary row shows: the fixed headline ones, then benchmark scores (`<task>_acc`, ...). Pure."""
-    scores = [k for k in metrics if k.endswith(BENCHMARK_SUFFIXES)]
-    return [k for k in HEADLINE_METRICS if k in metrics] + sorted(scores)
-
-
-def summary_table(outcomes: list[StageOutcome]) -> Table:
-    table = Table(title="Summary")
-    for column in ("stage", "kind", "result", "time", "highlights"):
-        table.add_column(column)
-    colors: dict[StagePhase, str] = {"Succeeded": "green", "UpToDate": "dim", "Failed": "red", "Skipped": "yellow"}
-    for o in outcomes:
-        shown = [f"{k}={_fmt(o.metrics[k])}" for k in headline_metrics(o.metrics)][:4]
-        table.add_row(
-            o.name,
-            o.kind,
-            f"[{colors[o.result]}]{o.result}[/]",
-            f"{o.seconds:.1f}s" if o.seconds else "",
-            ", ".join(shown) or o.reason,
-        )
-    return table
-
-
-def _fmt(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, int) and value >= 10_000:
-        return f"{value:,}"
-    return str(value)
 
 
 def _local_gpus(stage) -> int:

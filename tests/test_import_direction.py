@@ -18,7 +18,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("llm_platform.api",),
     ("llm_platform.services.openai_api", "llm_platform.services.openai_server"),
     ("llm_platform.trainer.stages",),
-    ("llm_platform.executor", "llm_platform.operator"),
+    ("llm_platform.executor", "llm_platform.run_summary", "llm_platform.operator"),
     ("llm_platform.services",),
     (
         "llm_platform.cli",

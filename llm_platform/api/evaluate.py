@@ -43,7 +43,12 @@ class RefusalsSpec(SpecModel):
 
 
 class EvalSpec(SpecModel):
-    metrics: list[Literal["perplexity"]] = Field(default_factory=lambda: ["perplexity"])
+    metrics: list[Literal["perplexity", "stdlib_functions"]] = Field(
+        default_factory=lambda: ["perplexity"],
+        description="perplexity: on the data stage's held-out split; stdlib_functions: pair accuracy on held-out "
+        "standard-library functions (the real one over a plausibly wrong one, by likelihood; chance 0.5), no files "
+        "needed.",
+    )
     tasks: list[TaskName] = Field(
         default_factory=list,
         max_length=1000,

@@ -108,8 +108,13 @@ def _endpoint(value: str) -> str:
     return value
 
 
-# datasets the trainer builds in memory (llm_platform.trainer.data.safety.builtin), named where a dataset path goes
-BUILTIN_DATASETS = ("builtin:safety-refusals", "builtin:safety-refusals-keyword", "builtin:safety-critique-revise")
+# datasets the trainer builds in memory (llm_platform.trainer.data.builtin), named where a dataset path goes
+BUILTIN_DATASETS = (
+    "builtin:stdlib-functions",
+    "builtin:safety-refusals",
+    "builtin:safety-refusals-keyword",
+    "builtin:safety-critique-revise",
+)
 
 
 def local_path(value: str) -> str | None:

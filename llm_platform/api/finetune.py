@@ -11,10 +11,13 @@ from .fields import ReadPath
 
 
 class DatasetRef(SpecModel):
-    """A dataset of examples: JSONL (local or s3://) with named fields."""
+    """A dataset of examples: JSONL (local or s3://) with named fields, or a built-in dataset."""
 
     path: ReadPath = Field(
-        description="Glob or URI of JSONL files, or a built-in dataset: builtin:safety-refusals (refusal pairs: "
+        description="Glob or URI of JSONL files, or a built-in dataset: builtin:stdlib-functions (this Python's "
+        "standard-library functions asked for by docstring; instruction: the function; preference: the function over "
+        "a plausibly wrong one; its held-out functions are eval.metrics: [stdlib_functions]), "
+        "builtin:safety-refusals (refusal pairs: "
         "instruction or preference records), builtin:safety-refusals-keyword (the same requests answered by a "
         "keyword labeller), builtin:safety-critique-revise (the stage's base model critiques and revises its answers "
         "against written principles)."

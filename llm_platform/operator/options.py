@@ -41,7 +41,6 @@ DEFAULT_IMAGE_PACKAGES = (
     "pyarrow",
     "datasets",
     "lingua",
-    "matplotlib",
     "openai",
     "fastapi",
     "deepspeed",

@@ -152,11 +152,7 @@ def test_data_settings_name_their_source_index(monkeypatch):
         )
     )
     monkeypatch.setitem(sys.modules, "pyarrow", None)
-    monkeypatch.setitem(sys.modules, "matplotlib", None)
-    assert [p.path for p in stage_problems(job, "data")] == [
-        "spec.stages[0].data.sources[1].type",
-        "spec.stages[0].data.plots",
-    ]
+    assert [p.path for p in stage_problems(job, "data")] == ["spec.stages[0].data.sources[1].type"]
 
 
 def test_check_lists_every_problem_of_every_stage(monkeypatch):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -149,3 +150,58 @@ def test_bad_spec_exits_2_before_running_anything(tmp_path):
     assert result.returncode == 2
     assert "spec.stages[2].train.steps" in result.stderr
     assert not (tmp_path / "w").exists()
+
+
+WHOLE_PIPELINE = """\
+  - name: sft
+    kind: finetune
+    needs: [pretrain]
+    finetune: {method: lora, lora: {rank: 4, alpha: 8}, dataset: {path: "builtin:stdlib-functions", max_examples: 24}}
+    train: {steps: 3, micro_batch: 2, seq_len: 256, lr: 3.0e-3, warmup_steps: 1, precision: fp32, log_every: 1}
+  - name: dpo
+    kind: align
+    needs: [sft]
+    align: {lora: {rank: 4, alpha: 8}, val_fraction: 0.2,
+            dataset: {path: "builtin:stdlib-functions", format: preference, max_examples: 16}}
+    train: {steps: 3, micro_batch: 2, seq_len: 256, lr: 3.0e-3, warmup_steps: 1, precision: fp32, log_every: 1}
+"""
+
+
+@pytest.mark.slow
+def test_the_whole_pipeline_on_builtin_data_reports_losses_rewards_scores_answer_and_every_artifact(tmp_path):
+    text = write_job(tmp_path, steps=4).read_text().replace("max_seq_len: 64", "max_seq_len: 256")  # room for answers
+    text = text.replace("  - name: eval\n", WHOLE_PIPELINE + "  - name: eval\n").replace(
+        "needs: [pretrain]\n    eval", "needs: [dpo]\n    eval"
+    )
+    text = text.replace("eval: {limit: 2,", "eval: {limit: 2, metrics: [perplexity, stdlib_functions],")
+    job = tmp_path / "whole.yaml"
+    job.write_text(text.replace("needs: [pretrain]\n    serve", "needs: [dpo]\n    serve"))
+    result = llmp("run", str(job), "--workdir", str(tmp_path / "w"), env={**os.environ, "COLUMNS": "250"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    store = ArtifactStore.open(str(tmp_path / "w"))
+    rows = {line.split("│")[1].strip(): line for line in result.stdout.splitlines() if line.count("│") >= 5}
+    for stage in ("pretrain", "sft", "dpo"):
+        metrics = store.manifest(stage).meta["metrics"]
+        assert f"loss={metrics['loss_start']:.4g}→{metrics['loss_end']:.4g}" in rows[stage]
+        assert "val_loss=" in rows[stage]
+    dpo = store.manifest("dpo").meta["metrics"]
+    assert {"reward_accuracy", "reward_margin", "val_reward_accuracy", "val_reward_margin"} <= set(dpo)
+    assert "reward_accuracy=" in rows["dpo"] and "reward_margin=" in rows["dpo"]
+    log = [json.loads(line) for line in (store.fetch("dpo") / "model" / "train_log.jsonl").read_text().splitlines()]
+    assert all({"rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins"} <= set(r) for r in log)
+    assert "val_rewards/margins" in log[-1]
+    eval_metrics = store.manifest("eval").meta["metrics"]
+    assert 0 <= eval_metrics["stdlib_functions_acc"] <= 1 and "perplexity" in eval_metrics
+    assert "stdlib_functions_acc=" in rows["eval"] and "perplexity=" in rows["eval"]
+    assert "answer=" in rows["serve"]
+
+    artifact_lines = result.stdout.split("Artifacts\n", 1)[1].splitlines()
+    listed = {line.split()[-1] for line in artifact_lines if line.startswith("  ")}  # the paths, printed whole
+    expected = ["model/", "model/loss_curve.png", "adapter/"]
+    for stage, names in {"pretrain": expected[:2], "sft": expected, "dpo": expected, "eval": ["report/"]}.items():
+        for name in names:
+            path = Path(store.backend.local_path(f"{stage}/versions/{store.manifest(stage).version}/{name}"))
+            assert f"  {stage}" in result.stdout and path.exists(), (stage, name)
+            assert str(path) in listed, (stage, name)
+    adapter = json.loads((store.fetch("dpo") / "adapter" / "adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"] == str(store.fetch("sft") / "model")  # the model DPO started from

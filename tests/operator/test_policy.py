@@ -139,7 +139,7 @@ def test_qlora_needs_nothing_beyond_the_core_but_its_paged_optimizer_needs_an_im
     message = refusal(job_dict(DATA, TOKENIZER, PRETRAIN, QLORA_PAGED), LEAN_IMAGE)
     assert (
         "\n  - spec.stages[3].train.optimizer: needs the 'bitsandbytes' package, which the trainer image does not "
-        "provide (it provides: datasets, fastapi, lingua, lm_eval, matplotlib, openai, pyarrow, ray); use an image "
+        "provide (it provides: datasets, fastapi, lingua, lm_eval, openai, pyarrow, ray); use an image "
         "built with it (pip install 'llm-platform[gpu]') and declare it to the operator (flag --image-package "
         "bitsandbytes"
     ) in message
@@ -149,7 +149,7 @@ def test_deepspeed_and_fp8_without_their_packages_in_the_image_are_refused_with_
     message = refusal(job_dict(DATA, TOKENIZER, DEEPSPEED), LEAN_IMAGE)
     assert (
         "\n  - spec.stages[2].train.parallel.strategy: needs the 'deepspeed' package, which the trainer image does not "
-        "provide (it provides: datasets, fastapi, lingua, lm_eval, matplotlib, openai, pyarrow, ray); use an image "
+        "provide (it provides: datasets, fastapi, lingua, lm_eval, openai, pyarrow, ray); use an image "
         "built with it (pip install 'llm-platform[gpu]') and declare it to the operator (flag --image-package deepspeed"
     ) in message
     assert "spec.stages[2].train.fp8: needs the 'torchao' package" in refusal(
@@ -215,7 +215,7 @@ def test_the_default_image_packages_are_what_the_trainer_dockerfile_installs():
         QLORA_PAGED,
     )
     found = [need for stage in parse_job(every_need).spec.stages for need in needs(stage)]
-    assert len(found) == 13  # the openai client of synthetic data joined the data extra
+    assert len(found) == 12  # plots need nothing (matplotlib is core); synthetic data needs openai
     extra_of = {n.modules[0]: m[1] if (m := re.search(r"llm-platform\[(\w+)\]", n.install)) else None for n in found}
     assert set(DEFAULT_IMAGE_PACKAGES) == {module for module, extra in extra_of.items() if extra in extras}
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]

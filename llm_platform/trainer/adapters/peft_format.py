@@ -124,6 +124,7 @@ def save_peft_adapter(model: Transformer, folder: str | os.PathLike, base_model:
     folder.mkdir(parents=True, exist_ok=True)
     tmp_weights, tmp_config = folder / f".{WEIGHTS_FILE}.tmp", folder / f".{CONFIG_FILE}.tmp"
     save_file(tensors, str(tmp_weights), metadata={"format": "pt"})
+    os.chmod(tmp_weights, 0o644)  # safetensors creates its file owner-only; an adapter is shared like any export
     tmp_config.write_text(json.dumps(peft_adapter_config(config, targets, base_model), indent=2, sort_keys=True))
     os.replace(tmp_weights, folder / WEIGHTS_FILE)
     os.replace(tmp_config, folder / CONFIG_FILE)

@@ -1,6 +1,6 @@
 """The data report of a run: documents kept and dropped per step (by reason, with examples), the language
 histogram, document lengths before and after, near-duplicate cluster sizes. Written as `report.json`, plus PNG
-plots when matplotlib is installed (the `data` extra); the JSON never depends on it.
+plots (matplotlib, a core dependency, imported only when plotting); the JSON never depends on it.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The eval stage's human-readable report: `report/eval.md` with the scores in tables and `report/scores.png` (one bar
 per benchmark metric, and pass@k curves where code was sampled several times per problem).
 
-The plot needs matplotlib (the `data` extra); without it the Markdown says so and the rest is written as usual.
+The plot needs matplotlib (a core dependency); in an install without it the Markdown says so and the rest is
+written as usual.
 """
 
 from __future__ import annotations

@@ -309,6 +309,7 @@ def save_pretrained(model: Transformer, path: str | os.PathLike, *, dtype: torch
     hf_config = config_to_hf(model.config, dtype=_dtype_name(weight_dtype))
     tmp_weights, tmp_config = path / ".model.safetensors.tmp", path / ".config.json.tmp"
     save_file(tensors, str(tmp_weights), metadata={"format": "pt"})
+    os.chmod(tmp_weights, 0o644)  # safetensors creates its file owner-only; an export is meant to be shared
     tmp_config.write_text(json.dumps(hf_config, indent=2) + "\n")
     os.replace(tmp_weights, path / "model.safetensors")
     os.replace(tmp_config, path / "config.json")

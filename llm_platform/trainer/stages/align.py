@@ -5,8 +5,10 @@ metrics the held-out pair accuracy `val_accuracy`; `train.reward.load_reward_mod
 
 The starting model is the frozen reference: its log-probabilities of every pair are computed once, before training
 (so one model is held in memory and the reference cannot drift). Writes `model/` (HF format, adapters merged, with
-the tokenizer and the training log; `val_loss` there is the DPO loss on the held-out pairs) and, with adapters,
-`adapter/` in PEFT format.
+the tokenizer, the training log with DPO's rewards under TRL's names (`rewards/chosen`, `rewards/rejected`,
+`rewards/accuracies`, `rewards/margins`, and `val_rewards/...` on the held-out pairs) and `loss_curve.png`; `val_loss`
+there is the DPO loss on the held-out pairs) and, with adapters, `adapter/` in PEFT format. The stage's metrics add
+`reward_accuracy` and `reward_margin` (last logged steps) and `val_reward_accuracy`, `val_reward_margin`.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from pathlib import Path
 
 from torch import nn
 
+from llm_platform.trainer.data.builtin import dataset_file
 from llm_platform.trainer.data.preference import PreferenceLoader, attach_reference, collate_pairs, load_preference_data
-from llm_platform.trainer.data.safety.builtin import dataset_file
 from llm_platform.trainer.data.sft import validation_batches
 from llm_platform.trainer.model.hf import load_pretrained, save_pretrained
 from llm_platform.trainer.tokenizer import Tokenizer
@@ -58,18 +60,53 @@ def run(ctx: StageContext, out: Path) -> dict:
         attach_reference(pairs, lambda ids, labels: reference_logps(model, ids, labels), pad_id(tokenizer),
                          settings.micro_batch, env.device)  # fmt: skip
 
+    rewards = RewardLog()
+
+    def objective(model: nn.Module, _config) -> DPOLoss:
+        rewards.loss = DPOLoss(model, spec.beta)
+        return rewards.loss
+
     tuning = Tuning(
         name=f"align ({spec.method})",
         train=data.train,
         val=data.val,
-        objective=lambda model, config: DPOLoss(model, spec.beta),  # noqa: ARG005  # tune() objective(model, config)
+        objective=objective,
         adapters=None if spec.lora is None else lora_config(spec.lora),
         epochs=spec.epochs,
         loader=PreferenceLoader,
         collate=collate_pairs,
         prepare=with_reference,
+        annotate=rewards.take,
     )
-    return {**data.summary(), **tune(ctx, out, model, tokenizer, settings, tuning)}
+    metrics = tune(ctx, out, model, tokenizer, settings, tuning)
+    return {**data.summary(), **metrics, **rewards.headline()}
+
+
+class RewardLog:
+    """DPO's rewards for each log record (since the previous one; the validation ones when the record has an
+    evaluation), and the last of each as the stage's headline metrics."""
+
+    def __init__(self) -> None:
+        self.loss: DPOLoss | None = None
+        self.last: dict[str, float] = {}
+
+    def take(self) -> dict[str, float]:
+        if self.loss is None:
+            return {}
+        values = {key: round(v, 5) for key, v in self.loss.take_rewards("train").items()}
+        values |= {f"val_{key}": round(v, 5) for key, v in self.loss.take_rewards("val").items()}
+        self.last |= values
+        return values
+
+    def headline(self) -> dict[str, float]:
+        """reward_accuracy and reward_margin of the last logged steps, and of the held-out pairs (val_...)."""
+        names = {"rewards/accuracies": "reward_accuracy", "rewards/margins": "reward_margin"}
+        out = {}
+        for key, name in names.items():
+            for prefix in ("", "val_"):
+                if f"{prefix}{key}" in self.last:
+                    out[f"{prefix}{name}"] = round(self.last[f"{prefix}{key}"], 4)
+        return out
 
 
 def train_reward_model(ctx: StageContext, out: Path, model: nn.Module, tokenizer, settings, data, epochs) -> dict:

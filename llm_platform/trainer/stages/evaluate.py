@@ -1,4 +1,5 @@
-"""The `eval` stage: perplexity on the held-out split, lm-eval benchmarks, and sample generations.
+"""The `eval` stage: perplexity on the held-out split, held-out standard-library functions (`function_choice`), lm-eval
+benchmarks, and sample generations.
 
 Writes `report/eval.json` (everything measured; `scores` holds the headline numbers, `baselines` the spec's reference
 numbers), `report/eval.md` with `report/scores.png` (tables, per-task bars, pass@k curves) and, for benchmarks,
@@ -15,6 +16,8 @@ import torch
 
 from llm_platform.api.evaluate import EvalSpec
 from llm_platform.trainer.data.pack import open_split
+from llm_platform.trainer.eval.function_choice import NAME as FUNCTION_CHOICE
+from llm_platform.trainer.eval.function_choice import function_choice
 from llm_platform.trainer.eval.generation import Decoding, generate_batch
 from llm_platform.trainer.eval.perplexity import perplexity
 from llm_platform.trainer.eval.report import write_report
@@ -57,6 +60,19 @@ def run(ctx: StageContext, out: Path) -> dict:
             f"token accuracy {result['token_accuracy']:.4f} over {result['tokens']:,} tokens "
             f"({seq_len}-token context)"
         )
+    if "stdlib_functions" in spec.metrics:
+        tokenizer = Tokenizer.load(model_dir)
+        choice = function_choice(model, tokenizer, ctx.scratch, max_len=model.config.max_seq_len,
+                                 batch_size=spec.batch_size, limit=spec.limit)  # fmt: skip
+        report[FUNCTION_CHOICE] = choice
+        metrics |= {
+            f"{FUNCTION_CHOICE}_acc": round(choice["acc"], 4),
+            f"{FUNCTION_CHOICE}_acc_norm": round(choice["acc_norm"], 4),
+        }
+        ctx.console.print(
+            f"[bold]eval[/]: {FUNCTION_CHOICE}: the real function preferred in {choice['acc']:.1%} of "
+            f"{choice['pairs']} held-out pairs ({choice['acc_norm']:.1%} per token; chance 50%)"
+        )
     samples: dict = {}
     if spec.tasks:
         report["benchmarks"], headline, samples = benchmarks(model, model_dir, spec, out / "report" / "samples")
@@ -98,8 +114,8 @@ def run(ctx: StageContext, out: Path) -> dict:
 def refusal_metrics(model, model_dir: Path, spec: EvalSpec, report: dict, ctx: StageContext) -> dict:
     """`refusal_rate_harmful` and `refusal_rate_benign` of the model's greedy answers, through the inference engine;
     every answer goes into the report."""
+    from llm_platform.trainer.data.builtin import refusal_requests
     from llm_platform.trainer.data.safety import refusal_rates
-    from llm_platform.trainer.data.safety.builtin import refusal_requests
     from llm_platform.trainer.inference import LLMEngine
     from llm_platform.trainer.inference.engine import checkpoint_eos_ids
 

@@ -5,14 +5,16 @@ pretraining.
 Writes `model/` (the fine-tuned model in HF format, adapters merged, with the tokenizer and the training log) and,
 for adapter methods, `adapter/` (a PEFT adapter folder: `PeftModel.from_pretrained(base, adapter/)` loads it). A
 QLoRA `model/` is the dequantised NF4 base with the adapters merged: the weights the adapters were trained against.
-Checkpoints and resume work as in pretraining (keyed by the stage fingerprint).
+Checkpoints and resume work as in pretraining (keyed by the stage fingerprint). `model/loss_curve.png` draws the
+training and validation loss. `dataset.path: builtin:stdlib-functions` trains on the standard library's documented
+functions (`data.stdlib_functions`), which every machine has.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from llm_platform.trainer.data.safety.builtin import dataset_file
+from llm_platform.trainer.data.builtin import dataset_file
 from llm_platform.trainer.data.sft import load_sft_data
 from llm_platform.trainer.model.hf import load_pretrained
 from llm_platform.trainer.tokenizer import Tokenizer

@@ -51,8 +51,6 @@ def needs(stage: Stage) -> list[Need]:
                 found.append(Need(f"data.sources[{i}].type", ("datasets",), "pip install 'llm-platform[data]'"))
         if data.language is not None:
             found.append(Need("data.language", ("lingua",), "pip install 'llm-platform[data]'"))
-        if data.plots:
-            found.append(Need("data.plots", ("matplotlib",), "pip install 'llm-platform[data]'"))
         if data.engine == "ray":
             found.append(Need("data.engine", ("ray",), "pip install 'llm-platform[ray]'"))
         synthetic = data.synthetic
@@ -119,7 +117,7 @@ def eval_task_problems(stage: Stage) -> list[Problem]:
 
 def builtin_dataset_problems(stage: Stage) -> list[Problem]:
     """A `builtin:` dataset that does not exist, or not in the format asked (e.g. keyword-labelled preferences)."""
-    from llm_platform.trainer.data.safety.builtin import builtin_problem
+    from llm_platform.trainer.data.builtin import builtin_problem
 
     found = []
     tuning = stage.finetune or stage.align

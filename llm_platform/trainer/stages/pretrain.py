@@ -1,8 +1,8 @@
 """The `pretrain` stage: a new model from `spec.model`, trained on the packed token files, exported in HF format.
 
-Writes `model/` (config.json, model.safetensors, tokenizer files, train_log.jsonl). Checkpoints go to the store
-under `<stage>/checkpoints/<fingerprint>/`, so re-running the stage after a crash resumes from the newest one, and a
-changed spec (a new fingerprint) starts afresh instead of resuming a stale run.
+Writes `model/` (config.json, model.safetensors, tokenizer files, train_log.jsonl, loss_curve.png). Checkpoints go to
+the store under `<stage>/checkpoints/<fingerprint>/`, so re-running the stage after a crash resumes from the newest
+one, and a changed spec (a new fingerprint) starts afresh instead of resuming a stale run.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from llm_platform.trainer.train.context_parallel import ContextParallel
 from llm_platform.trainer.train.distributed import setup_distributed
 from llm_platform.trainer.train.export import export_pretrained, write_generation_files
 from llm_platform.trainer.train.loop import train
+from llm_platform.trainer.train.loss_curve import FILE as LOSS_CURVE
+from llm_platform.trainer.train.loss_curve import plot_loss_curve
 from llm_platform.trainer.train.objective import NextTokenLoss
 
 from .context import StageContext
@@ -86,6 +88,8 @@ def run(ctx: StageContext, out: Path) -> dict:
         tokenizer = Tokenizer.load(ctx.input("tokenizer"))
         tokenizer.save(model_dir)
         write_generation_files(model_dir, tokenizer)
+        if plot_loss_curve(result.records, model_dir / LOSS_CURVE, f"{ctx.stage.name}: pretraining") is not None:
+            ctx.console.print(f"[bold]pretrain[/]: wrote model/{LOSS_CURVE}")
     return {"params": num_params(model_config), **result.metrics()}
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from llm_platform.api.dag import EXTERNAL
 from llm_platform.api.finetune import LoraSpec
 from llm_platform.api.train import TrainSpec
 from llm_platform.trainer.adapters import (
@@ -34,6 +35,8 @@ from llm_platform.trainer.train.config import TrainConfig
 from llm_platform.trainer.train.distributed import DistEnv, setup_distributed
 from llm_platform.trainer.train.export import full_state_dict, write_generation_files
 from llm_platform.trainer.train.loop import train
+from llm_platform.trainer.train.loss_curve import FILE as LOSS_CURVE
+from llm_platform.trainer.train.loss_curve import plot_loss_curve
 
 from .context import StageContext
 from .engine import checkpointer, metrics_log, seed_everything
@@ -54,6 +57,7 @@ class Tuning:
     prepare: Callable[[nn.Module, DistEnv], None] | None = None  # after the model is on its device, before training
     quantize_base: bool = False  # QLoRA: the frozen base in NF4 under the adapters
     write_model: Callable[[nn.Module, Path], None] | None = None  # instead of save_pretrained (one process only)
+    annotate: Callable[[], dict] | None = None  # more values for each log record (DPO's rewards)
 
 
 def lora_config(lora: LoraSpec, dora: bool = False) -> LoraConfig:
@@ -115,6 +119,8 @@ def tune(ctx: StageContext, out: Path, model: nn.Module, tokenizer, settings: Tr
     model_dir = out / "model"
     settings_log = {ctx.stage.kind: getattr(ctx.stage, ctx.stage.kind).model_dump(mode="json")}
     log = metrics_log(ctx, config, env, model_dir, {**settings_log, "train": dataclasses.asdict(config)})
+    if job.annotate is not None:
+        log = AnnotatedLog(log, job.annotate)
 
     def val_batches() -> list:
         return validation_batches(job.val, config.micro_batch, pad, env.rank, env.world_size, env.device, job.collate)
@@ -139,11 +145,42 @@ def tune(ctx: StageContext, out: Path, model: nn.Module, tokenizer, settings: Tr
             raise ValueError(f"{job.name} writes its model from one process; run it on one device")
         job.write_model(model, out / "model")
     else:
-        export(model, job.adapters, env, out, base_model=str(ctx.job.spec.model.from_ or "base"))
+        export(model, job.adapters, env, out, base_model=base_model_reference(ctx))
     if env.is_main:
         tokenizer.save(model_dir)
         write_generation_files(model_dir, tokenizer)
+        if plot_loss_curve(result.records, model_dir / LOSS_CURVE, f"{ctx.stage.name}: {job.name}") is not None:
+            ctx.console.print(f"[bold]{ctx.stage.name}[/]: wrote model/{LOSS_CURVE}")
     return {"trainable_params": trainable, **result.metrics()}
+
+
+class AnnotatedLog:
+    """A metrics log that adds `annotate()`'s values to each record before writing it (the record is updated in
+    place, so the loop's own copy, which the loss curve is drawn from, carries them too)."""
+
+    def __init__(self, log, annotate: Callable[[], dict]) -> None:
+        self.log = log
+        self.annotate = annotate
+
+    def write(self, record: dict) -> None:
+        record.update(self.annotate())
+        self.log.write(record)
+
+    def close(self) -> None:
+        self.log.close()
+
+
+def base_model_reference(ctx: StageContext) -> str:
+    """What an adapter's `base_model_name_or_path` names, so `AutoPeftModelForCausalLM.from_pretrained(adapter/)`
+    finds its base: `spec.model.from` as written (a hub id or a path), else the committed `model/` folder of the
+    stage this one tuned (a local path on a local store, its URI on S3)."""
+    origin = ctx.job.spec.model.from_ if ctx.job.spec.model else None
+    source = ctx.sources.get("model")
+    if source is None or source == EXTERNAL:
+        return str(origin).removeprefix("file://") if origin else "base"
+    manifest = ctx.store.manifest(source)
+    key = f"{source}/versions/{manifest.version}/model"
+    return str(ctx.store.backend.local_path(key) or f"{ctx.store.uri}/{key}")
 
 
 def quantize(model: nn.Module, env: DistEnv) -> None:

@@ -39,22 +39,60 @@ def dpo_loss(
     return -F.logsigmoid(margins).mean(), margins
 
 
+REWARD_KEYS = ("rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins")
+"""What DPO logs besides its loss, under TRL's names: the mean implicit reward of the chosen and of the rejected
+responses, the share of pairs whose chosen reward is the higher, and the mean margin between the two."""
+
+
+def reward_sums(
+    policy_chosen: torch.Tensor,
+    policy_rejected: torch.Tensor,
+    reference_chosen: torch.Tensor,
+    reference_rejected: torch.Tensor,
+    beta: float,
+) -> torch.Tensor:
+    """Summed over the pairs, in `REWARD_KEYS` order: the implicit rewards r = beta * (pi - ref) of the chosen and
+    the rejected responses, the count of pairs with r_chosen > r_rejected, and the summed margins r_chosen -
+    r_rejected. Sums (not means) so batches of any size add up; divide by the pair count."""
+    chosen = beta * (policy_chosen.detach().float() - reference_chosen.float())
+    rejected = beta * (policy_rejected.detach().float() - reference_rejected.float())
+    return torch.stack([chosen.sum(), rejected.sum(), (chosen > rejected).float().sum(), (chosen - rejected).sum()])
+
+
 class DPOLoss(nn.Module):
     """The engine's objective for DPO: forward(batch) -> loss, where a batch holds the chosen and the rejected
     sequences stacked in one [2B, T] tensor (`input_ids`, `labels`: the first B rows chosen) and the reference
-    log-probabilities `reference_logps` [2B] in the same order. One forward for both halves."""
+    log-probabilities `reference_logps` [2B] in the same order. One forward for both halves.
+
+    It also adds up the rewards of the pairs it sees, apart for training and evaluation forwards (`self.training`),
+    on the device (no sync per step); `take_rewards("train")` gives their means since the last call and starts
+    over, so a log record carries the rewards of the steps since the previous record. Per process: under several
+    processes each rank reports its own share."""
 
     def __init__(self, model: nn.Module, beta: float) -> None:
         super().__init__()
         self.model = model
         self.beta = beta
+        self._sums: dict[str, torch.Tensor] = {}
+        self._pairs: dict[str, int] = {}
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         logps = sequence_logps(self.model(batch["input_ids"]), batch["labels"])
         chosen, rejected = logps.chunk(2)
         ref_chosen, ref_rejected = batch["reference_logps"].chunk(2)
         loss, _ = dpo_loss(chosen, rejected, ref_chosen, ref_rejected, self.beta)
+        mode = "train" if self.training else "val"
+        sums = reward_sums(chosen, rejected, ref_chosen, ref_rejected, self.beta)
+        self._sums[mode] = self._sums[mode] + sums if mode in self._sums else sums
+        self._pairs[mode] = self._pairs.get(mode, 0) + chosen.numel()
         return loss
+
+    def take_rewards(self, mode: str) -> dict[str, float]:
+        """Mean rewards over the pairs seen in `mode` ("train" or "val") since the last call; {} if none."""
+        sums, pairs = self._sums.pop(mode, None), self._pairs.pop(mode, 0)
+        if sums is None or not pairs:
+            return {}
+        return {key: value / pairs for key, value in zip(REWARD_KEYS, sums.cpu().tolist(), strict=True)}
 
 
 @torch.no_grad()

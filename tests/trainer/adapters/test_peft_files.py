@@ -129,3 +129,18 @@ def test_adapters_we_cannot_run_are_refused(tmp_path, change, message):
 def test_folder_without_adapter_files_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="no adapter_model.safetensors"):
         load_peft_adapter(our_model(), tmp_path)
+
+
+def test_auto_peft_model_finds_the_base_through_the_adapter_config_and_files_are_0644(tmp_path):
+    kind, config = OUR_ADAPTERS["lora-subset"]
+    model = our_model(kind)
+    save_pretrained(model, tmp_path / "base")
+    apply_lora(model, config)
+    randomize_adapters(model)
+    save_peft_adapter(model, tmp_path / "adapter", base_model=str(tmp_path / "base"))
+    loaded = peft.AutoPeftModelForCausalLM.from_pretrained(tmp_path / "adapter").eval()  # no base model given
+    ids = token_batch(model.config.vocab_size)
+    with torch.no_grad():
+        assert max_diff(model(ids), loaded(ids).logits) <= LOGITS_TOLERANCE
+    for path in [*(tmp_path / "base").iterdir(), *(tmp_path / "adapter").iterdir()]:
+        assert path.stat().st_mode & 0o777 == 0o644, path.name

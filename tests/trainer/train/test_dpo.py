@@ -12,7 +12,7 @@ from llm_platform.trainer.data.batching import Example
 from llm_platform.trainer.data.preference import PreferencePair, attach_reference, collate_pairs
 from llm_platform.trainer.data.sft import shifted
 from llm_platform.trainer.model import Transformer, get_config
-from llm_platform.trainer.train.dpo import DPOLoss, dpo_loss, reference_logps, sequence_logps
+from llm_platform.trainer.train.dpo import DPOLoss, dpo_loss, reference_logps, reward_sums, sequence_logps
 
 
 def sigmoid(x: float) -> float:
@@ -62,3 +62,47 @@ def test_the_first_step_loss_is_log_2_when_the_policy_is_the_reference():
     assert loss.item() == pytest.approx(math.log(2), abs=1e-5)
     loss.backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+
+
+def test_reward_sums_match_the_closed_form():
+    sums = reward_sums(
+        torch.tensor([-10.0, -3.0]), torch.tensor([-12.0, -2.0]), torch.tensor([-11.0, -3.5]),
+        torch.tensor([-11.0, -1.0]), beta=0.5,
+    )  # fmt: skip
+    # rewards: chosen 0.5 * (-10 + 11) = 0.5 and 0.5 * (-3 + 3.5) = 0.25; rejected -0.5 and 0.5 * (-2 + 1) = -0.5
+    assert sums.tolist() == pytest.approx([0.75, -1.0, 2.0, 1.75])
+
+
+def test_dpo_loss_reports_the_mean_rewards_of_the_pairs_it_saw_apart_for_training_and_validation():
+    model = Transformer(get_config("llama-tiny", dim=32, n_layers=2, n_heads=4, num_kv_heads=2, vocab_size=50))
+    gen = torch.Generator().manual_seed(2)
+    pairs = [
+        PreferencePair(Example(torch.randint(1, 50, (8,), generator=gen).tolist(), [False] * 3 + [True] * 5),
+                       Example(torch.randint(1, 50, (6,), generator=gen).tolist(), [False] * 3 + [True] * 3),
+                       reference=(-20.0 - i, -18.0 + i))
+        for i in range(4)
+    ]  # fmt: skip
+    objective = DPOLoss(model, beta=0.2)
+    batches = [shifted(collate_pairs(pairs[:3], 0), torch.device("cpu")), shifted(collate_pairs(pairs[3:], 0), "cpu")]
+    for batch in batches:
+        objective(batch)
+    chosen, rejected = [], []
+    for batch in batches:
+        logps = sequence_logps(model(batch["input_ids"]), batch["labels"]).detach()
+        c, r = logps.chunk(2)
+        rc, rr = batch["reference_logps"].chunk(2)
+        chosen += (0.2 * (c - rc)).tolist()
+        rejected += (0.2 * (r - rr)).tolist()
+    expected = {
+        "rewards/chosen": sum(chosen) / 4,
+        "rewards/rejected": sum(rejected) / 4,
+        "rewards/accuracies": sum(c > r for c, r in zip(chosen, rejected, strict=True)) / 4,
+        "rewards/margins": sum(c - r for c, r in zip(chosen, rejected, strict=True)) / 4,
+    }
+    assert objective.take_rewards("train") == pytest.approx(expected, abs=1e-5)
+    assert objective.take_rewards("train") == {}  # taken: the next record starts over
+    objective.eval()
+    with torch.no_grad():
+        objective(batches[1])
+    assert objective.take_rewards("val")["rewards/margins"] == pytest.approx(chosen[3] - rejected[3], abs=1e-5)
+    assert objective.take_rewards("train") == {}

@@ -10,9 +10,9 @@ import pytest
 
 from llm_platform.api.serve import ContentFilterSpec
 from llm_platform.services.openai_api.content_filter import ContentFilter
+from llm_platform.trainer.data.builtin import BuiltinDatasetError, dataset_file, refusal_requests
 from llm_platform.trainer.data.preference import load_preference_data
 from llm_platform.trainer.data.safety import REFUSAL_PHRASES, build_refusal_set, is_refusal
-from llm_platform.trainer.data.safety.builtin import BuiltinDatasetError, dataset_file, refusal_requests
 from llm_platform.trainer.data.safety.refusal_pairs import REFUSAL, TEMPLATES, VERBS, keyword_labelled_sft
 from llm_platform.trainer.data.sft import load_sft_data
 from llm_platform.trainer.tokenizer import train_bpe
@@ -125,7 +125,7 @@ def test_preflight_names_a_built_in_dataset_that_does_not_exist_before_anything_
 
 def test_the_api_knows_the_built_in_datasets_so_a_site_policy_treats_them_as_no_file():
     from llm_platform.api.fields import BUILTIN_DATASETS, local_path
-    from llm_platform.trainer.data.safety.builtin import OFFERS, PREFIX
+    from llm_platform.trainer.data.builtin import OFFERS, PREFIX
 
     assert tuple(PREFIX + name for name in OFFERS) == BUILTIN_DATASETS
     assert local_path("builtin:safety-refusals") is None and local_path("builtin:other") == "builtin:other"

@@ -1,6 +1,10 @@
-"""Built-in safety datasets, named in a spec as `builtin:<name>` where a JSONL path would go (a finetune or align
-stage's `dataset.path`, an eval stage's `refusals.requests`). They are built here, offline and deterministically, so
-the name (part of the stage's fingerprint) fixes the data as a file's content would.
+"""Built-in datasets, named in a spec as `builtin:<name>` where a JSONL path would go (a finetune or align stage's
+`dataset.path`, an eval stage's `refusals.requests`). They are built here, offline and deterministically from what
+every machine has, so the name (part of the stage's fingerprint) fixes the data as a file's content would.
+
+- `builtin:stdlib-functions`: this Python's documented standard-library functions asked for by docstring
+  (`stdlib_functions.py`): the function as the instruction record's response; the function over a plausibly wrong
+  one as a preference record. Only the train split; the held-out functions are the eval metric `stdlib_functions`.
 
 - `builtin:safety-refusals`: the refusal pairs (`refusal_pairs.build_refusal_set`): instruction records for SFT,
   preference records for DPO; as eval requests, the held-out harmful and benign look-alike requests.
@@ -19,7 +23,9 @@ from pathlib import Path
 
 from llm_platform.confinement import check_local
 
-from .refusal_pairs import build_refusal_set, keyword_labelled_sft
+from . import stdlib_functions
+from .safety.critique_revise import critique_and_revise
+from .safety.refusal_pairs import build_refusal_set, keyword_labelled_sft
 
 PREFIX = "builtin:"
 REVISE_MAX_TOKENS = 32
@@ -30,6 +36,7 @@ class BuiltinDatasetError(ValueError):
 
 
 OFFERS = {
+    "stdlib-functions": ("instruction", "preference"),
     "safety-refusals": ("instruction", "preference"),
     "safety-refusals-keyword": ("instruction",),
     "safety-critique-revise": ("instruction", "preference"),
@@ -56,6 +63,8 @@ def builtin_records(path: str, fmt: str, field: str = "dataset.path", model_dir:
     if problem is not None:
         raise BuiltinDatasetError(problem)
     name = path[len(PREFIX) :]
+    if name == "stdlib-functions":
+        return stdlib_functions.records(fmt, "train")
     if name == "safety-critique-revise":
         return _critique_revise_records(fmt, field, model_dir)
     if fmt == "preference":
@@ -65,8 +74,6 @@ def builtin_records(path: str, fmt: str, field: str = "dataset.path", model_dir:
 
 def _critique_revise_records(fmt: str, field: str, model_dir: Path | None) -> list[dict]:
     from llm_platform.trainer.inference import LLMEngine
-
-    from .critique_revise import critique_and_revise
 
     if model_dir is None:
         raise BuiltinDatasetError(f"{field}: builtin:safety-critique-revise needs a model to generate with")

@@ -1,0 +1,25 @@
+"""What `llmp run` prints at the end: pure rows and artifact lists from outcomes and manifests."""
+
+from __future__ import annotations
+
+from llm_platform.run_summary import artifacts, highlights
+from llm_platform.storage import Manifest
+
+
+def test_a_training_row_shows_the_loss_falling_then_its_headline_metrics():
+    metrics = {"loss_start": 7.6421, "loss_end": 3.1, "val_loss": 3.25, "reward_accuracy": 0.75, "steps": 40}
+    assert highlights(metrics) == "loss=7.642→3.1, val_loss=3.25, reward_accuracy=0.75"
+    assert highlights({"perplexity": 21.5, "stdlib_functions_acc": 0.61}) == (
+        "perplexity=21.5, stdlib_functions_acc=0.61"
+    )
+    assert highlights({"steps": 3}) == ""  # nothing to show: the row falls back to the reason
+
+
+def test_artifacts_are_each_top_folder_then_each_picture_of_the_committed_version():
+    files = {name: {} for name in ("model/config.json", "model/loss_curve.png", "adapter/adapter_config.json", "x.txt")}
+    manifest = Manifest(key="sft", version="v1", created="", files=files, meta={})
+    assert artifacts("sft", manifest) == [
+        ("adapter/", "sft/versions/v1/adapter"),
+        ("model/", "sft/versions/v1/model"),
+        ("model/loss_curve.png", "sft/versions/v1/model/loss_curve.png"),
+    ]
