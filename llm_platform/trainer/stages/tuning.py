@@ -166,8 +166,8 @@ class AnnotatedLog:
         record.update(self.annotate())
         self.log.write(record)
 
-    def close(self) -> None:
-        self.log.close()
+    def __getattr__(self, name: str):
+        return getattr(self.log, name)  # the rest (close, on_progress, ...) is the wrapped log's
 
 
 def base_model_reference(ctx: StageContext) -> str:
