@@ -102,7 +102,12 @@ def format_loc(loc: Loc) -> str:
     out = ""
     for part in loc:
         part = part if isinstance(part, int) else shorten(str(part), 80)
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif "." in part or "/" in part:  # a key such as an annotation's `example.dev/name`
+            out += f"['{part}']"
+        else:
+            out += f".{part}" if out else part
     return out or "<root>"
 
 

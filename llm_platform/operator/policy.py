@@ -16,6 +16,7 @@ from __future__ import annotations
 from fnmatch import fnmatchcase
 
 from llm_platform.api import LLMJob, Stage
+from llm_platform.api.errors import Loc, Problem, parse_loc
 from llm_platform.trainer.stages.preflight import needs, setting_problems
 
 from .naming import PRIORITY_CLASS_ANNOTATION, STORAGE_CLAIM_ANNOTATION
@@ -44,23 +45,23 @@ def _allowed(patterns: tuple[str, ...], name: str, namespace: str | None = None)
     return any(fnmatchcase(qualified if "/" in p and namespace else name, p) for p in patterns)
 
 
-def _refusal(field: str, what: str, patterns: tuple[str, ...], flag: str, value: str) -> str:
+def _refusal(loc: Loc, what: str, patterns: tuple[str, ...], flag: str, value: str) -> Problem:
     allowed = ", ".join(patterns) or "none"
-    hint = ADMIN_HINT.format(flag=flag, value=value)
-    return f"{field}: {what} is not allowed by this operator (allowed: {allowed}); name an allowed one, or {hint}"
+    hint = f"name an allowed one, or {ADMIN_HINT.format(flag=flag, value=value)}"
+    return Problem(loc, f"{what} is not allowed by this operator (allowed: {allowed})", hint=hint)
 
 
-def allow_list_problems(job: LLMJob, options: RenderOptions) -> list[str]:
+def allow_list_problems(job: LLMJob, options: RenderOptions) -> list[Problem]:
     allow, namespace, problems = options.allow, namespace_of(job, options), []
     images = allowed_images(options)
-    named = [("spec.image", job.spec.image)] + [
-        (f"spec.stages[{i}].image", s.image) for i, s in enumerate(job.spec.stages)
+    named = [(("spec", "image"), job.spec.image)] + [
+        (("spec", "stages", i, "image"), s.image) for i, s in enumerate(job.spec.stages)
     ]
     for field, image in named:
         if image is not None and not _allowed(images, image):
             problems.append(_refusal(field, f"image '{image}'", images, "--allow-image", "images"))
-    secrets = [("spec.storage.secret_ref", job.spec.storage.secret_ref)] + [
-        (f"spec.stages[{i}].serve.api_key_secret", s.serve.api_key_secret)
+    secrets = [(("spec", "storage", "secret_ref"), job.spec.storage.secret_ref)] + [
+        (("spec", "stages", i, "serve", "api_key_secret"), s.serve.api_key_secret)
         for i, s in enumerate(job.spec.stages)
         if s.serve is not None
     ]
@@ -69,11 +70,11 @@ def allow_list_problems(job: LLMJob, options: RenderOptions) -> list[str]:
             problems.append(_refusal(field, f"Secret '{secret}'", allow.secrets, "--allow-secret", "secrets"))
     jopts = job_options(job)
     if jopts.storage_claim is not None and not _allowed(allow.claims, jopts.storage_claim, namespace):
-        field = f"metadata.annotations['{STORAGE_CLAIM_ANNOTATION}']"
+        field = ("metadata", "annotations", STORAGE_CLAIM_ANNOTATION)
         what = f"PersistentVolumeClaim '{jopts.storage_claim}'"
         problems.append(_refusal(field, what, allow.claims, "--allow-claim", "claims"))
     if jopts.priority_class is not None and not _allowed(allow.priority_classes, jopts.priority_class):
-        field = f"metadata.annotations['{PRIORITY_CLASS_ANNOTATION}']"
+        field = ("metadata", "annotations", PRIORITY_CLASS_ANNOTATION)
         what = f"PriorityClass '{jopts.priority_class}'"
         problems.append(_refusal(field, what, allow.priority_classes, "--allow-priority-class", "priorityClasses"))
     return problems
@@ -84,26 +85,29 @@ def runs_stage_runner(stage: Stage) -> bool:
     return not (stage.kind == "serve" and stage.serve is not None and stage.serve.engine == "vllm")
 
 
-def image_preflight_problems(job: LLMJob, options: RenderOptions) -> list[str]:
+def image_preflight_problems(job: LLMJob, options: RenderOptions) -> list[Problem]:
     """`llmp run`'s preflight for every stage our image runs, with `options.image_packages` as what is installed."""
-    problems: list[str] = []
+    problems: list[Problem] = []
     provided = set(options.image_packages)
     for i, stage in enumerate(job.spec.stages):
         if not runs_stage_runner(stage):
             continue
-        where = f"spec.stages[{i}]"
-        problems += [f"{where}.{problem}" for problem in setting_problems(stage)]
+        where = ("spec", "stages", i)
+        problems += [Problem((*where, *p.loc), p.message, hint=p.hint) for p in setting_problems(stage)]
         for need in needs(stage):
             if provided.isdisjoint(need.modules):
                 module = need.modules[0]
-                problems.append(
-                    f"{where}.{need.field}: needs the '{module}' package, which the trainer image does not provide "
-                    f"(it provides: {', '.join(sorted(provided)) or 'none'}); use an image built with it "
-                    f"({need.install}) and declare it to the operator (flag --image-package {module}, chart value "
-                    "operator.imagePackages)"
+                message = (
+                    f"needs the '{module}' package, which the trainer image does not provide (it provides: "
+                    f"{', '.join(sorted(provided)) or 'none'})"
                 )
+                hint = (
+                    f"use an image built with it ({need.install}) and declare it to the operator (flag "
+                    f"--image-package {module}, chart value operator.imagePackages)"
+                )
+                problems.append(Problem((*where, *parse_loc(need.field)), message, hint=hint))
     return problems
 
 
-def policy_problems(job: LLMJob, options: RenderOptions) -> list[str]:
+def policy_problems(job: LLMJob, options: RenderOptions) -> list[Problem]:
     return allow_list_problems(job, options) + image_preflight_problems(job, options)

@@ -18,6 +18,7 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from llm_platform.api import KIND, JobStatus, LLMJob, SpecError, parse_job
+from llm_platform.api.errors import Problem
 from llm_platform.observability.operator import OperatorMetrics
 
 from .artifacts import ArtifactProbe
@@ -120,7 +121,7 @@ class Reconciler:
             job = parse_job(_spec_view(body))
             problems = render_problems(job, self.options)
         except SpecError as e:
-            problems = [str(e)]
+            problems = e.problems
         if problems:
             self._write_invalid(body, problems)
             return "Failed", "invalid"
@@ -288,9 +289,9 @@ class Reconciler:
             self.metrics.errors.labels("status").inc()
             raise
 
-    def _write_invalid(self, body: dict[str, Any], problems: list[str]) -> None:
+    def _write_invalid(self, body: dict[str, Any], problems: list[Problem]) -> None:
         """A spec that passed no admission webhook (or a cluster it cannot run on): say why in status, once."""
-        message = "\n".join(problems)
+        message = "\n".join(map(str, problems))
         old = JobStatus.model_validate(body.get("status") or {})
         generation = body["metadata"].get("generation")
         ready = old.condition("Ready")

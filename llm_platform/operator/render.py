@@ -13,6 +13,7 @@ import yaml
 
 from llm_platform.api import LLMJob, Stage
 from llm_platform.api.dag import topological_order
+from llm_platform.api.errors import Problem
 
 from .naming import owner_reference
 from .options import RenderError, RenderOptions, job_options, namespace_of
@@ -117,21 +118,21 @@ def render_job(
     return docs
 
 
-def render_problems(job: LLMJob, options: RenderOptions | None = None) -> list[str]:
+def render_problems(job: LLMJob, options: RenderOptions | None = None) -> list[Problem]:
     """Why the job cannot run on this cluster as written: every stage tried, every problem reported; what the
     operator's configuration does not allow (`policy`) included."""
     options = options or RenderOptions()
-    problems: list[str] = []
+    problems: list[Problem] = []
     try:
         jopts = job_options(job)
         storage_uri(job, jopts)
     except RenderError as e:
-        return [str(e)]
+        return [Problem.from_text(str(e))]
     for stage in job.spec.stages:
         try:
             render_stage(job, stage.name, options)
         except RenderError as e:
-            problems.append(str(e))
+            problems.append(Problem.from_text(str(e)))
     return list(dict.fromkeys(problems + policy_problems(job, options)))
 
 

@@ -64,7 +64,7 @@ class ClusterJobs:
         self._check(namespace)
         problems = render_problems(job, self.options)
         if problems:
-            raise PreflightError([Problem.from_text(p) for p in problems])
+            raise PreflightError(problems)
         body = job.to_dict()
         body["metadata"]["namespace"] = self.namespace
         try:

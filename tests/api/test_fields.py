@@ -67,8 +67,8 @@ META = "metadata: {name: demo}"
         ("{name: demo, labels: {'bad key!': x}}", "metadata.labels.bad key!"),
         ("{name: demo, labels: {team: 'has space'}}", "metadata.labels.team"),
         ("{name: demo, labels: {team: " + "v" * 64 + "}}", "metadata.labels.team"),
-        ("{name: demo, labels: {'Example.com/x': y}}", "metadata.labels.Example.com/x"),
-        ("{name: demo, annotations: {'/x': y}}", "metadata.annotations./x"),
+        ("{name: demo, labels: {'Example.com/x': y}}", "metadata.labels['Example.com/x']"),
+        ("{name: demo, annotations: {'/x': y}}", "metadata.annotations['/x']"),
         ("{name: Demo}", "metadata.name"),
     ],
 )

@@ -182,14 +182,18 @@ def test_the_examples_pass_on_a_cluster_that_allows_what_they_name(path: Path):
         for i, s in enumerate(job.spec.stages)
         if s.kind in NOT_BUILT and not (s.kind == "serve" and s.serve.engine == "vllm")
     ]
-    assert sorted(set(problems)) == sorted(unbuilt)
+    assert sorted({str(p) for p in problems}) == sorted(unbuilt)
 
 
 def test_on_a_default_install_the_examples_needing_more_are_refused_at_submit():
     (priority,) = policy_problems(example("pretrain.yaml"), RenderOptions())
-    assert priority.startswith("metadata.annotations['llmplatform.dev/priority-class']: PriorityClass 'research-high'")
+    assert priority.loc == ("metadata", "annotations", "llmplatform.dev/priority-class")
+    assert str(priority).startswith(
+        "metadata.annotations['llmplatform.dev/priority-class']: PriorityClass 'research-high'"
+    )
     (deepspeed,) = policy_problems(example("align-dpo.yaml"), LEAN_IMAGE)
-    assert deepspeed.startswith("spec.stages[0].train.parallel.strategy: needs the 'deepspeed' package")
+    assert deepspeed.loc == ("spec", "stages", 0, "train", "parallel", "strategy") and "gpu" in deepspeed.hint
+    assert str(deepspeed).startswith("spec.stages[0].train.parallel.strategy: needs the 'deepspeed' package")
 
 
 def test_the_default_image_packages_are_what_the_trainer_dockerfile_installs():

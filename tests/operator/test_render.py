@@ -80,15 +80,13 @@ def test_namespace_option_overrides_the_jobs_namespace():
 def test_a_job_without_storage_cannot_run_on_a_cluster():
     body = job_dict(DATA)
     del body["spec"]["storage"]
-    assert render_problems(parse_job(body)) == [
-        "spec.storage.uri: a cluster run needs storage every pod can reach; set s3://BUCKET/PREFIX "
-        "(or file:///PATH with the 'llmplatform.dev/storage-claim' annotation naming a shared PVC)"
-    ]
+    (problem,) = render_problems(parse_job(body))
+    assert problem.loc == ("spec", "storage", "uri") and "storage every pod can reach" in problem.message
 
 
 def test_local_storage_needs_a_shared_claim_which_is_then_mounted_at_its_path():
     body = job_dict(DATA, storage={"uri": "file:///mnt/llm"})
-    assert "local path" in render_problems(parse_job(body))[0]
+    assert "local path" in render_problems(parse_job(body))[0].message
     body["metadata"]["annotations"] = {"llmplatform.dev/storage-claim": "shared-rwx"}
     j = parse_job(body)
     assert render_problems(j, RenderOptions(allow=AllowList(claims=("shared-rwx",)))) == []
@@ -102,7 +100,7 @@ def test_render_problems_lists_every_stage_that_cannot_run():
     serve_int8 = {**SERVE, "name": "serve2", "serve": {"engine": "vllm", "quantization": "int8"}}
     problems = render_problems(job(DATA, TOKENIZER, PRETRAIN, serve_vllm, serve_int8))
     assert len(problems) == 2
-    assert "'int4'" in problems[0] and "'int8'" in problems[1]
+    assert "'int4'" in problems[0].message and "'int8'" in problems[1].message
 
 
 def test_yaml_output_has_no_anchors_and_the_spec_as_a_literal_block():
