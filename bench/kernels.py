@@ -23,11 +23,43 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from llm_platform.trainer.model import fused_ops
 from llm_platform.trainer.model.rope import rope_cos_sin
-from llm_platform.trainer.train.loss import linear_cross_entropy
+from llm_platform.trainer.train.loss import IGNORE_INDEX, linear_cross_entropy
 
 SHAPES = {"125m": dict(tokens=16 * 2048, dim=768, ffn=2048, heads=12, kv=4, hd=64, batch=16)}
 SHAPES["1.1b"] = dict(tokens=8 * 2048, dim=2048, ffn=5632, heads=32, kv=4, hd=64, batch=8)
 VOCAB = 32000
+
+
+def liger_linear_cross_entropy(
+    hidden: torch.Tensor,
+    head_weight: torch.Tensor,
+    targets: torch.Tensor,
+    z_loss: float = 0.0,
+    ignore_index: int = IGNORE_INDEX,
+) -> torch.Tensor:
+    """`linear_cross_entropy` through liger-kernel's fused linear cross-entropy (GPU, the ``gpu`` extra), to measure
+    against ours. Same contract: mean over the kept tokens plus the z-loss."""
+    from llm_platform.trainer.model.fused_ops import liger_ops
+
+    flce = liger_ops().fused_linear_cross_entropy.LigerFusedLinearCrossEntropyFunction
+    flat = hidden.reshape(-1, hidden.size(-1))
+    dtype = torch.get_autocast_dtype(flat.device.type) if torch.is_autocast_enabled(flat.device.type) else flat.dtype
+    with torch.autocast(flat.device.type, enabled=False):
+        out = flce.apply(
+            flat.to(dtype),
+            head_weight.to(dtype),
+            targets.reshape(-1),
+            None,  # bias
+            None,  # class weights
+            ignore_index,
+            z_loss,  # lse_square_scale: the same z-loss
+            0.0,  # label smoothing
+            "mean",
+            None,  # softcap
+            False,  # return_z_loss
+            torch.float32,  # accumulate the weight gradient in float32, as ours does
+        )
+    return out[0] if isinstance(out, tuple) else out
 
 
 def bench_ms(fn: Callable[[], object]) -> float:
@@ -125,8 +157,6 @@ def bench_loss(size: str, impls: list[str]) -> list[dict]:
         "ours chunked (compiled)": torch.compile(lambda: linear_cross_entropy(hidden, weight, targets)),
     }
     if "liger" in impls:
-        from llm_platform.trainer.train.loss import liger_linear_cross_entropy
-
         variants["liger"] = lambda: liger_linear_cross_entropy(hidden, weight, targets)
     times, values = {}, {}
     for name, fn in variants.items():

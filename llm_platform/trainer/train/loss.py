@@ -81,35 +81,3 @@ def linear_cross_entropy(
         return _LinearCrossEntropy.apply(
             flat.to(dtype), head_weight.to(dtype), targets.reshape(-1), z_loss, ignore_index, chunk_tokens
         )
-
-
-def liger_linear_cross_entropy(
-    hidden: torch.Tensor,
-    head_weight: torch.Tensor,
-    targets: torch.Tensor,
-    z_loss: float = 0.0,
-    ignore_index: int = IGNORE_INDEX,
-) -> torch.Tensor:
-    """`linear_cross_entropy` through liger-kernel's fused linear cross-entropy (GPU, the ``gpu`` extra), for
-    ``bench/kernels.py`` to measure against ours. Same contract: mean over the kept tokens plus the z-loss."""
-    from llm_platform.trainer.model.fused_ops import liger_ops
-
-    flce = liger_ops().fused_linear_cross_entropy.LigerFusedLinearCrossEntropyFunction
-    flat = hidden.reshape(-1, hidden.size(-1))
-    dtype = torch.get_autocast_dtype(flat.device.type) if torch.is_autocast_enabled(flat.device.type) else flat.dtype
-    with torch.autocast(flat.device.type, enabled=False):
-        out = flce.apply(
-            flat.to(dtype),
-            head_weight.to(dtype),
-            targets.reshape(-1),
-            None,  # bias
-            None,  # class weights
-            ignore_index,
-            z_loss,  # lse_square_scale: the same z-loss
-            0.0,  # label smoothing
-            "mean",
-            None,  # softcap
-            False,  # return_z_loss
-            torch.float32,  # accumulate the weight gradient in float32, as ours does
-        )
-    return out[0] if isinstance(out, tuple) else out
