@@ -1,7 +1,8 @@
 """What a run needs from the machine it runs on, checked before any stage starts: S3 credentials for the artifact store
-and for S3 sources, local files for every source glob, and a validation split that will not come out empty.
+and for S3 sources, local files for every source glob, a free port for a built-in serve stage, and a validation split
+that will not come out empty.
 
-The first two stop a run (`preflight.check` reports them with every other problem); the third is a warning, because
+The first three stop a run (`preflight.check` reports them with every other problem); the third is a warning, because
 the split is drawn by document hash and only the data stage knows for sure: `llmp validate` and `llmp run` print it,
 and the eval stage refuses an empty split in one line before it loads the model.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import glob
 import os
+import socket
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from llm_platform.api import LLMJob, Problem
 from llm_platform.api.errors import Loc
 from llm_platform.trainer.data.sources import stdlib_root
 
+SERVE_HOST_ENV = "LLMP_SERVE_HOST"  # where a built-in serve stage listens (127.0.0.1 unless set)
 COUNTED_BYTES = 64 * 2**20
 """JSON-lines sources up to this size are counted line by line for the split estimate; larger ones are surely enough."""
 
@@ -49,7 +52,31 @@ def input_problems(job: LLMJob, names: Iterable[str], storage_uri: str | None) -
                         hint="fix the path or glob; a relative path is read from the folder llmp runs in",
                     )
                 )
+    for i, stage in enumerate(job.spec.stages):
+        if stage.name in names and stage.serve is not None and stage.serve.engine == "builtin":
+            host = os.environ.get(SERVE_HOST_ENV, "127.0.0.1")
+            taken = port_taken(host, stage.serve.port)
+            if taken is not None:
+                problems.append(
+                    Problem(
+                        ("spec", "stages", i, "serve", "port"),
+                        f"{host}:{stage.serve.port} is not free ({taken})",
+                        hint="stop what holds it, or set serve.port to a free port",
+                    )
+                )
     return problems
+
+
+def port_taken(host: str, port: int) -> str | None:
+    """Why `port` cannot be listened on at `host` (another program holds it), or None: checked before the model
+    loads, where the server would only say "address already in use" after start-up, naming neither setting nor fix."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: a closing socket is free
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            return error.strerror
+    return None
 
 
 def _s3_uses(job: LLMJob, names: set[str], storage_uri: str | None) -> Iterator[tuple[Loc, str]]:

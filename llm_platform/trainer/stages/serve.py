@@ -25,15 +25,15 @@ from llm_platform.services.openai_api.state import Limits
 from llm_platform.services.openai_server import ServeOptions, api_keys_from, make_server
 
 from .context import StageContext
+from .inputs import SERVE_HOST_ENV
 
-HOST_ENV = "LLMP_SERVE_HOST"
 READY_TIMEOUT_S = 600.0
 
 
 def run(ctx: StageContext, out: Path) -> dict:
     spec = ctx.stage.serve
     model_dir = ctx.input("model")
-    host = os.environ.get(HOST_ENV, "127.0.0.1")
+    host = os.environ.get(SERVE_HOST_ENV, "127.0.0.1")
     if spec.engine == "vllm":
         return _run_vllm(ctx, spec, model_dir, host)
     options = ServeOptions(

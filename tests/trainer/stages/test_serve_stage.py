@@ -33,3 +33,24 @@ def test_the_stage_answers_its_sample_and_stops_after_its_duration(tiny_chat_mod
     report = json.loads((store.fetch("serve") / "report" / "serve.json").read_text())
     assert report["sample"]["finish_reason"] == "stop"
     assert report["url"] == f"http://127.0.0.1:{serve['port']}/v1"
+
+
+def test_a_port_another_program_holds_is_refused_naming_the_field_before_the_model_loads(tiny_chat_model, tmp_path):
+    import socket
+
+    import pytest
+
+    from llm_platform.trainer.stages.preflight import PreflightError
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        store = ArtifactStore.open(str(tmp_path / "store"))
+        job = serve_job(str(tiny_chat_model), {"port": port, "duration": 1.0})
+        with pytest.raises(PreflightError) as refused:
+            run_stage(job, "serve", store)
+    (problem,) = refused.value.problems
+    assert problem.loc == ("spec", "stages", 0, "serve", "port") and f"127.0.0.1:{port} is not free" in problem.message
+    assert "set serve.port to a free port" in problem.hint
+    assert store.manifest("serve") is None  # nothing committed
