@@ -26,6 +26,7 @@ from llm_platform.confinement import check_local
 from . import stdlib_functions
 from .safety.critique_revise import critique_and_revise
 from .safety.refusal_pairs import build_refusal_set, keyword_labelled_sft
+from .sft import read_records
 
 PREFIX = "builtin:"
 REVISE_MAX_TOKENS = 32
@@ -112,23 +113,10 @@ def refusal_requests(path: str, field: str = "eval.refusals.requests") -> tuple[
     path = path.removeprefix("file://")
     check_local(path, "read", field)
     harmful, benign = [], []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise BuiltinDatasetError(f"{path}:{number}: not JSON ({e.msg})") from None
-            if (
-                not isinstance(record, dict)
-                or not isinstance(record.get("prompt"), str)
-                or record.get("kind") not in ("harmful", "benign")
-            ):
-                raise BuiltinDatasetError(
-                    f'{path}:{number}: expected {{"prompt": "...", "kind": "harmful" or "benign"}}'
-                )
-            (harmful if record["kind"] == "harmful" else benign).append(record["prompt"])
+    for where, record in read_records(path):  # one JSONL reader: its errors name the file and line
+        if not isinstance(record.get("prompt"), str) or record.get("kind") not in ("harmful", "benign"):
+            raise BuiltinDatasetError(f'{where}: expected {{"prompt": "...", "kind": "harmful" or "benign"}}')
+        (harmful if record["kind"] == "harmful" else benign).append(record["prompt"])
     if not harmful or not benign:
         raise BuiltinDatasetError(f"{field}: {path} needs at least one harmful and one benign request")
     return harmful, benign
