@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -53,16 +54,20 @@ def inject_nan_at(model: Transformer, step: int, grad_accum: int) -> None:
     model.norm.register_forward_hook(hook)
 
 
+class Preempted(Exception):
+    """Raised by `Controlled` in place of the batches of step `stop_after + 1`."""
+
+
 class Controlled:
-    """The loader, slowed by `delay` seconds a step (so a test can kill the run mid-way), and exiting as if
-    preempted when asked for the batches of step `stop_after + 1`."""
+    """The loader, slowed by `delay` seconds a step (so a test can kill the run mid-way), and raising `Preempted`
+    when asked for the batches of step `stop_after + 1`."""
 
     def __init__(self, loader: PretrainLoader, stop_after: int = 0, delay: float = 0.0) -> None:
         self.loader, self.stop_after, self.delay = loader, stop_after, delay
 
     def next_step(self):
         if self.stop_after and self.loader.sample >= self.stop_after * self.loader.samples_per_step:
-            raise SystemExit(0)
+            raise Preempted
         time.sleep(self.delay)
         return self.loader.next_step()
 
@@ -124,6 +129,12 @@ def main() -> None:
     except NonFiniteLossError as e:
         print(f"stopped: {e}", flush=True)
         raise SystemExit(3) from None
+    except Preempted:
+        # Gone as a preempted pod goes: no teardown. A normal interpreter exit with the gloo process group (and
+        # DeepSpeed's threads) still alive can abort in C++ ("terminate called without an active exception").
+        log.close()
+        sys.stdout.flush()
+        os._exit(0)
     finally:
         log.close()
     if args.export:
