@@ -236,7 +236,8 @@ class Cluster:
         )
 
 
-def wait_for(condition: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
+def wait_for(condition: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
+    """Poll until `condition` holds. The timeout is generous because CI shares 2 cores; a pass returns at once."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
