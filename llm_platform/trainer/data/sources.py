@@ -90,28 +90,29 @@ class SourceUnreadable(ValueError):
         self.message, self.hint = message, hint
 
 
-def iter_matches(pattern: str, scan_limit: int | None = None) -> Iterator[str]:
+def iter_matches(pattern: str, scan_limit: int | None = None, client=None) -> Iterator[str]:
     """Files matching a local glob or an s3://bucket/prefix* pattern, lazily and unsorted: what `expand` sorts, and
     what preflight stops reading at the first match.
 
     On S3 only the keys under the pattern's literal prefix (up to its first `*`, `?` or `[`) are listed, one page of
     1,000 keys at a time as the caller asks for more; with `scan_limit`, `ScanLimit` is raised instead of listing
-    beyond that many keys. A bucket that cannot be listed raises `SourceUnreadable`."""
+    beyond that many keys. A bucket that cannot be listed raises `SourceUnreadable`. `client` is the S3 client to
+    list with (default: the environment's, as every reader here uses)."""
     if pattern.startswith("s3://"):
-        yield from _s3_matches(pattern, scan_limit)
+        yield from _s3_matches(pattern, scan_limit, client)
         return
     for match in glob.iglob(str(Path(pattern).expanduser()), recursive=True):
         check_local(match, "read", f"source path '{pattern}'")  # a glob or a symlink may lead out of allowed folders
         yield match
 
 
-def _s3_matches(pattern: str, scan_limit: int | None) -> Iterator[str]:
+def _s3_matches(pattern: str, scan_limit: int | None, client) -> Iterator[str]:
     from botocore.exceptions import BotoCoreError, ClientError
 
     bucket, _, key_pattern = pattern[5:].partition("/")
     prefix = re.split(r"[*?\[]", key_pattern, maxsplit=1)[0]
     try:
-        for scanned, key in enumerate(_s3_backend(bucket).list(prefix)):
+        for scanned, key in enumerate(_s3_backend(bucket, client).list(prefix)):
             if scan_limit is not None and scanned >= scan_limit:
                 raise ScanLimit(f"more than {scan_limit} keys under s3://{bucket}/{prefix}, none matching '{pattern}'")
             if fnmatch.fnmatch(key, key_pattern):
@@ -139,10 +140,10 @@ def _s3_matches(pattern: str, scan_limit: int | None) -> Iterator[str]:
         ) from None
 
 
-def _s3_backend(bucket: str):
+def _s3_backend(bucket: str, client=None):
     from llm_platform.storage.backends import S3Backend
 
-    return S3Backend(bucket)
+    return S3Backend(bucket, client=client)
 
 
 @contextmanager

@@ -20,12 +20,14 @@ from pathlib import Path
 from llm_platform.api import LLMJob, Problem
 from llm_platform.api.dag import input_sources
 from llm_platform.api.errors import Loc
-from llm_platform.storage import ArtifactStore, StoreError
+from llm_platform.storage import ArtifactStore, StoreError, make_s3_client
 from llm_platform.trainer.data.sources import ScanLimit, SourceUnreadable, iter_matches, stdlib_root
 
 SERVE_HOST_ENV = "LLMP_SERVE_HOST"  # where a built-in serve stage listens (127.0.0.1 unless set)
 S3_SCAN_LIMIT = 10_000
 """S3 keys under a source pattern's literal prefix looked at for a first match (ten LIST requests at most)."""
+S3_PATIENCE = {"connect_timeout": 5, "read_timeout": 10, "retries": {"total_max_attempts": 2}}
+"""How long preflight waits on an S3 endpoint: a hung one is a problem in seconds, not botocore's minutes."""
 COUNTED_BYTES = 64 * 2**20
 """JSON-lines sources up to this size are counted line by line for the split estimate; larger ones are surely enough."""
 
@@ -77,8 +79,9 @@ def source_path_problem(path: str) -> tuple[str, str] | None:
     Asks the data stage's own `iter_matches`, so both agree on what matches, and stops at the first match: on S3 one
     LIST request when the first page holds a match, and never more than `S3_SCAN_LIMIT` keys (past them the answer
     is left to the data stage, which lists them all)."""
+    client = _impatient_s3_client() if path.startswith("s3://") else None
     try:
-        if next(iter_matches(path, scan_limit=S3_SCAN_LIMIT), None) is not None:
+        if next(iter_matches(path, scan_limit=S3_SCAN_LIMIT, client=client), None) is not None:
             return None
     except ScanLimit:
         return None
@@ -96,6 +99,12 @@ def source_path_problem(path: str) -> tuple[str, str] | None:
         f"'{path}' matches no file (read from {Path.cwd()})",
         "fix the path or glob; a relative path is read from the folder llmp runs in",
     )
+
+
+def _impatient_s3_client():
+    from botocore.config import Config
+
+    return make_s3_client(config=Config(**S3_PATIENCE))
 
 
 def port_taken(host: str, port: int) -> str | None:

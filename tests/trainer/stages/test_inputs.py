@@ -15,7 +15,7 @@ from llm_platform.api.status import progress_key
 from llm_platform.cli import app
 from llm_platform.storage import ArtifactStore
 from llm_platform.trainer.data.dedup import is_validation
-from llm_platform.trainer.data.sources import ScanLimit, expand, iter_matches
+from llm_platform.trainer.data.sources import ScanLimit, SourceUnreadable, expand, iter_matches
 from llm_platform.trainer.stages import inputs
 from llm_platform.trainer.stages.inputs import committed_split_problems, input_problems
 
@@ -84,21 +84,33 @@ def test_a_missing_bucket_is_refused_before_any_stage(s3_env, tmp_path):
     assert "spec.stages[0].data.sources[0].path: bucket 'no-such-bucket-here' does not exist" in line
     assert line.endswith("fix the bucket name, or create it")
     assert not (tmp_path / "w").exists()
+    with pytest.raises(SourceUnreadable, match="bucket 'no-such-bucket-here' does not exist; fix the bucket name"):
+        expand("s3://no-such-bucket-here/corpus/*.jsonl")  # the data stage says the same, should it get that far
 
 
-def test_an_unreachable_endpoint_is_a_problem_not_a_traceback(s3_env, monkeypatch, tmp_path):
+def test_a_dead_or_hung_endpoint_is_a_problem_not_a_traceback(s3_env, monkeypatch, tmp_path):
     import socket
+    import time
 
-    with socket.socket() as s:  # a loopback port nobody listens on: the connection is refused at once
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
-    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     path = job_file(tmp_path, "{type: jsonl, path: 's3://bucket/corpus/*.jsonl'}", DATA)
-    (problem,) = input_problems(load_job(path), ["data"], None)
-    assert problem.path == "spec.stages[0].data.sources[0].path"
-    assert problem.message.startswith("cannot list s3://bucket/corpus/: Could not connect to the endpoint URL")
-    assert "AWS_ENDPOINT_URL" in problem.hint
+    monkeypatch.setattr(
+        inputs, "S3_PATIENCE", {"connect_timeout": 1, "read_timeout": 1, "retries": {"total_max_attempts": 1}}
+    )
+    with socket.socket() as closed, socket.socket() as silent:
+        closed.bind(("127.0.0.1", 0))  # bound, not listening: the connection is refused at once
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)  # accepts the connection (kernel backlog) and never answers
+        for sock, cause in (
+            (closed, "Could not connect to the endpoint URL"),
+            (silent, "Read timeout on endpoint URL"),
+        ):
+            monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{sock.getsockname()[1]}")
+            started = time.monotonic()
+            (problem,) = input_problems(load_job(path), ["data"], None)
+            assert time.monotonic() - started < 10
+            assert problem.path == "spec.stages[0].data.sources[0].path"
+            assert problem.message.startswith(f"cannot list s3://bucket/corpus/: {cause}"), problem.message
+            assert "AWS_ENDPOINT_URL" in problem.hint
 
 
 def test_the_listing_stops_at_the_first_match_and_at_the_scan_limit(corpus_bucket, monkeypatch, tmp_path):
@@ -182,3 +194,22 @@ def test_what_runs_again_or_does_not_measure_perplexity_is_not_refused(committed
     assert committed_split_problems(job, ["data", "tokenizer", "pretrain", "eval"], store) == []
     assert committed_split_problems(job, ["pretrain"], store) == []
     assert len(committed_split_problems(job, ["eval"], store)) == 1  # `--only eval`: what it reads is committed
+
+
+def test_credentials_that_may_not_list_the_bucket_are_named(corpus_bucket, monkeypatch, tmp_path):
+    """moto's server checks IAM when asked to: a user with no policy is denied the listing."""
+    from moto.core.authorization import enable_iam_authentication
+
+    iam = boto3.client("iam")
+    user = f"reader-{corpus_bucket}"
+    iam.create_user(UserName=user)
+    key = iam.create_access_key(UserName=user)["AccessKey"]
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)  # its cached credentials are the fixture's
+    path = job_file(tmp_path, f"{{type: jsonl, path: 's3://{corpus_bucket}/corpus/*.jsonl'}}", DATA)
+    with enable_iam_authentication():
+        (problem,) = input_problems(load_job(path), ["data"], None)
+    assert problem.path == "spec.stages[0].data.sources[0].path"
+    assert problem.message == f"S3 refused to list s3://{corpus_bucket}/corpus/ with these credentials (AccessDenied)"
+    assert problem.hint == f"use credentials that may list '{corpus_bucket}' (s3:ListBucket)"
