@@ -224,7 +224,7 @@ def committed_split_problems(job: LLMJob, names: Iterable[str], store: ArtifactS
             Problem(
                 ("spec", "stages", index[corpus], "data", "val_fraction"),
                 f"the validation split is empty ({held[corpus]} at val_fraction {fraction:g}), and "
-                f"{', '.join(evals)} measures perplexity on it",
+                f"{', '.join(evals)} {'measures' if len(evals) == 1 else 'measure'} perplexity on it",
                 hint=f"raise val_fraction (stage '{corpus}' then runs again), or add documents and run with --from "
                 f"{corpus}; or drop perplexity from {metrics}",
             )
