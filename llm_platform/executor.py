@@ -89,7 +89,7 @@ def run_job(
     # read once; a stage is read again only if one of its ancestors runs below (its inputs then change)
     freshness = {name: is_up_to_date(job, name, store) for name in order if name not in forced}
     stale = {name for name, (fresh, _) in freshness.items() if not fresh}
-    check(job, stages_that_may_run(job, order, forced | stale), uri, source=str(job_path))
+    check(job, stages_that_may_run(job, order, forced | stale), uri, source=str(job_path), store=store)
     ran: set[str] = set()
     outcomes: list[StageOutcome] = []
     console.rule(f"[bold]LLMJob {job.metadata.name}[/] → {uri}")

@@ -166,7 +166,9 @@ class S3Backend:
         return S3Lease(self.client, self.bucket, self._key(f"{key}/{LEASE}"), key, ttl_s)
 
 
-def make_s3_client(endpoint_url: str | None = None):
+def make_s3_client(endpoint_url: str | None = None, config=None):
+    """An S3 client with the environment's (or the mounted Secret's) endpoint and credentials; `config` is a
+    `botocore.config.Config` for callers that must not wait long (timeouts, retries)."""
     import boto3
 
     secret_dir = os.environ.get("LLMP_S3_SECRET_DIR")
@@ -184,4 +186,4 @@ def make_s3_client(endpoint_url: str | None = None):
     if endpoint_url:
         kwargs["endpoint_url"] = endpoint_url
     kwargs.setdefault("region_name", os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
-    return boto3.client("s3", **kwargs)
+    return boto3.client("s3", config=config, **kwargs)

@@ -15,6 +15,7 @@ import fnmatch
 import glob
 import itertools
 import json
+import re
 import sysconfig
 import tempfile
 from collections.abc import Iterator
@@ -25,7 +26,7 @@ from llm_platform.confinement import check_local
 
 from .document import Document
 
-__all__ = ["Document", "expand", "iter_documents", "stdlib_root"]
+__all__ = ["Document", "ScanLimit", "SourceUnreadable", "expand", "iter_documents", "iter_matches", "stdlib_root"]
 
 
 def stdlib_root() -> Path:
@@ -69,24 +70,80 @@ def _stdlib(source, shard: int, num_shards: int) -> Iterator[Document]:
 
 def expand(pattern: str) -> list[str]:
     """Files matching a local glob or an s3://bucket/prefix* pattern, sorted; an error names a pattern with no match."""
-    if pattern.startswith("s3://"):
-        bucket, _, key_pattern = pattern[5:].partition("/")
-        prefix = key_pattern.split("*", 1)[0]
-        keys = _s3_backend(bucket).list(prefix)
-        matches = [f"s3://{bucket}/{k}" for k in keys if fnmatch.fnmatch(k, key_pattern)]
-    else:
-        matches = glob.glob(str(Path(pattern).expanduser()), recursive=True)
-        for match in matches:  # a glob or a symlink may lead out of the folders this machine lets jobs read
-            check_local(match, "read", f"source path '{pattern}'")
+    matches = sorted(iter_matches(pattern))
     if not matches:
         raise FileNotFoundError(f"source path '{pattern}' matches no file")
-    return sorted(matches)
+    return matches
 
 
-def _s3_backend(bucket: str):
+class ScanLimit(Exception):
+    """More S3 keys than the caller's `scan_limit` share the pattern's literal prefix, and none of those looked at
+    matched: whether a later one does is left undecided."""
+
+
+class SourceUnreadable(ValueError):
+    """An S3 source that cannot be listed (no such bucket, access denied, no endpoint): `message` says what is wrong
+    and `hint` what to do; its text, both with the pattern, is what a stage that meets it prints."""
+
+    def __init__(self, pattern: str, message: str, hint: str):
+        super().__init__(f"source path '{pattern}': {message}; {hint}")
+        self.message, self.hint = message, hint
+
+
+def iter_matches(pattern: str, scan_limit: int | None = None, client=None) -> Iterator[str]:
+    """Files matching a local glob or an s3://bucket/prefix* pattern, lazily and unsorted: what `expand` sorts, and
+    what preflight stops reading at the first match.
+
+    On S3 only the keys under the pattern's literal prefix (up to its first `*`, `?` or `[`) are listed, one page of
+    1,000 keys at a time as the caller asks for more; with `scan_limit`, `ScanLimit` is raised instead of listing
+    beyond that many keys. A bucket that cannot be listed raises `SourceUnreadable`. `client` is the S3 client to
+    list with (default: the environment's, as every reader here uses)."""
+    if pattern.startswith("s3://"):
+        yield from _s3_matches(pattern, scan_limit, client)
+        return
+    for match in glob.iglob(str(Path(pattern).expanduser()), recursive=True):
+        check_local(match, "read", f"source path '{pattern}'")  # a glob or a symlink may lead out of allowed folders
+        yield match
+
+
+def _s3_matches(pattern: str, scan_limit: int | None, client) -> Iterator[str]:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket, _, key_pattern = pattern[5:].partition("/")
+    prefix = re.split(r"[*?\[]", key_pattern, maxsplit=1)[0]
+    try:
+        for scanned, key in enumerate(_s3_backend(bucket, client).list(prefix)):
+            if scan_limit is not None and scanned >= scan_limit:
+                raise ScanLimit(f"more than {scan_limit} keys under s3://{bucket}/{prefix}, none matching '{pattern}'")
+            if fnmatch.fnmatch(key, key_pattern):
+                yield f"s3://{bucket}/{key}"
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "")
+        if code == "NoSuchBucket":
+            raise SourceUnreadable(
+                pattern, f"bucket '{bucket}' does not exist", "fix the bucket name, or create it"
+            ) from None
+        if code in ("AccessDenied", "AllAccessDisabled", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+            raise SourceUnreadable(
+                pattern,
+                f"S3 refused to list s3://{bucket}/{prefix} with these credentials ({code})",
+                f"use credentials that may list '{bucket}' (s3:ListBucket)",
+            ) from None
+        raise SourceUnreadable(
+            pattern, f"listing s3://{bucket}/{prefix} failed ({code or error})", "check the bucket"
+        ) from None
+    except BotoCoreError as error:  # no endpoint, a malformed bucket name, no credentials: botocore says which
+        raise SourceUnreadable(
+            pattern,
+            f"cannot list s3://{bucket}/{prefix}: {error}",
+            "check the bucket name, the credentials, and the S3 endpoint (AWS_ENDPOINT_URL) and network",
+        ) from None
+
+
+def _s3_backend(bucket: str, client=None):
     from llm_platform.storage.backends import S3Backend
 
-    return S3Backend(bucket)
+    return S3Backend(bucket, client=client)
 
 
 @contextmanager

@@ -1,10 +1,12 @@
-"""What a run needs from the machine it runs on, checked before any stage starts: S3 credentials for the artifact store
-and for S3 sources, local files for every source glob, a free port for a built-in serve stage, and a validation split
-that will not come out empty.
+"""What a run needs from the machine it runs on and from what is already committed, checked before any stage starts:
+S3 credentials for the artifact store and for S3 sources, a file or object for every source glob, a free port for a
+built-in serve stage, and a validation split that is not empty.
 
-The first three stop a run (`preflight.check` reports them with every other problem); the third is a warning, because
-the split is drawn by document hash and only the data stage knows for sure: `llmp validate` and `llmp run` print it,
-and the eval stage refuses an empty split in one line before it loads the model.
+The first three stop a run (`preflight.check` reports them with every other problem). The split is drawn by document
+hash, so only the data stage knows it for sure: before it has run, an estimate is a warning (`llmp validate` and
+`llmp run` print it); once it is committed and reused, the counts it recorded decide, and an eval stage measuring
+perplexity on an empty split stops the run before its first stage (the eval stage itself refuses it too, in one line
+before it loads the model).
 """
 
 from __future__ import annotations
@@ -16,10 +18,16 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from llm_platform.api import LLMJob, Problem
+from llm_platform.api.dag import input_sources
 from llm_platform.api.errors import Loc
-from llm_platform.trainer.data.sources import stdlib_root
+from llm_platform.storage import ArtifactStore, StoreError, make_s3_client
+from llm_platform.trainer.data.sources import ScanLimit, SourceUnreadable, iter_matches, stdlib_root
 
 SERVE_HOST_ENV = "LLMP_SERVE_HOST"  # where a built-in serve stage listens (127.0.0.1 unless set)
+S3_SCAN_LIMIT = 10_000
+"""S3 keys under a source pattern's literal prefix looked at for a first match (ten LIST requests at most)."""
+S3_PATIENCE = {"connect_timeout": 5, "read_timeout": 10, "retries": {"total_max_attempts": 2}}
+"""How long preflight waits on an S3 endpoint: a hung one is a problem in seconds, not botocore's minutes."""
 COUNTED_BYTES = 64 * 2**20
 """JSON-lines sources up to this size are counted line by line for the split estimate; larger ones are surely enough."""
 
@@ -29,7 +37,8 @@ def input_problems(job: LLMJob, names: Iterable[str], storage_uri: str | None) -
     names = set(names)
     problems: list[Problem] = []
     s3_uses = list(_s3_uses(job, names, storage_uri))
-    if s3_uses and not s3_credentials_found():
+    s3_credentials = not s3_uses or s3_credentials_found()
+    if not s3_credentials:
         loc, uri = s3_uses[0]  # one cause, named once: where S3 is first needed
         problems.append(
             Problem(
@@ -43,15 +52,12 @@ def input_problems(job: LLMJob, names: Iterable[str], storage_uri: str | None) -
         if stage.name not in names or stage.data is None:
             continue
         for j, source in enumerate(stage.data.sources):
-            local = source.type in ("files", "jsonl", "parquet") and not str(source.path).startswith("s3://")
-            if local and not glob.glob(os.path.expanduser(str(source.path)), recursive=True):
-                problems.append(
-                    Problem(
-                        ("spec", "stages", i, "data", "sources", j, "path"),
-                        f"'{source.path}' matches no file (read from {Path.cwd()})",
-                        hint="fix the path or glob; a relative path is read from the folder llmp runs in",
-                    )
-                )
+            on_s3 = str(source.path).startswith("s3://")
+            if source.type in ("files", "jsonl", "parquet") and (s3_credentials or not on_s3):
+                problem = source_path_problem(str(source.path))
+                if problem is not None:
+                    message, hint = problem
+                    problems.append(Problem(("spec", "stages", i, "data", "sources", j, "path"), message, hint=hint))
     for i, stage in enumerate(job.spec.stages):
         if stage.name in names and stage.serve is not None and stage.serve.engine == "builtin":
             host = os.environ.get(SERVE_HOST_ENV, "127.0.0.1")
@@ -65,6 +71,40 @@ def input_problems(job: LLMJob, names: Iterable[str], storage_uri: str | None) -
                     )
                 )
     return problems
+
+
+def source_path_problem(path: str) -> tuple[str, str] | None:
+    """(what is wrong, what to do) when a source's path or glob would give the data stage no file, or None.
+
+    Asks the data stage's own `iter_matches`, so both agree on what matches, and stops at the first match: on S3 one
+    LIST request when the first page holds a match, and never more than `S3_SCAN_LIMIT` keys (past them the answer
+    is left to the data stage, which lists them all)."""
+    client = _impatient_s3_client() if path.startswith("s3://") else None
+    try:
+        if next(iter_matches(path, scan_limit=S3_SCAN_LIMIT, client=client), None) is not None:
+            return None
+    except ScanLimit:
+        return None
+    except SourceUnreadable as error:
+        return error.message, error.hint
+    except PermissionError as error:  # a match that resolves outside the folders this machine lets jobs read
+        return str(error), "keep the glob inside those folders, or ask for the folder to be allowed"
+    if path.startswith("s3://"):
+        bucket = path[5:].partition("/")[0]
+        return (
+            f"'{path}' matches no object in bucket '{bucket}'",
+            "fix the prefix or the pattern (`*` also matches '/' in a key), or upload the files first",
+        )
+    return (
+        f"'{path}' matches no file (read from {Path.cwd()})",
+        "fix the path or glob; a relative path is read from the folder llmp runs in",
+    )
+
+
+def _impatient_s3_client():
+    from botocore.config import Config
+
+    return make_s3_client(config=Config(**S3_PATIENCE))
 
 
 def port_taken(host: str, port: int) -> str | None:
@@ -148,3 +188,55 @@ def split_warnings(job: LLMJob) -> list[Problem]:
                 )
             )
     return warnings
+
+
+def committed_split_problems(job: LLMJob, names: Iterable[str], store: ArtifactStore) -> list[Problem]:
+    """Eval stages about to run whose perplexity split is already known to be empty: the tokenizer stage they read is
+    committed and reused with 0 val tokens, or it runs again from a reused data stage that committed 0 val documents.
+
+    Read from the counts the manifests record (`val_tokens`, `val_docs`), nothing re-tokenized. The eval stage
+    refuses such a split too, but only when it starts, after every training stage before it; here the run stops
+    before its first stage, naming the data stage's `val_fraction`, which decides the split."""
+    names = set(names)
+    stages = job.spec.stages
+    index = {stage.name: i for i, stage in enumerate(stages)}
+    readers: dict[str, list[str]] = {}  # the data stage whose split is empty -> the eval stages measuring on it
+    held: dict[str, str] = {}  # the data stage -> what its committed artifacts say
+    for stage in stages:
+        if stage.name not in names or stage.eval is None or "perplexity" not in stage.eval.metrics:
+            continue
+        tokens = input_sources(stages, stage.name).get("tokens")
+        corpus = input_sources(stages, tokens).get("corpus") if tokens is not None else None
+        if corpus is None:
+            continue
+        if tokens not in names and _recorded(store, tokens, "val_tokens") == 0:
+            held[corpus] = f"stage '{tokens}' committed 0 val tokens"
+        elif tokens in names and corpus not in names and _recorded(store, corpus, "val_docs") == 0:
+            held[corpus] = f"stage '{corpus}' committed 0 val documents, which stage '{tokens}' tokenizes"
+        else:
+            continue
+        readers.setdefault(corpus, []).append(stage.name)
+    problems = []
+    for corpus, evals in readers.items():
+        fraction = stages[index[corpus]].data.val_fraction
+        metrics = " and ".join(f"spec.stages[{index[name]}].eval.metrics" for name in evals)
+        problems.append(
+            Problem(
+                ("spec", "stages", index[corpus], "data", "val_fraction"),
+                f"the validation split is empty ({held[corpus]} at val_fraction {fraction:g}), and "
+                f"{', '.join(evals)} {'measures' if len(evals) == 1 else 'measure'} perplexity on it",
+                hint=f"raise val_fraction (stage '{corpus}' then runs again), or add documents and run with --from "
+                f"{corpus}; or drop perplexity from {metrics}",
+            )
+        )
+    return problems
+
+
+def _recorded(store: ArtifactStore, stage: str, metric: str) -> int | None:
+    """A count the committed stage recorded in its manifest, or None when it is not committed or did not record it."""
+    try:
+        manifest = store.manifest(stage)
+    except StoreError:  # an unreadable manifest: the stage is not up to date and runs again
+        return None
+    value = None if manifest is None else manifest.meta.get("metrics", {}).get(metric)
+    return value if isinstance(value, int) else None

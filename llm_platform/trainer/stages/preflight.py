@@ -4,7 +4,8 @@ A local run that pretrains for an hour and then stops because the eval stage ask
 do, or because `wandb` is not installed, wastes the hour. `stage_problems` reads a stage's settings and lists, without
 running anything, the optional packages they need that are missing and the settings no runner implements yet;
 `llmp run` checks every stage it is about to run, and `llmp stage run` (what a pod runs) checks its own. What the
-run needs from this machine (credentials, files, a validation split) is checked too: see `inputs`.
+run needs from this machine (credentials, files and S3 objects its globs name, a free port) and from what is already
+committed (a validation split that an eval stage would refuse) is checked too: see `inputs`.
 
 Every problem is an `api.Problem` (the field path from `spec`, what is wrong, what to do), the type spec validation
 and the REST API use, so the command line and the API show them the same way.
@@ -15,12 +16,16 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from llm_platform.api import LLMJob, Problem, Stage
 from llm_platform.api.errors import Loc, parse_loc
 from llm_platform.trainer.eval.task_names import task_list_problems
 
 from .registry import NOT_BUILT
+
+if TYPE_CHECKING:
+    from llm_platform.storage import ArtifactStore
 
 
 @dataclass(frozen=True)
@@ -166,13 +171,24 @@ class PreflightError(Exception):
         super().__init__("cannot run, nothing was started:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
-def check(job: LLMJob, names: Iterable[str], storage_uri: str | None = None, source: str | None = None) -> None:
+def check(
+    job: LLMJob,
+    names: Iterable[str],
+    storage_uri: str | None = None,
+    source: str | None = None,
+    store: ArtifactStore | None = None,
+) -> None:
     """Raise PreflightError naming every problem of the named stages (their settings, and what they need from this
-    machine: credentials for `storage_uri` and their sources, files their globs name), or return."""
-    from .inputs import input_problems
+    machine: credentials for `storage_uri` and their sources, files and objects their globs name), or return.
+
+    `names` are the stages about to run; given the `store`, the stages left out are the committed ones the run
+    reuses, and what they recorded is checked too (an empty validation split that an eval stage would refuse)."""
+    from .inputs import committed_split_problems, input_problems
 
     names = list(names)
     problems = [problem for name in names for problem in stage_problems(job, name)]
     problems += input_problems(job, names, storage_uri)
+    if store is not None:
+        problems += committed_split_problems(job, names, store)
     if problems:
         raise PreflightError(problems, source)
