@@ -123,8 +123,8 @@ def operator(
     allow_secret: Annotated[
         list[str] | None,
         typer.Option(
-            help="Secret (NAME or NAMESPACE/NAME pattern) jobs may name as storage credentials (repeatable; "
-            "env LLMP_ALLOW_SECRETS; default: s3-credentials)."
+            help="Secret (NAME or NAMESPACE/NAME pattern) jobs may name, for storage or a server's API key "
+            "(repeatable; env LLMP_ALLOW_SECRETS, which the jobs API reads too; default: s3-credentials)."
         ),
     ] = None,
     allow_claim: Annotated[

@@ -51,7 +51,7 @@ class StorageSpec(SpecModel):
     secret_ref: SecretName | None = Field(
         None,
         description="Kubernetes Secret with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (and optional AWS_ENDPOINT_URL); "
-        "the site's configuration lists the Secrets jobs may use.",
+        "the operator's allow-list (flag --allow-secret, chart value operator.allow.secrets) names those jobs may use.",
     )
     endpoint_url: EndpointUrl | None = Field(
         None, description="S3-compatible endpoint (MinIO, Ceph, ...); the site's configuration lists those allowed."

@@ -8,8 +8,12 @@ explicit argument of `parse_job`/`load_job`, never a global:
   open, and only the credentials in `DEFAULT_CREDENTIALS` (each bound to its provider's endpoint).
 - `SpecPolicy.strict(...)` is for the REST API and the operator, where the spec's author is not the machine's owner:
   local paths must lie under the configured roots (symlinks resolved), relative and `~` paths are refused, and only
-  configured credentials, Secrets and storage endpoints may be named. `SpecPolicy.from_env` builds one from
-  `LLMP_*` environment variables (a server's or operator's configuration).
+  configured credentials and storage endpoints may be named. `SpecPolicy.from_env` builds one from `LLMP_*`
+  environment variables (a server's or operator's configuration).
+
+The Kubernetes Secrets a job names are not the policy's: they mean something only on a cluster, so the operator's
+allow-list alone checks them (`operator.policy.allow_list_problems`), for the admission webhook, every reconcile and
+the jobs API's cluster backend alike.
 
 A spec never names an environment variable: `data.synthetic.credential` names a credential of the policy, and the
 stage process reads its value through `credential_value`, which checks the endpoint binding again.
@@ -52,14 +56,13 @@ DEFAULT_CREDENTIALS: Mapping[str, Credential] = {
 
 @dataclass(frozen=True)
 class SpecPolicy:
-    """Where a spec may read and write local files, and which credentials, Secrets and storage endpoints it may name.
+    """Where a spec may read and write local files, and which credentials and storage endpoints it may name.
 
     `None` for a set of roots or names means "no restriction" (a trusted local user)."""
 
     read_roots: tuple[Path, ...] | None = None
     write_roots: tuple[Path, ...] | None = None
     credentials: Mapping[str, Credential] = field(default_factory=lambda: dict(DEFAULT_CREDENTIALS))
-    secret_refs: tuple[str, ...] | None = None
     storage_endpoints: tuple[str, ...] | None = None
 
     @classmethod
@@ -68,7 +71,6 @@ class SpecPolicy:
         read_roots: tuple[str | Path, ...] = (),
         write_roots: tuple[str | Path, ...] = (),
         credentials: Mapping[str, Credential] | None = None,
-        secret_refs: tuple[str, ...] = (),
         storage_endpoints: tuple[str, ...] = (),
     ) -> SpecPolicy:
         """For callers that run other people's specs: nothing is allowed that is not listed here."""
@@ -76,7 +78,6 @@ class SpecPolicy:
             read_roots=tuple(Path(r).resolve() for r in read_roots),
             write_roots=tuple(Path(r).resolve() for r in write_roots),
             credentials=dict(credentials or {}),
-            secret_refs=tuple(secret_refs),
             storage_endpoints=tuple(storage_endpoints),
         )
 
@@ -86,7 +87,6 @@ class SpecPolicy:
 
         LLMP_READ_ROOTS / LLMP_WRITE_ROOTS  os.pathsep-separated folders specs may read from / write to
         LLMP_CREDENTIALS                    JSON: {"name": {"env": "VAR", "endpoints": ["https://host/v1"]}}
-        LLMP_SECRET_REFS                    comma-separated Secret names specs may use for storage
         LLMP_STORAGE_ENDPOINTS              comma-separated S3 endpoints specs may name
         With strict=False, an unset variable leaves that part unrestricted (TRUSTED's defaults)."""
 
@@ -105,7 +105,6 @@ class SpecPolicy:
             read_roots=read,
             write_roots=write,
             credentials=credentials,
-            secret_refs=listed("LLMP_SECRET_REFS", ","),
             storage_endpoints=listed("LLMP_STORAGE_ENDPOINTS", ","),
         )
 
@@ -162,14 +161,10 @@ _DEFAULT_PORT = {"http": 80, "https": 443}
 
 
 def policy_problems(job: BaseModel, policy: SpecPolicy) -> list[Problem]:
-    """Every path, credential, Secret and endpoint of a validated job that `policy` does not allow, by field path."""
+    """Every path, credential and endpoint of a validated job that `policy` does not allow, by field path."""
     problems = [p for loc, mode, value in path_fields(job) if (p := _path_problem(loc, mode, value, policy))]
     spec = job.spec
-    storage = spec.storage
-    secret, endpoint = storage.secret_ref, storage.endpoint_url
-    if secret is not None and policy.secret_refs is not None and secret not in policy.secret_refs:
-        message = f"Secret '{secret}' is not allowed {_here(policy.secret_refs)}"
-        problems.append(Problem(("spec", "storage", "secret_ref"), message))
+    endpoint = spec.storage.endpoint_url
     allowed = policy.storage_endpoints
     if endpoint is not None and allowed is not None and not any(same_endpoint(endpoint, e) for e in allowed):
         message = f"storage endpoint {endpoint} is not allowed {_here(allowed)}"

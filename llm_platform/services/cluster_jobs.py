@@ -8,6 +8,7 @@ token must be for that namespace (the API answers 403 otherwise, before anything
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import queue
 import threading
@@ -49,7 +50,9 @@ class ClusterJobs:
     def __init__(self, kube: Kube, namespace: str, options: RenderOptions | None = None):
         self.kube = kube
         self.namespace = namespace
-        self.options = options or RenderOptions()
+        # jobs are checked where they will run: a namespace-qualified allow-list pattern ('team/s3-*') is matched
+        # against this namespace, whatever (or nothing) the submitted metadata.namespace says
+        self.options = dataclasses.replace(options or RenderOptions(), namespace=namespace)
         api = k8s_client.ApiClient(kube.configuration)
         api.user_agent = USER_AGENT
         self.core = k8s_client.CoreV1Api(api)

@@ -80,7 +80,8 @@ class ApiSettings:
     public_docs: bool = False  # serve /docs and /openapi.json without a token
     parse_threads: int = 4  # bodies parsed and validated at once
     parse_waiting: int = 16  # bodies waiting for a parse thread; 429 past it
-    # what a caller's spec may reach on this server: by default no local path, credential or Secret at all
+    # what a caller's spec may reach on this server: by default no local path, credential or storage endpoint at all
+    # (the Secrets a job names are the cluster backend's to check, against the operator's allow-list)
     policy: SpecPolicy = field(default_factory=SpecPolicy.strict)
 
 

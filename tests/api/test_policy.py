@@ -135,11 +135,13 @@ def test_an_allowed_credential_at_its_endpoint_passes():
     )
 
 
-def test_secrets_and_storage_endpoints_are_allow_listed():
-    policy = SpecPolicy.strict(secret_refs=("s3-credentials",), storage_endpoints=("http://minio.storage:9000",))
+def test_storage_endpoints_are_allow_listed_and_secrets_are_left_to_the_operator():
+    """A Secret means something only on a cluster, where the operator's one allow-list checks it
+    (tests/operator/test_policy.py); the spec policy names no Secrets, so there is no second list to keep equal."""
+    policy = SpecPolicy.strict(storage_endpoints=("http://minio.storage:9000",))
     bad = job(data_stage(), storage={"uri": "s3://b-1/x", "secret_ref": "db-admin", "endpoint_url": "http://evil:9000"})
-    assert set(refused(bad, policy)) == {"spec.storage.secret_ref", "spec.storage.endpoint_url"}
-    good = job(data_stage(), storage={"uri": "s3://b-1/x", "secret_ref": "s3-credentials",
+    assert set(refused(bad, policy)) == {"spec.storage.endpoint_url"}
+    good = job(data_stage(), storage={"uri": "s3://b-1/x", "secret_ref": "db-admin",
                                       "endpoint_url": "http://minio.storage:9000"})  # fmt: skip
     parse_job(good, policy=policy)
 
@@ -156,12 +158,11 @@ def test_policy_from_a_servers_environment(tmp_path):
         "LLMP_READ_ROOTS": f"{tmp_path}/a{os.pathsep}{tmp_path}/b",
         "LLMP_WRITE_ROOTS": f"{tmp_path}/jobs",
         "LLMP_CREDENTIALS": json.dumps({"synth": {"env": "SYNTH_KEY", "endpoints": ["http://127.0.0.1:8000/v1"]}}),
-        "LLMP_SECRET_REFS": "s3-credentials, other",
     }
     policy = SpecPolicy.from_env(environ)
     assert policy.read_roots == ((tmp_path / "a").resolve(), (tmp_path / "b").resolve())
     assert policy.credentials == {"synth": Credential("SYNTH_KEY", ("http://127.0.0.1:8000/v1",))}
-    assert policy.secret_refs == ("s3-credentials", "other") and policy.storage_endpoints == ()
+    assert policy.storage_endpoints == ()
     relaxed = SpecPolicy.from_env({}, strict=False)
     assert relaxed.read_roots is None and "openai" in relaxed.credentials
 

@@ -54,6 +54,19 @@ def test_the_stage_kinds_are_declared_once_and_the_runners_agree():
         assert all(section in Stage.model_fields for section in rules.sections), kind
 
 
+def test_validating_a_job_starts_without_torch():
+    """`llmp validate`, the admission webhook and the jobs API read the registry (what is not built) without running
+    a stage, so they start without torch: each entry imports its runner module only when it runs."""
+    code = (
+        "import sys; from typer.testing import CliRunner; from llm_platform.cli import app; "
+        "import llm_platform.operator.admission, llm_platform.services.jobs_api; "
+        "result = CliRunner().invoke(app, ['validate', 'examples/pipeline.yaml']); "
+        "print(result.exit_code, 'torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["0", "False"]
+
+
 def test_every_registered_runner_loads_a_run_function():
     for kind, runner in RUNNERS.items():
         lazy = getattr(runner, "runner", runner)  # a training stage's runner is wrapped by its launcher

@@ -7,13 +7,16 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from llm_platform.api.policy import SpecPolicy
+from llm_platform.operator.admission import admission_problems
 from llm_platform.operator.kube import Kube
+from llm_platform.operator.options import options_from_env
 from llm_platform.services.cluster_jobs import USER_AGENT, ClusterJobs
-from llm_platform.services.jobs_api import create_app
+from llm_platform.services.jobs_api import ApiSettings, create_app
 from llm_platform.services.tokens import TokenFile
 from tests.deploy.chart import needs_helm, one, template
 from tests.operator.cluster import Cluster, wait_for
-from tests.operator.helpers import DATA, TOKENIZER, child, job_dict
+from tests.operator.helpers import DATA, PRETRAIN, SERVE, TOKENIZER, child, job_dict
 from tests.operator.rbac import VERBS, allowed
 
 from .server import add_token, auth, serving
@@ -77,6 +80,41 @@ def test_what_the_cluster_cannot_run_is_refused_with_the_reason(cluster, client)
     (problem,) = response.json()["problems"]
     assert "file://" in problem["message"]
     assert cluster.job("demo") is None
+
+
+def test_the_secrets_a_job_names_are_checked_against_the_operators_one_allow_list(cluster, tokens):
+    """The API and the webhook read one Secret allow-list (LLMP_ALLOW_SECRETS, which the chart fills from
+    operator.allow.secrets for both pods) and refuse with the same field paths and the same fix; the server's strict
+    spec policy, built from an environment that names no Secret, lets the allowed ones through."""
+    options = options_from_env({"LLMP_ALLOW_SECRETS": "s3-credentials, team/serve-*"})
+    jobs = ClusterJobs(Kube(cluster.configuration, user_agent=USER_AGENT), "team", options)
+    settings = ApiSettings(policy=SpecPolicy.from_env({}))
+    headers = auth(add_token(tokens, "team"))
+
+    def body(storage_secret: str, key_secret: str) -> dict:
+        serve = {**SERVE, "serve": {"api_key_secret": key_secret}}
+        job = job_dict(
+            DATA, TOKENIZER, PRETRAIN, serve, storage={"uri": "s3://bucket/demo", "secret_ref": storage_secret}
+        )
+        del job["metadata"]["namespace"]
+        return job
+
+    with (
+        serving(create_app(jobs, TokenFile(tokens), settings)) as url,
+        httpx.Client(base_url=url, headers=headers) as c,
+    ):
+        response = c.post("/v1/jobs", json=body("db-admin", "other-key"))
+        assert response.status_code == 422, response.text
+        problems = response.json()["problems"]
+        assert [p["path"] for p in problems] == ["spec.storage.secret_ref", "spec.stages[3].serve.api_key_secret"]
+        assert all("--allow-secret" in p["hint"] and "operator.allow.secrets" in p["hint"] for p in problems)
+        as_applied = {**body("db-admin", "other-key"), "metadata": {"name": "demo", "namespace": "team"}}
+        webhook = admission_problems(as_applied, options=options)
+        assert all(f"{p['path']}: {p['message']}; {p['hint']}" in webhook for p in problems)
+        assert cluster.job("demo") is None
+
+        created = c.post("/v1/jobs", json=body("s3-credentials", "serve-key"))
+        assert created.status_code == 201, created.text
 
 
 def test_the_callers_namespace_is_the_tokens(cluster, client, tokens):

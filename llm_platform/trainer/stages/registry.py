@@ -5,6 +5,11 @@ when first run, so `llmp` starts without loading torch for kinds it does not run
 that names its module, so "go to definition" and the call graph lead to the runner. The kinds themselves are
 declared once, in `llm_platform.api.stage.KINDS` (what the spec accepts); adding a stage kind is its entry there,
 its entry here and its own module.
+
+Why two entries, not one: the spec layer validates a kind's sections and wiring, so it must hold the table, and it
+sits below this layer, so its entries cannot name a runner (even a lazy import is a dependency, and
+tests/test_import_direction.py refuses it); a runner found from the kind's name would be a registry by string again.
+`test_the_stage_kinds_are_declared_once_and_the_runners_agree` holds the two together.
 """
 
 from __future__ import annotations
