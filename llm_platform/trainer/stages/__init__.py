@@ -79,7 +79,7 @@ def run_stage(job: LLMJob, stage_name: str, store: ArtifactStore, capture_consol
                 ctx.progress = StageReporter(store, stage_name, console=ctx.console)
                 if console is not None:
                     ctx.progress.watch(console.path)
-                    console.on_rotate = ctx.progress.watch
+                    ctx.progress.watch(console.previous, listed=False)  # once a rotation made it
                 ctx.progress.start()
             try:
                 manifest = _run(ctx, Path(tmp) / "out")
