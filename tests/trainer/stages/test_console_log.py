@@ -3,6 +3,7 @@ a failing stage's error; the file keeps only the last `max_bytes`, by rotation."
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -10,11 +11,12 @@ import time
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from llm_platform.api.status import progress_key
 from llm_platform.storage import ArtifactStore
 from llm_platform.trainer.stages.console_log import ConsoleLog
-from llm_platform.trainer.stages.progress import live_key
+from llm_platform.trainer.stages.progress import StageReporter, live_key, read_stage_status
 
 JOB = """\
 apiVersion: llmplatform.dev/v1alpha1
@@ -147,3 +149,21 @@ def test_the_last_words_of_a_process_that_dies_abruptly_are_kept(tmp_path):
     died = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=30)
     assert died.returncode == -6 and died.stderr == b"fatal: native failure\n"
     wait_for(lambda: (tmp_path / "console.log").read_bytes() == died.stderr, "the tee to write the file", 5)
+
+
+def test_the_older_half_reaches_the_store_once_a_rotation_makes_it_and_is_not_listed(tmp_path):
+    store = ArtifactStore.open(str(tmp_path / "store"))
+    reporter = StageReporter(store, "data", every_s=3600, console=Console(file=io.StringIO()))
+    log = ConsoleLog(tmp_path / "console", max_bytes=16)  # halves of 8 bytes
+    reporter.watch(log.path)
+    reporter.watch(log.previous, listed=False)
+    reporter.start()
+    log.path.parent.mkdir()
+    log.note("first")  # 6 bytes: console.log only
+    reporter.flush()
+    assert store.backend.get_bytes(f"{live_key('data')}/console.1.log") is None
+    log.note("second")  # 13 bytes: the first 8 rotated into console.1.log
+    reporter.finish("Succeeded")
+    live = {name: store.backend.get_bytes(f"{live_key('data')}/{name}") for name in ("console.1.log", "console.log")}
+    assert (live["console.1.log"], live["console.log"]) == (b"first\nse", b"cond\n")
+    assert list(read_stage_status(store, "data").artifacts) == ["console.log"]
