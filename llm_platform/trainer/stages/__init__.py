@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import tempfile
 import time
 import traceback
@@ -72,7 +73,7 @@ def run_stage(job: LLMJob, stage_name: str, store: ArtifactStore, capture_consol
     writing = store.lease(stage_name, wait_s) if _is_rank_zero() else contextlib.nullcontext()
     with writing, tempfile.TemporaryDirectory(prefix=f"llmp-{stage_name}-") as tmp:
         # only rank 0 reports; captured before the context makes its console, which then sees where output goes
-        console = ConsoleLog(Path(tmp) / "console") if capture_console and _is_rank_zero() else None
+        console = _captured_console(Path(tmp) / "console") if capture_console and _is_rank_zero() else None
         with console or contextlib.nullcontext():
             ctx = make_context(job, stage_name, store, Path(tmp))
             if _is_rank_zero():
@@ -95,6 +96,16 @@ def run_stage(job: LLMJob, stage_name: str, store: ArtifactStore, capture_consol
             if ctx.progress is not None:
                 ctx.progress.finish("Succeeded", manifest=manifest)
             return manifest
+
+
+def _captured_console(folder: Path) -> ConsoleLog | None:
+    """This process's output teed into `folder/console.log`, or None (and a warning) where it cannot be: the copy
+    in the store is for watching a stage, never a reason for it to fail."""
+    try:
+        return ConsoleLog(folder).start()
+    except OSError as e:
+        print(f"warning: this stage's output is not copied to the store ({type(e).__name__}: {e})", file=sys.stderr)
+        return None
 
 
 def _run(ctx: StageContext, out: Path) -> Manifest:

@@ -56,9 +56,16 @@ class ConsoleLog:
         self.stop()
 
     def start(self) -> ConsoleLog:
+        """Start capturing (once); an OSError (say, a descriptor this process was started without) leaves
+        everything as it was."""
+        if self._tee is not None:
+            return self
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        pipes = {fd: os.pipe() for fd in self.fds}
+        pipes: dict[int, tuple[int, int]] = {}
         try:
+            for fd in self.fds:
+                self._saved[fd] = os.dup(fd)
+                pipes[fd] = os.pipe()
             # the tee's own descriptors 1 and 2 are where ours point now; it gets only the read ends besides
             reads = [f"{read}:{fd}" for fd, (read, _) in pipes.items()]
             self._tee = subprocess.Popen(
@@ -67,15 +74,13 @@ class ConsoleLog:
                 stdin=subprocess.DEVNULL,
             )
         except BaseException:
-            for pair in pipes.values():
-                for end in pair:
-                    os.close(end)
+            for end in [*self._saved.values(), *(end for pair in pipes.values() for end in pair)]:
+                os.close(end)
+            self._saved.clear()
             raise
-        for read, _ in pipes.values():
-            os.close(read)
         _flush_python_streams()
-        for fd, (_, write) in pipes.items():
-            self._saved[fd] = os.dup(fd)
+        for fd, (read, write) in pipes.items():
+            os.close(read)
             os.dup2(write, fd)
             os.close(write)
         return self

@@ -139,6 +139,16 @@ def test_the_descriptors_are_given_back(tmp_path):
         ConsoleLog(Path(tmp_path), max_bytes=1)
 
 
+def test_a_descriptor_that_cannot_be_captured_leaves_everything_as_it_was(tmp_path):
+    before, open_before = os.fstat(1), sorted(os.listdir("/proc/self/fd"))
+    closed = 1000  # far above what pipes get next
+    assert str(closed) not in open_before
+    with pytest.raises(OSError):
+        ConsoleLog(tmp_path, fds=(1, closed)).start()
+    assert (os.fstat(1).st_dev, os.fstat(1).st_ino) == (before.st_dev, before.st_ino)
+    assert sorted(os.listdir("/proc/self/fd")) == open_before  # nothing left open
+
+
 def test_the_last_words_of_a_process_that_dies_abruptly_are_kept(tmp_path):
     """What a native library prints just before it aborts (here: os.abort after a raw write) is neither lost from
     the console nor from the file: the tee is a process of its own."""
