@@ -119,6 +119,9 @@ class RotatingFile:
         return self
 
     def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
         self._file.close()
 
     def append(self, data: bytes) -> None:
@@ -133,9 +136,10 @@ class RotatingFile:
             self._size += len(piece)
 
 
-def tee(reads: dict[int, int], file: RotatingFile) -> None:
+def tee(reads: dict[int, int], file: RotatingFile | None) -> None:
     """Pass each pipe's bytes on to its descriptor (read end -> where to) and into the file, until every write end
-    is closed. A console that went away (a closed pipe) stops getting them; the file still does."""
+    is closed. A console that went away (a closed pipe) stops getting them, and so does a file that cannot be
+    written (a full disk): the stage's own output must never fail because its copy does."""
     while reads:
         ready, _, _ = select.select(list(reads), [], [])
         for read in ready:
@@ -144,7 +148,11 @@ def tee(reads: dict[int, int], file: RotatingFile) -> None:
                 del reads[read]
                 continue
             _write_all(reads[read], data)
-            file.append(data)
+            if file is not None:
+                try:
+                    file.append(data)
+                except (OSError, ValueError):  # ValueError: a rotation that failed left it closed
+                    file = None
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -165,8 +173,15 @@ def main(argv: list[str]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the stage, which then writes its last words here
     path, max_bytes, pairs = Path(argv[0]), int(argv[1]), argv[2:]
     reads = {int(read): int(fd) for read, fd in (pair.split(":") for pair in pairs)}
-    with RotatingFile(path, max_bytes) as file:
+    try:
+        file = RotatingFile(path, max_bytes)
+    except OSError:
+        file = None
+    try:
         tee(reads, file)
+    finally:
+        if file is not None:
+            file.close()
 
 
 if __name__ == "__main__":

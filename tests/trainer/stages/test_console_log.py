@@ -177,3 +177,13 @@ def test_the_older_half_reaches_the_store_once_a_rotation_makes_it_and_is_not_li
     live = {name: store.backend.get_bytes(f"{live_key('data')}/{name}") for name in ("console.1.log", "console.log")}
     assert (live["console.1.log"], live["console.log"]) == (b"first\nse", b"cond\n")
     assert list(read_stage_status(store, "data").artifacts) == ["console.log"]
+
+
+def test_a_file_that_cannot_be_written_never_stops_the_output(tmp_path):
+    (tmp_path / "console.log").mkdir()  # where the file should be
+    script = (
+        "from pathlib import Path; from llm_platform.trainer.stages.console_log import ConsoleLog; "
+        f"log = ConsoleLog(Path({str(tmp_path)!r})).start(); print('still here', flush=True); log.stop()"
+    )
+    ran = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
+    assert (ran.returncode, ran.stdout) == (0, "still here\n"), ran.stderr
