@@ -12,8 +12,11 @@ from pathlib import Path
 
 import pytest
 from rich.console import Console
+from typer.testing import CliRunner
 
 from llm_platform.api.status import progress_key
+from llm_platform.cli import app
+from llm_platform.cli_status import console_end
 from llm_platform.storage import ArtifactStore
 from llm_platform.trainer.stages.console_log import ConsoleLog
 from llm_platform.trainer.stages.progress import StageReporter, live_key, read_stage_status
@@ -97,6 +100,11 @@ def test_a_running_stage_mirrors_its_console_to_the_store_and_ends_it_with_its_f
     assert last.startswith("ValueError: ") and error in last and "not valid JSON" in last and "Traceback" in console
     failed = store.read_json(progress_key("data"))
     assert failed["phase"] == "Failed" and "not valid JSON" in failed["message"]
+    shown = CliRunner().invoke(app, ["status", storage])  # `llmp status` on the store, local or S3
+    assert shown.exit_code == 0, shown.output
+    end = shown.output.split("data failed; the end of its console", 1)[1].splitlines()
+    assert end[-1] == last and "Traceback" not in shown.output  # the error, without the frames
+    assert any(line.startswith("data: ") for line in end)  # and what the stage printed last
 
 
 def test_a_stage_that_succeeds_leaves_all_it_printed(tmp_path):
@@ -187,3 +195,21 @@ def test_a_file_that_cannot_be_written_never_stops_the_output(tmp_path):
     )
     ran = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
     assert (ran.returncode, ran.stdout) == (0, "still here\n"), ran.stderr
+
+
+def test_the_end_of_a_console_is_its_last_lines_and_the_error_without_the_frames():
+    printed = [f"step {i}/9" for i in range(9)]
+    frames = ["Traceback (most recent call last):", '  File "x.py", line 1, in f', "    f()"]
+    text = "\n".join([*printed, "", *frames, "RuntimeError: CUDA out of memory", "  (tried 2 GiB)", ""])
+    assert console_end(text, lines=3) == [
+        "step 6/9",
+        "step 7/9",
+        "step 8/9",
+        "RuntimeError: CUDA out of memory",
+        "  (tried 2 GiB)",
+    ]
+    died = "\n".join([*printed, "terminate called after throwing an instance of 'c10::Error'", "x" * 400])
+    assert console_end(died, lines=2) == [
+        "terminate called after throwing an instance of 'c10::Error'",
+        "x" * 299 + "…",
+    ]
