@@ -4,6 +4,7 @@ reason and message; and the failed stage's console copy in the store holds its e
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -25,7 +26,11 @@ def conditions(api, name: str) -> dict[str, dict]:
 
 
 def ended(api, name: str) -> bool:
-    return api.client.get(f"/v1/jobs/{name}", headers=api.team).json()["status"]["phase"] in ("Succeeded", "Failed")
+    """Whether the job ended; if not, after half a second (the jobs' processes need the CPU more than the poll)."""
+    if api.client.get(f"/v1/jobs/{name}", headers=api.team).json()["status"]["phase"] in ("Succeeded", "Failed"):
+        return True
+    time.sleep(0.5)
+    return False
 
 
 @pytest.mark.parametrize("api", [THREE], indirect=True)
@@ -38,7 +43,8 @@ def test_ready_is_unknown_while_running_true_when_succeeded_and_false_with_the_f
     }
     for body in (job_body("fine"), job_body("broken", empty), blocked_job("busy", tmp_path / "pipe")):
         assert api.client.post("/v1/jobs", json=body, headers=api.team).status_code == 201
-    wait_for(lambda: ended(api, "fine") and ended(api, "broken"), "both jobs to end", timeout=120)
+    for name in ("fine", "broken"):
+        wait_for(lambda n=name: ended(api, n), f"job {name} to end", timeout=120)
 
     fine, broken, busy = (conditions(api, name) for name in ("fine", "broken", "busy"))
     assert list(fine) == ["Ready", "Running", "Suspended", "Succeeded", "Failed"]  # the operator's order
