@@ -66,9 +66,14 @@ def status(
         console.print(line, soft_wrap=True, markup=False)  # whole paths, to copy
     for name, s in job.stages.items():
         if s.phase == "Failed" and (s.artifacts or {}).get(CONSOLE_FILE):
-            text = store.backend.get_bytes(f"{live_key(name)}/{CONSOLE_FILE}")
+            where = s.artifacts[CONSOLE_FILE]
+            try:
+                text = store.backend.get_bytes(f"{live_key(name)}/{CONSOLE_FILE}")
+            except Exception as e:  # noqa: BLE001  # the status is shown; only this extra is missing
+                err.print(f"{name}: cannot read its console {where}: {type(e).__name__}: {e}", markup=False)
+                continue
             if text:
-                console.print(f"\n{name} failed; the end of its console ({s.artifacts[CONSOLE_FILE]}):", markup=False)
+                console.print(f"\n{name} failed; the end of its console ({where}):", markup=False)
                 console.print("\n".join(console_end(text.decode(errors="replace"))), soft_wrap=True, markup=False)
 
 
