@@ -171,8 +171,9 @@ def stage_run(
         job.spec.stage(stage)
     except KeyError as e:
         raise UserError(e.args[0]) from None
-    # a refused setting, missing credentials, another writer, a corrupt input: the group reports it in one line
-    run_stage(job, stage, ArtifactStore.open(uri, job.spec.storage.endpoint_url))
+    # a refused setting, missing credentials, another writer, a corrupt input: the group reports it in one line;
+    # this process is the stage's own, so its console output is kept in the store too (<stage>/live/console.log)
+    run_stage(job, stage, ArtifactStore.open(uri, job.spec.storage.endpoint_url), capture_console=True)
 
 
 @model_app.command("presets")

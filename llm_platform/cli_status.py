@@ -2,7 +2,9 @@
 
 Every running stage keeps `<stage>/progress.json` current (see `trainer.stages.progress`), and `llmp run` records
 there the stages it found up to date or skipped; this command reads those files and the committed manifests, from a
-local workdir or from S3 alike, and shows each stage's state, step, ETA and where its artifacts are.
+local workdir or from S3 alike, and shows each stage's state, step, ETA and where its artifacts are. For a failed
+stage it also shows the end of its console (`<stage>/live/console.log`): the error, or what a process that died
+without one last printed, still there once the pod that ran it is gone.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ app = typer.Typer()
 console = Console()
 err = Console(stderr=True)
 
+TAIL_LINES, TAIL_WIDTH = 8, 300  # of a failed stage's console: where its error is, not a screenful of traceback
+TRACEBACK = "Traceback (most recent call last):"
 COLORS = {"Succeeded": "green", "UpToDate": "dim", "Running": "cyan", "Failed": "red", "Skipped": "yellow"}
 
 
@@ -37,7 +41,8 @@ def status(
 ) -> None:
     """Show each stage's state, step, ETA and artifact paths, while the job runs or after it ended."""
     from llm_platform.storage import ArtifactStore, StoreError
-    from llm_platform.trainer.stages.progress import job_status_from_store, read_stage_status, stored_stages
+    from llm_platform.trainer.stages.console_log import CONSOLE_FILE
+    from llm_platform.trainer.stages.progress import job_status_from_store, live_key, read_stage_status, stored_stages
 
     uri, endpoint, names = _where(target, workdir)
     try:
@@ -59,6 +64,17 @@ def status(
     console.print(status_table(job))
     for line in artifact_lines(job):
         console.print(line, soft_wrap=True, markup=False)  # whole paths, to copy
+    for name, s in job.stages.items():
+        if s.phase == "Failed" and (s.artifacts or {}).get(CONSOLE_FILE):
+            where = s.artifacts[CONSOLE_FILE]
+            try:
+                text = store.backend.get_bytes(f"{live_key(name)}/{CONSOLE_FILE}")
+            except Exception as e:  # noqa: BLE001  # the status is shown; only this extra is missing
+                err.print(f"{name}: cannot read its console {where}: {type(e).__name__}: {e}", markup=False)
+                continue
+            if text:
+                console.print(f"\n{name} failed; the end of its console ({where}):", markup=False)
+                console.print("\n".join(console_end(text.decode(errors="replace"))), soft_wrap=True, markup=False)
 
 
 def status_table(job: JobStatus, now: datetime | None = None) -> Table:
@@ -101,6 +117,19 @@ def artifact_lines(job: JobStatus) -> list[str]:
         for name, s in job.stages.items()
         for artifact, where in sorted((s.artifacts or {}).items())
     ]
+
+
+def console_end(text: str, lines: int = TAIL_LINES) -> list[str]:
+    """What a failed stage's console ends with: its last `lines` printed lines, then, where it ended in a traceback,
+    only the traceback's exception (the whole is in the file); each line cut to a screen's width. Pure."""
+    from llm_platform.services.run_log import failure_cause
+
+    printed, cause = text.splitlines(), []
+    starts = [i for i, line in enumerate(printed) if line.startswith(TRACEBACK)]
+    if starts:
+        printed, cause = printed[: starts[-1]], failure_cause(printed[starts[-1] :])
+    kept = [line for line in printed if line.strip()][-lines:] + cause
+    return [line if len(line) <= TAIL_WIDTH else line[: TAIL_WIDTH - 1] + "…" for line in kept]
 
 
 def _where(target: str, workdir: Path | None) -> tuple[str, str | None, list[str]]:

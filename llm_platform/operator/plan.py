@@ -12,11 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from llm_platform.api import JobStatus, LLMJob, StageStatus
+from llm_platform.api.conditions import job_conditions
 from llm_platform.api.dag import descendants, topological_order
 from llm_platform.api.status import DONE, TERMINAL
 
 from .children import ChildState
-from .conditions import job_conditions
 
 
 @dataclass(frozen=True)

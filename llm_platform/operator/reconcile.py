@@ -18,12 +18,12 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from llm_platform.api import KIND, JobStatus, LLMJob, SpecError, parse_job
+from llm_platform.api.conditions import job_conditions
 from llm_platform.api.errors import Problem
 from llm_platform.observability.operator import OperatorMetrics
 
 from .artifacts import ArtifactProbe
 from .children import ChildState, child_state, suspend_patch
-from .conditions import job_conditions
 from .kube import KindNotServed, Kube
 from .naming import (
     JOB_LABEL,

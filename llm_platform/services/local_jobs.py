@@ -13,7 +13,14 @@ Stage status comes from the artifact store's manifests (committed = Succeeded) a
 stage keeps there (step, total steps, ETA, artifact paths), from the running process group (`llmp stage run --stage
 X` = Running), from the run's log (a stage's frame lines: Running, or Failed with its error) and from the exit code.
 The store is read on a small thread pool with a time limit, so one job whose store does not answer makes its own
-status say so and never holds up the others.
+status say so and never holds up the others. The job's conditions (`Ready` and one per phase) are the operator's,
+computed by the same function from when the job was queued, started and ended.
+
+The logs route reads the run's log, `run.log`, not the copies of each stage's console in the store
+(`<stage>/live/console.log`): every stage's output is in `run.log` as it is written, between the executor's frame
+lines (which `?stage=` selects by), with the run's own lines and summary, while a store copy is up to a heartbeat
+behind and holds one stage's last few MiB. The copies are for where no `run.log` exists (a pod, once its log is gone)
+and are listed in each stage's status (`artifacts`).
 """
 
 from __future__ import annotations
@@ -33,7 +40,8 @@ from typing import Any
 
 import yaml
 
-from llm_platform.api import API_VERSION, KIND, JobStatus, LLMJob, StageStatus, parse_job_text
+from llm_platform.api import API_VERSION, KIND, Condition, JobStatus, LLMJob, StageStatus, parse_job_text
+from llm_platform.api.conditions import conditions_over, rfc3339
 from llm_platform.api.dag import topological_order
 from llm_platform.api.status import progress_key
 from llm_platform.storage import ArtifactStore
@@ -219,11 +227,13 @@ class LocalJobs:
             phase = {"queued": "Pending", "running": "Running"}.get(
                 row.state, "Succeeded" if row.exit_code == 0 else "Failed"
             )
+            status = JobStatus(phase=phase, message=f"cannot report this job's status: {type(e).__name__}: {e}")
+            status.conditions = local_conditions(row, status)
             return {
                 "apiVersion": API_VERSION,
                 "kind": KIND,
                 "metadata": {"name": row.name, "namespace": row.namespace},
-                "status": {"phase": phase, "message": f"cannot report this job's status: {type(e).__name__}: {e}"},
+                "status": status.model_dump(mode="json", by_alias=True, exclude_none=True),
             }
 
     def _body(self, row: JobRow) -> dict[str, Any]:
@@ -249,6 +259,7 @@ class LocalJobs:
             status.message = failure_message(log) if log is not None else "the run ended without a log"
         if store_error:
             status.message = "\n".join(filter(None, [store_error, status.message]))
+        status.conditions = local_conditions(row, status)
         return {**job.to_dict(), "status": status.model_dump(mode="json", by_alias=True, exclude_none=True)}
 
     def _job(self, row: JobRow) -> LLMJob:
@@ -336,6 +347,23 @@ def job_status(
         status.stages[name] = _with_progress(stage, progress.get(name))
     status.current_stage = ",".join(n for n, s in status.stages.items() if s.phase == "Running") or None
     return status
+
+
+def local_conditions(row: JobRow, status: JobStatus) -> list[Condition]:
+    """The conditions the operator would show for this job (`Ready`, then one per phase; see `api.conditions`),
+    from when it was queued, started and ended, so `Ready` means the same on both backends. Pure."""
+    history = [("Pending", rfc3339(row.submitted))]
+    if row.started is not None and status.phase != "Pending":
+        history.append(("Running", rfc3339(row.started)))
+    if status.phase in ("Succeeded", "Failed"):
+        history.append((status.phase, rfc3339(row.finished or row.started or row.submitted)))
+    if status.message:
+        message = status.message
+    elif status.phase == "Running":
+        message = f"running {status.current_stage}" if status.current_stage else "running"
+    else:
+        message = f"all {len(status.stages)} stages succeeded" if status.phase == "Succeeded" else ""
+    return conditions_over(history, message)
 
 
 def _with_progress(stage: StageStatus, reported: StageStatus | None) -> StageStatus:

@@ -67,3 +67,18 @@ def test_every_refusal_is_documented_with_the_error_body(document):
         for code in ("401", "403", "404", "422"):
             schema = operation["responses"][code]["content"]["application/json"]["schema"]
             assert resolve(document, schema)["required"] == ["error"], (method, path, code)
+
+
+def test_the_status_conditions_are_typed_as_kubernetes_conditions(document):
+    status = resolve(document, {"$ref": "#/components/schemas/JobStatus"})
+    items = resolve(document, status["properties"]["conditions"]["items"])
+    assert set(items["properties"]) == {
+        "type",
+        "status",
+        "reason",
+        "message",
+        "lastTransitionTime",
+        "observedGeneration",
+    }
+    assert set(items["required"]) == {"type", "status", "reason", "lastTransitionTime"}
+    assert items["properties"]["status"]["enum"] == ["True", "False", "Unknown"]

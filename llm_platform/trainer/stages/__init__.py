@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import tempfile
 import time
+import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from typing import Any
 from llm_platform.api import LLMJob
 from llm_platform.storage import ArtifactStore, CorruptArtifact, Manifest, StoreError
 
+from .console_log import ConsoleLog
 from .context import StageContext
 from .preflight import check
 from .progress import StageReporter
@@ -54,11 +57,13 @@ def is_up_to_date(job: LLMJob, stage_name: str, store: ArtifactStore) -> tuple[b
     return True, f"committed {manifest.created}"
 
 
-def run_stage(job: LLMJob, stage_name: str, store: ArtifactStore) -> Manifest:
+def run_stage(job: LLMJob, stage_name: str, store: ArtifactStore, capture_console: bool = False) -> Manifest:
     """Run one stage and commit its artifacts. Nothing is visible in the store unless the runner finished.
 
-    Raises `PreflightError` before starting if the stage's settings need something this install cannot do, and
-    `LeaseHeld` if another process is running the same stage on the same store."""
+    With `capture_console` (what `llmp stage run` asks for: the process is the stage's own), what the stage prints
+    is also kept in `<stage>/live/console.log` in the store, with the traceback of a failure at its end (see
+    `console_log`). Raises `PreflightError` before starting if the stage's settings need something this install
+    cannot do, and `LeaseHeld` if another process is running the same stage on the same store."""
     check(job, [stage_name], store.uri)
     # One writer per stage: a second run of it (a retried pod while the old one runs, a second `llmp run` on the
     # workdir) stops here with `LeaseHeld` instead of racing this one's checkpoints and commit. On S3 it first waits
@@ -67,19 +72,40 @@ def run_stage(job: LLMJob, stage_name: str, store: ArtifactStore) -> Manifest:
     wait_s = 0.0 if store.reads_in_place else 2 * store.lease_ttl_s
     writing = store.lease(stage_name, wait_s) if _is_rank_zero() else contextlib.nullcontext()
     with writing, tempfile.TemporaryDirectory(prefix=f"llmp-{stage_name}-") as tmp:
-        ctx = make_context(job, stage_name, store, Path(tmp))
-        if _is_rank_zero():
-            ctx.progress = StageReporter(store, stage_name, console=ctx.console)
-            ctx.progress.start()
-        try:
-            manifest = _run(ctx, Path(tmp) / "out")
-        except BaseException as e:
+        # only rank 0 reports; captured before the context makes its console, which then sees where output goes
+        console = _captured_console(Path(tmp) / "console") if capture_console and _is_rank_zero() else None
+        with console or contextlib.nullcontext():
+            ctx = make_context(job, stage_name, store, Path(tmp))
+            if _is_rank_zero():
+                ctx.progress = StageReporter(store, stage_name, console=ctx.console)
+                if console is not None:
+                    ctx.progress.watch(console.path)
+                    ctx.progress.watch(console.previous, listed=False)  # once a rotation made it
+                ctx.progress.start()
+            try:
+                manifest = _run(ctx, Path(tmp) / "out")
+            except BaseException as e:
+                if console is not None:
+                    console.stop()
+                    console.note(traceback.format_exc())
+                if ctx.progress is not None:
+                    ctx.progress.finish("Failed", f"{type(e).__name__}: {e}")
+                raise
+            if console is not None:
+                console.stop()  # all of it in the file before the last mirror
             if ctx.progress is not None:
-                ctx.progress.finish("Failed", f"{type(e).__name__}: {e}")
-            raise
-        if ctx.progress is not None:
-            ctx.progress.finish("Succeeded", manifest=manifest)
-        return manifest
+                ctx.progress.finish("Succeeded", manifest=manifest)
+            return manifest
+
+
+def _captured_console(folder: Path) -> ConsoleLog | None:
+    """This process's output teed into `folder/console.log`, or None (and a warning) where it cannot be: the copy
+    in the store is for watching a stage, never a reason for it to fail."""
+    try:
+        return ConsoleLog(folder).start()
+    except OSError as e:
+        print(f"warning: this stage's output is not copied to the store ({type(e).__name__}: {e})", file=sys.stderr)
+        return None
 
 
 def _run(ctx: StageContext, out: Path) -> Manifest:

@@ -4,7 +4,8 @@ While a stage runs, rank 0 keeps two things current in the store, through the sa
 local workdir or S3), every `LLMP_PROGRESS_EVERY_S` seconds (10 by default) and once more when it ends:
 
     <stage>/progress.json   its `StageStatus`: phase, step / total steps, started, updated, ETA, artifact locations
-    <stage>/live/...        copies of the log files it is writing (train_log.jsonl, TensorBoard event files)
+    <stage>/live/...        copies of the log files it is writing (train_log.jsonl, TensorBoard event files,
+                            console.log: what it printed, see `console_log`)
 
 Neither is part of a commit: the manifest and its version folder stay the only record of what a stage produced.
 `llmp status` reads these files; a failure to write them is reported once and never fails the stage.
@@ -80,10 +81,13 @@ class StageReporter:
         while not self._stop.wait(self.every_s):
             self.flush()
 
-    def watch(self, path: Path, name: str | None = None) -> None:
-        """Mirror a file, or every file in a folder, to `<stage>/live/<name>` while the stage runs."""
+    def watch(self, path: Path, name: str | None = None, listed: bool = True) -> None:
+        """Mirror a file, or every file in a folder, to `<stage>/live/<name>` while the stage runs, from when it
+        exists; `listed`: name it in the status's artifacts (not a file that most runs never write)."""
         name = name or path.name
         self._watched[name] = path
+        if not listed:
+            return
         artifacts = dict(self.status.artifacts or {})
         artifacts[name] = location(self.store, f"{live_key(self.stage)}/{name}")
         self.status.artifacts = artifacts

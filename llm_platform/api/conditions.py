@@ -1,4 +1,5 @@
-"""The LLMJob's conditions, as Kubernetes tools read them. Pure.
+"""The LLMJob's conditions, as Kubernetes tools read them: one definition for the operator (which writes them into
+the LLMJob's status) and the jobs API's local backend (which answers them from the job's history). Pure.
 
 `Ready` is the condition kstatus, Flux and Argo CD look for: Unknown while the job is on its way (Pending, Running),
 True once it succeeded, False when it failed (reason `StageFailed` or `InvalidSpec`) or is suspended. Next to it,
@@ -8,7 +9,9 @@ one condition per phase (`Running`, `Suspended`, `Succeeded`, `Failed`), True fo
 
 from __future__ import annotations
 
-from llm_platform.api import Condition
+from datetime import UTC, datetime
+
+from .status import Condition
 
 PHASE_TYPES = ("Running", "Suspended", "Succeeded", "Failed")
 READY = "Ready"
@@ -53,3 +56,18 @@ def job_conditions(
             )
         )
     return out
+
+
+def conditions_over(history: list[tuple[str, str]], message: str) -> list[Condition]:
+    """The conditions of a job that went through `history`, [(phase, when it began (RFC 3339)), ...] oldest first,
+    its last entry the phase it is in now (with `message`): `job_conditions` applied at each change, as an operator
+    watching it would have, so each lastTransitionTime is when that condition's status last moved."""
+    conditions: list[Condition] = []
+    for i, (phase, when) in enumerate(history):
+        conditions = job_conditions(conditions, phase, message if i == len(history) - 1 else "", when, None)
+    return conditions
+
+
+def rfc3339(seconds: float) -> str:
+    """A Unix time as a condition's time: `2026-01-02T03:04:05Z` (what metav1.Time serialises to)."""
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
