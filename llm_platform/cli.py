@@ -171,9 +171,12 @@ def stage_run(
         job.spec.stage(stage)
     except KeyError as e:
         raise UserError(e.args[0]) from None
-    # a refused setting, missing credentials, another writer, a corrupt input: the group reports it in one line;
-    # this process is the stage's own, so its console output is kept in the store too (<stage>/live/console.log)
-    run_stage(job, stage, ArtifactStore.open(uri, job.spec.storage.endpoint_url), capture_console=True)
+    # a refused setting, missing credentials, another writer, a corrupt input: the group reports it in one line.
+    # This process is the stage's own, so where nobody watches a terminal (a pod, the jobs API's runs, a piped log)
+    # its console output is kept in the store too (<stage>/live/console.log). In a terminal it is left alone: the
+    # user sees it live, and capturing it through a pipe would turn the live progress bar into plain lines.
+    capture = not os.isatty(1)
+    run_stage(job, stage, ArtifactStore.open(uri, job.spec.storage.endpoint_url), capture_console=capture)
 
 
 @model_app.command("presets")
