@@ -12,6 +12,7 @@ import sys
 import pytest
 import typer
 import yaml
+from typer.testing import CliRunner
 
 from llm_platform.cli import app
 from llm_platform.operator.options import DEFAULT_IMAGE_PACKAGES, ENVIRONMENT, AllowList, options_from_env
@@ -220,14 +221,18 @@ def test_a_pattern_with_a_comma_is_refused_with_its_path():
 
 
 @pytest.mark.parametrize("endpoint", ["minio.minio:9000", "http://user@minio:9000", "http://minio:9000?x=1", "ftp://h"])
-def test_a_storage_endpoint_that_could_match_nothing_is_refused_with_its_path(endpoint):
+def test_a_storage_endpoint_that_could_match_nothing_is_refused_with_its_path(endpoint, tmp_path):
     """A host without a scheme, a user, a query: an entry that `same_endpoint` would never match, so a list that
-    looks configured would allow nothing (and the operator refuses to start on it: `options_from_env`)."""
+    looks configured would allow nothing. The chart refuses the value; the API and the operator refuse to start on
+    the variable (`options_from_env`), naming it."""
     result = helm("template", "rel", str(CHART), "--set", f"operator.allow.storageEndpoints[0]={endpoint}")
     assert result.returncode != 0
     assert "at '/operator/allow/storageEndpoints/0'" in result.stderr
     with pytest.raises(ValueError, match=f"LLMP_ALLOW_STORAGE_ENDPOINTS: '{re.escape(endpoint)}' "):
         options_from_env({"LLMP_ALLOW_STORAGE_ENDPOINTS": endpoint})
+    env = {"LLMP_ALLOW_STORAGE_ENDPOINTS": endpoint}
+    served = CliRunner().invoke(app, ["serve-api", "--root", str(tmp_path), "--tokens", str(tmp_path / "t")], env=env)
+    assert served.exit_code == 2 and f"LLMP_ALLOW_STORAGE_ENDPOINTS: '{endpoint}'" in served.output
 
 
 def test_the_api_reads_the_token_hashes_the_chart_puts_in_its_secret():
