@@ -48,22 +48,28 @@ def serve_api(
     but /healthz needs a bearer token from `llmp api token create`."""
     import uvicorn
 
+    from llm_platform.operator.options import options_from_env
     from llm_platform.services.jobs_api import ApiSettings, create_app
     from llm_platform.services.tokens import TokenFile, TokenFileError
 
+    try:
+        # the operator's allow-lists and image packages (the chart gives both pods the same environment)
+        options = options_from_env()
+    except ValueError as e:
+        err.print(str(e), markup=False)
+        raise typer.Exit(2) from None
     if backend == "local":
         from llm_platform.services.local_jobs import LocalJobs
 
-        jobs = LocalJobs(root, max_running=max_running, max_queued=max_queued)
+        # its own credentials go only to the storage endpoints the operator's list names (LLMP_ALLOW_STORAGE_ENDPOINTS)
+        endpoints = options.allow.storage_endpoints
+        jobs = LocalJobs(root, max_running=max_running, max_queued=max_queued, storage_endpoints=endpoints)
     elif backend == "cluster":
         from llm_platform.operator.kube import Kube, load_configuration
-        from llm_platform.operator.options import options_from_env
         from llm_platform.services.cluster_jobs import USER_AGENT, ClusterJobs, pod_namespace
 
         kube = Kube(load_configuration(str(kubeconfig) if kubeconfig else None), user_agent=USER_AGENT)
-
-        # the operator's allow-lists and image packages (the chart gives both pods the same environment)
-        jobs = ClusterJobs(kube, namespace or pod_namespace(), options_from_env())
+        jobs = ClusterJobs(kube, namespace or pod_namespace(), options)
     else:
         err.print(f"--backend: expected 'local' or 'cluster', got '{backend}'")
         raise typer.Exit(2)

@@ -140,6 +140,15 @@ def operator(
             help="PriorityClass pattern jobs may ask for (repeatable; env LLMP_ALLOW_PRIORITY_CLASSES; default: none)."
         ),
     ] = None,
+    allow_storage_endpoint: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="S3 endpoint URL jobs may name as spec.storage.endpoint_url, e.g. 'http://minio.minio:9000': the "
+            "storage Secret's credentials are sent there; matched by scheme, host and port, no patterns (repeatable; "
+            "env LLMP_ALLOW_STORAGE_ENDPOINTS, which the jobs API reads too; default: none, so jobs use the "
+            "Secret's AWS_ENDPOINT_URL or AWS S3)."
+        ),
+    ] = None,
     image_package: Annotated[
         list[str] | None,
         typer.Option(
@@ -165,15 +174,20 @@ def operator(
     def listed(values: list[str] | None) -> tuple[str, ...] | None:
         return tuple(values) if values else None  # not given (an empty list comes from the environment)
 
-    render_options = options_from_env(
-        image=image,
-        vllm_image=vllm_image,
-        images=listed(allow_image),
-        secrets=listed(allow_secret),
-        claims=listed(allow_claim),
-        priority_classes=listed(allow_priority_class),
-        image_packages=listed(image_package),
-    )
+    try:
+        render_options = options_from_env(
+            image=image,
+            vllm_image=vllm_image,
+            images=listed(allow_image),
+            secrets=listed(allow_secret),
+            claims=listed(allow_claim),
+            priority_classes=listed(allow_priority_class),
+            storage_endpoints=listed(allow_storage_endpoint),
+            image_packages=listed(image_package),
+        )
+    except ValueError as e:
+        typer.echo(str(e), err=True)
+        raise typer.Exit(2) from None
     config = OperatorConfig(
         handlers=HandlerSettings(render=render_options, resync_seconds=resync_seconds),
         namespaces=tuple(namespace or ()),

@@ -54,7 +54,10 @@ class StorageSpec(SpecModel):
         "the operator's allow-list (flag --allow-secret, chart value operator.allow.secrets) names those jobs may use.",
     )
     endpoint_url: EndpointUrl | None = Field(
-        None, description="S3-compatible endpoint (MinIO, Ceph, ...); the site's configuration lists those allowed."
+        None,
+        description="S3-compatible endpoint (MinIO, Ceph, ...) the storage credentials are sent to; only one the "
+        "operator's allow-list names (flag --allow-storage-endpoint, chart value operator.allow.storageEndpoints). "
+        "Leave it out to use the storage Secret's AWS_ENDPOINT_URL, or AWS S3.",
     )
 
 

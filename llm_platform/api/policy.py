@@ -8,12 +8,14 @@ explicit argument of `parse_job`/`load_job`, never a global:
   open, and only the credentials in `DEFAULT_CREDENTIALS` (each bound to its provider's endpoint).
 - `SpecPolicy.strict(...)` is for the REST API and the operator, where the spec's author is not the machine's owner:
   local paths must lie under the configured roots (symlinks resolved), relative and `~` paths are refused, and only
-  configured credentials and storage endpoints may be named. `SpecPolicy.from_env` builds one from `LLMP_*`
-  environment variables (a server's or operator's configuration).
+  configured credentials may be named. `SpecPolicy.from_env` builds one from `LLMP_*` environment variables (a
+  server's or operator's configuration).
 
-The Kubernetes Secrets a job names are not the policy's: they mean something only on a cluster, so the operator's
-allow-list alone checks them (`operator.policy.allow_list_problems`), for the admission webhook, every reconcile and
-the jobs API's cluster backend alike.
+The Kubernetes Secrets and the S3 endpoint a job names are not the policy's: the operator's allow-list alone checks
+them (`operator.policy.allow_list_problems`), for the admission webhook, every reconcile and the jobs API's cluster
+backend alike; the jobs API's local backend checks the endpoint against that same list
+(`operator.policy.storage_endpoint_problems`), so the server's own S3 credentials go nowhere else. `same_endpoint`
+is the one rule for "this URL is that endpoint", for credentials and storage endpoints alike.
 
 A spec never names an environment variable: `data.synthetic.credential` names a credential of the policy, and the
 stage process reads its value through `credential_value`, which checks the endpoint binding again.
@@ -56,14 +58,13 @@ DEFAULT_CREDENTIALS: Mapping[str, Credential] = {
 
 @dataclass(frozen=True)
 class SpecPolicy:
-    """Where a spec may read and write local files, and which credentials and storage endpoints it may name.
+    """Where a spec may read and write local files, and which credentials it may name.
 
     `None` for a set of roots or names means "no restriction" (a trusted local user)."""
 
     read_roots: tuple[Path, ...] | None = None
     write_roots: tuple[Path, ...] | None = None
     credentials: Mapping[str, Credential] = field(default_factory=lambda: dict(DEFAULT_CREDENTIALS))
-    storage_endpoints: tuple[str, ...] | None = None
 
     @classmethod
     def strict(
@@ -71,14 +72,12 @@ class SpecPolicy:
         read_roots: tuple[str | Path, ...] = (),
         write_roots: tuple[str | Path, ...] = (),
         credentials: Mapping[str, Credential] | None = None,
-        storage_endpoints: tuple[str, ...] = (),
     ) -> SpecPolicy:
         """For callers that run other people's specs: nothing is allowed that is not listed here."""
         return cls(
             read_roots=tuple(Path(r).resolve() for r in read_roots),
             write_roots=tuple(Path(r).resolve() for r in write_roots),
             credentials=dict(credentials or {}),
-            storage_endpoints=tuple(storage_endpoints),
         )
 
     @classmethod
@@ -87,26 +86,14 @@ class SpecPolicy:
 
         LLMP_READ_ROOTS / LLMP_WRITE_ROOTS  os.pathsep-separated folders specs may read from / write to
         LLMP_CREDENTIALS                    JSON: {"name": {"env": "VAR", "endpoints": ["https://host/v1"]}}
-        LLMP_STORAGE_ENDPOINTS              comma-separated S3 endpoints specs may name
         With strict=False, an unset variable leaves that part unrestricted (TRUSTED's defaults)."""
-
-        def listed(name: str, sep: str) -> tuple[str, ...] | None:
-            raw = environ.get(name)
-            if raw is None:
-                return () if strict else None
-            return tuple(item.strip() for item in raw.split(sep) if item.strip())
 
         credentials = dict(DEFAULT_CREDENTIALS) if not strict else {}
         if raw := environ.get("LLMP_CREDENTIALS"):
             credentials.update(parse_credentials(raw))
         read = roots_from(environ.get("LLMP_READ_ROOTS", "" if strict else None))
         write = roots_from(environ.get("LLMP_WRITE_ROOTS", "" if strict else None))
-        return cls(
-            read_roots=read,
-            write_roots=write,
-            credentials=credentials,
-            storage_endpoints=listed("LLMP_STORAGE_ENDPOINTS", ","),
-        )
+        return cls(read_roots=read, write_roots=write, credentials=credentials)
 
     def credential_value(self, name: str, urls: tuple[str, ...], environ: Mapping[str, str] = os.environ) -> str:
         """The secret named `name`, for sending to `urls`; raises PermissionError unless the policy binds it to every
@@ -160,24 +147,29 @@ def same_endpoint(url: str, allowed: str) -> bool:
 _DEFAULT_PORT = {"http": 80, "https": 443}
 
 
+def endpoint_entry_problem(entry: str) -> str | None:
+    """Why a configured endpoint (an allow-list entry) can never match, or None: `same_endpoint` needs an http(s)
+    URL with a host, and compares no user, query or fragment."""
+    try:
+        url = urlsplit(entry)
+        url.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        url = None
+    if url is None or url.scheme not in _DEFAULT_PORT or not url.hostname:
+        return "is not an http(s) URL with a host, e.g. http://minio.minio:9000"
+    if url.username is not None or url.password is not None or url.query or url.fragment:
+        return "must not hold a user, password, ?query or #fragment"
+    return None
+
+
 def policy_problems(job: BaseModel, policy: SpecPolicy) -> list[Problem]:
-    """Every path, credential and endpoint of a validated job that `policy` does not allow, by field path."""
+    """Every path and credential of a validated job that `policy` does not allow, by field path."""
     problems = [p for loc, mode, value in path_fields(job) if (p := _path_problem(loc, mode, value, policy))]
-    spec = job.spec
-    endpoint = spec.storage.endpoint_url
-    allowed = policy.storage_endpoints
-    if endpoint is not None and allowed is not None and not any(same_endpoint(endpoint, e) for e in allowed):
-        message = f"storage endpoint {endpoint} is not allowed {_here(allowed)}"
-        problems.append(Problem(("spec", "storage", "endpoint_url"), message))
-    for i, stage in enumerate(spec.stages):
+    for i, stage in enumerate(job.spec.stages):
         synthetic = stage.data.synthetic if stage.data is not None else None
         if synthetic is not None and synthetic.credential is not None:
             problems += _credential_problems(("spec", "stages", i, "data", "synthetic"), synthetic, policy)
     return problems
-
-
-def _here(allowed: tuple[str, ...]) -> str:
-    return f"here; allowed: {', '.join(allowed)}" if allowed else "here (this site allows none)"
 
 
 def _credential_problems(loc: Loc, synthetic: Any, policy: SpecPolicy) -> list[Problem]:

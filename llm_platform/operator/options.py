@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 
 from llm_platform.api import LLMJob
+from llm_platform.api.policy import endpoint_entry_problem
 
 from .naming import (
     ELASTIC_ANNOTATION,
@@ -61,12 +62,18 @@ class AllowList:
     PersistentVolumeClaim pattern with a '/' is matched against `namespace/name`, one without against the name.
 
     Images: None allows the repositories of the operator's own images (its --image and --vllm-image), any tag or
-    digest. Secrets: the conventional storage Secret name. Claims and priority classes: none."""
+    digest. Secrets: the conventional storage Secret name. Claims and priority classes: none.
+
+    Storage endpoints are URLs, not patterns (`api.policy.same_endpoint`: same scheme, host and port): the storage
+    Secret's credentials are sent there, and a glob over a URL string matches hosts its author never meant
+    ('https://*.example.com' matches 'https://evil.test/.example.com'). None by default: a job without
+    `storage.endpoint_url` uses the Secret's own AWS_ENDPOINT_URL, or AWS S3."""
 
     images: tuple[str, ...] | None = None
     secrets: tuple[str, ...] = DEFAULT_ALLOWED_SECRETS
     claims: tuple[str, ...] = ()
     priority_classes: tuple[str, ...] = ()
+    storage_endpoints: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -92,6 +99,7 @@ ENVIRONMENT = {
     "secrets": "LLMP_ALLOW_SECRETS",
     "claims": "LLMP_ALLOW_CLAIMS",
     "priority_classes": "LLMP_ALLOW_PRIORITY_CLASSES",
+    "storage_endpoints": "LLMP_ALLOW_STORAGE_ENDPOINTS",
     "image_packages": "LLMP_IMAGE_PACKAGES",
 }
 
@@ -102,7 +110,9 @@ def _listed(raw: str) -> tuple[str, ...]:
 
 def options_from_env(environ: Mapping[str, str] | None = None, **flags: str | tuple[str, ...] | None) -> RenderOptions:
     """RenderOptions from `flags` (keys of ENVIRONMENT; None = not given), else the environment, else the defaults.
-    `image` and `vllm_image` are strings, the others tuples."""
+    `image` and `vllm_image` are strings, the others tuples. A storage endpoint that is not an http(s) URL with a
+    host is a ValueError naming where it came from (it could match nothing, and an allow-list that silently allows
+    nothing looks configured)."""
     environ = os.environ if environ is None else environ
 
     def pick(key: str) -> str | tuple[str, ...] | None:
@@ -114,9 +124,14 @@ def options_from_env(environ: Mapping[str, str] | None = None, **flags: str | tu
         return _listed(raw)
 
     picked = {key: value for key in ENVIRONMENT if (value := pick(key)) is not None}
-    allow = AllowList(
-        **{key: picked.pop(key) for key in ("images", "secrets", "claims", "priority_classes") if key in picked}
-    )
+    for endpoint in picked.get("storage_endpoints", ()):
+        if (problem := endpoint_entry_problem(endpoint)) is not None:
+            flag = flags.get("storage_endpoints") is not None
+            raise ValueError(
+                f"{'--allow-storage-endpoint' if flag else ENVIRONMENT['storage_endpoints']}: '{endpoint}' {problem}"
+            )
+    lists = ("images", "secrets", "claims", "priority_classes", "storage_endpoints")
+    allow = AllowList(**{key: picked.pop(key) for key in lists if key in picked})
     return RenderOptions(allow=allow, **picked)
 
 

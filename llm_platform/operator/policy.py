@@ -2,7 +2,9 @@
 cluster backend) and again at every reconcile (a job admitted before the configuration changed stops there):
 
 - allow-lists: the images, Secrets, PersistentVolumeClaims and priority classes a job names must match the
-  operator's patterns (`AllowList`), so a job cannot mount another team's Secret or run an arbitrary image;
+  operator's patterns (`AllowList`), so a job cannot mount another team's Secret or run an arbitrary image; and the
+  S3 endpoint it names must be one the operator lists, so it cannot send an allowed Secret's credentials (which its
+  pods send to `spec.storage.endpoint_url`) to a server of its choosing;
 - the trainer image's packages: the preflight `llmp run` runs before starting anything (unsupported settings,
   unrunnable task lists, missing optional packages), but checked against the packages the image is declared to
   provide (`RenderOptions.image_packages`): the operator cannot import the image, so DeepSpeed or fp8 without their
@@ -17,12 +19,18 @@ from fnmatch import fnmatchcase
 
 from llm_platform.api import LLMJob, Stage
 from llm_platform.api.errors import Loc, Problem, parse_loc
+from llm_platform.api.policy import same_endpoint
 from llm_platform.trainer.stages.preflight import needs, setting_problems
 
 from .naming import PRIORITY_CLASS_ANNOTATION, STORAGE_CLAIM_ANNOTATION
 from .options import RenderOptions, job_options, namespace_of
 
 ADMIN_HINT = "ask an administrator to allow it (operator flag {flag}, chart value operator.allow.{value})"
+ENDPOINT_HINT = (
+    "leave endpoint_url out to use the store the site configures (the AWS_ENDPOINT_URL of the storage Secret, or of "
+    "a local jobs server, else AWS S3), name an allowed one, or ask an administrator to allow it (operator flag "
+    "--allow-storage-endpoint or env LLMP_ALLOW_STORAGE_ENDPOINTS, chart value operator.allow.storageEndpoints)"
+)
 
 
 def image_repository(image: str) -> str:
@@ -51,6 +59,18 @@ def _refusal(loc: Loc, what: str, patterns: tuple[str, ...], flag: str, value: s
     return Problem(loc, f"{what} is not allowed by this operator (allowed: {allowed})", hint=hint)
 
 
+def storage_endpoint_problems(job: LLMJob, allowed: tuple[str, ...]) -> list[Problem]:
+    """`spec.storage.endpoint_url` unless it is one of `allowed` (`same_endpoint`: scheme, host and port, default
+    ports filled in). Whoever runs the job sends storage credentials there: a pod the Secret's, the operator (reading
+    checkpoints, deleting artifacts) and a local jobs server their own; so the webhook, every reconcile and both jobs
+    API backends check this one rule against this one list."""
+    endpoint = job.spec.storage.endpoint_url
+    if endpoint is None or any(same_endpoint(endpoint, e) for e in allowed):
+        return []
+    message = f"storage endpoint '{endpoint}' is not one this site allows (allowed: {', '.join(allowed) or 'none'})"
+    return [Problem(("spec", "storage", "endpoint_url"), message, hint=ENDPOINT_HINT)]
+
+
 def allow_list_problems(job: LLMJob, options: RenderOptions) -> list[Problem]:
     allow, namespace, problems = options.allow, namespace_of(job, options), []
     images = allowed_images(options)
@@ -68,6 +88,7 @@ def allow_list_problems(job: LLMJob, options: RenderOptions) -> list[Problem]:
     for field, secret in secrets:
         if secret is not None and not _allowed(allow.secrets, secret, namespace):
             problems.append(_refusal(field, f"Secret '{secret}'", allow.secrets, "--allow-secret", "secrets"))
+    problems += storage_endpoint_problems(job, allow.storage_endpoints)
     jopts = job_options(job)
     if jopts.storage_claim is not None and not _allowed(allow.claims, jopts.storage_claim, namespace):
         field = ("metadata", "annotations", STORAGE_CLAIM_ANNOTATION)

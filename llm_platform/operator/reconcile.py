@@ -36,6 +36,7 @@ from .naming import (
 )
 from .options import RenderOptions, job_options, namespace_of
 from .plan import TERMINAL, Event, Observed, Plan, plan
+from .policy import storage_endpoint_problems
 from .render import (
     COMPANION_KINDS,
     WORKLOAD_KINDS,
@@ -370,7 +371,13 @@ class Reconciler:
     def _delete_artifacts(self, body: dict[str, Any]) -> None:
         key = (body["metadata"].get("namespace"), body["metadata"]["name"])
         try:
-            self.probe.delete_stage_artifacts(parse_job(_spec_view(body)))
+            job = parse_job(_spec_view(body))
+            # the operator's own credentials go to the job's endpoint: never to one its configuration does not allow
+            # (a job refused at admission or reconcile can still be deleted, spec.cleanup and all)
+            if refused := storage_endpoint_problems(job, self.options.allow.storage_endpoints):
+                self._post(body, [Event("Warning", "CleanupRefused", f"the artifacts are kept: {refused[0]}")])
+                return
+            self.probe.delete_stage_artifacts(job)
         except Exception as e:  # SpecError, storage errors: all mean "could not delete"
             self.metrics.errors.labels("cleanup").inc()
             with self._locks_guard:

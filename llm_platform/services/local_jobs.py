@@ -40,12 +40,13 @@ from typing import Any
 
 import yaml
 
-from llm_platform.api import API_VERSION, KIND, Condition, JobStatus, LLMJob, StageStatus, parse_job_text
+from llm_platform.api import API_VERSION, KIND, Condition, JobStatus, LLMJob, SpecError, StageStatus, parse_job_text
 from llm_platform.api.conditions import conditions_over, rfc3339
 from llm_platform.api.dag import topological_order
 from llm_platform.api.status import progress_key
+from llm_platform.operator.policy import storage_endpoint_problems
 from llm_platform.storage import ArtifactStore
-from llm_platform.trainer.stages.preflight import check
+from llm_platform.trainer.stages.preflight import PreflightError, check
 
 from .backend import JobExists, JobNotFound, LogQuery, QueueFull, StageNotFound
 from .job_state import JobRow, JobTable
@@ -65,8 +66,14 @@ class LocalJobs:
         max_queued: int = 16,
         status_timeout_s: float = 5.0,
         poll_s: float = 0.5,
+        storage_endpoints: tuple[str, ...] = (),
     ):
         self.root = root.resolve()
+        # the S3 endpoints a job may name (LLMP_ALLOW_STORAGE_ENDPOINTS, the operator's list; by default none): its
+        # stages and this server's status reads send this machine's own credentials (AWS_* of its environment) there,
+        # so they are checked at submit, again before a queued job starts and before each status read (the list may
+        # have narrowed since)
+        self.storage_endpoints = storage_endpoints
         self.root.mkdir(parents=True, exist_ok=True)
         self.max_running, self.max_queued = max_running, max_queued
         self.status_timeout_s, self.poll_s = status_timeout_s, poll_s
@@ -93,7 +100,10 @@ class LocalJobs:
         return None
 
     def submit(self, namespace: str, job: LLMJob) -> dict[str, Any]:
-        """Queue the job (and start it if a slot is free); PreflightError first if this server cannot run a stage."""
+        """Queue the job (and start it if a slot is free); PreflightError first if this server cannot run a stage or
+        may not send its credentials to the job's storage endpoint."""
+        if problems := storage_endpoint_problems(job, self.storage_endpoints):
+            raise PreflightError(problems)
         check(job, [stage.name for stage in job.spec.stages])
         body = job.to_dict()
         body["metadata"]["namespace"] = namespace
@@ -198,6 +208,14 @@ class LocalJobs:
     def _start(self, row: JobRow) -> None:
         folder = self.folder(row.namespace, row.name)
         folder.mkdir(parents=True, exist_ok=True)
+        try:
+            refused = storage_endpoint_problems(self._job(row), self.storage_endpoints)
+        except SpecError:
+            refused = []  # a stored spec this version no longer reads: `llmp run` refuses it too, and logs why
+        if refused:
+            (folder / "run.log").write_text("".join(f"PermissionError: {p}; {p.hint}\n" for p in refused))
+            self.table.ended(row, 2)
+            return
         (folder / "job.yaml").write_text(row.spec)
         with open(folder / "run.log", "wb") as log:
             child = subprocess.Popen(
@@ -272,6 +290,8 @@ class LocalJobs:
         """({stage: version and metrics} of the committed stages, {stage: its progress file}), read on the pool; a
         read still running from an earlier request is waited on again rather than started twice, so a dead store ties
         up one thread, not many."""
+        if refused := storage_endpoint_problems(job, self.storage_endpoints):
+            raise PermissionError(str(refused[0]))
         key = _key(row)
         with self._lock:
             future = self._pending_reads.get(key)

@@ -34,7 +34,6 @@ POLICY = SpecPolicy.strict(
     read_roots=(READ_ROOT,),
     write_roots=(WRITE_ROOT,),
     credentials={"openai": Credential("OPENAI_API_KEY", ("https://api.openai.com/v1",))},
-    storage_endpoints=("http://minio.minio:9000",),
 )
 _DNS = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _LABEL = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")

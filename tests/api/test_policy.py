@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from llm_platform.api import SpecError, parse_job
-from llm_platform.api.policy import TRUSTED, Credential, SpecPolicy, same_endpoint
+from llm_platform.api.policy import TRUSTED, Credential, SpecPolicy, endpoint_entry_problem, same_endpoint
 from llm_platform.storage import ArtifactStore
 from llm_platform.trainer.data.synthetic import SyntheticConfig
 from llm_platform.trainer.stages import run_stage
@@ -135,15 +135,13 @@ def test_an_allowed_credential_at_its_endpoint_passes():
     )
 
 
-def test_storage_endpoints_are_allow_listed_and_secrets_are_left_to_the_operator():
-    """A Secret means something only on a cluster, where the operator's one allow-list checks it
-    (tests/operator/test_policy.py); the spec policy names no Secrets, so there is no second list to keep equal."""
-    policy = SpecPolicy.strict(storage_endpoints=("http://minio.storage:9000",))
-    bad = job(data_stage(), storage={"uri": "s3://b-1/x", "secret_ref": "db-admin", "endpoint_url": "http://evil:9000"})
-    assert set(refused(bad, policy)) == {"spec.storage.endpoint_url"}
-    good = job(data_stage(), storage={"uri": "s3://b-1/x", "secret_ref": "db-admin",
-                                      "endpoint_url": "http://minio.storage:9000"})  # fmt: skip
-    parse_job(good, policy=policy)
+def test_secrets_and_the_storage_endpoint_are_left_to_the_operators_one_allow_list():
+    """The storage Secret and the S3 endpoint its credentials go to are checked together, by the operator's
+    allow-list (tests/operator/test_policy.py, and the local jobs server against the same list:
+    tests/services/test_local_lifecycle.py); the spec policy names neither, so there is no second list to keep equal
+    (LLMP_STORAGE_ENDPOINTS, which only the jobs API read and the chart never set, is gone)."""
+    body = job(data_stage(), storage={"uri": "s3://b-1/x", "secret_ref": "db-admin", "endpoint_url": "http://s3:9000"})
+    assert parse_job(body, policy=SpecPolicy.strict()).spec.storage.endpoint_url == "http://s3:9000"
 
 
 def test_endpoint_binding_is_by_origin_and_path_segment():
@@ -151,6 +149,27 @@ def test_endpoint_binding_is_by_origin_and_path_segment():
     assert not same_endpoint("https://api.openai.com/v10", "https://api.openai.com/v1")
     assert not same_endpoint("http://api.openai.com/v1", "https://api.openai.com/v1")
     assert not same_endpoint("https://api.openai.com:8443/v1", "https://api.openai.com/v1")
+    # S3 endpoints: the default port is the scheme's, and the host is the whole host, not a prefix or a suffix
+    assert same_endpoint("http://MinIO.minio:80/", "http://minio.minio")
+    assert not same_endpoint("http://minio.minio.attacker.example:9000", "http://minio.minio:9000")
+    assert not same_endpoint("http://attacker.example/minio.minio:9000", "http://minio.minio:9000")
+
+
+@pytest.mark.parametrize(
+    ("entry", "why"),
+    [
+        ("http://minio.minio:9000", None),
+        ("https://s3.eu-west-1.amazonaws.com/", None),
+        ("minio.minio:9000", "not an http(s) URL with a host"),
+        ("s3://bucket", "not an http(s) URL with a host"),
+        ("http://minio:99999", "not an http(s) URL with a host"),
+        ("http://key:secret@minio:9000", "user, password"),
+        ("http://minio:9000?x=1", "?query"),
+    ],
+)
+def test_an_allow_list_entry_that_could_never_match_is_named(entry, why):
+    problem = endpoint_entry_problem(entry)
+    assert problem is None if why is None else why in problem
 
 
 def test_policy_from_a_servers_environment(tmp_path):
@@ -162,7 +181,6 @@ def test_policy_from_a_servers_environment(tmp_path):
     policy = SpecPolicy.from_env(environ)
     assert policy.read_roots == ((tmp_path / "a").resolve(), (tmp_path / "b").resolve())
     assert policy.credentials == {"synth": Credential("SYNTH_KEY", ("http://127.0.0.1:8000/v1",))}
-    assert policy.storage_endpoints == ()
     relaxed = SpecPolicy.from_env({}, strict=False)
     assert relaxed.read_roots is None and "openai" in relaxed.credentials
 

@@ -5,12 +5,14 @@ Service, PodMonitor -> the training pods the operator renders, the operator's fl
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
 import pytest
 import typer
 import yaml
+from typer.testing import CliRunner
 
 from llm_platform.cli import app
 from llm_platform.operator.options import DEFAULT_IMAGE_PACKAGES, ENVIRONMENT, AllowList, options_from_env
@@ -189,6 +191,7 @@ def test_the_operator_and_the_api_check_jobs_against_the_same_lists_from_the_val
         "operator.allow.images={registry.example/team/*}",
         "operator.allow.secrets={s3-credentials,research/s3-*}",
         "operator.allow.priorityClasses={research-*}",
+        "operator.allow.storageEndpoints={http://minio.minio:9000,https://s3.eu-west-1.amazonaws.com}",
         "operator.imagePackages={ray,deepspeed}",
     )
     operator, api = _policy(docs, "operator"), _policy(docs, "api")
@@ -199,6 +202,7 @@ def test_the_operator_and_the_api_check_jobs_against_the_same_lists_from_the_val
         secrets=("s3-credentials", "research/s3-*"),
         claims=(),
         priority_classes=("research-*",),
+        storage_endpoints=("http://minio.minio:9000", "https://s3.eu-west-1.amazonaws.com"),
     )
     assert options.image_packages == ("ray", "deepspeed")
     assert options.image == "ghcr.io/llm-platform/trainer:0.1.0"
@@ -214,6 +218,21 @@ def test_a_pattern_with_a_comma_is_refused_with_its_path():
     result = helm("template", "rel", str(CHART), "--set", "operator.allow.secrets[0]=a\\,b")
     assert result.returncode != 0
     assert "at '/operator/allow/secrets/0'" in result.stderr
+
+
+@pytest.mark.parametrize("endpoint", ["minio.minio:9000", "http://user@minio:9000", "http://minio:9000?x=1", "ftp://h"])
+def test_a_storage_endpoint_that_could_match_nothing_is_refused_with_its_path(endpoint, tmp_path):
+    """A host without a scheme, a user, a query: an entry that `same_endpoint` would never match, so a list that
+    looks configured would allow nothing. The chart refuses the value; the API and the operator refuse to start on
+    the variable (`options_from_env`), naming it."""
+    result = helm("template", "rel", str(CHART), "--set", f"operator.allow.storageEndpoints[0]={endpoint}")
+    assert result.returncode != 0
+    assert "at '/operator/allow/storageEndpoints/0'" in result.stderr
+    with pytest.raises(ValueError, match=f"LLMP_ALLOW_STORAGE_ENDPOINTS: '{re.escape(endpoint)}' "):
+        options_from_env({"LLMP_ALLOW_STORAGE_ENDPOINTS": endpoint})
+    env = {"LLMP_ALLOW_STORAGE_ENDPOINTS": endpoint}
+    served = CliRunner().invoke(app, ["serve-api", "--root", str(tmp_path), "--tokens", str(tmp_path / "t")], env=env)
+    assert served.exit_code == 2 and f"LLMP_ALLOW_STORAGE_ENDPOINTS: '{endpoint}'" in served.output
 
 
 def test_the_api_reads_the_token_hashes_the_chart_puts_in_its_secret():

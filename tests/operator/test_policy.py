@@ -1,10 +1,11 @@
-"""What the operator's configuration admits: allow-lists of images, Secrets, claims and priority classes, and the
-preflight of `llmp run` against what the trainer image provides; refused by the webhook (and the jobs API's cluster
-backend) with the field path."""
+"""What the operator's configuration admits: allow-lists of images, Secrets, claims, priority classes and storage
+endpoints, and the preflight of `llmp run` against what the trainer image provides; refused by the webhook (and the
+jobs API's cluster backend) with the field path."""
 
 from __future__ import annotations
 
 import re
+import socket
 import tomllib
 from pathlib import Path
 
@@ -37,8 +38,19 @@ TENSORBOARD = {**PRETRAIN, "train": {"steps": 10, "tensorboard": True}}  # in no
 LEAN_IMAGE = RenderOptions(
     image_packages=tuple(p for p in DEFAULT_IMAGE_PACKAGES if p not in ("deepspeed", "torchao", "bitsandbytes"))
 )
-# what the examples' cluster offers beyond the defaults: the priority classes pretrain.yaml asks for
-EXAMPLES_CLUSTER = RenderOptions(allow=AllowList(priority_classes=("research-*",)))
+# what the examples' cluster offers beyond the defaults: the priority classes pretrain.yaml asks for, and the in-cluster
+# MinIO tokenizer.yaml stores its artifacts in
+EXAMPLES_CLUSTER = RenderOptions(
+    allow=AllowList(priority_classes=("research-*",), storage_endpoints=("http://minio.minio:9000",))
+)
+MINIO = RenderOptions(allow=AllowList(storage_endpoints=("http://minio.minio:9000",)))
+ATTACKER = "http://attacker.example:9000"
+
+
+def sent_to(endpoint: str | None, secret: str = "s3-credentials") -> dict:
+    """A job whose pods would send `secret`'s credentials to `endpoint` (AWS_ENDPOINT_URL)."""
+    storage = {"uri": "s3://bucket/p", "secret_ref": secret} | ({"endpoint_url": endpoint} if endpoint else {})
+    return job_dict(DATA, storage=storage)
 
 
 def refusal(body: dict, options: RenderOptions | None = None) -> str | None:
@@ -116,6 +128,27 @@ def test_a_claim_and_a_priority_class_outside_the_allow_lists_are_refused_with_t
     assert refusal(body, allowed) is None
 
 
+def test_an_allowed_secret_cannot_be_sent_to_a_storage_endpoint_of_the_jobs_choosing():
+    """The exfiltration: an allowed storage Secret, and an endpoint_url pods would send its credentials to."""
+    message = refusal(sent_to(ATTACKER))
+    assert message == (
+        "LLMJob cannot run on a cluster (1 problem):\n  - spec.storage.endpoint_url: storage endpoint "
+        f"'{ATTACKER}' is not one this site allows (allowed: none); leave endpoint_url out to use the store the site "
+        "configures (the AWS_ENDPOINT_URL of the storage Secret, or of a local jobs server, else AWS S3), name an "
+        "allowed one, or ask an administrator to allow it (operator flag --allow-storage-endpoint or env "
+        "LLMP_ALLOW_STORAGE_ENDPOINTS, chart value operator.allow.storageEndpoints)"
+    )
+    assert refusal(sent_to(None)) is None  # the default: the Secret's own endpoint, or AWS
+    assert "(allowed: http://minio.minio:9000)" in refusal(sent_to(ATTACKER), MINIO)
+    # an endpoint is its scheme, host and port: the host's case, a trailing slash or a path below do not matter
+    for same in ("http://minio.minio:9000", "http://MinIO.minio:9000/", "http://minio.minio:9000/s3"):
+        assert refusal(sent_to(same), MINIO) is None, same
+    for other in ("https://minio.minio:9000", "http://minio.minio:9001", "http://minio.minio.attacker.example:9000"):
+        assert "spec.storage.endpoint_url" in refusal(sent_to(other), MINIO), other
+    port_80 = RenderOptions(allow=AllowList(storage_endpoints=("http://minio.minio:80",)))
+    assert refusal(sent_to("http://minio.minio"), port_80) is None  # the scheme's default port
+
+
 def test_the_configuration_comes_from_flags_then_the_environment_then_the_defaults():
     assert options_from_env({}) == RenderOptions()
     env = {"LLMP_ALLOW_SECRETS": "", "LLMP_ALLOW_IMAGES": "a/*, b/*", "LLMP_IMAGE_PACKAGES": "ray,deepspeed"}
@@ -123,6 +156,12 @@ def test_the_configuration_comes_from_flags_then_the_environment_then_the_defaul
     assert options.allow == AllowList(images=("flag/*",), secrets=(), claims=("c",), priority_classes=())
     assert options.image_packages == ("ray", "deepspeed")
     assert options_from_env({"LLMP_TRAINER_IMAGE": "x/t:1"}).image == "x/t:1"
+    endpoints = {"LLMP_ALLOW_STORAGE_ENDPOINTS": "http://minio.minio:9000, https://s3.amazonaws.com"}
+    listed = ("http://minio.minio:9000", "https://s3.amazonaws.com")
+    assert options_from_env(endpoints).allow.storage_endpoints == listed
+    assert options_from_env(endpoints, storage_endpoints=("http://x:1",)).allow.storage_endpoints == ("http://x:1",)
+    with pytest.raises(ValueError, match=r"^--allow-storage-endpoint: 'minio:9000' is not an http\(s\) URL"):
+        options_from_env({}, storage_endpoints=("minio:9000",))
 
 
 # ------------------------------------------------------------------------------------------------ preflight
@@ -186,6 +225,8 @@ def test_the_examples_pass_on_a_cluster_that_allows_what_they_name(path: Path):
 
 
 def test_on_a_default_install_the_examples_needing_more_are_refused_at_submit():
+    (endpoint,) = policy_problems(example("tokenizer.yaml"), RenderOptions())
+    assert str(endpoint).startswith("spec.storage.endpoint_url: storage endpoint 'http://minio.minio:9000' is not")
     (priority,) = policy_problems(example("pretrain.yaml"), RenderOptions())
     assert priority.loc == ("metadata", "annotations", "llmplatform.dev/priority-class")
     assert str(priority).startswith(
@@ -241,6 +282,43 @@ def test_the_webhook_of_an_operator_with_a_lean_image_refuses_fp8_deepspeed_and_
     assert answer["allowed"] is False and "\n  - spec.stages[3].train.optimizer" in answer["status"]["message"]
     assert post(job_dict(DATA, TOKENIZER, PRETRAIN, FINETUNE))["allowed"] is True
     assert post(job_dict(DATA, TOKENIZER, PRETRAIN, QLORA_GPU))["allowed"] is True
+
+
+def test_the_webhook_refuses_a_job_sending_its_storage_credentials_to_an_endpoint_not_listed(cluster):
+    post = cluster.start_webhook(handlers=HandlerSettings(render=MINIO, resync_seconds=1.0))
+    answer = post(sent_to(ATTACKER))
+    assert answer["allowed"] is False and answer["status"]["code"] == 422
+    assert (
+        f"\n  - spec.storage.endpoint_url: storage endpoint '{ATTACKER}' is not one this site allows"
+        in (answer["status"]["message"])
+    )
+    assert "--allow-storage-endpoint" in answer["status"]["message"]
+    assert post(sent_to("http://minio.minio:9000"))["allowed"] is True
+    assert post(sent_to(None))["allowed"] is True
+
+
+def test_without_a_webhook_the_operator_sends_nothing_to_an_endpoint_not_listed(cluster, monkeypatch):
+    """Applied past admission, the job fails at reconcile with nothing created; the operator reads no checkpoint
+    there (it would send its own credentials), and deleting the job with spec.cleanup: delete keeps the artifacts
+    instead of listing the store. A listening socket on loopback stands in for the attacker's server."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "operator-key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "operator-secret")
+    with socket.socket() as attacker:
+        attacker.bind(("127.0.0.1", 0))
+        attacker.listen(8)
+        endpoint = f"http://127.0.0.1:{attacker.getsockname()[1]}"
+        cluster.start_operator(cluster.reconciler(read_artifacts=True))
+        cluster.apply({**sent_to(endpoint), "spec": {**sent_to(endpoint)["spec"], "cleanup": "delete"}})
+        wait_for(lambda: cluster.phase("demo") == "Failed", what="the job to fail")
+        assert "spec.storage.endpoint_url: storage endpoint" in cluster.job("demo")["status"]["message"]
+        assert cluster.child("Job", child("demo", "data")) is None
+        cluster.delete_job("demo")
+        wait_for(lambda: cluster.job("demo") is None, what="the job to be deleted")
+        (kept,) = cluster.event_messages("CleanupRefused")
+        assert kept.startswith("the artifacts are kept: spec.storage.endpoint_url: storage endpoint")
+        attacker.settimeout(0.2)
+        with pytest.raises(TimeoutError):
+            attacker.accept()  # nobody connected
 
 
 def test_the_jobs_api_cluster_backend_refuses_the_same(cluster):

@@ -117,6 +117,44 @@ def test_the_secrets_a_job_names_are_checked_against_the_operators_one_allow_lis
         assert created.status_code == 201, created.text
 
 
+def test_an_allowed_secret_sent_to_a_storage_endpoint_not_listed_is_refused_as_the_webhook_refuses_it(cluster, tokens):
+    """The exfiltration: an allowed storage Secret paired with an endpoint of the caller's choosing. The API reads the
+    operator's list (LLMP_ALLOW_STORAGE_ENDPOINTS, which the chart fills from operator.allow.storageEndpoints for both
+    pods) and refuses with the webhook's field path and fix; nothing is created. A listed endpoint passes the API's
+    strict spec policy (which no longer holds a second list of endpoints) and is created."""
+    options = options_from_env({"LLMP_ALLOW_STORAGE_ENDPOINTS": "http://minio.minio:9000"})
+    jobs = ClusterJobs(Kube(cluster.configuration, user_agent=USER_AGENT), "team", options)
+    settings = ApiSettings(policy=SpecPolicy.from_env({}))
+
+    def body(endpoint: str) -> dict:
+        storage = {"uri": "s3://bucket/demo", "secret_ref": "s3-credentials", "endpoint_url": endpoint}
+        job = job_dict(DATA, TOKENIZER, storage=storage)
+        del job["metadata"]["namespace"]
+        return job
+
+    with (
+        serving(create_app(jobs, TokenFile(tokens), settings)) as url,
+        httpx.Client(base_url=url, headers=auth(add_token(tokens, "team"))) as c,
+    ):
+        response = c.post("/v1/jobs", json=body("http://attacker.example:9000"))
+        assert response.status_code == 422, response.text
+        (problem,) = response.json()["problems"]
+        assert problem["path"] == "spec.storage.endpoint_url"
+        assert problem["message"] == (
+            "storage endpoint 'http://attacker.example:9000' is not one this site allows (allowed: "
+            "http://minio.minio:9000)"
+        )
+        assert "--allow-storage-endpoint" in problem["hint"] and "operator.allow.storageEndpoints" in problem["hint"]
+        as_applied = {**body("http://attacker.example:9000"), "metadata": {"name": "demo", "namespace": "team"}}
+        webhook = admission_problems(as_applied, options=options)
+        assert f"{problem['path']}: {problem['message']}; {problem['hint']}" in webhook
+        assert cluster.job("demo") is None
+
+        created = c.post("/v1/jobs", json=body("http://minio.minio:9000"))
+        assert created.status_code == 201, created.text
+        assert cluster.job("demo")["spec"]["storage"]["endpoint_url"] == "http://minio.minio:9000"
+
+
 def test_the_callers_namespace_is_the_tokens(cluster, client, tokens):
     body = job_body()
     body["metadata"]["namespace"] = "elsewhere"

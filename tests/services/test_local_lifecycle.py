@@ -12,7 +12,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from llm_platform.api.policy import SpecPolicy
 from llm_platform.services.processes import group_members, is_alive
 
 from .server import ApiProcess, add_token, auth, blocked_job, job_body, wait_for
@@ -155,11 +154,7 @@ def test_a_source_matching_no_file_is_refused_before_anything_starts(api, tmp_pa
     assert api.client.get("/v1/jobs", headers=api.team).json() == {"items": []}
 
 
-# any storage endpoint may be named here: the test points two jobs at a dead and a hung one
-ANY_ENDPOINT = {"settings": {"policy": SpecPolicy(storage_endpoints=None)}}
-
-
-@pytest.mark.parametrize("api", [{"jobs": {"status_timeout_s": 1.0}} | ANY_ENDPOINT], indirect=True)
+@pytest.mark.parametrize("api", [{"jobs": {"status_timeout_s": 1.0}}], indirect=True)
 def test_jobs_whose_store_is_dead_or_hangs_do_not_break_the_listing(api, monkeypatch):
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.setenv(key, "testing")  # so the reads get as far as the network
@@ -169,6 +164,8 @@ def test_jobs_whose_store_is_dead_or_hangs_do_not_break_the_listing(api, monkeyp
         silent.bind(("127.0.0.1", 0))
         silent.listen(16)  # accepts the connection (kernel backlog) and never answers
         stores = {"dead": closed.getsockname()[1], "hung": silent.getsockname()[1]}
+        # this server's list (LLMP_ALLOW_STORAGE_ENDPOINTS) names the two stores, as an administrator would
+        api.jobs.storage_endpoints = tuple(f"http://127.0.0.1:{port}" for port in stores.values())
         for name, port in stores.items():
             storage = {"uri": f"s3://bucket/{name}", "endpoint_url": f"http://127.0.0.1:{port}"}
             response = api.client.post("/v1/jobs", json=job_body(name, storage=storage), headers=api.team)
@@ -185,6 +182,48 @@ def test_jobs_whose_store_is_dead_or_hangs_do_not_break_the_listing(api, monkeyp
                 assert "cannot read the artifact store" in items[name]["message"], items[name]
             assert "no answer within 1 s" in items["hung"]["message"]
         assert api.client.get("/v1/jobs/hung", headers=api.team).status_code == 200
+
+
+def test_the_servers_own_s3_credentials_go_only_to_listed_endpoints(api, monkeypatch):
+    """A local run sends this machine's AWS credentials to the job's storage endpoint: one not on the list
+    (LLMP_ALLOW_STORAGE_ENDPOINTS, the operator's; empty here) is refused at submit, with the field and the fix, and
+    nothing is queued, started or read. A listening socket on loopback stands in for the attacker's server."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "server-key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "server-secret")
+    with socket.socket() as attacker:
+        attacker.bind(("127.0.0.1", 0))
+        attacker.listen(8)
+        storage = {"uri": "s3://bucket/x", "endpoint_url": f"http://127.0.0.1:{attacker.getsockname()[1]}"}
+        response = api.client.post("/v1/jobs", json=job_body("exfil", storage=storage), headers=api.team)
+        assert response.status_code == 422, response.text
+        (problem,) = response.json()["problems"]
+        assert problem["path"] == "spec.storage.endpoint_url" and "(allowed: none)" in problem["message"]
+        assert "LLMP_ALLOW_STORAGE_ENDPOINTS" in problem["hint"]
+        assert api.client.get("/v1/jobs", headers=api.team).json() == {"items": []}
+        attacker.settimeout(0.2)
+        with pytest.raises(TimeoutError):
+            attacker.accept()  # nobody connected
+
+
+@pytest.mark.parametrize("api", [{"jobs": {"max_running": 1}}], indirect=True)
+def test_a_queued_job_whose_endpoint_is_no_longer_listed_fails_without_starting(api, tmp_path, s3_env):
+    """The list may narrow while a job waits (a server restarted with another LLMP_ALLOW_STORAGE_ENDPOINTS keeps its
+    queue): the job is checked again before it starts and before its store is read."""
+    first = api.client.post("/v1/jobs", json=blocked_job("first", tmp_path / "pipe"), headers=api.team)
+    assert first.status_code == 201, first.text
+    api.jobs.storage_endpoints = (s3_env,)
+    storage = {"uri": "s3://bucket/later", "endpoint_url": s3_env}
+    queued = api.client.post("/v1/jobs", json=job_body("later", storage=storage), headers=api.team)
+    assert queued.status_code == 201, queued.text
+    api.jobs.storage_endpoints = ()
+    assert api.client.delete("/v1/jobs/first", headers=api.team).status_code == 204  # frees the slot
+    wait_for(lambda: phase(api.client, api.team, "later") == "Failed", "the queued job to fail")
+    message = api.client.get("/v1/jobs/later", headers=api.team).json()["status"]["message"]
+    store_read, run_log = message.split("\n", 1)
+    refusal = f"PermissionError: spec.storage.endpoint_url: storage endpoint '{s3_env}' is not one this site allows"
+    assert store_read.startswith(f"cannot read the artifact store: {refusal}")
+    assert run_log.startswith(refusal) and "LLMP_ALLOW_STORAGE_ENDPOINTS" in run_log
+    assert not (api.jobs.folder("team", "later") / "job.yaml").exists()  # `llmp run` never started
 
 
 def test_job_status_from_state_exit_code_and_committed_stages():
