@@ -1,8 +1,10 @@
-"""What a run needs from the machine it runs on and from what is already committed, checked before any stage starts:
-S3 credentials for the artifact store and for S3 sources, a file or object for every source glob, a free port for a
-built-in serve stage, and a validation split that is not empty.
+"""What a run needs from the machine it runs on, from outside the run, and from what is already committed, checked
+before any stage starts: S3 credentials for the artifact store and for what is read from S3, a file, folder or object
+for every path a stage about to run reads (source globs, tuning datasets, eval data and requests, filter and reward
+models: every `ReadPath` field), the model `spec.model.from` names (`model_from`), a free port for a built-in serve
+stage, and a validation split that is not empty.
 
-The first three stop a run (`preflight.check` reports them with every other problem). The split is drawn by document
+All but the split stop a run (`preflight.check` reports them with every other problem). The split is drawn by document
 hash, so only the data stage knows it for sure: before it has run, an estimate is a warning (`llmp validate` and
 `llmp run` print it); once it is committed and reused, the counts it recorded decide, and an eval stage measuring
 perplexity on an empty split stops the run before its first stage (the eval stage itself refuses it too, in one line
@@ -13,27 +15,35 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import socket
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from llm_platform.api import LLMJob, Problem
-from llm_platform.api.dag import input_sources
+from llm_platform.api.dag import EXTERNAL, input_sources
 from llm_platform.api.errors import Loc
+from llm_platform.api.policy import path_fields
 from llm_platform.storage import ArtifactStore, StoreError, make_s3_client
 from llm_platform.trainer.data.sources import ScanLimit, SourceUnreadable, iter_matches, stdlib_root
+
+from .model_from import model_uri_problem
 
 SERVE_HOST_ENV = "LLMP_SERVE_HOST"  # where a built-in serve stage listens (127.0.0.1 unless set)
 S3_SCAN_LIMIT = 10_000
 """S3 keys under a source pattern's literal prefix looked at for a first match (ten LIST requests at most)."""
 S3_PATIENCE = {"connect_timeout": 5, "read_timeout": 10, "retries": {"total_max_attempts": 2}}
 """How long preflight waits on an S3 endpoint: a hung one is a problem in seconds, not botocore's minutes."""
+GLOB_SOURCES = ("files", "jsonl", "parquet")
+"""Source types whose `path` is a glob of files; a Hugging Face dataset's is a name or a folder for `datasets`."""
+_GLOB = re.compile(r"[*?\[]")
 COUNTED_BYTES = 64 * 2**20
 """JSON-lines sources up to this size are counted line by line for the split estimate; larger ones are surely enough."""
 
 
 def input_problems(job: LLMJob, names: Iterable[str], storage_uri: str | None) -> list[Problem]:
-    """Problems with what the named stages read and write here: credentials, and globs that match no file."""
+    """Problems with what the named stages read and write here: credentials, paths and globs that give nothing, the
+    model they start from, a serve port that is taken."""
     names = set(names)
     problems: list[Problem] = []
     s3_uses = list(_s3_uses(job, names, storage_uri))
@@ -48,16 +58,16 @@ def input_problems(job: LLMJob, names: Iterable[str], storage_uri: str | None) -
                 "machine with --storage DIR",
             )
         )
-    for i, stage in enumerate(job.spec.stages):
-        if stage.name not in names or stage.data is None:
-            continue
-        for j, source in enumerate(stage.data.sources):
-            on_s3 = str(source.path).startswith("s3://")
-            if source.type in ("files", "jsonl", "parquet") and (s3_credentials or not on_s3):
-                problem = source_path_problem(str(source.path))
-                if problem is not None:
-                    message, hint = problem
-                    problems.append(Problem(("spec", "stages", i, "data", "sources", j, "path"), message, hint=hint))
+    for loc, path, glob_field in external_reads(job, names):
+        if s3_credentials or not path.startswith("s3://"):
+            problem = path_problem(path, glob_field)
+            if problem is not None:
+                problems.append(Problem(loc, problem[0], hint=problem[1]))
+    uri = external_model(job, names)
+    if uri is not None and (s3_credentials or not uri.startswith("s3://")):
+        problem = model_uri_problem(uri, _impatient_s3_client() if uri.startswith("s3://") else None)
+        if problem is not None:
+            problems.append(Problem(("spec", "model", "from"), problem[0], hint=problem[1]))
     for i, stage in enumerate(job.spec.stages):
         if stage.name in names and stage.serve is not None and stage.serve.engine == "builtin":
             host = os.environ.get(SERVE_HOST_ENV, "127.0.0.1")
@@ -73,24 +83,36 @@ def input_problems(job: LLMJob, names: Iterable[str], storage_uri: str | None) -
     return problems
 
 
-def source_path_problem(path: str) -> tuple[str, str] | None:
-    """(what is wrong, what to do) when a source's path or glob would give the data stage no file, or None.
+def path_problem(path: str, glob_field: bool = True) -> tuple[str, str] | None:
+    """(what is wrong, what to do) when a path or glob that a stage reads gives it nothing, or None.
 
     Asks the data stage's own `iter_matches`, so both agree on what matches, and stops at the first match: on S3 one
     LIST request when the first page holds a match, and never more than `S3_SCAN_LIMIT` keys (past them the answer
-    is left to the data stage, which lists them all)."""
-    client = _impatient_s3_client() if path.startswith("s3://") else None
+    is left to the stage, which lists them all). A `glob_field` (a corpus source, a tuning dataset) is matched as its
+    reader matches it, key by key; any other path may also name a folder, which on S3 is a prefix of keys."""
+    on_s3 = path.startswith("s3://")
+    client = _impatient_s3_client() if on_s3 else None
+    folder = not glob_field and not _GLOB.search(path)
+    base = path.rstrip("/").removeprefix("file://") if folder else path  # as `fetch_uri` reads a folder
     try:
-        if next(iter_matches(path, scan_limit=S3_SCAN_LIMIT, client=client), None) is not None:
-            return None
+        if folder and on_s3:  # the object itself, or a key below it: one listing of the literal prefix
+            matches = iter_matches(f"{base}*", scan_limit=S3_SCAN_LIMIT, client=client)
+            found = next((m for m in matches if m == base or m.startswith(f"{base}/")), None)
+        else:
+            found = next(iter_matches(base, scan_limit=S3_SCAN_LIMIT, client=client), None)
     except ScanLimit:
         return None
     except SourceUnreadable as error:
         return error.message, error.hint
     except PermissionError as error:  # a match that resolves outside the folders this machine lets jobs read
         return str(error), "keep the glob inside those folders, or ask for the folder to be allowed"
-    if path.startswith("s3://"):
-        bucket = path[5:].partition("/")[0]
+    if found is not None:
+        return None
+    bucket = path[5:].partition("/")[0]
+    if folder:
+        where = f"in bucket '{bucket}'" if on_s3 else f"(read from {Path.cwd()})"
+        return f"'{path}' does not exist {where}", "fix the path, or create or upload it first"
+    if on_s3:
         return (
             f"'{path}' matches no object in bucket '{bucket}'",
             "fix the prefix or the pattern (`*` also matches '/' in a key), or upload the files first",
@@ -99,6 +121,40 @@ def source_path_problem(path: str) -> tuple[str, str] | None:
         f"'{path}' matches no file (read from {Path.cwd()})",
         "fix the path or glob; a relative path is read from the folder llmp runs in",
     )
+
+
+def external_reads(job: LLMJob, names: Iterable[str]) -> Iterator[tuple[Loc, str, bool]]:
+    """(field path, value, whether it is a glob) of every file, folder or glob the named stages read from outside
+    the run: each field typed `ReadPath` (found through its `PathRole`, as the site policy finds them). Left out:
+    built-in datasets (`builtin:<name>`, whose names `preflight.setting_problems` checks) and sources that are not
+    file globs (the standard library, Hugging Face datasets). What one stage hands the next is never a path here: it
+    goes through the store, named by the DAG."""
+    from llm_platform.trainer.data.builtin import PREFIX as BUILTIN_PREFIX  # imports torch: only when a run starts
+
+    for i, stage in enumerate(job.spec.stages):
+        if stage.name not in names:
+            continue
+        for loc, mode, value in path_fields(stage):
+            if mode != "read" or value.startswith(BUILTIN_PREFIX):
+                continue
+            if "sources" in loc and _at(stage, loc[:-1]).type not in GLOB_SOURCES:
+                continue
+            yield ("spec", "stages", i, *loc), value, loc[-1] == "path"  # Source.path and DatasetRef.path are globs
+
+
+def _at(model, loc: Loc):
+    for key in loc:
+        model = model[key] if isinstance(key, int) else getattr(model, key)
+    return model
+
+
+def external_model(job: LLMJob, names: Iterable[str]) -> str | None:
+    """`spec.model.from` when a stage about to run starts from it (no earlier stage of the job gives it a model)."""
+    uri = job.spec.model.from_ if job.spec.model is not None else None
+    stages = job.spec.stages
+    if uri and any(input_sources(stages, n, ["model"]).get("model") == EXTERNAL for n in set(names)):
+        return str(uri)
+    return None
 
 
 def _impatient_s3_client():
@@ -124,11 +180,9 @@ def _s3_uses(job: LLMJob, names: set[str], storage_uri: str | None) -> Iterator[
         yield ("spec", "storage", "uri"), storage_uri
     if job.spec.model is not None and str(job.spec.model.from_ or "").startswith("s3://"):
         yield ("spec", "model", "from"), str(job.spec.model.from_)
-    for i, stage in enumerate(job.spec.stages):
-        if stage.name in names and stage.data is not None:
-            for j, source in enumerate(stage.data.sources):
-                if str(source.path or "").startswith("s3://"):
-                    yield ("spec", "stages", i, "data", "sources", j, "path"), str(source.path)
+    for loc, path, _ in external_reads(job, names):
+        if path.startswith("s3://"):
+            yield loc, path
 
 
 def s3_credentials_found() -> bool:
