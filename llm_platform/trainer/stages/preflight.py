@@ -4,8 +4,9 @@ A local run that pretrains for an hour and then stops because the eval stage ask
 do, or because `wandb` is not installed, wastes the hour. `stage_problems` reads a stage's settings and lists, without
 running anything, the optional packages they need that are missing and the settings no runner implements yet;
 `llmp run` checks every stage it is about to run, and `llmp stage run` (what a pod runs) checks its own. What the
-run needs from this machine (credentials, files and S3 objects its globs name, a free port) and from what is already
-committed (a validation split that an eval stage would refuse) is checked too: see `inputs`.
+run needs from this machine and from outside the run (credentials, the files, folders and S3 objects its paths name,
+the model `spec.model.from` names, a free port) and from what is already committed (a validation split that an eval
+stage would refuse) is checked too: see `inputs`.
 
 Every problem is an `api.Problem` (the field path from `spec`, what is wrong, what to do), the type spec validation
 and the REST API use, so the command line and the API show them the same way.
@@ -179,7 +180,8 @@ def check(
     store: ArtifactStore | None = None,
 ) -> None:
     """Raise PreflightError naming every problem of the named stages (their settings, and what they need from this
-    machine: credentials for `storage_uri` and their sources, files and objects their globs name), or return.
+    machine: credentials for `storage_uri` and what they read from S3, the files, folders and objects their paths
+    name, the model `spec.model.from` names), or return.
 
     `names` are the stages about to run; given the `store`, the stages left out are the committed ones the run
     reuses, and what they recorded is checked too (an empty validation split that an eval stage would refuse)."""
