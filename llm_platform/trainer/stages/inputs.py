@@ -110,8 +110,9 @@ def path_problem(path: str, glob_field: bool = True) -> tuple[str, str] | None:
         return None
     bucket = path[5:].partition("/")[0]
     if folder:
-        where = f"in bucket '{bucket}'" if on_s3 else f"(read from {Path.cwd()})"
-        return f"'{path}' does not exist {where}", "fix the path, or create or upload it first"
+        relative = not on_s3 and not Path(base).expanduser().is_absolute()
+        where = f" in bucket '{bucket}'" if on_s3 else f" (read from {Path.cwd()})" if relative else ""
+        return f"'{path}' does not exist{where}", "fix the path, or create or upload it first"
     if on_s3:
         return (
             f"'{path}' matches no object in bucket '{bucket}'",
@@ -125,7 +126,8 @@ def path_problem(path: str, glob_field: bool = True) -> tuple[str, str] | None:
 
 def external_reads(job: LLMJob, names: Iterable[str]) -> Iterator[tuple[Loc, str, bool]]:
     """(field path, value, whether it is a glob) of every file, folder or glob the named stages read from outside
-    the run: each field typed `ReadPath` (found through its `PathRole`, as the site policy finds them). Left out:
+    the run: each field typed `ReadPath` (found through its `PathRole`, as the site policy finds them), and the model
+    folder of a synthetic stage's `engine:<folder>` endpoints. Left out:
     built-in datasets (`builtin:<name>`, whose names `preflight.setting_problems` checks) and sources that are not
     file globs (the standard library, Hugging Face datasets). What one stage hands the next is never a path here: it
     goes through the store, named by the DAG."""
@@ -140,6 +142,11 @@ def external_reads(job: LLMJob, names: Iterable[str]) -> Iterator[tuple[Loc, str
             if "sources" in loc and _at(stage, loc[:-1]).type not in GLOB_SOURCES:
                 continue
             yield ("spec", "stages", i, *loc), value, loc[-1] == "path"  # Source.path and DatasetRef.path are globs
+        synthetic = stage.data.synthetic if stage.data is not None else None
+        for name in ("endpoint", "judge_endpoint") if synthetic is not None else ():
+            endpoint = getattr(synthetic, name) or ""
+            if endpoint.startswith("engine:"):  # the built-in engine over a local model folder
+                yield ("spec", "stages", i, "data", "synthetic", name), endpoint.removeprefix("engine:"), False
 
 
 def _at(model, loc: Loc):

@@ -113,6 +113,26 @@ def test_missing_s3_datasets_and_data_folders_are_refused_and_present_ones_pass(
     assert [p.path for p in input_problems(load_job(only), ["eval"], None)] == ["spec.stages[4].eval.data_dir"]
 
 
+def test_models_and_word_lists_a_data_stage_reads_are_looked_for(tmp_path, model_folder):
+    """Filter models, word lists, the reward model and the built-in engine's model folder: files or folders."""
+    words = tmp_path / "words.txt"
+    words.write_text("badword\n")
+    data = (
+        "{sources: [{type: stdlib, include: 'json/*.py'}], "
+        f"filters: [{{toxicity: {{word_list: '{words}'}}}}, {{classifier: {{model: '{tmp_path}/hq.npz'}}}}], "
+        f"synthetic: {{endpoint: 'engine:{model_folder}', judge_endpoint: 'engine:{tmp_path}/judge', model: m, "
+        f"topics: [t], reward_filter: {{model: '{tmp_path}/reward/model', min_reward: 0}}}}}}"
+    )
+    path = tmp_path / "data.yaml"
+    path.write_text(HEAD + PRESET + f"  stages:\n  - {{name: data, kind: data, data: {data}}}\n")
+    problems = {p.path: p.message for p in input_problems(load_job(path), ["data"], None)}
+    assert problems == {
+        "spec.stages[0].data.filters[1].classifier.model": f"'{tmp_path}/hq.npz' does not exist",
+        "spec.stages[0].data.synthetic.reward_filter.model": f"'{tmp_path}/reward/model' does not exist",
+        "spec.stages[0].data.synthetic.judge_endpoint": f"'{tmp_path}/judge' does not exist",
+    }
+
+
 def test_only_the_stages_about_to_run_are_checked(tmp_path):
     path = pipeline_job(tmp_path, "missing/*.jsonl", data_dir=str(tmp_path / "no-bench"))
     job = load_job(path)
