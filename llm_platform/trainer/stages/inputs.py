@@ -127,10 +127,9 @@ def path_problem(path: str, glob_field: bool = True) -> tuple[str, str] | None:
 def external_reads(job: LLMJob, names: Iterable[str]) -> Iterator[tuple[Loc, str, bool]]:
     """(field path, value, whether it is a glob) of every file, folder or glob the named stages read from outside
     the run: each field typed `ReadPath` (found through its `PathRole`, as the site policy finds them), and the model
-    folder of a synthetic stage's `engine:<folder>` endpoints. Left out:
-    built-in datasets (`builtin:<name>`, whose names `preflight.setting_problems` checks) and sources that are not
-    file globs (the standard library, Hugging Face datasets). What one stage hands the next is never a path here: it
-    goes through the store, named by the DAG."""
+    folder of a synthetic stage's `engine:<folder>` endpoints. Left out: built-in datasets (`builtin:<name>`, whose
+    names `preflight.setting_problems` checks) and sources that are not file globs (the standard library, Hugging
+    Face datasets). What one stage hands the next is never a path here: it goes through the store, named by the DAG."""
     from llm_platform.trainer.data.builtin import PREFIX as BUILTIN_PREFIX  # imports torch: only when a run starts
 
     for i, stage in enumerate(job.spec.stages):
