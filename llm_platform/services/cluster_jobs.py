@@ -261,7 +261,8 @@ class StoredConsoles:
     def __init__(self, job: dict[str, Any], allowed_endpoints: tuple[str, ...]):
         self.job, self.allowed_endpoints = job, allowed_endpoints
         self._store: ArtifactStore | None = None
-        self._problem: str | None = None
+        self._problem: str | None = None  # why the store is not opened
+        self._failed: Exception | None = None  # what a read from it raised
 
     def lines(self, stage: str, tail: int | None, why: str) -> Iterator[str]:
         """A line saying `why` and where the console is, then its lines (the last `tail`) after `[store:STAGE] `;
@@ -272,8 +273,11 @@ class StoredConsoles:
             return
         where = f"{store.uri.rstrip('/')}/{live_key(stage)}/{CONSOLE_FILE}"
         try:
+            if self._failed is not None:  # one unreachable store costs a request its timeout once, not per stage
+                raise self._failed
             found = stored_console(store, stage)
         except Exception as e:  # noqa: BLE001  # any store failure: the answer says so rather than fail mid-response
+            self._failed = e
             yield f"({why}; its console {where} cannot be read: {_short(e)})\n"
             return
         if found is None:
