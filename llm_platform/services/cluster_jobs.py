@@ -159,14 +159,16 @@ class ClusterJobs:
             yield from self._follow(name, query, stages, pods)
             return
         for stage in dict.fromkeys([*selected, *by_stage]):
-            unread: list[str] = []
-            for pod in by_stage.get(stage, []):
+            of_stage, unread = by_stage.get(stage, []), []
+            for pod in of_stage:
                 prefix = f"[{pod['metadata']['name']}] " if len(pods) > 1 else ""
                 for line in self._pod_log(pod["metadata"]["name"], query, [], unread):
                     yield prefix + line
-            if stage not in by_stage and _stage_phase(job, stage) in RAN:
+            if stage not in stages:  # pods labelled with a stage the spec lacks: their logs are all there is
+                continue
+            if not of_stage and _stage_phase(job, stage) in RAN:
                 yield from consoles.lines(stage, query.tail, f"stage {stage}: no pod left")
-            elif stage in by_stage and len(unread) == len(by_stage[stage]):
+            elif of_stage and len(unread) == len(of_stage):
                 yield from consoles.lines(stage, query.tail, f"stage {stage}: no pod log can be read")
 
     def _follow(self, name: str, query: LogQuery, stages: list[str], pods: list[dict[str, Any]]) -> Iterator[str]:

@@ -251,19 +251,20 @@ def test_a_store_the_allow_list_refuses_is_not_opened_and_a_broken_one_is_an_ans
     cluster, client, body = store_on_cluster
     listed = body["spec"]["storage"]["endpoint_url"]
 
-    def admitted(storage: dict) -> None:
-        """The job as it was admitted, its data stage failed, its pods gone."""
+    def admitted(storage: dict, phases: dict) -> None:
+        """The job as it was admitted, its stages ended in `phases`, their pods gone."""
         cluster.kube.delete(*LLMJOB, "team", "demo")
         job = {**body, "metadata": {"name": "demo", "namespace": "team"}, "spec": {**body["spec"], "storage": storage}}
         cluster.kube.create(job)
-        cluster.kube.patch(*LLMJOB, "team", "demo", {"status": {"stages": {"data": {"phase": "Failed"}}}}, "status")
+        stages = {stage: {"phase": phase} for stage, phase in phases.items()}
+        cluster.kube.patch(*LLMJOB, "team", "demo", {"status": {"stages": stages}}, "status")
 
     with socket.socket() as listener:  # an endpoint that records whether anything connects
         listener.bind(("127.0.0.1", 0))
         listener.listen()
         listener.setblocking(False)
         refused = f"http://127.0.0.1:{listener.getsockname()[1]}"
-        admitted({**body["spec"]["storage"], "endpoint_url": refused})
+        admitted({**body["spec"]["storage"], "endpoint_url": refused}, {"data": "Failed", "tok": "Skipped"})
         response = client.get("/v1/jobs/demo/logs")
         assert response.status_code == 200
         (line,) = response.text.splitlines()
@@ -276,9 +277,10 @@ def test_a_store_the_allow_list_refuses_is_not_opened_and_a_broken_one_is_an_ans
             listener.accept()  # nobody connected
 
     missing = f"s3://{body['spec']['storage']['uri'][5:].split('/')[0]}-gone/demo"  # a bucket that is not there
-    admitted({"uri": missing, "endpoint_url": listed})
-    response = client.get("/v1/jobs/demo/logs?stage=data")
+    admitted({"uri": missing, "endpoint_url": listed}, {"data": "Succeeded", "tok": "Failed"})
+    response = client.get("/v1/jobs/demo/logs")
     assert response.status_code == 200
-    (line,) = response.text.splitlines()
-    assert line.startswith(f"(stage data: no pod left; its console {missing}/data/live/console.log cannot be read: ")
-    assert "NoSuchBucket" in line
+    data, tok = response.text.splitlines()
+    assert data.startswith(f"(stage data: no pod left; its console {missing}/data/live/console.log cannot be read: ")
+    assert tok.startswith(f"(stage tok: no pod left; its console {missing}/tok/live/console.log cannot be read: ")
+    assert "NoSuchBucket" in data and "NoSuchBucket" in tok
