@@ -17,6 +17,7 @@ from pathlib import Path
 from llm_platform.api import LLMJob
 
 from .plan import StageArtifacts
+from .policy import storage_endpoint_problems
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,17 @@ def latest_checkpoint(store, job: LLMJob, stage_name: str) -> tuple[str, int] | 
         return None
     step = int(pointer["step"])
     return f"{store.uri.rstrip('/')}/{key}/step_{step:08d}", step
+
+
+def job_store(job: LLMJob, allowed_endpoints: tuple[str, ...], s3_config=None):
+    """The job's store as the operator opens it: `spec.storage.uri` at `spec.storage.endpoint_url`, with this
+    process's own credentials (its environment, or the Secret folder LLMP_S3_SECRET_DIR names). PermissionError,
+    naming the field, when the endpoint is not on the allow-list: those credentials go to no other endpoint."""
+    from llm_platform.storage import ArtifactStore
+
+    if refused := storage_endpoint_problems(job, allowed_endpoints):
+        raise PermissionError(str(refused[0]))
+    return ArtifactStore.open(job.spec.storage.uri, job.spec.storage.endpoint_url, s3_config)
 
 
 class ArtifactProbe:

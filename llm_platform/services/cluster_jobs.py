@@ -17,24 +17,34 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+from botocore.config import Config
 from kubernetes import client as k8s_client
 from kubernetes.client.exceptions import ApiException
 from starlette.concurrency import iterate_in_threadpool
 
-from llm_platform.api import KIND, LLMJob, Problem
+from llm_platform.api import KIND, LLMJob, Problem, parse_job
 from llm_platform.api.status import TERMINAL
+from llm_platform.operator.artifacts import job_store
 from llm_platform.operator.kube import KindNotServed, Kube
 from llm_platform.operator.naming import JOB_LABEL, LLMJOB_API_VERSION, STAGE_LABEL
 from llm_platform.operator.options import RenderOptions
 from llm_platform.operator.render import render_problems
+from llm_platform.storage import ArtifactStore
+from llm_platform.trainer.stages.console_log import CONSOLE_FILE
+from llm_platform.trainer.stages.inputs import S3_PATIENCE
 from llm_platform.trainer.stages.preflight import PreflightError
+from llm_platform.trainer.stages.progress import live_key
 
 from .backend import JobExists, JobNotFound, LogQuery, LogsUnavailable, StageNotFound
+from .stored_console import console_lines, stored_console
 
 USER_AGENT = "llm-platform-api"
 POLL_S = 2.0  # following a job: how often to look for its next stage's pods
 JOB_ENDED = ("Succeeded", "Failed")
 LOG_READ_TIMEOUT_S = 30
+RAN = ("Running", "Succeeded", "Failed")  # a stage in these phases has started: its console may be in the store
+RAN_AND_ENDED = ("Succeeded", "Failed")
+NOTE_WIDTH = 1000  # of an error told in a line of the logs (a refusal's says what to do)
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
@@ -101,13 +111,18 @@ class ClusterJobs:
     def logs(self, namespace: str, name: str, query: LogQuery) -> AsyncIterator[str]:
         """The logs of the job's pods (those its stages' workloads started), stage by stage in the spec's order, each
         line after `[pod] ` when there are several pods; with `query.follow`, each pod's stream until it ends, then the
-        pods of the stages that start later, until the job has ended."""
+        pods of the stages that start later, until the job has ended.
+
+        A stage that ran but has no pod left (deleted after it ended, evicted, its node lost), or none whose log can
+        be read, is shown from its console in the job's store instead: a line in parentheses saying so and where,
+        then the console's lines (the last `query.tail`), each after `[store:STAGE] `. While following, only the
+        stages that have ended so: a running stage's pods are followed as before."""
         job = self.get(namespace, name)
         stages = [s.get("name") for s in (job.get("spec") or {}).get("stages") or []]
         if query.stage is not None and query.stage not in stages:
             raise StageNotFound(f"job '{name}' has no stage '{query.stage}'; its stages are: {', '.join(stages)}")
         pods = self._pods(name, query.stage, stages)  # LogsUnavailable now, not after the response has begun
-        return iterate_in_threadpool(self._lines(name, query, stages, pods))
+        return iterate_in_threadpool(self._lines(job, query, stages, pods))
 
     def _pods(self, name: str, stage: str | None, stages: list[str]) -> list[dict[str, Any]]:
         """The job's pods (of one stage), in stage order then creation order."""
@@ -129,14 +144,32 @@ class ClusterJobs:
 
         return sorted(pods, key=key)
 
-    def _lines(self, name: str, query: LogQuery, stages: list[str], pods: list[dict[str, Any]]) -> Iterator[str]:
+    def _lines(
+        self, job: dict[str, Any], query: LogQuery, stages: list[str], pods: list[dict[str, Any]]
+    ) -> Iterator[str]:
+        name, consoles = job["metadata"]["name"], StoredConsoles(job, self.options.allow.storage_endpoints)
+        by_stage: dict[str, list[dict[str, Any]]] = {}
+        for pod in pods:
+            by_stage.setdefault(pod["metadata"]["labels"].get(STAGE_LABEL), []).append(pod)
+        selected = [query.stage] if query.stage is not None else stages
         if query.follow:
+            for stage in selected:
+                if stage not in by_stage and _stage_phase(job, stage) in RAN_AND_ENDED:
+                    yield from consoles.lines(stage, query.tail, f"stage {stage}: no pod left")
             yield from self._follow(name, query, stages, pods)
             return
-        for pod in pods:
-            prefix = f"[{pod['metadata']['name']}] " if len(pods) > 1 else ""
-            for line in self._pod_log(pod["metadata"]["name"], query, []):
-                yield prefix + line
+        for stage in dict.fromkeys([*selected, *by_stage]):
+            of_stage, unread = by_stage.get(stage, []), []
+            for pod in of_stage:
+                prefix = f"[{pod['metadata']['name']}] " if len(pods) > 1 else ""
+                for line in self._pod_log(pod["metadata"]["name"], query, [], unread):
+                    yield prefix + line
+            if stage not in stages:  # pods labelled with a stage the spec lacks: their logs are all there is
+                continue
+            if not of_stage and _stage_phase(job, stage) in RAN:
+                yield from consoles.lines(stage, query.tail, f"stage {stage}: no pod left")
+            elif of_stage and len(unread) == len(of_stage):
+                yield from consoles.lines(stage, query.tail, f"stage {stage}: no pod log can be read")
 
     def _follow(self, name: str, query: LogQuery, stages: list[str], pods: list[dict[str, Any]]) -> Iterator[str]:
         """Every pod's stream at once (a training job's ranks log side by side), each line after `[pod] ` as it comes;
@@ -181,15 +214,18 @@ class ClusterJobs:
             for response in list(streams):
                 response.close()
 
-    def _pod_log(self, pod: str, query: LogQuery, streams: list[Any]) -> Iterator[str]:
+    def _pod_log(self, pod: str, query: LogQuery, streams: list[Any], unread: list[str] | None = None) -> Iterator[str]:
         """One pod's log lines (as the API server relays them from the kubelet); a pod whose log cannot be read
-        (it has not started, it is gone) says so in one line instead. The open response is kept in `streams`."""
+        (it has not started, it is gone) says so in one line instead, and is added to `unread`. The open response
+        is kept in `streams`."""
         try:
             response = self.core.read_namespaced_pod_log(
                 pod, self.namespace, tail_lines=query.tail, follow=query.follow, _preload_content=False,
                 _request_timeout=None if query.follow else LOG_READ_TIMEOUT_S,
             )  # fmt: skip
         except ApiException as e:
+            if unread is not None:
+                unread.append(pod)
             yield f"(no log from pod {pod}: {_reason(e)})\n"
             return
         streams.append(response)
@@ -217,6 +253,64 @@ class ClusterJobs:
         """The API checks `serves` first; this keeps a wrong call from reaching another namespace even so."""
         if namespace != self.namespace:
             raise JobNotFound(namespace)
+
+
+class StoredConsoles:
+    """The consoles of one job's stages in its store, for the logs route: the store is opened at most once per
+    request, as the operator opens it and only at an endpoint the operator's allow-list names; what keeps a console
+    from being read is said in one line instead of raised, since the response has begun by then."""
+
+    def __init__(self, job: dict[str, Any], allowed_endpoints: tuple[str, ...]):
+        self.job, self.allowed_endpoints = job, allowed_endpoints
+        self._store: ArtifactStore | None = None
+        self._problem: str | None = None  # why the store is not opened
+        self._failed: Exception | None = None  # what a read from it raised
+
+    def lines(self, stage: str, tail: int | None, why: str) -> Iterator[str]:
+        """A line saying `why` and where the console is, then its lines (the last `tail`) after `[store:STAGE] `;
+        or one line saying why they cannot be shown."""
+        store = self._open()
+        if store is None:
+            yield f"({why}; its console in the store is not read: {self._problem})\n"
+            return
+        where = f"{store.uri.rstrip('/')}/{live_key(stage)}/{CONSOLE_FILE}"
+        try:
+            if self._failed is not None:  # one unreachable store costs a request its timeout once, not per stage
+                raise self._failed
+            found = stored_console(store, stage)
+        except Exception as e:  # noqa: BLE001  # any store failure: the answer says so rather than fail mid-response
+            self._failed = e
+            yield f"({why}; its console {where} cannot be read: {_short(e)})\n"
+            return
+        if found is None:
+            yield f"({why}; the store holds no console of it at {where})\n"
+            return
+        yield f"({why}; its console as mirrored to the store, {where}:)\n"
+        for line in console_lines(*found, tail):
+            yield f"[store:{stage}] {line}"
+
+    def _open(self) -> ArtifactStore | None:
+        if self._store is None and self._problem is None:
+            try:
+                job = parse_job({k: self.job[k] for k in ("apiVersion", "kind", "metadata", "spec") if k in self.job})
+                if job.spec.storage.uri is None:
+                    raise ValueError("the job names no store (spec.storage.uri)")
+                self._store = job_store(job, self.allowed_endpoints, Config(**S3_PATIENCE))
+            except Exception as e:  # noqa: BLE001  # a refused endpoint, a spec that no longer parses, a bad URI
+                self._problem = _short(e)
+        return self._store
+
+
+def _stage_phase(job: dict[str, Any], stage: str) -> str | None:
+    return (((job.get("status") or {}).get("stages") or {}).get(stage) or {}).get("phase")
+
+
+def _short(error: Exception) -> str:
+    """An error in one line of the logs: its message (a refusal's and a spec's are written for the reader), other
+    errors after their type's name; cut to NOTE_WIDTH."""
+    text = " ".join(str(error).split())
+    text = text if isinstance(error, PermissionError | ValueError) else f"{type(error).__name__}: {text}"
+    return text if len(text) <= NOTE_WIDTH else text[: NOTE_WIDTH - 1] + "…"
 
 
 def _reason(error: ApiException) -> str:

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
+from .errors import StoreError
 from .lease import LEASE, LocalLease, S3Lease
 
 
@@ -24,6 +25,7 @@ class Backend(Protocol):
     def put_file(self, key: str, source: Path) -> None: ...
     def put_bytes(self, key: str, data: bytes) -> None: ...
     def get_bytes(self, key: str) -> bytes | None: ...
+    def get_tail(self, key: str, max_bytes: int) -> tuple[bytes, int] | None: ...
     def get_file(self, key: str, dest: Path) -> None: ...
     def list(self, prefix: str) -> Iterator[str]: ...
     def sizes(self, folder: str) -> dict[str, int]: ...
@@ -70,6 +72,17 @@ class LocalBackend:
             return self._path(key).read_bytes()
         except FileNotFoundError:
             return None
+
+    def get_tail(self, key: str, max_bytes: int) -> tuple[bytes, int] | None:
+        """The last `max_bytes` of a file and its whole size; None if there is none."""
+        try:
+            file = self._path(key).open("rb")
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        with file:
+            size = os.fstat(file.fileno()).st_size
+            file.seek(max(0, size - max_bytes))
+            return file.read(max(0, max_bytes)), size
 
     def get_file(self, key: str, dest: Path) -> None:
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -123,6 +136,26 @@ class S3Backend:
             return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
         except self.client.exceptions.NoSuchKey:
             return None
+
+    def get_tail(self, key: str, max_bytes: int) -> tuple[bytes, int] | None:
+        """The last `max_bytes` (at least 1) of an object, by one ranged GET whatever its size, and its whole size;
+        None if there is none."""
+        from botocore.exceptions import ClientError
+
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=self._key(key), Range=f"bytes=-{max_bytes}")
+        except self.client.exceptions.NoSuchKey:
+            return None
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") == "InvalidRange":  # an empty object has no last byte
+                return b"", 0
+            raise
+        body, whole = response["Body"], response.get("ContentRange", "").rpartition("/")[2]
+        if not whole.isdigit() and response.get("ContentLength", 0) > max_bytes:
+            body.close()
+            raise StoreError(f"the S3 server ignored a ranged read of '{self._key(key)}' (no Content-Range)")
+        data = body.read(max_bytes + 1)
+        return data[-max_bytes:], int(whole) if whole.isdigit() else len(data)
 
     def get_file(self, key: str, dest: Path) -> None:
         dest.parent.mkdir(parents=True, exist_ok=True)

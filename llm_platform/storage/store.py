@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .backends import Backend, LocalBackend, S3Backend
+from .backends import Backend, LocalBackend, S3Backend, make_s3_client
 from .downloads import staged_download
 from .errors import CorruptArtifact, LeaseHeld, StoreError
 from .lease import LocalLease, S3Lease
@@ -93,13 +93,15 @@ class ArtifactStore:
         self.lease_ttl_s = lease_ttl_s
 
     @classmethod
-    def open(cls, uri: str, endpoint_url: str | None = None) -> ArtifactStore:
-        """`s3://bucket/prefix`, `file:///abs/path` or a plain local path."""
+    def open(cls, uri: str, endpoint_url: str | None = None, s3_config=None) -> ArtifactStore:
+        """`s3://bucket/prefix`, `file:///abs/path` or a plain local path; `s3_config`: a `botocore.config.Config`
+        for a caller that must not wait long on S3 (timeouts, retries)."""
         if uri.startswith("s3://"):
             bucket, _, prefix = uri[5:].partition("/")
             if not bucket:
                 raise StoreError(f"storage URI '{uri}' names no bucket; write s3://BUCKET/PREFIX")
-            return cls(S3Backend(bucket, prefix, endpoint_url), uri)
+            client = make_s3_client(endpoint_url, s3_config) if s3_config is not None else None
+            return cls(S3Backend(bucket, prefix, endpoint_url, client), uri)
         path = uri.removeprefix("file://")
         return cls(LocalBackend(path), "file://" + str(Path(path).expanduser().resolve()))
 

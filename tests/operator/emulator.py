@@ -50,6 +50,7 @@ class StrictEmulator(kmock.KubernetesEmulator):
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
         self.pod_logs: dict[tuple[str, str], str] = {}  # what each pod's container wrote, as the kubelet keeps it
+        self.lost_nodes: set[tuple[str, str]] = set()  # pods whose node is gone: their log cannot be read
         self._versions = itertools.count(1)
         self._kinds: dict[Any, str] = {}
         self._with_status: set[Any] = set()
@@ -119,6 +120,11 @@ class StrictEmulator(kmock.KubernetesEmulator):
         key = (request.namespace, request.name)
         if self._current(request) is None:
             raise kmock.KubernetesError(status=404, reason="NotFound", message=f'pods "{request.name}" not found')
+        if key in self.lost_nodes:  # what the API server answers when it cannot reach the pod's kubelet
+            message = f'Get "https://10.0.0.7:10250/containerLogs/{request.namespace}/{request.name}": dial tcp ' + (
+                "10.0.0.7:10250: connect: no route to host"
+            )
+            raise kmock.KubernetesError(status=500, reason="InternalError", message=message)
         params = request.params
         response = aiohttp.web.StreamResponse(headers={"Content-Type": "text/plain"})
         await response.prepare(request._raw_request)
@@ -197,6 +203,16 @@ class EmulatorThread:
             emulator.pod_logs[(namespace, pod)] = emulator.pod_logs.get((namespace, pod), "") + text
 
         asyncio.run_coroutine_threadsafe(append(), self._loop).result(5)
+
+    def lose_node_of(self, namespace: str, pod: str) -> None:
+        """The pod's node is gone: the pod object stays (until the node controller evicts it), its log is unreadable."""
+        assert self._loop is not None and self.emulator is not None
+        emulator = self.emulator
+
+        async def lose() -> None:
+            emulator.lost_nodes.add((namespace, pod))
+
+        asyncio.run_coroutine_threadsafe(lose(), self._loop).result(5)
 
     def requests(self) -> list:
         return list(self.emulator)  # kmock handlers iterate over the requests they received

@@ -4,15 +4,22 @@ the kubelet). `follow=true` streams while the job runs and ends with it; `stage`
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
+from pathlib import Path
 
 import httpx
 import pytest
 
 from llm_platform.operator.kube import Kube
+from llm_platform.operator.options import options_from_env
 from llm_platform.services.cluster_jobs import USER_AGENT, ClusterJobs
 from llm_platform.services.jobs_api import create_app
 from llm_platform.services.tokens import TokenFile
+from llm_platform.storage import ArtifactStore
+from llm_platform.trainer.stages.console_log import ConsoleLog
+from llm_platform.trainer.stages.progress import StageReporter
 from tests.operator.cluster import LLMJOB, Cluster
 from tests.operator.helpers import DATA, TOKENIZER, job_dict
 
@@ -152,3 +159,128 @@ def test_following_a_cluster_job_streams_every_pod_at_once_until_the_job_ends(on
     reader.join(30)
     assert not reader.is_alive(), "the stream did not end with the job"
     assert lines == ["[demo-data-0] rank 0 step 1", "[demo-data-1] rank 1 step 1", "[demo-data-0] rank 0 step 2"]
+
+
+# -- the cluster backend: a stage whose pods are gone, from its console in the store ---------------------------------
+WRITTEN = [f"step {i:02d} loss {3.0 - i / 10:.2f}" for i in range(30)]  # 18 bytes a line: rotated at 100 bytes
+
+
+def mirror_a_console(store: ArtifactStore, stage: str, folder: Path) -> list[str]:
+    """What a stage's pod does: its output through the real ConsoleLog (rotating at 200 bytes, so into console.1.log
+    and console.log) and mirrored into the store by the real StageReporter. Returns what the two files hold, in
+    order, as lines."""
+    reporter = StageReporter(store, stage, every_s=3600)
+    with ConsoleLog(folder, max_bytes=200, fds=(1,)) as log:
+        reporter.watch(log.path)
+        reporter.watch(log.previous, listed=False)
+        reporter.start()
+        for line in WRITTEN:
+            os.write(1, f"{line}\n".encode())  # through the real descriptor, as the stage prints
+        log.stop()
+    reporter.finish("Succeeded")
+    assert log.previous.exists(), "the console did not rotate: the test would not read console.1.log"
+    return (log.previous.read_text() + log.path.read_text()).splitlines()
+
+
+@pytest.fixture
+def store_on_cluster(tmp_path, s3_bucket, s3_server):
+    """The cluster backend (serving `team`) whose operator lists moto's endpoint as a storage endpoint; yields the
+    cluster, an HTTP client and a job body whose store is a bucket there."""
+    cluster = Cluster()
+    tokens = tmp_path / "tokens.json"
+    options = options_from_env({"LLMP_ALLOW_STORAGE_ENDPOINTS": s3_server})
+    jobs = ClusterJobs(Kube(cluster.configuration, user_agent=USER_AGENT), "team", options)
+    body = job_dict(DATA, TOKENIZER, storage={"uri": f"s3://{s3_bucket}/demo", "endpoint_url": s3_server})
+    del body["metadata"]["namespace"]
+    try:
+        with (
+            serving(create_app(jobs, TokenFile(tokens))) as url,
+            httpx.Client(base_url=url, headers=auth(add_token(tokens, "team"))) as c,
+        ):
+            yield cluster, c, body
+    finally:
+        cluster.close()
+
+
+def test_a_stage_whose_pods_are_gone_is_shown_from_its_console_in_the_store(store_on_cluster, tmp_path):
+    cluster, client, body = store_on_cluster
+    assert client.post("/v1/jobs", json=body).status_code == 201
+    store = ArtifactStore.open(body["spec"]["storage"]["uri"], body["spec"]["storage"]["endpoint_url"])
+    printed = mirror_a_console(store, "data", tmp_path / "console")
+    # the data stage ended and its pods were deleted; the tokenizer runs in one pod
+    cluster.kube.patch(*LLMJOB, "team", "demo", {"status": {"stages": {"data": {"phase": "Succeeded"}, "tok": {
+        "phase": "Running"}}}}, "status")  # fmt: skip
+    cluster.kube.create(pod("demo-tok-0", "tok", "2026-01-01T00:00:00Z"))
+    cluster.server.write_log("team", "demo-tok-0", "training BPE\n")
+    where = f"{store.uri}/data/live/console.log"
+
+    lines = client.get("/v1/jobs/demo/logs").text.splitlines()
+    assert lines[0] == f"(stage data: no pod left; its console as mirrored to the store, {where}:)"
+    assert lines[1:-1] == [f"[store:data] {line}" for line in printed]
+    assert lines[-1] == "training BPE"  # the pod's log, as before
+    assert printed[-5:] == WRITTEN[-5:] and len(printed) > 5
+    tail = client.get("/v1/jobs/demo/logs", params={"stage": "data", "tail": 3}).text.splitlines()
+    assert tail == [lines[0], *(f"[store:data] {line}" for line in WRITTEN[-3:])]
+    assert client.get("/v1/jobs/demo/logs?stage=data&tail=0").text.splitlines() == [lines[0]]
+
+    followed = client.get("/v1/jobs/demo/logs?stage=data&follow=true&tail=2", timeout=30).text.splitlines()
+    assert followed == [lines[0], *(f"[store:data] {line}" for line in WRITTEN[-2:])]  # and ends: the stage has
+
+
+def test_a_stage_whose_pods_logs_cannot_be_read_is_shown_from_the_store(store_on_cluster, tmp_path):
+    cluster, client, body = store_on_cluster
+    assert client.post("/v1/jobs", json=body).status_code == 201
+    store = ArtifactStore.open(body["spec"]["storage"]["uri"], body["spec"]["storage"]["endpoint_url"])
+    mirror_a_console(store, "data", tmp_path / "console")
+    cluster.kube.create(pod("demo-data-0", "data", "2026-01-01T00:00:00Z"))
+    cluster.server.lose_node_of("team", "demo-data-0")
+
+    lines = client.get("/v1/jobs/demo/logs?stage=data&tail=1").text.splitlines()
+    assert lines[0].startswith("(no log from pod demo-data-0: Get ") and "no route to host" in lines[0]
+    where = f"{store.uri}/data/live/console.log"
+    assert lines[1:] == [
+        f"(stage data: no pod log can be read; its console as mirrored to the store, {where}:)",
+        f"[store:data] {WRITTEN[-1]}",
+    ]
+
+
+def test_a_store_the_allow_list_refuses_is_not_opened_and_a_broken_one_is_an_answer_not_an_error(store_on_cluster):
+    """A job admitted before its endpoint left the operator's list (created directly, as the webhook then let it):
+    the API sends its own credentials nowhere the list does not name, and says so. A listed store that cannot be
+    read is one line, with a 200."""
+    cluster, client, body = store_on_cluster
+    listed = body["spec"]["storage"]["endpoint_url"]
+
+    def admitted(storage: dict, phases: dict) -> None:
+        """The job as it was admitted, its stages ended in `phases`, their pods gone."""
+        cluster.kube.delete(*LLMJOB, "team", "demo")
+        job = {**body, "metadata": {"name": "demo", "namespace": "team"}, "spec": {**body["spec"], "storage": storage}}
+        cluster.kube.create(job)
+        stages = {stage: {"phase": phase} for stage, phase in phases.items()}
+        cluster.kube.patch(*LLMJOB, "team", "demo", {"status": {"stages": stages}}, "status")
+
+    with socket.socket() as listener:  # an endpoint that records whether anything connects
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.setblocking(False)
+        refused = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        admitted({**body["spec"]["storage"], "endpoint_url": refused}, {"data": "Failed", "tok": "Skipped"})
+        response = client.get("/v1/jobs/demo/logs")
+        assert response.status_code == 200
+        (line,) = response.text.splitlines()
+        assert line.startswith(
+            "(stage data: no pod left; its console in the store is not read: spec.storage.endpoint_url: storage "
+            f"endpoint '{refused}' is not one this site allows (allowed: {listed}); "
+        )
+        assert "--allow-storage-endpoint" in line and line.endswith(")")
+        with pytest.raises(BlockingIOError):
+            listener.accept()  # nobody connected
+
+    missing = f"s3://{body['spec']['storage']['uri'][5:].split('/')[0]}-gone/demo"  # a bucket that is not there
+    admitted({"uri": missing, "endpoint_url": listed}, {"data": "Succeeded", "tok": "Failed"})
+    response = client.get("/v1/jobs/demo/logs")
+    assert response.status_code == 200
+    data, tok = response.text.splitlines()
+    assert data.startswith(f"(stage data: no pod left; its console {missing}/data/live/console.log cannot be read: ")
+    assert tok.startswith(f"(stage tok: no pod left; its console {missing}/tok/live/console.log cannot be read: ")
+    assert "NoSuchBucket" in data and "NoSuchBucket" in tok

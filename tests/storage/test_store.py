@@ -123,3 +123,14 @@ def test_manifest_lists_sizes_and_hashes(store, tmp_path):
 def test_s3_uri_without_bucket_is_rejected():
     with pytest.raises(StoreError, match="names no bucket"):
         ArtifactStore.open("s3:///prefix")
+
+
+def test_the_tail_of_an_object_is_read_without_the_rest(store):
+    """`get_tail`: the last bytes and the whole size, by one ranged read on S3; an empty object has no last byte."""
+    data = bytes(range(256)) * 40  # 10 KiB
+    store.backend.put_bytes("stage/live/console.log", data)
+    assert store.backend.get_tail("stage/live/console.log", 100) == (data[-100:], len(data))
+    assert store.backend.get_tail("stage/live/console.log", 1 << 20) == (data, len(data))
+    store.backend.put_bytes("stage/live/empty.log", b"")
+    assert store.backend.get_tail("stage/live/empty.log", 100) == (b"", 0)
+    assert store.backend.get_tail("stage/live/absent.log", 100) is None
