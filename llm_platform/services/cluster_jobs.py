@@ -212,6 +212,9 @@ class ClusterJobs:
                 pods = self._pods(name, query.stage, stages)
         finally:
             for response in list(streams):
+                # shutdown() first: a pump thread blocked reading a silent pod's stream holds the response, and
+                # close() alone would wait for that read (urllib3 2.x), so the request would never end
+                response.shutdown()
                 response.close()
 
     def _pod_log(self, pod: str, query: LogQuery, streams: list[Any], unread: list[str] | None = None) -> Iterator[str]:

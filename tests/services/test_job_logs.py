@@ -161,6 +161,29 @@ def test_following_a_cluster_job_streams_every_pod_at_once_until_the_job_ends(on
     assert lines == ["[demo-data-0] rank 0 step 1", "[demo-data-1] rank 1 step 1", "[demo-data-0] rank 0 step 2"]
 
 
+def test_following_an_ended_job_ends_although_a_silent_pod_still_runs(on_cluster):
+    """A pod that outlives its job (a serving stage's) and prints nothing: the stream ends a poll after the job."""
+    cluster, client = on_cluster
+    body = job_dict(DATA)
+    del body["metadata"]["namespace"]
+    assert client.post("/v1/jobs", json=body).status_code == 201
+    cluster.kube.create(pod("demo-data-0", "data", "2026-01-01T00:00:00Z"))
+    cluster.server.write_log("team", "demo-data-0", "step 1\n")
+    lines: list[str] = []
+
+    def follow() -> None:
+        with client.stream("GET", "/v1/jobs/demo/logs?follow=true", timeout=60) as response:
+            lines.extend(response.iter_lines())
+
+    reader = threading.Thread(target=follow)
+    reader.start()
+    wait_for(lambda: lines, "the first line", timeout=30)
+    cluster.kube.patch(*LLMJOB, "team", "demo", {"status": {"phase": "Succeeded"}}, "status")  # the pod runs on
+    reader.join(30)
+    assert not reader.is_alive(), "the stream did not end with the job while a silent pod still runs"
+    assert lines == ["[demo-data-0] step 1"]
+
+
 # -- the cluster backend: a stage whose pods are gone, from its console in the store ---------------------------------
 WRITTEN = [f"step {i:02d} loss {3.0 - i / 10:.2f}" for i in range(30)]  # 18 bytes a line: rotated at 100 bytes
 
