@@ -131,6 +131,19 @@ def test_cluster_logs_come_from_the_jobs_pods_stage_by_stage(on_cluster):
     assert response.status_code == 404 and "its stages are: data, tok" in response.json()["error"]
 
 
+def follow_in_background(client: httpx.Client, url: str) -> tuple[threading.Thread, list[str]]:
+    """A thread following `url`, and the list its lines land in as they come."""
+    lines: list[str] = []
+
+    def follow() -> None:
+        with client.stream("GET", url, timeout=60) as response:
+            lines.extend(response.iter_lines())
+
+    reader = threading.Thread(target=follow)
+    reader.start()
+    return reader, lines
+
+
 def test_following_a_cluster_job_streams_every_pod_at_once_until_the_job_ends(on_cluster):
     cluster, client = on_cluster
     body = job_dict(DATA)
@@ -139,14 +152,7 @@ def test_following_a_cluster_job_streams_every_pod_at_once_until_the_job_ends(on
     for rank in (0, 1):  # two ranks of one stage, logging side by side
         cluster.kube.create(pod(f"demo-data-{rank}", "data", "2026-01-01T00:00:00Z"))
     cluster.server.write_log("team", "demo-data-0", "rank 0 step 1\n")
-    lines: list[str] = []
-
-    def follow() -> None:
-        with client.stream("GET", "/v1/jobs/demo/logs?follow=true", timeout=60) as response:
-            lines.extend(response.iter_lines())
-
-    reader = threading.Thread(target=follow)
-    reader.start()
+    reader, lines = follow_in_background(client, "/v1/jobs/demo/logs?follow=true")
     wait_for(lambda: lines, "the first line", timeout=30)
     cluster.server.write_log("team", "demo-data-1", "rank 1 step 1\n")
     wait_for(lambda: "[demo-data-1] rank 1 step 1" in lines, "rank 1's line while rank 0 still runs", timeout=30)
@@ -169,14 +175,7 @@ def test_following_an_ended_job_ends_although_a_silent_pod_still_runs(on_cluster
     assert client.post("/v1/jobs", json=body).status_code == 201
     cluster.kube.create(pod("demo-data-0", "data", "2026-01-01T00:00:00Z"))
     cluster.server.write_log("team", "demo-data-0", "step 1\n")
-    lines: list[str] = []
-
-    def follow() -> None:
-        with client.stream("GET", "/v1/jobs/demo/logs?follow=true", timeout=60) as response:
-            lines.extend(response.iter_lines())
-
-    reader = threading.Thread(target=follow)
-    reader.start()
+    reader, lines = follow_in_background(client, "/v1/jobs/demo/logs?follow=true")
     wait_for(lambda: lines, "the first line", timeout=30)
     cluster.kube.patch(*LLMJOB, "team", "demo", {"status": {"phase": "Succeeded"}}, "status")  # the pod runs on
     reader.join(30)
