@@ -85,6 +85,12 @@ def job_body(name: str, *stages: dict, namespace: str | None = None, **spec) -> 
     }
 
 
+def failing_data_stage(folder: Path) -> dict:
+    """A data stage that runs and fails: its one source keeps no document."""
+    (folder / "empty.jsonl").write_text('{"text": ""}\n')
+    return {"name": "data", "kind": "data", "data": {"sources": [{"type": "jsonl", "path": str(folder / "*.jsonl")}]}}
+
+
 def blocked_job(name: str, fifo: Path) -> dict:
     """A real job that stays Running until its process is stopped: its data stage reads a named pipe that no one
     writes to (open() waits for a writer)."""

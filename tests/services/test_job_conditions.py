@@ -15,7 +15,7 @@ from llm_platform.api.conditions import rfc3339
 from llm_platform.services.job_state import JobRow
 from llm_platform.services.local_jobs import local_conditions
 
-from .server import blocked_job, job_body, wait_for
+from .server import blocked_job, failing_data_stage, job_body, wait_for
 
 THREE = {"jobs": {"max_running": 3}}
 
@@ -35,12 +35,7 @@ def ended(api, name: str) -> bool:
 
 @pytest.mark.parametrize("api", [THREE], indirect=True)
 def test_ready_is_unknown_while_running_true_when_succeeded_and_false_with_the_failure(api, tmp_path):
-    (tmp_path / "empty.jsonl").write_text('{"text": ""}\n')  # runs, and keeps no document: the stage fails
-    empty = {
-        "name": "data",
-        "kind": "data",
-        "data": {"sources": [{"type": "jsonl", "path": str(tmp_path / "*.jsonl")}]},
-    }
+    empty = failing_data_stage(tmp_path)
     for body in (job_body("fine"), job_body("broken", empty), blocked_job("busy", tmp_path / "pipe")):
         assert api.client.post("/v1/jobs", json=body, headers=api.team).status_code == 201
     for name in ("fine", "broken"):

@@ -14,7 +14,7 @@ import pytest
 
 from llm_platform.services.processes import group_members, is_alive
 
-from .server import ApiProcess, add_token, auth, blocked_job, job_body, wait_for
+from .server import ApiProcess, add_token, auth, blocked_job, failing_data_stage, job_body, wait_for
 
 LIMITS = {"jobs": {"max_running": 2, "max_queued": 3}}
 
@@ -130,12 +130,7 @@ def test_a_deleted_name_can_be_submitted_again(api, tmp_path):
 
 
 def test_a_failed_stage_is_failed_and_what_needs_it_is_skipped(api, tmp_path):
-    (tmp_path / "empty.jsonl").write_text('{"text": ""}\n')  # runs, and keeps no document: the stage fails
-    empty = {
-        "name": "data",
-        "kind": "data",
-        "data": {"sources": [{"type": "jsonl", "path": str(tmp_path / "*.jsonl")}]},
-    }
+    empty = failing_data_stage(tmp_path)
     job = job_body("broken", empty, {"name": "tok", "kind": "tokenizer", "needs": ["data"]})
     assert api.client.post("/v1/jobs", json=job, headers=api.team).status_code == 201
     wait_for(lambda: phase(api.client, api.team, "broken") == "Failed", "the job to fail", timeout=120)
