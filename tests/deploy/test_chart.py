@@ -29,6 +29,7 @@ EVERYTHING_ON = [
     "metrics.podMonitor.enabled=true",
     "operator.watchNamespaces={research,prod}",
     "api.enabled=true",
+    "api.storeLogs.enabled=true",
 ]
 EVERYTHING_OFF = [
     "operator.webhook.enabled=false",
@@ -288,3 +289,65 @@ def test_the_network_policy_admits_only_the_api_port_of_the_api_pods():
     assert [
         d for d in template("api.enabled=true", "api.networkPolicy.enabled=false") if d["kind"] == "NetworkPolicy"
     ] == []
+
+
+STORE_ENV = [  # how an administrator gives the operator the store: a Secret's keys, the endpoint
+    "operator.env[0].name=AWS_ACCESS_KEY_ID",
+    "operator.env[0].valueFrom.secretKeyRef.name=operator-s3",
+    "operator.env[0].valueFrom.secretKeyRef.key=AWS_ACCESS_KEY_ID",
+    "operator.env[1].name=AWS_ENDPOINT_URL",
+    "operator.env[1].value=http://minio.minio:9000",
+]
+
+
+def _api_env_and_egress(docs: list[dict]) -> tuple[list[dict], list[dict]]:
+    container = one(docs, "Deployment", "api")["spec"]["template"]["spec"]["containers"][0]
+    return container["env"], one(docs, "NetworkPolicy", "api")["spec"]["egress"]
+
+
+def test_store_logs_give_the_api_the_operators_store_environment_and_egress_to_the_store():
+    """api.storeLogs: the API opens the store as the operator does, so it gets operator.env and its NetworkPolicy lets
+    it reach the store; off (the default) it has neither, whatever the store's ports and addresses say."""
+    where = ["api.storeLogs.ports={9000}", "api.storeLogs.cidrs={10.1.0.0/16}"]
+    default = template("api.enabled=true", *STORE_ENV)
+    assert template("api.enabled=true", *STORE_ENV, *where) == default
+    assert template("api.enabled=true", *STORE_ENV, "api.storeLogs.enabled=false") == default
+    env_off, egress_off = _api_env_and_egress(default)
+    assert not [e for e in env_off if e["name"].startswith("AWS_")]
+    assert {p["port"] for rule in egress_off for p in rule["ports"]} == {53, 443, 6443}
+
+    on = template("api.enabled=true", *STORE_ENV, "api.storeLogs.enabled=true", *where)
+    env_on, egress_on = _api_env_and_egress(on)
+    operator_env = one(on, "Deployment", "operator")["spec"]["template"]["spec"]["containers"][0]["env"]
+    store_env = [e for e in operator_env if e["name"].startswith("AWS_")]
+    assert [e["name"] for e in store_env] == ["AWS_ACCESS_KEY_ID", "AWS_ENDPOINT_URL"]
+    assert env_on == env_off + store_env
+    assert egress_on == egress_off + [
+        {"ports": [{"port": 9000, "protocol": "TCP"}], "to": [{"ipBlock": {"cidr": "10.1.0.0/16"}}]}
+    ]
+    # nothing else changes: not the operator, not the API's Role (the store is read with the API's own credentials)
+    changed = [d for d in on if d not in default]
+    assert {(d["kind"], d["metadata"]["name"]) for d in changed} == {
+        ("Deployment", "rel-llm-platform-api"),
+        ("NetworkPolicy", "rel-llm-platform-api"),
+    }
+    assert [e for d in changed for e in schema_errors(d)] == []
+    # by default to port 443 anywhere, as for AWS S3
+    _, egress = _api_env_and_egress(template("api.enabled=true", "api.storeLogs.enabled=true"))
+    assert egress[-1] == {"ports": [{"port": 443, "protocol": "TCP"}]}
+
+
+@pytest.mark.parametrize(
+    ("setting", "said"),
+    [
+        (["--set", "api.storeLogs.enabled=yes"], "at '/api/storeLogs/enabled': got string, want boolean"),
+        (["--set", "api.storeLogs.ports={0}"], "at '/api/storeLogs/ports/0': minimum: got 0, want 1"),
+        (["--set-json", "api.storeLogs.ports=[]"], "at '/api/storeLogs/ports': minItems: got 0, want 1"),
+        (["--set", "api.storeLogs.cidrs={minio.minio}"], "at '/api/storeLogs/cidrs/0'"),
+    ],
+    ids=["enabled-not-a-boolean", "port-0", "no-port-would-open-every-port", "cidr-a-hostname"],
+)
+def test_bad_store_logs_values_are_refused_with_their_path(setting, said):
+    result = helm("template", "rel", str(CHART), *setting)
+    assert result.returncode != 0
+    assert said in result.stderr
