@@ -139,9 +139,10 @@ def score_sequences(reward: RewardModel, rows: Sequence[Sequence[int]], batch_si
     for i, row in enumerate(rows):
         if not row:
             raise ValueError(f"rows[{i}]: empty; a reward needs at least one token")
-        if max(row) >= vocab or min(row) < 0:
+        bad = next((t for t in row if not 0 <= t < vocab), None)
+        if bad is not None:
             raise ValueError(
-                f"rows[{i}]: token id {max(row)} is outside the reward model's vocabulary ({vocab}); score with a "
+                f"rows[{i}]: token id {bad} is outside the reward model's vocabulary ({vocab}); score with a "
                 "reward model trained from the same base as the policy"
             )
         if len(row) > limit:

@@ -5,11 +5,18 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from llm_platform.trainer.model import get_config
 from llm_platform.trainer.model.transformer import Transformer
-from llm_platform.trainer.train.reward import RewardLoss, RewardModel, bradley_terry_loss, pair_accuracy
+from llm_platform.trainer.train.reward import (
+    RewardLoss,
+    RewardModel,
+    bradley_terry_loss,
+    pair_accuracy,
+    score_sequences,
+)
 
 VOCAB = 64
 
@@ -71,3 +78,9 @@ def test_it_learns_a_separable_preference_and_ranks_held_out_pairs():
     accuracy = pair_accuracy(reward, held_out)
     print(f"held-out pair accuracy: {before:.2f} before, {accuracy:.2f} after")
     assert accuracy > 0.9
+
+
+def test_scoring_names_the_token_id_that_is_outside_the_vocabulary():
+    reward = RewardModel(decoder())
+    with pytest.raises(ValueError, match=r"rows\[0\]: token id -1 is outside the reward model's vocabulary"):
+        score_sequences(reward, [[3, -1, 5]])
