@@ -6,7 +6,7 @@ backward, at the 125M and 1.1B training shapes (16 x 2048 and 8 x 2048 tokens); 
 
 Rows: `torch` (eager reference), `compiled` (the reference under torch.compile: the baseline), `triton` (ours),
 `liger` (liger-kernel). speed-up = compiled time / this time. Times are triton.testing.do_bench medians in ms.
-Attention: causal fwd+bwd per SDPA backend at head dims 64 and 128 (the table `kernels.sdpa_priority` reads).
+Attention: causal fwd+bwd per SDPA backend at head dims 64 and 128 (the order `kernels._CUDA_PRIORITY` tries).
 This script must not need pydantic (the GPU machine has none).
 """
 

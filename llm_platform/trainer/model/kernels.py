@@ -15,31 +15,19 @@ from torch.nn import functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.attention.bias import CausalBias, causal_lower_right
 
-# Fastest first: on an H200 (torch 2.11), causal fwd+bwd at 32K tokens ran at 551 TFLOP/s with cuDNN against 326 with
-# the flash backend (bench/RESULTS.md). Backends that cannot take a call (dtype, mask, head size) are skipped.
+# Fastest first, at every head dim measured: on an H200 (torch 2.11), causal fwd+bwd at 32K tokens ran at 551 TFLOP/s
+# with cuDNN against 326 with the flash backend (bench/RESULTS.md); at 2048 tokens, bf16, grouped K/V
+# (`bench/kernels.py`, 2026-12-03; issue 16):
+#   head dim 64, 16 x 12 heads (4 KV):  cuDNN 313, flash 193, memory-efficient 97
+#   head dim 64,  8 x 32 heads (4 KV):  cuDNN 321, flash 203, memory-efficient 99
+#   head dim 128, 8 x 16 heads (4 KV):  cuDNN 405, flash 217, memory-efficient 120
+# Backends that cannot take a call (dtype, mask, head size) are skipped.
 _CUDA_PRIORITY = [
     SDPBackend.CUDNN_ATTENTION,
     SDPBackend.FLASH_ATTENTION,
     SDPBackend.EFFICIENT_ATTENTION,
     SDPBackend.MATH,
 ]
-# Per head dim, by measurement: causal fwd+bwd TFLOP/s at 2048 tokens, bf16, grouped K/V, one H200, torch 2.11
-# (`bench/kernels.py`, 2026-12-03; bench/RESULTS.md, issue 16):
-#   head dim 64, 16 x 12 heads (4 KV):  cuDNN 313, flash 193, memory-efficient 97
-#   head dim 64,  8 x 32 heads (4 KV):  cuDNN 321, flash 203, memory-efficient 99
-#   head dim 128, 8 x 16 heads (4 KV):  cuDNN 405, flash 217, memory-efficient 120
-# cuDNN leads at both, by 1.6x and 1.9x over flash. Head dims not measured keep the general order above.
-SDPA_ORDER_BY_HEAD_DIM = {
-    64: _CUDA_PRIORITY,
-    128: _CUDA_PRIORITY,
-}
-
-
-def sdpa_priority(head_dim: int) -> list[SDPBackend]:
-    """The SDPA backends to try on CUDA for this head dim, fastest first (``SDPA_ORDER_BY_HEAD_DIM``)."""
-    return SDPA_ORDER_BY_HEAD_DIM.get(head_dim, _CUDA_PRIORITY)
-
-
 _SINGLE_BACKEND = {
     "cudnn": SDPBackend.CUDNN_ATTENTION,
     "flash": SDPBackend.FLASH_ATTENTION,
@@ -179,7 +167,7 @@ def _sdpa(q, k, v, mask, *, is_causal: bool, scale: float, impl: str) -> torch.T
         return F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, is_causal=is_causal, scale=scale, enable_gqa=grouped
         )
-    backends = [_SINGLE_BACKEND[impl]] if impl in _SINGLE_BACKEND else sdpa_priority(q.shape[-1])
+    backends = [_SINGLE_BACKEND[impl]] if impl in _SINGLE_BACKEND else _CUDA_PRIORITY
     # The flash and cuDNN kernels read grouped K/V heads in place; a dense mask sends the call to the
     # memory-efficient kernel, which needs them repeated.
     if grouped and mask is not None and not isinstance(mask, CausalBias):

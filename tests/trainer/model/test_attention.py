@@ -111,14 +111,3 @@ def test_auto_without_flash_attn_uses_sdpa():
     module = Attention(get_config("llama-tiny"), layer=0)
     assert module.flash_fn is flash_attn_func()
     assert module(torch.randn(1, 4, 128), no_rope_context(4)).shape == (1, 4, 128)
-
-
-def test_sdpa_backend_order_comes_from_the_measured_table_per_head_dim():
-    from torch.nn.attention import SDPBackend
-
-    from llm_platform.trainer.model.kernels import SDPA_ORDER_BY_HEAD_DIM, sdpa_priority
-
-    for head_dim in (64, 128):  # the measured dims (bench/kernels.py): cuDNN led at both
-        assert sdpa_priority(head_dim) == SDPA_ORDER_BY_HEAD_DIM[head_dim]
-        assert sdpa_priority(head_dim)[0] == SDPBackend.CUDNN_ATTENTION
-    assert SDPBackend.MATH in sdpa_priority(96)  # an unmeasured dim keeps the full fallback order
