@@ -43,7 +43,7 @@ def liger_linear_cross_entropy(
 
     flce = liger_ops().fused_linear_cross_entropy.LigerFusedLinearCrossEntropyFunction
     flat = hidden.reshape(-1, hidden.size(-1))
-    dtype = torch.get_autocast_dtype(flat.device.type) if torch.is_autocast_enabled(flat.device.type) else flat.dtype
+    dtype = fused_ops.output_dtype(flat)
     with torch.autocast(flat.device.type, enabled=False):
         out = flce.apply(
             flat.to(dtype),

@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from llm_platform.trainer.model.fused_ops import output_dtype
+
 IGNORE_INDEX = -100
 
 
@@ -76,7 +78,7 @@ def linear_cross_entropy(
     """Same value and gradients as `lm_loss(hidden @ head_weight.T, targets, z_loss)`, computed `chunk_tokens` rows
     at a time. Under autocast the matmuls run in the autocast dtype, as the unfused LM head's would."""
     flat = hidden.reshape(-1, hidden.size(-1))
-    dtype = torch.get_autocast_dtype(flat.device.type) if torch.is_autocast_enabled(flat.device.type) else flat.dtype
+    dtype = output_dtype(flat)
     with torch.autocast(flat.device.type, enabled=False):
         return _LinearCrossEntropy.apply(
             flat.to(dtype), head_weight.to(dtype), targets.reshape(-1), z_loss, ignore_index, chunk_tokens
