@@ -55,6 +55,8 @@ def sync_device(device: torch.device) -> None:
 
 
 def print_record(progress: StepProgress | None, console: Console, record: dict[str, Any], total: int) -> None:
+    """One console line for `record` (above the live bar: `progress` draws on the same console), and its loss as the
+    bar's status."""
     parts = [f"step {record['step']}/{total}", f"loss {record['loss']:.4f}", f"lr {record['lr']:.2e}"]
     parts.append(f"grad norm {record['grad_norm']:.3f}")
     if "tokens_per_s" in record:
@@ -63,6 +65,6 @@ def print_record(progress: StepProgress | None, console: Console, record: dict[s
         parts.append(f"MFU {100 * record['mfu']:.1f}%")
     if "val_loss" in record:
         parts.append(f"val loss {record['val_loss']:.4f}")
-    (progress.console if progress else console).print("  ".join(parts))
+    console.print("  ".join(parts))
     if progress is not None:
         progress.status = f"loss {record['loss']:.4f}"
