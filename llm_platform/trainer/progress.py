@@ -7,6 +7,7 @@ a terminal, `StepProgress` prints a plain line instead, at most every `every_s` 
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable
@@ -17,7 +18,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 def progress_every_s() -> float:
     """How often progress is printed (without a terminal) and written to the store: `LLMP_PROGRESS_EVERY_S`, 10 s."""
-    return float(os.environ.get("LLMP_PROGRESS_EVERY_S") or 10.0)
+    raw = os.environ.get("LLMP_PROGRESS_EVERY_S") or "10"
+    try:
+        every = float(raw)
+    except ValueError:
+        every = math.nan
+    if not every >= 0 or math.isinf(every):
+        raise ValueError(f"LLMP_PROGRESS_EVERY_S: {raw!r} is not a number of seconds >= 0; unset it for the default 10")
+    return every
 
 
 class StepProgress:
