@@ -28,6 +28,7 @@ from torch import nn
 from .alibi import alibi_slopes
 from .attention import Attention, AttentionContext
 from .config import ModelConfig
+from .fused_ops import output_dtype
 from .init import WeightInit, init_children
 from .mla import LatentAttention
 from .mlp import build_mlp
@@ -120,9 +121,9 @@ class Transformer(nn.Module):
         else:
             ctx = self._context(input_ids.shape[1], start_pos, cache, x.dtype, x.device)
             ctx.attend = attend
-        if self.config.residual_dtype == "autocast" and torch.is_autocast_enabled(x.device.type):
+        if self.config.residual_dtype == "autocast":
             # The residual stream in bf16 (ModelConfig); the RoPE table above keeps the parameters' precision.
-            x = x.to(torch.get_autocast_dtype(x.device.type))
+            x = x.to(output_dtype(x))
         for block in self.layers:
             x = block(x, ctx)
         return self.norm(x)
