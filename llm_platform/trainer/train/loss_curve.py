@@ -2,7 +2,8 @@
 
 One panel with the training loss at each logged step and the validation loss where it was measured; a DPO run adds
 a second panel with its reward margin and accuracy (`rewards/margins`, `rewards/accuracies`). Drawn with matplotlib's
-Agg backend (no display needed); without matplotlib nothing is drawn and the caller says so.
+Agg backend (no display needed); without matplotlib nothing is drawn and `plot_loss_curve` returns None (the
+stages then print nothing about it).
 """
 
 from __future__ import annotations
