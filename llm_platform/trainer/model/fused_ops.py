@@ -139,5 +139,8 @@ def rotary(
         rotate = _LOADED["triton"].rotary
         return rotate(q, cos, sin), rotate(k, cos, sin)
     if impl == "liger" and cos.dim() == 2 and q.dtype == k.dtype:
-        return _LOADED["liger"].rope.LigerRopeFunction.apply(q, k, cos.to(q.dtype), sin.to(q.dtype))
+        # liger takes the table as [1, T, D] (or one per row): it reads cos.shape[0] as the table's batch size, so a
+        # [T, D] table would send every row after the first to positions past its end
+        cos, sin = cos.to(q.dtype)[None], sin.to(q.dtype)[None]
+        return _LOADED["liger"].rope.LigerRopeFunction.apply(q, k, cos, sin)
     return apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
