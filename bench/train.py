@@ -119,9 +119,11 @@ class Variant:
             raise SystemExit(f"variant {name!r}: must start with 'ours' or 'hf'")
         overrides: dict = {}
         for toggle in toggles:
+            if head == "hf" and toggle != "fp8":
+                raise SystemExit(f"variant {name!r}: hf takes only the fp8 toggle; {toggle!r} changes our model")
             if toggle in ("fp8", "plainloss"):
                 continue
-            if toggle not in TOGGLES or head == "hf":
+            if toggle not in TOGGLES:
                 raise SystemExit(
                     f"variant {name!r}: unknown toggle {toggle!r}; known: {sorted(TOGGLES)}, fp8, plainloss"
                 )
