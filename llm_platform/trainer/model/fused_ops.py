@@ -139,8 +139,9 @@ def rotary(
         rotate = _LOADED["triton"].rotary
         return rotate(q, cos, sin), rotate(k, cos, sin)
     if impl == "liger" and cos.dim() == 2 and q.dtype == k.dtype:
-        # liger takes the table as [1, T, D] (or one per row): it reads cos.shape[0] as the table's batch size, so a
-        # [T, D] table would send every row after the first to positions past its end
+        # the table as [1, T, D] (or one per row), which every liger version in the `gpu` extra's range reads
+        # alike: 0.8.5 (what bench/RESULTS.md measured) adds the leading 1 to a [T, D] table itself, while 0.8.2
+        # read cos.shape[0] as the table's batch size and sent every row after the first past the table's end
         cos, sin = cos.to(q.dtype)[None], sin.to(q.dtype)[None]
         return _LOADED["liger"].rope.LigerRopeFunction.apply(q, k, cos, sin)
     return apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
