@@ -9,13 +9,16 @@ import socket
 import threading
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 
 from llm_platform.operator.kube import Kube
 from llm_platform.operator.options import options_from_env
+from llm_platform.services.backend import LogQuery
 from llm_platform.services.cluster_jobs import USER_AGENT, ClusterJobs
 from llm_platform.services.jobs_api import create_app
+from llm_platform.services.local_logs import log_lines
 from llm_platform.services.tokens import TokenFile
 from llm_platform.storage import ArtifactStore
 from llm_platform.trainer.stages.console_log import ConsoleLog
@@ -306,3 +309,16 @@ def test_a_store_the_allow_list_refuses_is_not_opened_and_a_broken_one_is_an_ans
     assert data.startswith(f"(stage data: no pod left; its console {missing}/data/live/console.log cannot be read: ")
     assert tok.startswith(f"(stage tok: no pod left; its console {missing}/tok/live/console.log cannot be read: ")
     assert "NoSuchBucket" in data and "NoSuchBucket" in tok
+
+
+def test_tail_counts_a_running_logs_unfinished_last_line(tmp_path):
+    log = tmp_path / "run.log"
+    log.write_text("a\nb\nc")  # the run is writing `c`
+
+    async def read(query: LogQuery) -> list[str]:
+        return [line async for line in log_lines(log, query, lambda: True, 0.01)]
+
+    assert anyio.run(read, LogQuery(tail=1)) == ["c\n"]
+    assert anyio.run(read, LogQuery(tail=2)) == ["b\n", "c\n"]
+    assert anyio.run(read, LogQuery()) == ["a\n", "b\n", "c\n"]
+    assert anyio.run(read, LogQuery(tail=0)) == []
