@@ -206,9 +206,11 @@ class ClusterJobs:
                         running -= 1
                     else:
                         yield item
-                if ended or (running == 0 and self._ended(name, query.stage)):
+                if ended:
                     return
-                ended = self._ended(name, query.stage)
+                ended = self._ended(name, query.stage)  # one GET per poll
+                if ended and running == 0:
+                    return
                 pods = self._pods(name, query.stage, stages)
         finally:
             for response in list(streams):
