@@ -186,6 +186,21 @@ def test_following_an_ended_job_ends_although_a_silent_pod_still_runs(on_cluster
     assert lines == ["[demo-data-0] step 1"]
 
 
+def test_a_client_that_stops_following_a_silent_pod_frees_the_servers_threads(on_cluster):
+    """A serving pod runs on and prints nothing: once the client leaves, the pod's log stream and the thread that
+    waits on it end within a poll or two (else each abandoned follow would hold a worker thread for good)."""
+    cluster, client = on_cluster
+    body = job_dict(DATA)
+    del body["metadata"]["namespace"]
+    assert client.post("/v1/jobs", json=body).status_code == 201
+    cluster.kube.create(pod("demo-data-0", "data", "2026-01-01T00:00:00Z"))
+    cluster.server.write_log("team", "demo-data-0", "step 1\n")
+    with client.stream("GET", "/v1/jobs/demo/logs?follow=true", timeout=30) as response:
+        assert next(response.iter_lines()) == "[demo-data-0] step 1"
+    pumps = lambda: [t for t in threading.enumerate() if t.name == "llmp-log-demo-data-0"]  # noqa: E731
+    wait_for(lambda: not pumps(), "the pod's log stream to close after the client left", timeout=15)
+
+
 # -- the cluster backend: a stage whose pods are gone, from its console in the store ---------------------------------
 WRITTEN = [f"step {i:02d} loss {3.0 - i / 10:.2f}" for i in range(30)]  # 18 bytes a line: rotated at 100 bytes
 
