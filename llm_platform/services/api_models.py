@@ -80,6 +80,7 @@ class Problem(BaseModel):
     path: str | None = Field(None, description="Where: a field path (spec.stages[2].train.lr) or a request part.")
     message: str = Field(description="What is wrong and what to do.")
     line: int | None = Field(None, description="The line of a YAML body the problem is on.")
+    hint: str | None = Field(None, description="What to do, when the message does not say it.")
 
 
 class ErrorBody(BaseModel):

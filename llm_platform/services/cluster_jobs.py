@@ -17,10 +17,10 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 from botocore.config import Config
 from kubernetes import client as k8s_client
 from kubernetes.client.exceptions import ApiException
-from starlette.concurrency import iterate_in_threadpool
 
 from llm_platform.api import KIND, LLMJob, Problem, parse_job
 from llm_platform.api.status import TERMINAL
@@ -122,7 +122,7 @@ class ClusterJobs:
         if query.stage is not None and query.stage not in stages:
             raise StageNotFound(f"job '{name}' has no stage '{query.stage}'; its stages are: {', '.join(stages)}")
         pods = self._pods(name, query.stage, stages)  # LogsUnavailable now, not after the response has begun
-        return iterate_in_threadpool(self._lines(job, query, stages, pods))
+        return _in_threads(self._lines(job, query, stages, pods))
 
     def _pods(self, name: str, stage: str | None, stages: list[str]) -> list[dict[str, Any]]:
         """The job's pods (of one stage), in stage order then creation order."""
@@ -174,7 +174,9 @@ class ClusterJobs:
     def _follow(self, name: str, query: LogQuery, stages: list[str], pods: list[dict[str, Any]]) -> Iterator[str]:
         """Every pod's stream at once (a training job's ranks log side by side), each line after `[pod] ` as it comes;
         the pods of stages that start later join as they appear. Ends once the job (or the stage) has ended and its
-        pods' streams with it, or one poll after the job ended if a pod keeps running (a serving stage's)."""
+        pods' streams with it, or one poll after the job ended if a pod keeps running (a serving stage's). A poll
+        without a line yields "" (`_in_threads` drops it): the worker thread returns to the event loop at least once
+        a poll, so a client that left is noticed and this generator closed, even while every pod is silent."""
         lines: queue.Queue[str | None] = queue.Queue()
         streams: list[Any] = []  # the open responses: closed when the client goes away, which ends their threads
         started: set[str] = set()
@@ -206,9 +208,12 @@ class ClusterJobs:
                         running -= 1
                     else:
                         yield item
-                if ended or (running == 0 and self._ended(name, query.stage)):
+                yield ""  # a tick: see the docstring
+                if ended:
                     return
-                ended = self._ended(name, query.stage)
+                ended = self._ended(name, query.stage)  # one GET per poll
+                if ended and running == 0:
+                    return
                 pods = self._pods(name, query.stage, stages)
         finally:
             for response in list(streams):
@@ -302,6 +307,18 @@ class StoredConsoles:
             except Exception as e:  # noqa: BLE001  # a refused endpoint, a spec that no longer parses, a bad URI
                 self._problem = _short(e)
         return self._store
+
+
+async def _in_threads(lines: Iterator[str]) -> AsyncIterator[str]:
+    """`lines` read on worker threads, without the empty ticks `ClusterJobs._follow` yields; closed as soon as this
+    stops (the client left), so the pods' log streams it holds are shut then, not at some later garbage collection."""
+    try:
+        while (line := await anyio.to_thread.run_sync(next, lines, None)) is not None:
+            if line:
+                yield line
+    finally:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(lines.close)
 
 
 def _stage_phase(job: dict[str, Any], stage: str) -> str | None:

@@ -20,12 +20,13 @@ async def log_lines(path: Path, query: LogQuery, ended: Callable[[], bool], poll
     the lines written after, until `ended()` (checked before each read, so nothing written before the end is lost)
     or the stage's closing line."""
     data, offset = await anyio.to_thread.run_sync(read_from, path, 0)
-    complete, partial = _split(data.decode(errors="replace"))
-    for line in select_lines(complete, query.stage, query.tail):
+    text = data.decode(errors="replace")
+    complete, partial = _split(text)
+    # not following, the whole log's unfinished last line is its last line (`tail` counts it); a stage's is left out
+    shown = text if not query.follow and query.stage is None else complete
+    for line in select_lines(shown, query.stage, query.tail):
         yield line + "\n"
     if not query.follow:
-        if partial and query.stage is None and query.tail != 0:
-            yield partial + "\n"
         return
     if query.stage is not None:
         found = stage_logs(complete).get(query.stage)

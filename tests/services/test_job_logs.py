@@ -9,13 +9,16 @@ import socket
 import threading
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 
 from llm_platform.operator.kube import Kube
 from llm_platform.operator.options import options_from_env
+from llm_platform.services.backend import LogQuery
 from llm_platform.services.cluster_jobs import USER_AGENT, ClusterJobs
 from llm_platform.services.jobs_api import create_app
+from llm_platform.services.local_logs import log_lines
 from llm_platform.services.tokens import TokenFile
 from llm_platform.storage import ArtifactStore
 from llm_platform.trainer.stages.console_log import ConsoleLog
@@ -183,6 +186,21 @@ def test_following_an_ended_job_ends_although_a_silent_pod_still_runs(on_cluster
     assert lines == ["[demo-data-0] step 1"]
 
 
+def test_a_client_that_stops_following_a_silent_pod_frees_the_servers_threads(on_cluster):
+    """A serving pod runs on and prints nothing: once the client leaves, the pod's log stream and the thread that
+    waits on it end within a poll or two (else each abandoned follow would hold a worker thread for good)."""
+    cluster, client = on_cluster
+    body = job_dict(DATA)
+    del body["metadata"]["namespace"]
+    assert client.post("/v1/jobs", json=body).status_code == 201
+    cluster.kube.create(pod("demo-data-0", "data", "2026-01-01T00:00:00Z"))
+    cluster.server.write_log("team", "demo-data-0", "step 1\n")
+    with client.stream("GET", "/v1/jobs/demo/logs?follow=true", timeout=30) as response:
+        assert next(response.iter_lines()) == "[demo-data-0] step 1"
+    pumps = lambda: [t for t in threading.enumerate() if t.name == "llmp-log-demo-data-0"]  # noqa: E731
+    wait_for(lambda: not pumps(), "the pod's log stream to close after the client left", timeout=15)
+
+
 # -- the cluster backend: a stage whose pods are gone, from its console in the store ---------------------------------
 WRITTEN = [f"step {i:02d} loss {3.0 - i / 10:.2f}" for i in range(30)]  # 18 bytes a line: rotated at 100 bytes
 
@@ -306,3 +324,16 @@ def test_a_store_the_allow_list_refuses_is_not_opened_and_a_broken_one_is_an_ans
     assert data.startswith(f"(stage data: no pod left; its console {missing}/data/live/console.log cannot be read: ")
     assert tok.startswith(f"(stage tok: no pod left; its console {missing}/tok/live/console.log cannot be read: ")
     assert "NoSuchBucket" in data and "NoSuchBucket" in tok
+
+
+def test_tail_counts_a_running_logs_unfinished_last_line(tmp_path):
+    log = tmp_path / "run.log"
+    log.write_text("a\nb\nc")  # the run is writing `c`
+
+    async def read(query: LogQuery) -> list[str]:
+        return [line async for line in log_lines(log, query, lambda: True, 0.01)]
+
+    assert anyio.run(read, LogQuery(tail=1)) == ["c\n"]
+    assert anyio.run(read, LogQuery(tail=2)) == ["b\n", "c\n"]
+    assert anyio.run(read, LogQuery()) == ["a\n", "b\n", "c\n"]
+    assert anyio.run(read, LogQuery(tail=0)) == []

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import pytest
 
+from .server import job_body
+
 METHODS = ("get", "post", "put", "patch", "delete")
 
 
@@ -82,3 +84,13 @@ def test_the_status_conditions_are_typed_as_kubernetes_conditions(document):
     }
     assert set(items["required"]) == {"type", "status", "reason", "lastTransitionTime"}
     assert items["properties"]["status"]["enum"] == ["True", "False", "Unknown"]
+
+
+def test_a_refusals_problems_have_only_documented_keys(api, document):
+    storage = {"uri": "s3://bucket/x", "endpoint_url": "http://127.0.0.1:9"}  # refused (no endpoint is allowed), hint
+    response = api.client.post("/v1/jobs", json=job_body("refused", storage=storage), headers=api.team)
+    assert response.status_code == 422, response.text
+    schema = resolve(document, document["components"]["schemas"]["ErrorBody"])
+    problem = resolve(document, schema["properties"]["problems"]["anyOf"][0]["items"])
+    (body,) = response.json()["problems"]
+    assert "hint" in body and set(body) <= set(problem["properties"]), (body, schema)
