@@ -80,6 +80,10 @@ class ApiSettings:
     public_docs: bool = False  # serve /docs and /openapi.json without a token
     parse_threads: int = 4  # bodies parsed and validated at once
     parse_waiting: int = 16  # bodies waiting for a parse thread; 429 past it
+    # `follow=true` log streams open at once, across callers; 429 past it. Each holds a worker thread of the
+    # server's pool (which list, get and delete share) for most of its life, so without a bound a read-only token
+    # could take them all
+    max_follows: int = 16
     # what a caller's spec may reach on this server: by default no local path, credential or storage endpoint at all
     # (the Secrets a job names are the cluster backend's to check, against the operator's allow-list)
     policy: SpecPolicy = field(default_factory=SpecPolicy.strict)
@@ -92,6 +96,7 @@ class JobCalls:
     def __init__(self, jobs: Jobs, settings: ApiSettings):
         self.jobs, self.settings = jobs, settings
         self.parse_limiter = anyio.CapacityLimiter(settings.parse_threads)
+        self.follows = 0  # open `follow=true` streams; only the event loop's thread counts them
 
     def in_scope(self, token: Token, namespace: str) -> str:
         check_namespace(token, namespace)
@@ -137,6 +142,13 @@ class JobCalls:
             raise _not_found(namespace, name) from None
 
     async def logs(self, namespace: str, name: str, query: LogQuery) -> StreamingResponse:
+        if query.follow and self.follows >= self.settings.max_follows:
+            raise HTTPException(
+                429,
+                f"{self.follows} log streams are being followed, the most this server keeps open; retry later, or "
+                "read the log without follow=true",
+                {"Retry-After": "30"},
+            )
         try:
             lines = await run_in_threadpool(self.jobs.logs, namespace, name, query)
         except StageNotFound as e:
@@ -145,7 +157,19 @@ class JobCalls:
             raise _not_found(namespace, name) from None
         except LogsUnavailable as e:
             raise HTTPException(503, str(e), {"Retry-After": "10"}) from None
-        return StreamingResponse(_encoded(lines), media_type="text/plain; charset=utf-8")
+        chunks = self._counted(_encoded(lines)) if query.follow else _encoded(lines)
+        return StreamingResponse(chunks, media_type="text/plain; charset=utf-8")
+
+    async def _counted(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        """`chunks`, counted in `follows` from the check above until the stream ends or the client leaves (its
+        cancellation runs the `finally`). Counted from here, not from the check, so a response that never starts
+        cannot hold a place for good."""
+        self.follows += 1
+        try:
+            async for chunk in chunks:
+                yield chunk
+        finally:
+            self.follows -= 1
 
 
 def create_app(jobs: Jobs, tokens: TokenFile, settings: ApiSettings = ApiSettings()) -> FastAPI:

@@ -26,7 +26,7 @@ from llm_platform.trainer.stages.progress import StageReporter
 from tests.operator.cluster import LLMJOB, Cluster
 from tests.operator.helpers import DATA, TOKENIZER, job_dict
 
-from .server import add_token, auth, job_body, serving, wait_for
+from .server import add_token, auth, blocked_job, job_body, serving, wait_for
 
 TOKENIZE_DATA = {"name": "data", "kind": "data", "data": {"sources": [{"type": "stdlib", "include": "token*.py"}]}}
 TOKENIZE = {"name": "tok", "kind": "tokenizer", "needs": ["data"], "tokenizer": {"vocab_size": 300}}
@@ -57,6 +57,26 @@ def test_following_a_local_job_streams_its_log_until_it_ends(api):
     assert api.client.get("/v1/jobs/follow/logs?tail=2", headers=api.team).text.splitlines() == lines[-2:]
     followed_stage = api.client.get("/v1/jobs/follow/logs?stage=data&follow=true", headers=api.team, timeout=10)
     assert followed_stage.text.splitlines()[-1].startswith("✓  data in"), "an ended stage's follow must end at once"
+
+
+@pytest.mark.parametrize("api", [{"settings": {"max_follows": 1}}], indirect=True)
+def test_followers_past_the_limit_get_429_and_a_place_frees_when_one_leaves(api, tmp_path):
+    assert api.client.post("/v1/jobs", json=blocked_job("busy", tmp_path / "pipe"), headers=api.team).status_code == 201
+    url = "/v1/jobs/busy/logs?follow=true"
+
+    def status_of_a_follow() -> int:
+        response = api.client.send(api.client.build_request("GET", url, headers=api.read_only), stream=True)
+        response.close()  # a follower that leaves at once
+        return response.status_code
+
+    with api.client.stream("GET", url, headers=api.read_only) as first:
+        assert first.status_code == 200
+        wait_for(lambda: status_of_a_follow() == 429, "a second follower's 429 (the first counts once it streams)")
+        second = api.client.get(url, headers=api.read_only)
+        assert second.status_code == 429 and second.headers["retry-after"] == "30", second.text
+        assert "follow=true" in second.json()["error"]
+        assert api.client.get("/v1/jobs/busy/logs", headers=api.read_only).status_code == 200  # no follow: no limit
+    wait_for(lambda: status_of_a_follow() == 200, "the first follower's place to free once it left", timeout=30)
 
 
 def test_a_failed_local_stage_is_failed_with_its_error_and_its_log(api, tmp_path):
