@@ -26,7 +26,6 @@ from llm_platform.confinement import check_local
 from . import stdlib_functions
 from .safety.critique_revise import critique_and_revise
 from .safety.refusal_pairs import build_refusal_set, keyword_labelled_sft
-from .sft import read_records
 
 PREFIX = "builtin:"
 REVISE_MAX_TOKENS = 32
@@ -103,6 +102,8 @@ def dataset_file(path: str, fmt: str, folder: Path, model_dir: Path | None = Non
 def refusal_requests(path: str, field: str = "eval.refusals.requests") -> tuple[list[str], list[str]]:
     """(harmful prompts, benign prompts) of `builtin:safety-refusals` (its held-out requests) or of a local JSONL
     file of {"prompt": ..., "kind": "harmful" | "benign"} records."""
+    from .sft import read_records  # imports torch: not for `builtin_problem`, which preflight and the webhook call
+
     if path.startswith(PREFIX):
         if path != PREFIX + "safety-refusals":
             raise BuiltinDatasetError(f"{field}: '{path}': only {PREFIX}safety-refusals holds held-out requests")

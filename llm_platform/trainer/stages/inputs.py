@@ -25,6 +25,7 @@ from llm_platform.api.dag import EXTERNAL, input_sources
 from llm_platform.api.errors import Loc
 from llm_platform.api.policy import path_fields
 from llm_platform.storage import ArtifactStore, StoreError, make_s3_client
+from llm_platform.trainer.data.builtin import PREFIX as BUILTIN_PREFIX
 from llm_platform.trainer.data.sources import ScanLimit, SourceUnreadable, iter_matches, stdlib_root
 
 from .model_from import model_uri_problem
@@ -130,8 +131,6 @@ def external_reads(job: LLMJob, names: Iterable[str]) -> Iterator[tuple[Loc, str
     folder of a synthetic stage's `engine:<folder>` endpoints. Left out: built-in datasets (`builtin:<name>`, whose
     names `preflight.setting_problems` checks) and sources that are not file globs (the standard library, Hugging
     Face datasets). What one stage hands the next is never a path here: it goes through the store, named by the DAG."""
-    from llm_platform.trainer.data.builtin import PREFIX as BUILTIN_PREFIX  # imports torch: only when a run starts
-
     for i, stage in enumerate(job.spec.stages):
         if stage.name not in names:
             continue

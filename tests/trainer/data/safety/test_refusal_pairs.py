@@ -129,3 +129,19 @@ def test_the_api_knows_the_built_in_datasets_so_a_site_policy_treats_them_as_no_
 
     assert tuple(PREFIX + name for name in OFFERS) == BUILTIN_DATASETS
     assert local_path("builtin:safety-refusals") is None and local_path("builtin:other") == "builtin:other"
+
+
+def test_checking_built_in_dataset_names_does_not_import_torch():
+    """The admission webhook and `llmp validate` check `builtin:` names; that must not load torch (about a second)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from llm_platform.api import Stage\n"
+        "from llm_platform.trainer.stages.preflight import setting_problems\n"
+        "stage = Stage(name='sft', kind='finetune', finetune={'dataset': {'path': 'builtin:nope'}})\n"
+        "assert setting_problems(stage), 'the unknown name is a problem'\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
