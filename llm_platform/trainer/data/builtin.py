@@ -99,14 +99,23 @@ def dataset_file(path: str, fmt: str, folder: Path, model_dir: Path | None = Non
     return str(target)
 
 
+def refusal_requests_problem(path: str, field: str = "eval.refusals.requests") -> str | None:
+    """What is wrong with naming `path` as eval refusal requests, when it is a `builtin:` name: only
+    `safety-refusals` holds held-out requests. None otherwise (a file is read, and checked, by `refusal_requests`)."""
+    if path.startswith(PREFIX) and path != PREFIX + "safety-refusals":
+        return f"{field}: '{path}': only {PREFIX}safety-refusals holds held-out requests"
+    return None
+
+
 def refusal_requests(path: str, field: str = "eval.refusals.requests") -> tuple[list[str], list[str]]:
     """(harmful prompts, benign prompts) of `builtin:safety-refusals` (its held-out requests) or of a local JSONL
     file of {"prompt": ..., "kind": "harmful" | "benign"} records."""
     from .sft import read_records  # imports torch: not for `builtin_problem`, which preflight and the webhook call
 
+    problem = refusal_requests_problem(path, field)
+    if problem is not None:
+        raise BuiltinDatasetError(problem)
     if path.startswith(PREFIX):
-        if path != PREFIX + "safety-refusals":
-            raise BuiltinDatasetError(f"{field}: '{path}': only {PREFIX}safety-refusals holds held-out requests")
         held = build_refusal_set()
         return [r["prompt"] for r in held.held_out_harmful], [r["prompt"] for r in held.held_out_benign]
     if "://" in path and not path.startswith("file://"):
