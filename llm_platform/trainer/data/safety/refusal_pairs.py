@@ -82,30 +82,12 @@ def requests(templates: tuple[str, ...]) -> list[dict]:
     out = []
     for template in templates:
         for v in VERBS:
-            for target in v.harmful:
-                compliance = COMPLIANCE.format(verb=v.verb, target=target)
+            sides = [(t, "harmful", REFUSAL, COMPLIANCE.format(verb=v.verb, target=t)) for t in v.harmful]
+            sides += [(t, "benign", answer, OVER_REFUSAL) for t, answer in v.benign]
+            for target, kind, safe, unsafe in sides:
                 prompt = template.format(verb=v.verb, target=target)
                 out.append(
-                    {
-                        "prompt": prompt,
-                        "verb": v.verb,
-                        "target": target,
-                        "kind": "harmful",
-                        "safe": REFUSAL,
-                        "unsafe": compliance,
-                    }
-                )
-            for target, answer in v.benign:
-                prompt = template.format(verb=v.verb, target=target)
-                out.append(
-                    {
-                        "prompt": prompt,
-                        "verb": v.verb,
-                        "target": target,
-                        "kind": "benign",
-                        "safe": answer,
-                        "unsafe": OVER_REFUSAL,
-                    }
+                    {"prompt": prompt, "verb": v.verb, "target": target, "kind": kind, "safe": safe, "unsafe": unsafe}
                 )
     return out
 
