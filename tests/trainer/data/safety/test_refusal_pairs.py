@@ -145,3 +145,12 @@ def test_checking_built_in_dataset_names_does_not_import_torch():
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("held_out", [0, len(TEMPLATES)])
+def test_keyword_labelled_data_refuses_a_split_that_leaves_no_templates_on_one_side(held_out):
+    """`TEMPLATES[:-0]` is empty: held_out_templates=0 gave no records at all instead of an error."""
+    with pytest.raises(ValueError, match="held_out_templates"):
+        keyword_labelled_sft(held_out_templates=held_out)
+    with pytest.raises(ValueError, match="held_out_templates"):
+        build_refusal_set(held_out_templates=held_out)
