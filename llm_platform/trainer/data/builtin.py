@@ -18,12 +18,12 @@ every machine has, so the name (part of the stage's fingerprint) fixes the data 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from llm_platform.confinement import check_local
 
 from . import stdlib_functions
+from .jsonl import write_jsonl
 from .safety.critique_revise import critique_and_revise
 from .safety.refusal_pairs import build_refusal_set, keyword_labelled_sft
 
@@ -93,10 +93,7 @@ def dataset_file(path: str, fmt: str, folder: Path, model_dir: Path | None = Non
     if not path.startswith(PREFIX):
         return path
     records = builtin_records(path, fmt, model_dir=model_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{path[len(PREFIX) :]}.{fmt}.jsonl"
-    target.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
-    return str(target)
+    return str(write_jsonl(records, folder / f"{path[len(PREFIX) :]}.{fmt}.jsonl"))
 
 
 def refusal_requests_problem(path: str, field: str = "eval.refusals.requests") -> str | None:
