@@ -13,7 +13,6 @@ before it loads the model).
 
 from __future__ import annotations
 
-import glob
 import os
 import re
 import socket
@@ -207,7 +206,10 @@ def expected_docs(source) -> int | None:
         root = stdlib_root()
         count = sum(1 for p in root.rglob(source.include) if "site-packages" not in p.parts and p.is_file())
     elif source.type in ("files", "jsonl") and not str(source.path).startswith("s3://"):
-        files = [Path(p) for p in glob.glob(os.path.expanduser(str(source.path)), recursive=True)]
+        try:  # matched as the data stage matches it, inside the folders this machine lets jobs read
+            files = [Path(p) for p in iter_matches(str(source.path))]
+        except PermissionError:  # its own problem (input_problems), not a split to warn about
+            return None
         if not files:  # a glob matching nothing is its own problem (input_problems), not a split to warn about
             return None
         if source.type == "files":
