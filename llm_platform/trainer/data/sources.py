@@ -26,7 +26,16 @@ from llm_platform.confinement import check_local
 
 from .document import Document
 
-__all__ = ["Document", "ScanLimit", "SourceUnreadable", "expand", "iter_documents", "iter_matches", "stdlib_root"]
+__all__ = [
+    "Document",
+    "ScanLimit",
+    "SourceUnreadable",
+    "expand",
+    "iter_documents",
+    "iter_matches",
+    "stdlib_paths",
+    "stdlib_root",
+]
 
 
 def stdlib_root() -> Path:
@@ -55,10 +64,15 @@ def _units(items: list, shard: int, num_shards: int) -> tuple[list, bool]:
     return items, True
 
 
+def stdlib_paths(include: str) -> list[Path]:
+    """The files of the standard library's tree that a `stdlib` source's `include` glob names, sorted (installed
+    packages left out): its documents, one a file."""
+    return [p for p in sorted(stdlib_root().rglob(include)) if "site-packages" not in p.parts and p.is_file()]
+
+
 def _stdlib(source, shard: int, num_shards: int) -> Iterator[Document]:
     root = stdlib_root()
-    paths = [p for p in sorted(root.rglob(source.include)) if "site-packages" not in p.parts and p.is_file()]
-    for index, path in enumerate(paths):
+    for index, path in enumerate(stdlib_paths(source.include)):
         if index % num_shards != shard:
             continue
         yield Document(

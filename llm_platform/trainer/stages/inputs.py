@@ -25,7 +25,7 @@ from llm_platform.api.errors import Loc
 from llm_platform.api.policy import path_fields
 from llm_platform.storage import ArtifactStore, StoreError, make_s3_client
 from llm_platform.trainer.data.builtin import PREFIX as BUILTIN_PREFIX
-from llm_platform.trainer.data.sources import ScanLimit, SourceUnreadable, iter_matches, stdlib_root
+from llm_platform.trainer.data.sources import ScanLimit, SourceUnreadable, iter_matches, stdlib_paths
 
 from .model_from import model_uri_problem
 
@@ -203,8 +203,7 @@ def s3_credentials_found() -> bool:
 def expected_docs(source) -> int | None:
     """About how many documents a source yields, counted without reading them; None when that is not cheap to know."""
     if source.type == "stdlib":
-        root = stdlib_root()
-        count = sum(1 for p in root.rglob(source.include) if "site-packages" not in p.parts and p.is_file())
+        count = len(stdlib_paths(source.include))
     elif source.type in ("files", "jsonl") and not str(source.path).startswith("s3://"):
         try:  # matched as the data stage matches it, inside the folders this machine lets jobs read
             files = [Path(p) for p in iter_matches(str(source.path))]
