@@ -27,6 +27,7 @@ from llm_platform.confinement import check_local
 from .document import Document
 
 __all__ = [
+    "GLOB_CHARS",
     "Document",
     "ScanLimit",
     "SourceUnreadable",
@@ -36,6 +37,10 @@ __all__ = [
     "stdlib_paths",
     "stdlib_root",
 ]
+
+
+GLOB_CHARS = re.compile(r"[*?\[]")
+"""What makes a path a pattern rather than a literal name: its literal prefix ends at the first of them."""
 
 
 def stdlib_root() -> Path:
@@ -124,7 +129,7 @@ def _s3_matches(pattern: str, scan_limit: int | None, client) -> Iterator[str]:
     from botocore.exceptions import BotoCoreError, ClientError
 
     bucket, _, key_pattern = pattern[5:].partition("/")
-    prefix = re.split(r"[*?\[]", key_pattern, maxsplit=1)[0]
+    prefix = GLOB_CHARS.split(key_pattern, maxsplit=1)[0]
     try:
         for scanned, key in enumerate(_s3_backend(bucket, client).list(prefix)):
             if scan_limit is not None and scanned >= scan_limit:

@@ -14,7 +14,6 @@ before it loads the model).
 from __future__ import annotations
 
 import os
-import re
 import socket
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -25,7 +24,7 @@ from llm_platform.api.errors import Loc
 from llm_platform.api.policy import path_fields
 from llm_platform.storage import ArtifactStore, StoreError, make_s3_client
 from llm_platform.trainer.data.builtin import PREFIX as BUILTIN_PREFIX
-from llm_platform.trainer.data.sources import ScanLimit, SourceUnreadable, iter_matches, stdlib_paths
+from llm_platform.trainer.data.sources import GLOB_CHARS, ScanLimit, SourceUnreadable, iter_matches, stdlib_paths
 
 from .model_from import model_uri_problem
 
@@ -36,7 +35,6 @@ S3_PATIENCE = {"connect_timeout": 5, "read_timeout": 10, "retries": {"total_max_
 """How long preflight waits on an S3 endpoint: a hung one is a problem in seconds, not botocore's minutes."""
 GLOB_SOURCES = ("files", "jsonl", "parquet")
 """Source types whose `path` is a glob of files; a Hugging Face dataset's is a name or a folder for `datasets`."""
-_GLOB = re.compile(r"[*?\[]")
 COUNTED_BYTES = 64 * 2**20
 """JSON-lines sources up to this size are counted line by line for the split estimate; larger ones are surely enough."""
 
@@ -92,7 +90,7 @@ def path_problem(path: str, glob_field: bool = True) -> tuple[str, str] | None:
     reader matches it, key by key; any other path may also name a folder, which on S3 is a prefix of keys."""
     on_s3 = path.startswith("s3://")
     client = _impatient_s3_client() if on_s3 else None
-    folder = not glob_field and not _GLOB.search(path)
+    folder = not glob_field and not GLOB_CHARS.search(path)
     base = path.rstrip("/").removeprefix("file://") if folder else path  # as `fetch_uri` reads a folder
     try:
         if folder and on_s3:  # the object itself, or a key below it: one listing of the literal prefix
