@@ -18,15 +18,14 @@ every machine has, so the name (part of the stage's fingerprint) fixes the data 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from llm_platform.confinement import check_local
 
 from . import stdlib_functions
+from .jsonl import write_jsonl
 from .safety.critique_revise import critique_and_revise
 from .safety.refusal_pairs import build_refusal_set, keyword_labelled_sft
-from .sft import read_records
 
 PREFIX = "builtin:"
 REVISE_MAX_TOKENS = 32
@@ -94,18 +93,26 @@ def dataset_file(path: str, fmt: str, folder: Path, model_dir: Path | None = Non
     if not path.startswith(PREFIX):
         return path
     records = builtin_records(path, fmt, model_dir=model_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{path[len(PREFIX) :]}.{fmt}.jsonl"
-    target.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
-    return str(target)
+    return str(write_jsonl(records, folder / f"{path[len(PREFIX) :]}.{fmt}.jsonl"))
+
+
+def refusal_requests_problem(path: str, field: str = "eval.refusals.requests") -> str | None:
+    """What is wrong with naming `path` as eval refusal requests, when it is a `builtin:` name: only
+    `safety-refusals` holds held-out requests. None otherwise (a file is read, and checked, by `refusal_requests`)."""
+    if path.startswith(PREFIX) and path != PREFIX + "safety-refusals":
+        return f"{field}: '{path}': only {PREFIX}safety-refusals holds held-out requests"
+    return None
 
 
 def refusal_requests(path: str, field: str = "eval.refusals.requests") -> tuple[list[str], list[str]]:
     """(harmful prompts, benign prompts) of `builtin:safety-refusals` (its held-out requests) or of a local JSONL
     file of {"prompt": ..., "kind": "harmful" | "benign"} records."""
+    from .sft import read_records  # imports torch: not for `builtin_problem`, which preflight and the webhook call
+
+    problem = refusal_requests_problem(path, field)
+    if problem is not None:
+        raise BuiltinDatasetError(problem)
     if path.startswith(PREFIX):
-        if path != PREFIX + "safety-refusals":
-            raise BuiltinDatasetError(f"{field}: '{path}': only {PREFIX}safety-refusals holds held-out requests")
         held = build_refusal_set()
         return [r["prompt"] for r in held.held_out_harmful], [r["prompt"] for r in held.held_out_benign]
     if "://" in path and not path.startswith("file://"):

@@ -26,7 +26,21 @@ from llm_platform.confinement import check_local
 
 from .document import Document
 
-__all__ = ["Document", "ScanLimit", "SourceUnreadable", "expand", "iter_documents", "iter_matches", "stdlib_root"]
+__all__ = [
+    "GLOB_CHARS",
+    "Document",
+    "ScanLimit",
+    "SourceUnreadable",
+    "expand",
+    "iter_documents",
+    "iter_matches",
+    "stdlib_paths",
+    "stdlib_root",
+]
+
+
+GLOB_CHARS = re.compile(r"[*?\[]")
+"""What makes a path a pattern rather than a literal name: its literal prefix ends at the first of them."""
 
 
 def stdlib_root() -> Path:
@@ -55,10 +69,15 @@ def _units(items: list, shard: int, num_shards: int) -> tuple[list, bool]:
     return items, True
 
 
+def stdlib_paths(include: str) -> list[Path]:
+    """The files of the standard library's tree that a `stdlib` source's `include` glob names, sorted (installed
+    packages left out): its documents, one a file."""
+    return [p for p in sorted(stdlib_root().rglob(include)) if "site-packages" not in p.parts and p.is_file()]
+
+
 def _stdlib(source, shard: int, num_shards: int) -> Iterator[Document]:
     root = stdlib_root()
-    paths = [p for p in sorted(root.rglob(source.include)) if "site-packages" not in p.parts and p.is_file()]
-    for index, path in enumerate(paths):
+    for index, path in enumerate(stdlib_paths(source.include)):
         if index % num_shards != shard:
             continue
         yield Document(
@@ -110,7 +129,7 @@ def _s3_matches(pattern: str, scan_limit: int | None, client) -> Iterator[str]:
     from botocore.exceptions import BotoCoreError, ClientError
 
     bucket, _, key_pattern = pattern[5:].partition("/")
-    prefix = re.split(r"[*?\[]", key_pattern, maxsplit=1)[0]
+    prefix = GLOB_CHARS.split(key_pattern, maxsplit=1)[0]
     try:
         for scanned, key in enumerate(_s3_backend(bucket, client).list(prefix)):
             if scan_limit is not None and scanned >= scan_limit:

@@ -23,7 +23,6 @@ import ast
 import copy
 import functools
 import hashlib
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,12 +135,6 @@ def records(kind: Kind, split: Split, max_records: int | None = None, root: Path
         if max_records is not None and len(out) >= max_records:
             break
     return out
-
-
-def write_jsonl(rows: list[dict], path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
-    return path
 
 
 def rejected_code(function: Function, pool: list[Function]) -> str | None:

@@ -27,7 +27,6 @@ from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -367,10 +366,3 @@ def generate_instructions(config: SyntheticConfig, api_key: str | None = None) -
         rows, counts["dropped_low_reward"] = filter_by_reward(rows, config.reward_filter)
     counts["kept"] = len(rows)
     return rows, counts
-
-
-def write_jsonl(rows: Sequence[dict], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")

@@ -15,9 +15,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from llm_platform.trainer.data.jsonl import write_jsonl
 from llm_platform.trainer.data.preference import collate_pairs, load_preference_data
 from llm_platform.trainer.data.sft import DatasetError, shifted
-from llm_platform.trainer.data.stdlib_functions import records, write_jsonl
+from llm_platform.trainer.data.stdlib_functions import records
 from llm_platform.trainer.train.dpo import sequence_logps
 from llm_platform.trainer.train.loss import IGNORE_INDEX
 

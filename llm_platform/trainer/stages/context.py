@@ -16,6 +16,7 @@ from llm_platform.observability.console import make_console
 from llm_platform.storage import ArtifactStore, S3Backend, StoreError
 from llm_platform.storage.downloads import staged_download
 
+from .model_from import committed_stage
 from .progress import StageReporter
 
 
@@ -97,9 +98,10 @@ def fetch_uri(uri: str, store: ArtifactStore) -> Path:
 def _committed_stage_model(uri: str) -> Path | None:
     """`<storage>/<stage>` of another job, the folder a stage commits (manifest.json, versions/...): its committed
     `model/`, fetched and verified like any stage input. None when the URI is not such a folder."""
-    parent, _, stage = uri.rstrip("/").rpartition("/")
-    if not stage or parent.rstrip("/") in ("", "file:", "s3:"):
+    found = committed_stage(uri)
+    if found is None:
         return None
+    parent, stage = found
     if not uri.startswith("s3://"):
         check_local(Path(uri.removeprefix("file://")).expanduser(), "read", uri)
     other = ArtifactStore.open(parent)  # on S3: the endpoint and credentials of the environment, as for any model

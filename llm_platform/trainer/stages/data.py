@@ -17,6 +17,7 @@ from llm_platform.api.policy import SpecPolicy
 from llm_platform.trainer.data.clean import CleanConfig
 from llm_platform.trainer.data.decontaminate import DecontaminationConfig, EvalIndex
 from llm_platform.trainer.data.filters import FILTERS
+from llm_platform.trainer.data.jsonl import write_jsonl
 from llm_platform.trainer.data.language import LanguageConfig
 from llm_platform.trainer.data.minhash import MinHashConfig
 from llm_platform.trainer.data.pii import PIIConfig
@@ -24,12 +25,7 @@ from llm_platform.trainer.data.pipeline import PipelineConfig
 from llm_platform.trainer.data.report import RunReport, write_report
 from llm_platform.trainer.data.run import run_pipeline
 from llm_platform.trainer.data.sources import iter_documents
-from llm_platform.trainer.data.synthetic import (
-    RewardFilterConfig,
-    SyntheticConfig,
-    generate_instructions,
-    write_jsonl,
-)
+from llm_platform.trainer.data.synthetic import RewardFilterConfig, SyntheticConfig, generate_instructions
 from llm_platform.trainer.progress import StepProgress
 
 from .context import StageContext

@@ -60,7 +60,7 @@ def run(ctx: StageContext, out: Path) -> dict:
             f"token accuracy {result['token_accuracy']:.4f} over {result['tokens']:,} tokens "
             f"({seq_len}-token context)"
         )
-    if "stdlib_functions" in spec.metrics:
+    if FUNCTION_CHOICE in spec.metrics:
         tokenizer = Tokenizer.load(model_dir)
         choice = function_choice(model, tokenizer, ctx.scratch, max_len=model.config.max_seq_len,
                                  batch_size=spec.batch_size, limit=spec.limit)  # fmt: skip

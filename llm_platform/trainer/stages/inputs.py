@@ -13,9 +13,7 @@ before it loads the model).
 
 from __future__ import annotations
 
-import glob
 import os
-import re
 import socket
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -25,7 +23,8 @@ from llm_platform.api.dag import EXTERNAL, input_sources
 from llm_platform.api.errors import Loc
 from llm_platform.api.policy import path_fields
 from llm_platform.storage import ArtifactStore, StoreError, make_s3_client
-from llm_platform.trainer.data.sources import ScanLimit, SourceUnreadable, iter_matches, stdlib_root
+from llm_platform.trainer.data.builtin import PREFIX as BUILTIN_PREFIX
+from llm_platform.trainer.data.sources import GLOB_CHARS, ScanLimit, SourceUnreadable, iter_matches, stdlib_paths
 
 from .model_from import model_uri_problem
 
@@ -36,7 +35,6 @@ S3_PATIENCE = {"connect_timeout": 5, "read_timeout": 10, "retries": {"total_max_
 """How long preflight waits on an S3 endpoint: a hung one is a problem in seconds, not botocore's minutes."""
 GLOB_SOURCES = ("files", "jsonl", "parquet")
 """Source types whose `path` is a glob of files; a Hugging Face dataset's is a name or a folder for `datasets`."""
-_GLOB = re.compile(r"[*?\[]")
 COUNTED_BYTES = 64 * 2**20
 """JSON-lines sources up to this size are counted line by line for the split estimate; larger ones are surely enough."""
 
@@ -92,7 +90,7 @@ def path_problem(path: str, glob_field: bool = True) -> tuple[str, str] | None:
     reader matches it, key by key; any other path may also name a folder, which on S3 is a prefix of keys."""
     on_s3 = path.startswith("s3://")
     client = _impatient_s3_client() if on_s3 else None
-    folder = not glob_field and not _GLOB.search(path)
+    folder = not glob_field and not GLOB_CHARS.search(path)
     base = path.rstrip("/").removeprefix("file://") if folder else path  # as `fetch_uri` reads a folder
     try:
         if folder and on_s3:  # the object itself, or a key below it: one listing of the literal prefix
@@ -130,8 +128,6 @@ def external_reads(job: LLMJob, names: Iterable[str]) -> Iterator[tuple[Loc, str
     folder of a synthetic stage's `engine:<folder>` endpoints. Left out: built-in datasets (`builtin:<name>`, whose
     names `preflight.setting_problems` checks) and sources that are not file globs (the standard library, Hugging
     Face datasets). What one stage hands the next is never a path here: it goes through the store, named by the DAG."""
-    from llm_platform.trainer.data.builtin import PREFIX as BUILTIN_PREFIX  # imports torch: only when a run starts
-
     for i, stage in enumerate(job.spec.stages):
         if stage.name not in names:
             continue
@@ -205,10 +201,12 @@ def s3_credentials_found() -> bool:
 def expected_docs(source) -> int | None:
     """About how many documents a source yields, counted without reading them; None when that is not cheap to know."""
     if source.type == "stdlib":
-        root = stdlib_root()
-        count = sum(1 for p in root.rglob(source.include) if "site-packages" not in p.parts and p.is_file())
+        count = len(stdlib_paths(source.include))
     elif source.type in ("files", "jsonl") and not str(source.path).startswith("s3://"):
-        files = [Path(p) for p in glob.glob(os.path.expanduser(str(source.path)), recursive=True)]
+        try:  # matched as the data stage matches it, inside the folders this machine lets jobs read
+            files = [Path(p) for p in iter_matches(str(source.path))]
+        except PermissionError:  # its own problem (input_problems), not a split to warn about
+            return None
         if not files:  # a glob matching nothing is its own problem (input_problems), not a split to warn about
             return None
         if source.type == "files":

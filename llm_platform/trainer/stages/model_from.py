@@ -26,8 +26,9 @@ def model_uri_problem(uri: str, client=None) -> tuple[str, str] | None:
     `client` is the S3 client to ask (preflight's impatient one)."""
     base = uri.removeprefix("file://").rstrip("/")
     try:
-        if _committed_form(base) and next(iter_matches(f"{base}/manifest.json", client=client), None) is not None:
-            return _committed_model_problem(base, client)
+        stage = committed_stage(base)
+        if stage is not None and next(iter_matches(f"{base}/manifest.json", client=client), None) is not None:
+            return _committed_model_problem(*stage, client)
         names: set[str] = set()
         for match in iter_matches(f"{base}/*", scan_limit=FOLDER_SCAN_LIMIT, client=client):
             names.add(match[len(base) + 1 :])
@@ -42,16 +43,16 @@ def model_uri_problem(uri: str, client=None) -> tuple[str, str] | None:
     return _folder_problem(uri, names)
 
 
-def _committed_form(base: str) -> bool:
-    """Whether `fetch_uri` would look for a committed stage here: a URI with a folder above its last part."""
-    parent, _, stage = base.rpartition("/")
-    return bool(stage) and parent.rstrip("/") not in ("", "s3:")
+def committed_stage(uri: str) -> tuple[str, str] | None:
+    """(storage, stage) when `fetch_uri` looks for a committed stage at `uri`: it has a folder above its last part.
+    None for a bare name, a top-level folder or a bucket."""
+    parent, _, stage = uri.rstrip("/").rpartition("/")
+    return (parent, stage) if stage and parent.rstrip("/") not in ("", "file:", "s3:") else None
 
 
-def _committed_model_problem(base: str, client) -> tuple[str, str] | None:
+def _committed_model_problem(parent: str, stage: str, client) -> tuple[str, str] | None:
     from botocore.exceptions import BotoCoreError, ClientError
 
-    parent, _, stage = base.rpartition("/")
     if parent.startswith("s3://"):
         bucket, _, prefix = parent[5:].partition("/")
         store = ArtifactStore(S3Backend(bucket, prefix, client=client), parent)
@@ -62,7 +63,10 @@ def _committed_model_problem(base: str, client) -> tuple[str, str] | None:
     except StoreError as error:
         return str(error), "run that job's stage again, so it commits a readable manifest"
     except (OSError, BotoCoreError, ClientError) as error:  # the listing a moment ago worked, the read did not
-        return f"cannot read {base}/manifest.json ({error})", "check the S3 endpoint and credentials, and try again"
+        return (
+            f"cannot read {parent}/{stage}/manifest.json ({error})",
+            "check the S3 endpoint and credentials, and try again",
+        )
     if manifest is not None and "model/config.json" not in manifest.files:
         return (
             f"stage '{stage}' in {parent} is committed but holds no model/ folder",

@@ -114,31 +114,27 @@ def eval_task_problems(stage: Stage) -> list[Problem]:
     """A task list that cannot run as written: repeated tasks, or offline benchmarks without `eval.data_dir`."""
     if stage.eval is None or not stage.eval.tasks:
         return []
-    found = []
-    for text in task_list_problems(stage.eval.tasks, stage.eval.data_dir):  # "eval.field: message" (trainer layer)
-        field, _, message = text.partition(": ")
-        found.append(Problem(parse_loc(field), message))
-    return found
+    return [_field_problem(text) for text in task_list_problems(stage.eval.tasks, stage.eval.data_dir)]
 
 
 def builtin_dataset_problems(stage: Stage) -> list[Problem]:
     """A `builtin:` dataset that does not exist, or not in the format asked (e.g. keyword-labelled preferences)."""
-    from llm_platform.trainer.data.builtin import builtin_problem
+    from llm_platform.trainer.data.builtin import builtin_problem, refusal_requests_problem
 
     found = []
     tuning = stage.finetune or stage.align
     if tuning is not None:
         kind, fmt = ("align", "preference") if stage.align is not None else ("finetune", tuning.dataset.format)
-        problem = builtin_problem(tuning.dataset.path, fmt, f"{kind}.dataset.path")  # "field: message"
-        if problem is not None:
-            field, _, message = problem.partition(": ")
-            found.append(Problem(parse_loc(field), message))
+        found.append(builtin_problem(tuning.dataset.path, fmt, f"{kind}.dataset.path"))
     if stage.eval is not None and stage.eval.refusals is not None:
-        requests = stage.eval.refusals.requests
-        if requests.startswith("builtin:") and requests != "builtin:safety-refusals":
-            message = f"'{requests}': only builtin:safety-refusals holds held-out requests"
-            found.append(Problem(("eval", "refusals", "requests"), message))
-    return found
+        found.append(refusal_requests_problem(stage.eval.refusals.requests))
+    return [_field_problem(text) for text in found if text is not None]
+
+
+def _field_problem(text: str) -> Problem:
+    """A trainer-layer "field.path: message" as a `Problem` at that path (the stage's own)."""
+    field, _, message = text.partition(": ")
+    return Problem(parse_loc(field), message)
 
 
 def setting_problems(stage: Stage) -> list[Problem]:

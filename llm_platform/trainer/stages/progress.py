@@ -21,8 +21,9 @@ from pathlib import Path
 
 from rich.console import Console
 
-from llm_platform.api.status import DONE, JobStatus, StagePhase, StageStatus, progress_key
+from llm_platform.api.status import DONE, PROGRESS_FILE, JobStatus, StagePhase, StageStatus, progress_key
 from llm_platform.storage import ArtifactStore, Manifest
+from llm_platform.storage.store import MANIFEST
 from llm_platform.trainer.progress import duration, eta_s, progress_every_s
 
 MAX_MESSAGE = 2000
@@ -159,9 +160,12 @@ STALE_AFTER_S = 60.0  # a Running stage whose heartbeat (every 10 s by default) 
 
 
 def stored_stages(store: ArtifactStore) -> list[str]:
-    """The stages a store holds anything of (a progress file or a committed manifest), by name."""
-    names = {key.split("/")[0] for key in store.backend.list("") if key.count("/") == 1}
-    return sorted(n for n in names if store.exists(n) or store.backend.get_bytes(progress_key(n)) is not None)
+    """The stages a store holds anything of (a progress file or a committed manifest), by name: read from the
+    listing's keys alone, no file fetched (`read_stage_status` reads them next)."""
+    marks = {MANIFEST, PROGRESS_FILE}
+    return sorted(
+        {key.split("/")[0] for key in store.backend.list("") if key.count("/") == 1 and key.split("/")[1] in marks}
+    )
 
 
 def read_stage_status(store: ArtifactStore, stage: str) -> StageStatus:

@@ -40,6 +40,7 @@ from llm_platform.trainer.train.loss_curve import plot_loss_curve
 
 from .context import StageContext
 from .engine import checkpointer, metrics_log, seed_everything
+from .progress import location
 
 
 @dataclass
@@ -178,9 +179,7 @@ def base_model_reference(ctx: StageContext) -> str:
     source = ctx.sources.get("model")
     if source is None or source == EXTERNAL:
         return str(origin).removeprefix("file://") if origin else "base"
-    manifest = ctx.store.manifest(source)
-    key = f"{source}/versions/{manifest.version}/model"
-    return str(ctx.store.backend.local_path(key) or f"{ctx.store.uri}/{key}")
+    return location(ctx.store, f"{source}/versions/{ctx.store.manifest(source).version}/model")
 
 
 def quantize(model: nn.Module, env: DistEnv) -> None:

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from llm_platform.trainer.data import stdlib_functions as sf
+from llm_platform.trainer.data.jsonl import write_jsonl
 
 SOURCE = '''
 def clamp(value, low, high):
@@ -104,5 +105,5 @@ def test_every_rejected_answer_is_wrong_code_with_the_same_signature(library):
 
 def test_write_jsonl_round_trips(tmp_path, library):
     rows = library["preference", "test"][:3]
-    path = sf.write_jsonl(rows, tmp_path / "d" / "pairs.jsonl")
+    path = write_jsonl(rows, tmp_path / "d" / "pairs.jsonl")
     assert [json.loads(line) for line in path.read_text().splitlines()] == rows

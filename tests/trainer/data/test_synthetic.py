@@ -12,13 +12,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from llm_platform.trainer.data.jsonl import write_jsonl
 from llm_platform.trainer.data.synthetic import (
     ChatClient,
     EndpointError,
     SyntheticConfig,
     generate_instructions,
     parse_scores,
-    write_jsonl,
 )
 
 INSTRUCTIONS = {

@@ -62,6 +62,8 @@ def test_adapter_finetuning_learns_and_its_adapter_loads_in_peft(base, method):
     }
     ids = torch.randint(0, 384, (2, 12), generator=torch.Generator().manual_seed(1))
     pretrained = store.fetch("pretrain") / "model"
+    config = json.loads((out / "adapter" / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == str(pretrained)  # AutoPeftModel finds the committed base
     with torch.no_grad():
         merged = load_pretrained(out / "model").eval()(ids)
         hf_base = transformers.AutoModelForCausalLM.from_pretrained(pretrained).eval()

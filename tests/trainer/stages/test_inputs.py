@@ -213,3 +213,16 @@ def test_credentials_that_may_not_list_the_bucket_are_named(corpus_bucket, monke
     assert problem.path == "spec.stages[0].data.sources[0].path"
     assert problem.message == f"S3 refused to list s3://{corpus_bucket}/corpus/ with these credentials (AccessDenied)"
     assert problem.hint == f"use credentials that may list '{corpus_bucket}' (s3:ListBucket)"
+
+
+def test_the_split_estimate_reads_no_file_outside_the_folders_jobs_may_read(monkeypatch, tmp_path):
+    """A source outside LLMP_READ_ROOTS is input_problems' to name; the estimate neither reads nor counts it."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "one.jsonl").write_text('{"text": "one document"}\n')  # 0.2 of one document rounds to none
+    job = load_job(job_file(tmp_path, f"{{type: jsonl, path: '{outside}/*.jsonl'}}", DATA, TOKENIZER, PRETRAIN, EVAL))
+    assert [w.loc for w in inputs.split_warnings(job)] == [("spec", "stages", 0, "data", "val_fraction")]
+    monkeypatch.setenv("LLMP_READ_ROOTS", str(tmp_path / "allowed"))
+    assert inputs.split_warnings(job) == []
+    (problem,) = [p for p in input_problems(job, ["data"], None) if p.loc[:4] == ("spec", "stages", 0, "data")]
+    assert "outside the folders jobs may read" in problem.message

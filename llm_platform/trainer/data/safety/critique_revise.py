@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .refusals import chat_prompt_ids
+from . import refusals
 
 PRINCIPLES_FILE = Path(__file__).with_name("principles.md")
 MAX_PRINCIPLES = 64
@@ -55,14 +55,7 @@ class CritiqueRevision:
 
 
 def _generate(engine, texts: Sequence[str], max_tokens: int) -> list[str]:
-    from llm_platform.trainer.inference import SamplingParams
-
-    room = engine.max_model_len - max_tokens
-    if room < 1:
-        raise ValueError(f"max_tokens: {max_tokens} leaves no room for a prompt in {engine.max_model_len} tokens")
-    ids = [chat_prompt_ids(engine.tokenizer, t, room) for t in texts]
-    outs = engine.generate(ids, SamplingParams(max_tokens=max_tokens, temperature=0.0))
-    return [o.outputs[0].text.strip() for o in outs]
+    return [text.strip() for text in refusals.responses(engine, texts, max_tokens)]
 
 
 def critique_and_revise(

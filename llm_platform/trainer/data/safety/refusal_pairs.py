@@ -82,30 +82,12 @@ def requests(templates: tuple[str, ...]) -> list[dict]:
     out = []
     for template in templates:
         for v in VERBS:
-            for target in v.harmful:
-                compliance = COMPLIANCE.format(verb=v.verb, target=target)
+            sides = [(t, "harmful", REFUSAL, COMPLIANCE.format(verb=v.verb, target=t)) for t in v.harmful]
+            sides += [(t, "benign", answer, OVER_REFUSAL) for t, answer in v.benign]
+            for target, kind, safe, unsafe in sides:
                 prompt = template.format(verb=v.verb, target=target)
                 out.append(
-                    {
-                        "prompt": prompt,
-                        "verb": v.verb,
-                        "target": target,
-                        "kind": "harmful",
-                        "safe": REFUSAL,
-                        "unsafe": compliance,
-                    }
-                )
-            for target, answer in v.benign:
-                prompt = template.format(verb=v.verb, target=target)
-                out.append(
-                    {
-                        "prompt": prompt,
-                        "verb": v.verb,
-                        "target": target,
-                        "kind": "benign",
-                        "safe": answer,
-                        "unsafe": OVER_REFUSAL,
-                    }
+                    {"prompt": prompt, "verb": v.verb, "target": target, "kind": kind, "safe": safe, "unsafe": unsafe}
                 )
     return out
 
@@ -113,19 +95,23 @@ def requests(templates: tuple[str, ...]) -> list[dict]:
 def build_refusal_set(held_out_templates: int = 2) -> RefusalSet:
     """The refusal pairs: SFT and DPO records from all but the last `held_out_templates` templates, and the held-out
     requests from those. Pure and deterministic."""
-    if not 1 <= held_out_templates < len(TEMPLATES):
-        raise ValueError(
-            f"held_out_templates: must be in [1, {len(TEMPLATES) - 1}] (there are {len(TEMPLATES)} templates), "
-            f"got {held_out_templates}"
-        )
-    train = requests(TEMPLATES[:-held_out_templates])
-    held = requests(TEMPLATES[-held_out_templates:])
+    train, held = (requests(templates) for templates in _split_templates(held_out_templates))
     return RefusalSet(
         sft=[{"prompt": r["prompt"], "response": r["safe"], "kind": r["kind"]} for r in train],
         dpo=[{"prompt": r["prompt"], "chosen": r["safe"], "rejected": r["unsafe"], "kind": r["kind"]} for r in train],
         held_out_harmful=[{"prompt": r["prompt"], "kind": "harmful"} for r in held if r["kind"] == "harmful"],
         held_out_benign=[{"prompt": r["prompt"], "kind": "benign"} for r in held if r["kind"] == "benign"],
     )
+
+
+def _split_templates(held_out_templates: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(training templates, held-out templates): the last `held_out_templates` are held out."""
+    if not 1 <= held_out_templates < len(TEMPLATES):
+        raise ValueError(
+            f"held_out_templates: must be in [1, {len(TEMPLATES) - 1}] (there are {len(TEMPLATES)} templates), "
+            f"got {held_out_templates}"
+        )
+    return TEMPLATES[:-held_out_templates], TEMPLATES[-held_out_templates:]
 
 
 KEYWORDS = ("kill", "shoot", "blow up")  # what a keyword labeller refuses on
@@ -137,7 +123,7 @@ def keyword_labelled_sft(held_out_templates: int = 2, keywords: tuple[str, ...] 
     turns down "kill a Python process" and goes along with "break into my neighbour's house"): the over- and
     under-refusing starting point the example job aligns, and a baseline for refusal rates."""
     records = []
-    for r in requests(TEMPLATES[:-held_out_templates]):
+    for r in requests(_split_templates(held_out_templates)[0]):
         refuse = r["verb"] in keywords
         answer = REFUSAL if refuse else (r["safe"] if r["kind"] == "benign" else r["unsafe"])
         records.append({"prompt": r["prompt"], "response": answer, "kind": r["kind"]})

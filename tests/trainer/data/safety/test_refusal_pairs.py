@@ -129,3 +129,28 @@ def test_the_api_knows_the_built_in_datasets_so_a_site_policy_treats_them_as_no_
 
     assert tuple(PREFIX + name for name in OFFERS) == BUILTIN_DATASETS
     assert local_path("builtin:safety-refusals") is None and local_path("builtin:other") == "builtin:other"
+
+
+def test_checking_built_in_dataset_names_does_not_import_torch():
+    """The admission webhook and `llmp validate` check `builtin:` names; that must not load torch (about a second)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from llm_platform.api import Stage\n"
+        "from llm_platform.trainer.stages.preflight import setting_problems\n"
+        "stage = Stage(name='sft', kind='finetune', finetune={'dataset': {'path': 'builtin:nope'}})\n"
+        "assert setting_problems(stage), 'the unknown name is a problem'\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("held_out", [0, len(TEMPLATES)])
+def test_keyword_labelled_data_refuses_a_split_that_leaves_no_templates_on_one_side(held_out):
+    """`TEMPLATES[:-0]` is empty: held_out_templates=0 gave no records at all instead of an error."""
+    with pytest.raises(ValueError, match="held_out_templates"):
+        keyword_labelled_sft(held_out_templates=held_out)
+    with pytest.raises(ValueError, match="held_out_templates"):
+        build_refusal_set(held_out_templates=held_out)
