@@ -3,8 +3,9 @@
 Every running stage keeps `<stage>/progress.json` current (see `trainer.stages.progress`), and `llmp run` records
 there the stages it found up to date or skipped; this command reads those files and the committed manifests, from a
 local workdir or from S3 alike, and shows each stage's state, step, ETA and where its artifacts are. For a failed
-stage it also shows the end of its console (`<stage>/live/console.log`): the error, or what a process that died
-without one last printed, still there once the pod that ran it is gone.
+stage it also shows the end of its console (`<stage>/live/console.log`, after `console.1.log` when it was rotated;
+at most `CONSOLE_READ_BYTES` of them, by ranged reads): the error, or what a process that died without one last
+printed, still there once the pod that ran it is gone.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ console = Console()
 err = Console(stderr=True)
 
 TAIL_LINES, TAIL_WIDTH = 8, 300  # of a failed stage's console: where its error is, not a screenful of traceback
+CONSOLE_READ_BYTES = 256 << 10  # read of its end (both rotated files): the job's pods wrote it, so it is bounded
 TRACEBACK = "Traceback (most recent call last):"
 COLORS = {"Succeeded": "green", "UpToDate": "dim", "Running": "cyan", "Failed": "red", "Skipped": "yellow"}
 
@@ -40,9 +42,10 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON (a JobStatus).")] = False,
 ) -> None:
     """Show each stage's state, step, ETA and artifact paths, while the job runs or after it ended."""
+    from llm_platform.services.stored_console import console_lines, stored_console
     from llm_platform.storage import ArtifactStore, StoreError
     from llm_platform.trainer.stages.console_log import CONSOLE_FILE
-    from llm_platform.trainer.stages.progress import job_status_from_store, live_key, read_stage_status, stored_stages
+    from llm_platform.trainer.stages.progress import job_status_from_store, read_stage_status, stored_stages
 
     uri, endpoint, names = _where(target, workdir)
     try:
@@ -68,13 +71,14 @@ def status(
         if s.phase == "Failed" and (s.artifacts or {}).get(CONSOLE_FILE):
             where = s.artifacts[CONSOLE_FILE]
             try:
-                text = store.backend.get_bytes(f"{live_key(name)}/{CONSOLE_FILE}")
+                stored = stored_console(store, name, CONSOLE_READ_BYTES)
             except Exception as e:  # noqa: BLE001  # the status is shown; only this extra is missing
                 err.print(f"{name}: cannot read its console {where}: {type(e).__name__}: {e}", markup=False)
                 continue
-            if text:
+            if stored is not None and stored[0]:
                 console.print(f"\n{name} failed; the end of its console ({where}):", markup=False)
-                console.print("\n".join(console_end(text.decode(errors="replace"))), soft_wrap=True, markup=False)
+                text = "".join(console_lines(*stored))
+                console.print("\n".join(console_end(text)), soft_wrap=True, markup=False)
 
 
 def status_table(job: JobStatus, now: datetime | None = None) -> Table:
