@@ -16,14 +16,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from llm_platform.api.status import JobStatus, StageStatus
+from llm_platform.observability.console import make_console
 
 app = typer.Typer()
-console = Console()
-err = Console(stderr=True)
+console = make_console()
+err = make_console(stderr=True)
 
 TAIL_LINES, TAIL_WIDTH = 8, 300  # of a failed stage's console: where its error is, not a screenful of traceback
 CONSOLE_READ_BYTES = 256 << 10  # read of its end (both rotated files): the job's pods wrote it, so it is bounded

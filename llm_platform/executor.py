@@ -20,6 +20,7 @@ from rich.console import Console
 from llm_platform.api import LLMJob, StagePhase, StageStatus
 from llm_platform.api.dag import ancestors, descendants, topological_order
 from llm_platform.api.status import progress_key
+from llm_platform.observability.console import make_console
 from llm_platform.run_summary import headline_metrics, print_summary
 from llm_platform.storage import ArtifactStore
 from llm_platform.trainer.stages.command import stage_run_args
@@ -81,7 +82,7 @@ def run_job(
     from llm_platform.trainer.stages import is_up_to_date
     from llm_platform.trainer.stages.preflight import check
 
-    console = console or Console()
+    console = console or make_console()
     uri = storage_uri(job, workdir)
     check(job, [], uri, source=str(job_path))  # credentials first: reading what is committed needs them
     store = ArtifactStore.open(uri, job.spec.storage.endpoint_url)
