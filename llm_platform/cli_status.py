@@ -19,6 +19,7 @@ import typer
 from rich.table import Table
 
 from llm_platform.api.status import JobStatus, StageStatus
+from llm_platform.cli_errors import UserError
 from llm_platform.observability.console import make_console
 
 app = typer.Typer()
@@ -145,17 +146,12 @@ def _where(target: str, workdir: Path | None) -> tuple[str, str | None, list[str
     if path.is_dir():
         return f"file://{path.resolve()}", None, []
     if not path.is_file():
-        err.print(f"{target}: no such job file or workdir; give an LLMJob YAML file, a workdir or an s3:// URI")
-        raise typer.Exit(2)
-    from llm_platform.api import SpecError, load_job
+        raise UserError(f"{target}: no such job file or workdir; give an LLMJob YAML file, a workdir or an s3:// URI")
+    from llm_platform.api import load_job
     from llm_platform.api.dag import topological_order
     from llm_platform.api.policy import SpecPolicy
 
-    try:
-        job = load_job(path, policy=SpecPolicy.from_env(strict=False))
-    except SpecError as e:
-        err.print(str(e), markup=False)
-        raise typer.Exit(2) from None
+    job = load_job(path, policy=SpecPolicy.from_env(strict=False))  # a SpecError is the group's one-line report
     folder = workdir or Path("runs") / job.metadata.name
     storage = job.spec.storage
     return storage.uri or f"file://{folder.resolve()}", storage.endpoint_url, topological_order(job.spec.stages)

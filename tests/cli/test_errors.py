@@ -111,6 +111,13 @@ def test_an_unknown_tokenizer_pattern_is_refused_at_validate_time_listing_the_na
     assert not (tmp_path / "w").exists()
 
 
+def test_status_and_render_of_an_invalid_job_file_are_one_line_too(tmp_path):
+    path = job_file(tmp_path, pattern="gpt-2")
+    for command in (["status", str(path)], ["render", str(path)]):
+        fails_in_one_line(runner.invoke(app, command), f"{path}:", "spec.stages[1].tokenizer.pattern", "'gpt-2'")
+    fails_in_one_line(runner.invoke(app, ["status", str(tmp_path / "[nope]")]), "[nope]", "s3://")
+
+
 def test_a_regex_pattern_is_written_as_such_and_checked(tmp_path):
     assert runner.invoke(app, ["validate", str(job_file(tmp_path, pattern="'regex:\\p{L}+|\\s+'"))]).exit_code == 0
     fails_in_one_line(
