@@ -21,11 +21,11 @@ from llm_platform.api import LLMJob, StagePhase, StageStatus
 from llm_platform.api.dag import ancestors, descendants, topological_order
 from llm_platform.api.status import progress_key
 from llm_platform.observability.console import make_console
-from llm_platform.run_summary import headline_metrics, print_summary
+from llm_platform.run_summary import print_summary
 from llm_platform.storage import ArtifactStore
 from llm_platform.trainer.stages.command import stage_run_args
 
-__all__ = ["StageOutcome", "headline_metrics", "run_job", "stage_command", "stages_to_force"]
+__all__ = ["StageOutcome", "run_job", "stage_command", "stages_to_force"]
 
 
 @dataclass
