@@ -13,14 +13,16 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
-from llm_platform.api.status import JobStatus, StageStatus
 from llm_platform.cli_errors import UserError
 from llm_platform.observability.console import make_console
+
+if TYPE_CHECKING:  # importing the API's models costs every `llmp` command ~0.2 s; the command imports them itself
+    from llm_platform.api.status import JobStatus, StageStatus
 
 app = typer.Typer()
 console = make_console()

@@ -229,3 +229,10 @@ def test_an_unexpected_error_is_one_line_with_exit_code_1_and_how_to_see_more(ca
     assert "RuntimeError: the tensor was on the moon" in line and "--debug" in line and "LLMP_DEBUG=1" in line
     assert report(FileNotFoundError(2, "No such file or directory", "corpus.txt")) == 2
     assert capsys.readouterr().err.strip() == "corpus.txt: No such file or directory"
+
+
+def test_the_command_group_loads_without_the_api_models_or_torch():
+    """`llmp --help`, `llmp tokenizer ...`, `llmp serve ...` do not pay for the LLMJob models; commands import them."""
+    code = "import sys, llm_platform.cli; print(sorted({'torch', 'pydantic', 'llm_platform.api'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
