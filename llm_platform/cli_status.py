@@ -31,7 +31,6 @@ err = make_console(stderr=True)
 TAIL_LINES, TAIL_WIDTH = 8, 300  # of a failed stage's console: where its error is, not a screenful of traceback
 CONSOLE_READ_BYTES = 256 << 10  # read of its end (both rotated files): the job's pods wrote it, so it is bounded
 TRACEBACK = "Traceback (most recent call last):"
-COLORS = {"Succeeded": "green", "UpToDate": "dim", "Running": "cyan", "Failed": "red", "Skipped": "yellow"}
 
 
 @app.command()
@@ -85,6 +84,8 @@ def status(
 
 
 def status_table(job: JobStatus, now: datetime | None = None) -> Table:
+    from llm_platform.run_summary import COLORS
+
     table = Table()
     for column in ("stage", "state", "step", "ETA", "updated", "message"):
         table.add_column(column)

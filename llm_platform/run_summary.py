@@ -35,7 +35,14 @@ HEADLINE_METRICS = (
     "answer",
 )
 BENCHMARK_SUFFIXES = ("_acc", "_acc_norm", "_exact_match", "_strict_match")
-COLORS: dict[StagePhase, str] = {"Succeeded": "green", "UpToDate": "dim", "Failed": "red", "Skipped": "yellow"}
+COLORS: dict[StagePhase, str] = {
+    "Succeeded": "green",
+    "UpToDate": "dim",
+    "Running": "cyan",
+    "Failed": "red",
+    "Skipped": "yellow",
+}
+"""A stage phase's color here and in `llmp status`."""
 VAL_LOSS_NOTE = (
     "val_loss: a training stage's is measured on its own held-out split (pretrain: windows of train.seq_len tokens, "
     "train.eval_batches of them; sft/dpo: held-out records, DPO's is its pair loss); eval's on the data's "
