@@ -110,12 +110,16 @@ def eta_text(s: StageStatus) -> str:
 
 
 def ago(when: str | None, now: datetime) -> str:
-    """How long ago an ISO time was: `12 s ago`. Pure."""
+    """How long ago an ISO time was: `12 s ago`; a time it cannot read (the job's pods wrote it), as written. Pure."""
     from llm_platform.trainer.progress import duration
 
     if not when:
         return ""
-    return f"{duration(max(0.0, (now - datetime.fromisoformat(when)).total_seconds()))} ago"
+    try:
+        seconds = (now - datetime.fromisoformat(when)).total_seconds()
+    except (ValueError, TypeError):  # not ISO 8601, or without a time zone
+        return when[:TAIL_WIDTH]
+    return f"{duration(max(0.0, seconds))} ago"
 
 
 def artifact_lines(job: JobStatus) -> list[str]:

@@ -258,3 +258,14 @@ def test_llmp_status_shows_a_failed_stages_console_end_across_a_rotation(tmp_pat
     assert "data failed; the end of its console" in shown.output
     end = shown.output.splitlines()[-3:]  # what the stage printed before the rotation, then the error
     assert end == ["data: 10 documents", "data: 20 documents", "ValueError: bad line 3"]
+
+
+def test_llmp_status_shows_a_stage_whose_progress_file_has_a_time_it_cannot_read(tmp_path):
+    """The progress file is written by the job's pods: an odd `updated` is shown as written, not a failure."""
+    store = ArtifactStore.open(str(tmp_path))
+    for name, updated in (("data", "yesterday"), ("tokenizer", "2026-01-01T00:00:00")):  # no time zone
+        stored = StageStatus(phase="Succeeded", updated=updated, started=updated)
+        store.write_json(progress_key(name), stored.model_dump(mode="json", exclude_none=True))
+    shown = CliRunner().invoke(app, ["status", str(tmp_path)])
+    assert shown.exit_code == 0, shown.output
+    assert "yesterday" in shown.output and "2026-01-01T00:00:00" in shown.output
