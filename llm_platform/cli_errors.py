@@ -17,7 +17,7 @@ import typer.core
 
 from llm_platform.observability.console import make_console
 
-__all__ = ["DEBUG_ENV", "ReportingGroup", "UserError", "debugging", "make_console", "report", "user_message"]
+__all__ = ["DEBUG_ENV", "ReportingGroup", "UserError", "debugging", "report", "user_message"]
 
 DEBUG_ENV = "LLMP_DEBUG"
 
