@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from llm_platform.api.status import DONE, StagePhase
+from llm_platform.trainer.stages.progress import location
 
 if TYPE_CHECKING:
     from llm_platform.executor import StageOutcome
@@ -89,11 +90,6 @@ def artifacts(stage: str, manifest: Manifest) -> list[tuple[str, str]]:
     return [(f"{folder}/", f"{base}/{folder}") for folder in folders] + [(name, f"{base}/{name}") for name in pictures]
 
 
-def where(store: ArtifactStore, key: str) -> str:
-    """A key as something to open: a local path on a local store, its URI on S3."""
-    return str(store.backend.local_path(key) or f"{store.uri}/{key}")
-
-
 def print_summary(console: Console, outcomes: list[StageOutcome], store: ArtifactStore) -> None:
     console.print(summary_table(outcomes))
     if any("val_loss" in o.metrics for o in outcomes):
@@ -105,10 +101,10 @@ def print_summary(console: Console, outcomes: list[StageOutcome], store: Artifac
         if manifest is None:
             continue
         for label, key in artifacts(outcome.name, manifest):
-            lines.append(f"  {outcome.name:<10} {label:<28} {where(store, key)}")
+            lines.append(f"  {outcome.name:<10} {label:<28} {location(store, key)}")
         if outcome.kind == "eval" and "report/eval.md" in manifest.files:
             key = f"{outcome.name}/versions/{manifest.version}/report/eval.md"
-            console.print(f"[bold]{outcome.name} report[/]: {where(store, key)}", soft_wrap=True)
+            console.print(f"[bold]{outcome.name} report[/]: {location(store, key)}", soft_wrap=True)
     if lines:
         console.print("[bold]Artifacts[/]")
         for line in lines:
