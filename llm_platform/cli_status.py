@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from llm_platform.cli_errors import UserError
@@ -65,7 +66,7 @@ def status(
     if not stages:
         console.print(f"{uri}: no stage has started here yet", markup=False)
         return
-    console.print(f"[bold]{job.phase}[/] {job.message or ''} [dim]({uri})[/]", soft_wrap=True)
+    console.print(f"[bold]{job.phase}[/] {escape(job.message or '')} [dim]({escape(uri)})[/]", soft_wrap=True)
     console.print(status_table(job))
     for line in artifact_lines(job):
         console.print(line, soft_wrap=True, markup=False)  # whole paths, to copy
@@ -92,7 +93,9 @@ def status_table(job: JobStatus, now: datetime | None = None) -> Table:
     now = now or datetime.now(UTC)
     for name, s in job.stages.items():
         color = COLORS.get(s.phase, "default")
-        table.add_row(name, f"[{color}]{s.phase}[/]", step_text(s), eta_text(s), ago(s.updated, now), s.message or "")
+        # the message and the time are what the job's pods wrote: text, not markup
+        cells = (step_text(s), eta_text(s), escape(ago(s.updated, now)), escape(s.message or ""))
+        table.add_row(name, f"[{color}]{s.phase}[/]", *cells)
     return table
 
 

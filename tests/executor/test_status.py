@@ -269,3 +269,13 @@ def test_llmp_status_shows_a_stage_whose_progress_file_has_a_time_it_cannot_read
     shown = CliRunner().invoke(app, ["status", str(tmp_path)])
     assert shown.exit_code == 0, shown.output
     assert "yesterday" in shown.output and "2026-01-01T00:00:00" in shown.output
+
+
+def test_llmp_status_shows_messages_with_brackets_as_written(tmp_path):
+    """A stage's message is text, not rich markup: `[/data/x.jsonl]` is shown, not read as a closing tag."""
+    store = ArtifactStore.open(str(tmp_path))
+    failed = StageStatus(phase="Failed", message="cannot read [/data/x.jsonl] or [bold]this[/bold]")
+    store.write_json(progress_key("data"), failed.model_dump(mode="json", exclude_none=True))
+    shown = CliRunner().invoke(app, ["status", str(tmp_path)], env={"COLUMNS": "300"})
+    assert shown.exit_code == 0, shown.output
+    assert shown.output.count("cannot read [/data/x.jsonl] or [bold]this[/bold]") == 2  # the job's line and the row
