@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from llm_platform.api.status import DONE, StagePhase
@@ -76,7 +77,7 @@ def summary_table(outcomes: Iterable[StageOutcome]) -> Table:
             o.kind,
             f"[{COLORS[o.result]}]{o.result}[/]",
             f"{o.seconds:.1f}s" if o.seconds else "",
-            highlights(o.metrics) or o.reason,
+            escape(highlights(o.metrics) or o.reason),  # a model's answer is text, not markup
         )
     return table
 
@@ -104,11 +105,11 @@ def print_summary(console: Console, outcomes: list[StageOutcome], store: Artifac
             lines.append(f"  {outcome.name:<10} {label:<28} {location(store, key)}")
         if outcome.kind == "eval" and "report/eval.md" in manifest.files:
             key = f"{outcome.name}/versions/{manifest.version}/report/eval.md"
-            console.print(f"[bold]{outcome.name} report[/]: {location(store, key)}", soft_wrap=True)
+            console.print(f"[bold]{outcome.name} report[/]: {escape(location(store, key))}", soft_wrap=True)
     if lines:
         console.print("[bold]Artifacts[/]")
         for line in lines:
-            console.print(line, soft_wrap=True, highlight=False)  # paths to copy whole
+            console.print(line, soft_wrap=True, highlight=False, markup=False)  # paths to copy whole
 
 
 def fmt(value: Any) -> str:
