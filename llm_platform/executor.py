@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from llm_platform.api import LLMJob, StagePhase, StageStatus
 from llm_platform.api.dag import ancestors, descendants, topological_order
@@ -93,7 +94,7 @@ def run_job(
     check(job, stages_that_may_run(job, order, forced | stale), uri, source=str(job_path), store=store)
     ran: set[str] = set()
     outcomes: list[StageOutcome] = []
-    console.rule(f"[bold]LLMJob {job.metadata.name}[/] → {uri}")
+    console.rule(f"[bold]LLMJob {job.metadata.name}[/] → {escape(uri)}")
     failed = False
     for name in order:
         stage = job.spec.stage(name)
