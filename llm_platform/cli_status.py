@@ -3,9 +3,10 @@
 Every running stage keeps `<stage>/progress.json` current (see `trainer.stages.progress`), and `llmp run` records
 there the stages it found up to date or skipped; this command reads those files and the committed manifests, from a
 local workdir or from S3 alike, and shows each stage's state, step, ETA and where its artifacts are. For a failed
-stage it also shows the end of its console (`<stage>/live/console.log`, after `console.1.log` when it was rotated;
-at most `CONSOLE_READ_BYTES` of them, by ranged reads): the error, or what a process that died without one last
-printed, still there once the pod that ran it is gone.
+stage whose output was kept (a stage keeps it where its output is not a terminal: a pod, the jobs API's runs, a
+piped `llmp run`) it also shows the end of its console (`<stage>/live/console.log`, after `console.1.log` when it
+was rotated; at most `CONSOLE_READ_BYTES` of them, by ranged reads): the error, or what a process that died without
+one last printed, still there once the pod that ran it is gone.
 """
 
 from __future__ import annotations
