@@ -12,13 +12,14 @@ import typer
 from llm_platform.cli_adapter import app as adapter_app
 from llm_platform.cli_api import api_app
 from llm_platform.cli_api import app as serve_api_app
-from llm_platform.cli_errors import DEBUG_ENV, ReportingGroup, UserError, make_console
+from llm_platform.cli_errors import DEBUG_ENV, ReportingGroup, UserError
 from llm_platform.cli_eval import app as eval_app
 from llm_platform.cli_operator import app as operator_app
 from llm_platform.cli_operator import with_storage
 from llm_platform.cli_serve import app as serve_app
 from llm_platform.cli_status import app as status_app
 from llm_platform.cli_tokenizer import app as tokenizer_app
+from llm_platform.observability.console import make_console
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__, cls=ReportingGroup)
 stage_app = typer.Typer(no_args_is_help=True, help="Run a single stage (this is what a pod executes).")

@@ -17,7 +17,7 @@ import typer.core
 
 from llm_platform.observability.console import make_console
 
-__all__ = ["DEBUG_ENV", "ReportingGroup", "UserError", "debugging", "make_console", "report", "user_message"]
+__all__ = ["DEBUG_ENV", "ReportingGroup", "UserError", "debugging", "report", "user_message"]
 
 DEBUG_ENV = "LLMP_DEBUG"
 
@@ -110,6 +110,7 @@ class ReportingGroup(typer.core.TyperGroup):
 
 
 def _is_usage_error(error: Exception) -> bool:
-    """A bad option, argument or command name (click's UsageError), but not the help shown for a bare group."""
+    """A bad option, argument or command name (click's UsageError), but not the help shown for a bare group. Matched
+    by class name: typer vendors click (in `typer._click`, a private module), so `click.UsageError` is not it."""
     names = {cls.__name__ for cls in type(error).__mro__}
     return "UsageError" in names and "NoArgsIsHelpError" not in names

@@ -80,21 +80,18 @@ def best_of_n_command(
     import json
 
     from llm_platform.trainer.data.safety.refusals import chat_prompt_ids
-    from llm_platform.trainer.inference import EngineConfig, InvalidRequest, LLMEngine, SamplingParams
+    from llm_platform.trainer.inference import EngineConfig, LLMEngine, SamplingParams
     from llm_platform.trainer.inference.best_of_n import best_of_n
     from llm_platform.trainer.train.reward import load_reward_model
 
-    try:
-        engine = LLMEngine.from_pretrained(model, config=EngineConfig(seed=seed))
-        scorer = load_reward_model(reward)
-        if engine.tokenizer is None:
-            raise FileNotFoundError(f"{model}: no tokenizer files; the prompts are text")
-        ids = [chat_prompt_ids(engine.tokenizer, p, max(1, engine.max_model_len - max_tokens)) for p in prompt]
-        params = SamplingParams(n=n, max_tokens=max_tokens, temperature=temperature, seed=seed)
-        results = best_of_n(engine, scorer.to(next(engine.model.parameters()).device), ids, params)
-    except (OSError, ValueError, InvalidRequest) as error:
-        err.print(str(error), markup=False, soft_wrap=True)
-        raise typer.Exit(2) from None
+    # a missing file or a refused request (OSError, ValueError, InvalidRequest) is the group's one-line report
+    engine = LLMEngine.from_pretrained(model, config=EngineConfig(seed=seed))
+    scorer = load_reward_model(reward)
+    if engine.tokenizer is None:
+        raise FileNotFoundError(f"{model}: no tokenizer files; the prompts are text")
+    ids = [chat_prompt_ids(engine.tokenizer, p, max(1, engine.max_model_len - max_tokens)) for p in prompt]
+    params = SamplingParams(n=n, max_tokens=max_tokens, temperature=temperature, seed=seed)
+    results = best_of_n(engine, scorer.to(next(engine.model.parameters()).device), ids, params)
     for text, result in zip(prompt, results, strict=True):
         line = {"prompt": text, "best": result.best.text, "reward": round(result.best_reward, 6),
                 "rewards": [round(r, 6) for r in result.rewards]}  # fmt: skip

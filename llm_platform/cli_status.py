@@ -3,8 +3,10 @@
 Every running stage keeps `<stage>/progress.json` current (see `trainer.stages.progress`), and `llmp run` records
 there the stages it found up to date or skipped; this command reads those files and the committed manifests, from a
 local workdir or from S3 alike, and shows each stage's state, step, ETA and where its artifacts are. For a failed
-stage it also shows the end of its console (`<stage>/live/console.log`): the error, or what a process that died
-without one last printed, still there once the pod that ran it is gone.
+stage whose output was kept (a stage keeps it where its output is not a terminal: a pod, the jobs API's runs, a
+piped `llmp run`) it also shows the end of its console (`<stage>/live/console.log`, after `console.1.log` when it
+was rotated; at most `CONSOLE_READ_BYTES` of them, by ranged reads): the error, or what a process that died without
+one last printed, still there once the pod that ran it is gone.
 """
 
 from __future__ import annotations
@@ -12,21 +14,25 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from llm_platform.api.status import JobStatus, StageStatus
+from llm_platform.cli_errors import UserError
+from llm_platform.observability.console import make_console
+
+if TYPE_CHECKING:  # importing the API's models costs every `llmp` command ~0.2 s; the command imports them itself
+    from llm_platform.api.status import JobStatus, StageStatus
 
 app = typer.Typer()
-console = Console()
-err = Console(stderr=True)
+console = make_console()
+err = make_console(stderr=True)
 
 TAIL_LINES, TAIL_WIDTH = 8, 300  # of a failed stage's console: where its error is, not a screenful of traceback
+CONSOLE_READ_BYTES = 256 << 10  # read of its end (both rotated files): the job's pods wrote it, so it is bounded
 TRACEBACK = "Traceback (most recent call last):"
-COLORS = {"Succeeded": "green", "UpToDate": "dim", "Running": "cyan", "Failed": "red", "Skipped": "yellow"}
 
 
 @app.command()
@@ -40,9 +46,10 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON (a JobStatus).")] = False,
 ) -> None:
     """Show each stage's state, step, ETA and artifact paths, while the job runs or after it ended."""
+    from llm_platform.services.stored_console import console_lines, stored_console
     from llm_platform.storage import ArtifactStore, StoreError
     from llm_platform.trainer.stages.console_log import CONSOLE_FILE
-    from llm_platform.trainer.stages.progress import job_status_from_store, live_key, read_stage_status, stored_stages
+    from llm_platform.trainer.stages.progress import job_status_from_store, read_stage_status, stored_stages
 
     uri, endpoint, names = _where(target, workdir)
     try:
@@ -60,7 +67,7 @@ def status(
     if not stages:
         console.print(f"{uri}: no stage has started here yet", markup=False)
         return
-    console.print(f"[bold]{job.phase}[/] {job.message or ''} [dim]({uri})[/]", soft_wrap=True)
+    console.print(f"[bold]{job.phase}[/] {escape(job.message or '')} [dim]({escape(uri)})[/]", soft_wrap=True)
     console.print(status_table(job))
     for line in artifact_lines(job):
         console.print(line, soft_wrap=True, markup=False)  # whole paths, to copy
@@ -68,23 +75,28 @@ def status(
         if s.phase == "Failed" and (s.artifacts or {}).get(CONSOLE_FILE):
             where = s.artifacts[CONSOLE_FILE]
             try:
-                text = store.backend.get_bytes(f"{live_key(name)}/{CONSOLE_FILE}")
+                stored = stored_console(store, name, CONSOLE_READ_BYTES)
             except Exception as e:  # noqa: BLE001  # the status is shown; only this extra is missing
                 err.print(f"{name}: cannot read its console {where}: {type(e).__name__}: {e}", markup=False)
                 continue
-            if text:
+            if stored is not None and stored[0]:
                 console.print(f"\n{name} failed; the end of its console ({where}):", markup=False)
-                console.print("\n".join(console_end(text.decode(errors="replace"))), soft_wrap=True, markup=False)
+                text = "".join(console_lines(*stored))
+                console.print("\n".join(console_end(text)), soft_wrap=True, markup=False)
 
 
 def status_table(job: JobStatus, now: datetime | None = None) -> Table:
+    from llm_platform.run_summary import COLORS
+
     table = Table()
     for column in ("stage", "state", "step", "ETA", "updated", "message"):
         table.add_column(column)
     now = now or datetime.now(UTC)
     for name, s in job.stages.items():
         color = COLORS.get(s.phase, "default")
-        table.add_row(name, f"[{color}]{s.phase}[/]", step_text(s), eta_text(s), ago(s.updated, now), s.message or "")
+        # the message and the time are what the job's pods wrote: text, not markup
+        cells = (step_text(s), eta_text(s), escape(ago(s.updated, now)), escape(s.message or ""))
+        table.add_row(name, f"[{color}]{s.phase}[/]", *cells)
     return table
 
 
@@ -102,12 +114,16 @@ def eta_text(s: StageStatus) -> str:
 
 
 def ago(when: str | None, now: datetime) -> str:
-    """How long ago an ISO time was: `12 s ago`. Pure."""
+    """How long ago an ISO time was: `12 s ago`; a time it cannot read (the job's pods wrote it), as written. Pure."""
     from llm_platform.trainer.progress import duration
 
     if not when:
         return ""
-    return f"{duration(max(0.0, (now - datetime.fromisoformat(when)).total_seconds()))} ago"
+    try:
+        seconds = (now - datetime.fromisoformat(when)).total_seconds()
+    except (ValueError, TypeError):  # not ISO 8601, or without a time zone
+        return when[:TAIL_WIDTH]
+    return f"{duration(max(0.0, seconds))} ago"
 
 
 def artifact_lines(job: JobStatus) -> list[str]:
@@ -141,17 +157,12 @@ def _where(target: str, workdir: Path | None) -> tuple[str, str | None, list[str
     if path.is_dir():
         return f"file://{path.resolve()}", None, []
     if not path.is_file():
-        err.print(f"{target}: no such job file or workdir; give an LLMJob YAML file, a workdir or an s3:// URI")
-        raise typer.Exit(2)
-    from llm_platform.api import SpecError, load_job
+        raise UserError(f"{target}: no such job file or workdir; give an LLMJob YAML file, a workdir or an s3:// URI")
+    from llm_platform.api import load_job
     from llm_platform.api.dag import topological_order
     from llm_platform.api.policy import SpecPolicy
 
-    try:
-        job = load_job(path, policy=SpecPolicy.from_env(strict=False))
-    except SpecError as e:
-        err.print(str(e), markup=False)
-        raise typer.Exit(2) from None
+    job = load_job(path, policy=SpecPolicy.from_env(strict=False))  # a SpecError is the group's one-line report
     folder = workdir or Path("runs") / job.metadata.name
     storage = job.spec.storage
     return storage.uri or f"file://{folder.resolve()}", storage.endpoint_url, topological_order(job.spec.stages)

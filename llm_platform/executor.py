@@ -16,15 +16,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from llm_platform.api import LLMJob, StagePhase, StageStatus
 from llm_platform.api.dag import ancestors, descendants, topological_order
 from llm_platform.api.status import progress_key
-from llm_platform.run_summary import headline_metrics, print_summary
+from llm_platform.observability.console import make_console
+from llm_platform.run_summary import print_summary
 from llm_platform.storage import ArtifactStore
 from llm_platform.trainer.stages.command import stage_run_args
 
-__all__ = ["StageOutcome", "headline_metrics", "run_job", "stage_command", "stages_to_force"]
+__all__ = ["StageOutcome", "run_job", "stage_command", "stages_to_force"]
 
 
 @dataclass
@@ -81,7 +83,7 @@ def run_job(
     from llm_platform.trainer.stages import is_up_to_date
     from llm_platform.trainer.stages.preflight import check
 
-    console = console or Console()
+    console = console or make_console()
     uri = storage_uri(job, workdir)
     check(job, [], uri, source=str(job_path))  # credentials first: reading what is committed needs them
     store = ArtifactStore.open(uri, job.spec.storage.endpoint_url)
@@ -92,7 +94,7 @@ def run_job(
     check(job, stages_that_may_run(job, order, forced | stale), uri, source=str(job_path), store=store)
     ran: set[str] = set()
     outcomes: list[StageOutcome] = []
-    console.rule(f"[bold]LLMJob {job.metadata.name}[/] → {uri}")
+    console.rule(f"[bold]LLMJob {job.metadata.name}[/] → {escape(uri)}")
     failed = False
     for name in order:
         stage = job.spec.stage(name)

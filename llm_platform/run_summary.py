@@ -11,9 +11,11 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from llm_platform.api.status import DONE, StagePhase
+from llm_platform.trainer.stages.progress import location
 
 if TYPE_CHECKING:
     from llm_platform.executor import StageOutcome
@@ -35,7 +37,14 @@ HEADLINE_METRICS = (
     "answer",
 )
 BENCHMARK_SUFFIXES = ("_acc", "_acc_norm", "_exact_match", "_strict_match")
-COLORS: dict[StagePhase, str] = {"Succeeded": "green", "UpToDate": "dim", "Failed": "red", "Skipped": "yellow"}
+COLORS: dict[StagePhase, str] = {
+    "Succeeded": "green",
+    "UpToDate": "dim",
+    "Running": "cyan",
+    "Failed": "red",
+    "Skipped": "yellow",
+}
+"""A stage phase's color here and in `llmp status`."""
 VAL_LOSS_NOTE = (
     "val_loss: a training stage's is measured on its own held-out split (pretrain: windows of train.seq_len tokens, "
     "train.eval_batches of them; sft/dpo: held-out records, DPO's is its pair loss); eval's on the data's "
@@ -68,7 +77,7 @@ def summary_table(outcomes: Iterable[StageOutcome]) -> Table:
             o.kind,
             f"[{COLORS[o.result]}]{o.result}[/]",
             f"{o.seconds:.1f}s" if o.seconds else "",
-            highlights(o.metrics) or o.reason,
+            escape(highlights(o.metrics) or o.reason),  # a model's answer is text, not markup
         )
     return table
 
@@ -82,11 +91,6 @@ def artifacts(stage: str, manifest: Manifest) -> list[tuple[str, str]]:
     return [(f"{folder}/", f"{base}/{folder}") for folder in folders] + [(name, f"{base}/{name}") for name in pictures]
 
 
-def where(store: ArtifactStore, key: str) -> str:
-    """A key as something to open: a local path on a local store, its URI on S3."""
-    return str(store.backend.local_path(key) or f"{store.uri}/{key}")
-
-
 def print_summary(console: Console, outcomes: list[StageOutcome], store: ArtifactStore) -> None:
     console.print(summary_table(outcomes))
     if any("val_loss" in o.metrics for o in outcomes):
@@ -98,14 +102,14 @@ def print_summary(console: Console, outcomes: list[StageOutcome], store: Artifac
         if manifest is None:
             continue
         for label, key in artifacts(outcome.name, manifest):
-            lines.append(f"  {outcome.name:<10} {label:<28} {where(store, key)}")
+            lines.append(f"  {outcome.name:<10} {label:<28} {location(store, key)}")
         if outcome.kind == "eval" and "report/eval.md" in manifest.files:
             key = f"{outcome.name}/versions/{manifest.version}/report/eval.md"
-            console.print(f"[bold]{outcome.name} report[/]: {where(store, key)}", soft_wrap=True)
+            console.print(f"[bold]{outcome.name} report[/]: {escape(location(store, key))}", soft_wrap=True)
     if lines:
         console.print("[bold]Artifacts[/]")
         for line in lines:
-            console.print(line, soft_wrap=True, highlight=False)  # paths to copy whole
+            console.print(line, soft_wrap=True, highlight=False, markup=False)  # paths to copy whole
 
 
 def fmt(value: Any) -> str:

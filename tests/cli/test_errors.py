@@ -111,6 +111,13 @@ def test_an_unknown_tokenizer_pattern_is_refused_at_validate_time_listing_the_na
     assert not (tmp_path / "w").exists()
 
 
+def test_status_and_render_of_an_invalid_job_file_are_one_line_too(tmp_path):
+    path = job_file(tmp_path, pattern="gpt-2")
+    for command in (["status", str(path)], ["render", str(path)]):
+        fails_in_one_line(runner.invoke(app, command), f"{path}:", "spec.stages[1].tokenizer.pattern", "'gpt-2'")
+    fails_in_one_line(runner.invoke(app, ["status", str(tmp_path / "[nope]")]), "[nope]", "s3://")
+
+
 def test_a_regex_pattern_is_written_as_such_and_checked(tmp_path):
     assert runner.invoke(app, ["validate", str(job_file(tmp_path, pattern="'regex:\\p{L}+|\\s+'"))]).exit_code == 0
     fails_in_one_line(
@@ -222,3 +229,10 @@ def test_an_unexpected_error_is_one_line_with_exit_code_1_and_how_to_see_more(ca
     assert "RuntimeError: the tensor was on the moon" in line and "--debug" in line and "LLMP_DEBUG=1" in line
     assert report(FileNotFoundError(2, "No such file or directory", "corpus.txt")) == 2
     assert capsys.readouterr().err.strip() == "corpus.txt: No such file or directory"
+
+
+def test_the_command_group_loads_without_the_api_models_or_torch():
+    """`llmp --help`, `llmp tokenizer ...`, `llmp serve ...` do not pay for the LLMJob models; commands import them."""
+    code = "import sys, llm_platform.cli; print(sorted({'torch', 'pydantic', 'llm_platform.api'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

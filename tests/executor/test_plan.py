@@ -3,7 +3,8 @@ import sys
 import pytest
 
 from llm_platform.api import load_job
-from llm_platform.executor import headline_metrics, stage_command, stages_to_force
+from llm_platform.executor import stage_command, stages_to_force
+from llm_platform.run_summary import headline_metrics
 from tests.api.test_validation import GOOD
 
 

@@ -240,3 +240,42 @@ def test_llmp_status_while_a_real_job_runs_and_after(tmp_path):
     assert [s["phase"] for s in rerun["stages"].values()] == ["UpToDate"] * 3
     assert rerun["phase"] == "Succeeded" and rerun["stages"]["pretrain"]["version"] == pretrain["version"]
     assert store.read_json(progress_key("pretrain"))["message"].startswith("not run: up to date")
+
+
+def test_llmp_status_shows_a_failed_stages_console_end_across_a_rotation(tmp_path):
+    """Just after a rotation, console.log holds only the error: the lines before it are in console.1.log."""
+    from llm_platform.trainer.stages.progress import live_key
+
+    store = ArtifactStore.open(str(tmp_path))
+    live = live_key("data")
+    store.backend.put_bytes(f"{live}/console.1.log", b"data: 10 documents\ndata: 20 documents\nTraceback (most recent")
+    store.backend.put_bytes(f"{live}/console.log", b" call last):\n  File 'a.py'\nValueError: bad line 3\n")
+    where = str(tmp_path / live / "console.log")
+    failed = StageStatus(phase="Failed", message="bad line 3", artifacts={"console.log": where})
+    store.write_json(progress_key("data"), failed.model_dump(mode="json", exclude_none=True))
+    shown = CliRunner().invoke(app, ["status", str(tmp_path)])
+    assert shown.exit_code == 0, shown.output
+    assert "data failed; the end of its console" in shown.output
+    end = shown.output.splitlines()[-3:]  # what the stage printed before the rotation, then the error
+    assert end == ["data: 10 documents", "data: 20 documents", "ValueError: bad line 3"]
+
+
+def test_llmp_status_shows_a_stage_whose_progress_file_has_a_time_it_cannot_read(tmp_path):
+    """The progress file is written by the job's pods: an odd `updated` is shown as written, not a failure."""
+    store = ArtifactStore.open(str(tmp_path))
+    for name, updated in (("data", "yesterday"), ("tokenizer", "2026-01-01T00:00:00")):  # no time zone
+        stored = StageStatus(phase="Succeeded", updated=updated, started=updated)
+        store.write_json(progress_key(name), stored.model_dump(mode="json", exclude_none=True))
+    shown = CliRunner().invoke(app, ["status", str(tmp_path)])
+    assert shown.exit_code == 0, shown.output
+    assert "yesterday" in shown.output and "2026-01-01T00:00:00" in shown.output
+
+
+def test_llmp_status_shows_messages_with_brackets_as_written(tmp_path):
+    """A stage's message is text, not rich markup: `[/data/x.jsonl]` is shown, not read as a closing tag."""
+    store = ArtifactStore.open(str(tmp_path))
+    failed = StageStatus(phase="Failed", message="cannot read [/data/x.jsonl] or [bold]this[/bold]")
+    store.write_json(progress_key("data"), failed.model_dump(mode="json", exclude_none=True))
+    shown = CliRunner().invoke(app, ["status", str(tmp_path)], env={"COLUMNS": "300"})
+    assert shown.exit_code == 0, shown.output
+    assert shown.output.count("cannot read [/data/x.jsonl] or [bold]this[/bold]") == 2  # the job's line and the row
