@@ -6,7 +6,7 @@ or read-only. The server re-reads the file when it changes, so `llmp api token c
 running server, and a Secret update reaches the pod without a restart.
 
 File format (JSON, the same shape as the chart's `api.auth.tokens` values):
-    {"version": 1, "tokens": [{"id": "3f9c01ab", "namespace": "research", "readOnly": false, "sha256": "<64 hex>"}]}
+    {"version": 1, "tokens": [{"id": "t3f9c01ab", "namespace": "research", "readOnly": false, "sha256": "<64 hex>"}]}
 """
 
 from __future__ import annotations
@@ -55,7 +55,13 @@ def new_token(namespace: str, read_only: bool) -> tuple[str, Token]:
             f"namespace '{namespace}': use lowercase letters, digits and '-' (a DNS-1123 label, at most 63 characters)"
         )
     secret = PREFIX + secrets.token_urlsafe(32)
-    return secret, Token(secrets.token_hex(4), namespace, read_only, digest(secret))
+    return secret, Token(new_token_id(), namespace, read_only, digest(secret))
+
+
+def new_token_id() -> str:
+    """A short public name for a token. It starts with a letter because `helm --set ...id=19762146` (and YAML) would
+    read an all-digit id as a number, which the chart's schema then refuses."""
+    return "t" + secrets.token_hex(4)
 
 
 def parse_entries(data: object, source: str) -> list[Token]:

@@ -61,6 +61,14 @@ def _create(path, namespace: str) -> str:
     return secret
 
 
+def test_token_ids_never_read_as_numbers_in_helm_set_or_yaml():
+    import yaml
+
+    ids = {new_token("ns", False)[1].id for _ in range(2000)}
+    assert len(ids) == 2000
+    assert all(isinstance(yaml.safe_load(f"id: {i}")["id"], str) and i[0].isalpha() for i in ids)
+
+
 def test_lookup_finds_the_matching_entry_only():
     pairs = [new_token(f"ns-{i}", i % 2 == 1) for i in range(5)]
     tokens = [t for _, t in pairs]
