@@ -74,7 +74,7 @@ def test_retries_stop_within_their_time_budget(server):
     started = time.monotonic()
     with pytest.raises(EndpointError, match="HTTP 503, still after") as failure:
         ChatClient(server, "m", retry_budget_s=2.0).chat("hello")
-    assert time.monotonic() - started < 4.0  # the budget, plus at most one request in flight (a loaded machine)
+    assert time.monotonic() - started < 6.0  # the 2 s budget, one request in flight, and slack for a loaded machine
     assert len(Script.seen) >= 3, failure.value
 
 
