@@ -58,9 +58,9 @@ def serve_api(
     if backend == "local":
         from llm_platform.services.local_jobs import LocalJobs
 
-        # its own credentials go only to the storage endpoints the operator's list names (LLMP_ALLOW_STORAGE_ENDPOINTS)
-        endpoints = options.allow.storage_endpoints
-        jobs = LocalJobs(root, max_running=max_running, max_queued=max_queued, storage_endpoints=endpoints)
+        # its own credentials go only to the storage endpoints and prefixes the operator's lists name
+        # (LLMP_ALLOW_STORAGE_ENDPOINTS, LLMP_ALLOW_STORAGE_PREFIXES)
+        jobs = LocalJobs(root, max_running=max_running, max_queued=max_queued, allow=options.allow)
     elif backend == "cluster":
         from llm_platform.operator.kube import Kube, load_configuration
         from llm_platform.services.cluster_jobs import USER_AGENT, ClusterJobs, pod_namespace

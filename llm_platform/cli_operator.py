@@ -149,6 +149,15 @@ def operator(
             "Secret's AWS_ENDPOINT_URL or AWS S3)."
         ),
     ] = None,
+    allow_storage_prefix: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Where a job's s3:// store may lie, segment by segment, '{namespace}' standing for the job's "
+            "namespace and '*' for any one segment, e.g. 's3://llm-artifacts/{namespace}': the operator and the jobs "
+            "API read (and on cleanup: delete, remove) it with their own credentials (repeatable; env "
+            "LLMP_ALLOW_STORAGE_PREFIXES, which the jobs API reads too; default: 's3://*/{namespace}')."
+        ),
+    ] = None,
     image_package: Annotated[
         list[str] | None,
         typer.Option(
@@ -183,6 +192,7 @@ def operator(
             claims=listed(allow_claim),
             priority_classes=listed(allow_priority_class),
             storage_endpoints=listed(allow_storage_endpoint),
+            storage_prefixes=listed(allow_storage_prefix),
             image_packages=listed(image_package),
         )
     except ValueError as e:

@@ -46,7 +46,10 @@ class Metadata(BaseModel):
 
 class StorageSpec(SpecModel):
     uri: WritePath | None = Field(
-        None, description="Where artifacts live: s3://bucket/prefix or file:///path. Locally defaults to the workdir."
+        None,
+        description="Where artifacts live: s3://bucket/prefix or file:///path. Locally defaults to the workdir. On a "
+        "cluster or a jobs server an s3:// store must lie under a prefix the operator allows the job's namespace "
+        "(flag --allow-storage-prefix, chart value operator.allow.storagePrefixes; by default s3://BUCKET/NAMESPACE/...).",
     )
     secret_ref: SecretName | None = Field(
         None,

@@ -13,8 +13,9 @@ explicit argument of `parse_job`/`load_job`, never a global:
 
 The Kubernetes Secrets and the S3 endpoint a job names are not the policy's: the operator's allow-list alone checks
 them (`operator.policy.allow_list_problems`), for the admission webhook, every reconcile and the jobs API's cluster
-backend alike; the jobs API's local backend checks the endpoint against that same list
-(`operator.policy.storage_endpoint_problems`), so the server's own S3 credentials go nowhere else. `same_endpoint`
+backend alike; the jobs API's local backend checks the endpoint and the store's prefix against those same lists
+(`operator.policy.storage_problems`), so the server's own S3 credentials go nowhere else and open no other
+namespace's artifacts. `same_endpoint`
 is the one rule for "this URL is that endpoint", for credentials and storage endpoints alike.
 
 A spec never names an environment variable: `data.synthetic.credential` names a credential of the policy, and the
@@ -27,6 +28,7 @@ import json
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
 from urllib.parse import urlsplit
@@ -160,6 +162,41 @@ def endpoint_entry_problem(entry: str) -> str | None:
     if url.username is not None or url.password is not None or url.query or url.fragment:
         return "must not hold a user, password, ?query or #fragment"
     return None
+
+
+NAMESPACE_FIELD = "{namespace}"
+
+
+def store_prefix_entry_problem(entry: str) -> str | None:
+    """Why a configured store prefix (an allow-list entry) is unusable, or None. An entry is `s3://` and '/'-separated
+    segments, each a literal, a shell pattern within the segment ('*' never crosses a '/'), or `{namespace}`."""
+    if not entry.startswith("s3://"):
+        return "is not an s3:// prefix, e.g. s3://llm-artifacts/{namespace}"
+    segments = entry[len("s3://") :].rstrip("/").split("/")
+    if any(s in ("", ".", "..") for s in segments):
+        return "has an empty, '.' or '..' segment"
+    if any(NAMESPACE_FIELD in s and s != NAMESPACE_FIELD for s in segments):
+        return f"must hold {NAMESPACE_FIELD} as a whole segment, e.g. s3://llm-artifacts/{NAMESPACE_FIELD}"
+    return None
+
+
+def under_store_prefix(uri: str, entry: str, namespace: str | None) -> bool:
+    """`uri` is the prefix `entry` (see `store_prefix_entry_problem`) or below it, segment by segment, with
+    `{namespace}` read as `namespace`. S3 keys are flat strings, so 's3://b/research' must not admit
+    's3://b/researchers': segments compare whole. A URI with an empty, '.' or '..' segment matches nothing. Pure."""
+    if not uri.startswith("s3://") or store_prefix_entry_problem(entry) is not None:
+        return False
+    have = uri[len("s3://") :].rstrip("/").split("/")
+    want = entry[len("s3://") :].rstrip("/").split("/")
+    if any(s in ("", ".", "..") for s in have) or len(have) < len(want):
+        return False
+    for segment, pattern in zip(have, want, strict=False):
+        if pattern == NAMESPACE_FIELD:
+            if namespace is None or segment != namespace:
+                return False
+        elif not fnmatchcase(segment, pattern):
+            return False
+    return True
 
 
 def policy_problems(job: BaseModel, policy: SpecPolicy) -> list[Problem]:

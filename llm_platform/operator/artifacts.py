@@ -16,8 +16,9 @@ from pathlib import Path
 
 from llm_platform.api import LLMJob
 
+from .options import AllowList
 from .plan import StageArtifacts
-from .policy import storage_endpoint_problems
+from .policy import storage_problems
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +40,14 @@ def latest_checkpoint(store, job: LLMJob, stage_name: str) -> tuple[str, int] | 
     return f"{store.uri.rstrip('/')}/{key}/step_{step:08d}", step
 
 
-def job_store(job: LLMJob, allowed_endpoints: tuple[str, ...], s3_config=None):
+def job_store(job: LLMJob, allow: AllowList, s3_config=None):
     """The job's store as the operator opens it: `spec.storage.uri` at `spec.storage.endpoint_url`, with this
     process's own credentials (its environment, or the Secret folder LLMP_S3_SECRET_DIR names). PermissionError,
-    naming the field, when the endpoint is not on the allow-list: those credentials go to no other endpoint."""
+    naming the field, when the endpoint or the prefix is not on the allow-list: those credentials go to no other
+    endpoint and open no other namespace's prefix."""
     from llm_platform.storage import ArtifactStore
 
-    if refused := storage_endpoint_problems(job, allowed_endpoints):
+    if refused := storage_problems(job, allow, job.metadata.namespace):
         raise PermissionError(str(refused[0]))
     return ArtifactStore.open(job.spec.storage.uri, job.spec.storage.endpoint_url, s3_config)
 

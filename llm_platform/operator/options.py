@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 
 from llm_platform.api import LLMJob
-from llm_platform.api.policy import endpoint_entry_problem
+from llm_platform.api.policy import endpoint_entry_problem, store_prefix_entry_problem
 
 from .naming import (
     ELASTIC_ANNOTATION,
@@ -49,6 +49,7 @@ DEFAULT_IMAGE_PACKAGES = (
     "bitsandbytes",
 )
 DEFAULT_ALLOWED_SECRETS = ("s3-credentials",)
+DEFAULT_STORAGE_PREFIXES = ("s3://*/{namespace}",)
 
 
 class RenderError(ValueError):
@@ -67,13 +68,20 @@ class AllowList:
     Storage endpoints are URLs, not patterns (`api.policy.same_endpoint`: same scheme, host and port): the storage
     Secret's credentials are sent there, and a glob over a URL string matches hosts its author never meant
     ('https://*.example.com' matches 'https://evil.test/.example.com'). None by default: a job without
-    `storage.endpoint_url` uses the Secret's own AWS_ENDPOINT_URL, or AWS S3."""
+    `storage.endpoint_url` uses the Secret's own AWS_ENDPOINT_URL, or AWS S3.
+
+    Storage prefixes are where a job's `s3://` store may lie, segment by segment, `{namespace}` standing for the
+    job's namespace (`api.policy.under_store_prefix`). The operator (reading checkpoints, deleting artifacts on
+    `cleanup: delete`) and the jobs API (status, stored consoles) open a job's store with their own credentials, so
+    without this rule a job in one namespace could name another team's prefix and have them read or deleted. By
+    default a store's first segment below the bucket is the job's namespace: `s3://BUCKET/NAMESPACE/...`."""
 
     images: tuple[str, ...] | None = None
     secrets: tuple[str, ...] = DEFAULT_ALLOWED_SECRETS
     claims: tuple[str, ...] = ()
     priority_classes: tuple[str, ...] = ()
     storage_endpoints: tuple[str, ...] = ()
+    storage_prefixes: tuple[str, ...] = DEFAULT_STORAGE_PREFIXES
 
 
 @dataclass(frozen=True)
@@ -100,6 +108,7 @@ ENVIRONMENT = {
     "claims": "LLMP_ALLOW_CLAIMS",
     "priority_classes": "LLMP_ALLOW_PRIORITY_CLASSES",
     "storage_endpoints": "LLMP_ALLOW_STORAGE_ENDPOINTS",
+    "storage_prefixes": "LLMP_ALLOW_STORAGE_PREFIXES",
     "image_packages": "LLMP_IMAGE_PACKAGES",
 }
 
@@ -111,8 +120,8 @@ def _listed(raw: str) -> tuple[str, ...]:
 def options_from_env(environ: Mapping[str, str] | None = None, **flags: str | tuple[str, ...] | None) -> RenderOptions:
     """RenderOptions from `flags` (keys of ENVIRONMENT; None = not given), else the environment, else the defaults.
     `image` and `vllm_image` are strings, the others tuples. A storage endpoint that is not an http(s) URL with a
-    host is a ValueError naming where it came from (it could match nothing, and an allow-list that silently allows
-    nothing looks configured)."""
+    host, or a storage prefix that is not a well-formed s3:// prefix, is a ValueError naming where it came from (it
+    could match nothing, and an allow-list that silently allows nothing looks configured)."""
     environ = os.environ if environ is None else environ
 
     def pick(key: str) -> str | tuple[str, ...] | None:
@@ -124,13 +133,15 @@ def options_from_env(environ: Mapping[str, str] | None = None, **flags: str | tu
         return _listed(raw)
 
     picked = {key: value for key in ENVIRONMENT if (value := pick(key)) is not None}
-    for endpoint in picked.get("storage_endpoints", ()):
-        if (problem := endpoint_entry_problem(endpoint)) is not None:
-            flag = flags.get("storage_endpoints") is not None
-            raise ValueError(
-                f"{'--allow-storage-endpoint' if flag else ENVIRONMENT['storage_endpoints']}: '{endpoint}' {problem}"
-            )
-    lists = ("images", "secrets", "claims", "priority_classes", "storage_endpoints")
+    checks = {
+        "storage_endpoints": ("--allow-storage-endpoint", endpoint_entry_problem),
+        "storage_prefixes": ("--allow-storage-prefix", store_prefix_entry_problem),
+    }
+    for key, (flag, entry_problem) in checks.items():
+        for entry in picked.get(key, ()):
+            if (problem := entry_problem(entry)) is not None:
+                raise ValueError(f"{flag if flags.get(key) is not None else ENVIRONMENT[key]}: '{entry}' {problem}")
+    lists = ("images", "secrets", "claims", "priority_classes", "storage_endpoints", "storage_prefixes")
     allow = AllowList(**{key: picked.pop(key) for key in lists if key in picked})
     return RenderOptions(allow=allow, **picked)
 

@@ -2,9 +2,10 @@
 cluster backend) and again at every reconcile (a job admitted before the configuration changed stops there):
 
 - allow-lists: the images, Secrets, PersistentVolumeClaims and priority classes a job names must match the
-  operator's patterns (`AllowList`), so a job cannot mount another team's Secret or run an arbitrary image; and the
+  operator's patterns (`AllowList`), so a job cannot mount another team's Secret or run an arbitrary image; the
   S3 endpoint it names must be one the operator lists, so it cannot send an allowed Secret's credentials (which its
-  pods send to `spec.storage.endpoint_url`) to a server of its choosing;
+  pods send to `spec.storage.endpoint_url`) to a server of its choosing; and its S3 store must lie under a prefix
+  the operator allows its namespace, so it cannot have the operator read or delete another team's artifacts;
 - the trainer image's packages: the preflight `llmp run` runs before starting anything (unsupported settings,
   unrunnable task lists, missing optional packages), but checked against the packages the image is declared to
   provide (`RenderOptions.image_packages`): the operator cannot import the image, so DeepSpeed or fp8 without their
@@ -19,17 +20,22 @@ from fnmatch import fnmatchcase
 
 from llm_platform.api import LLMJob, Stage
 from llm_platform.api.errors import Loc, Problem, parse_loc
-from llm_platform.api.policy import same_endpoint
+from llm_platform.api.policy import NAMESPACE_FIELD, same_endpoint, under_store_prefix
 from llm_platform.trainer.stages.preflight import needs, setting_problems
 
 from .naming import PRIORITY_CLASS_ANNOTATION, STORAGE_CLAIM_ANNOTATION
-from .options import RenderOptions, job_options, namespace_of
+from .options import AllowList, RenderOptions, job_options, namespace_of
 
 ADMIN_HINT = "ask an administrator to allow it (operator flag {flag}, chart value operator.allow.{value})"
 ENDPOINT_HINT = (
     "leave endpoint_url out to use the store the site configures (the AWS_ENDPOINT_URL of the storage Secret, or of "
     "a local jobs server, else AWS S3), name an allowed one, or ask an administrator to allow it (operator flag "
     "--allow-storage-endpoint or env LLMP_ALLOW_STORAGE_ENDPOINTS, chart value operator.allow.storageEndpoints)"
+)
+PREFIX_HINT = (
+    "put the store under an allowed prefix (by default the bucket's first segment is the job's namespace: "
+    "s3://BUCKET/NAMESPACE/JOB), or ask an administrator to allow it (operator flag --allow-storage-prefix or env "
+    "LLMP_ALLOW_STORAGE_PREFIXES, chart value operator.allow.storagePrefixes)"
 )
 
 
@@ -59,16 +65,27 @@ def _refusal(loc: Loc, what: str, patterns: tuple[str, ...], flag: str, value: s
     return Problem(loc, f"{what} is not allowed by this operator (allowed: {allowed})", hint=hint)
 
 
-def storage_endpoint_problems(job: LLMJob, allowed: tuple[str, ...]) -> list[Problem]:
-    """`spec.storage.endpoint_url` unless it is one of `allowed` (`same_endpoint`: scheme, host and port, default
-    ports filled in). Whoever runs the job sends storage credentials there: a pod the Secret's, the operator (reading
-    checkpoints, deleting artifacts) and a local jobs server their own; so the webhook, every reconcile and both jobs
-    API backends check this one rule against this one list."""
+def storage_problems(job: LLMJob, allow: AllowList, namespace: str | None) -> list[Problem]:
+    """Where the job's store is, unless this site allows it: `spec.storage.endpoint_url` not one of
+    `allow.storage_endpoints` (`same_endpoint`: scheme, host and port, default ports filled in), an `s3://`
+    `spec.storage.uri` under none of `allow.storage_prefixes` for `namespace`. Whoever runs the job sends storage
+    credentials to that endpoint, and the operator (reading checkpoints, deleting artifacts) and the jobs API (status,
+    stored consoles) use their own on that prefix; so the webhook, every reconcile, the cleanup and both jobs API
+    backends check this one rule against these lists. A `file://` store is confined elsewhere: on a cluster by the
+    claim allow-list, on a jobs server by its spec policy's roots."""
+    problems = []
     endpoint = job.spec.storage.endpoint_url
-    if endpoint is None or any(same_endpoint(endpoint, e) for e in allowed):
-        return []
-    message = f"storage endpoint '{endpoint}' is not one this site allows (allowed: {', '.join(allowed) or 'none'})"
-    return [Problem(("spec", "storage", "endpoint_url"), message, hint=ENDPOINT_HINT)]
+    if endpoint is not None and not any(same_endpoint(endpoint, e) for e in allow.storage_endpoints):
+        allowed = ", ".join(allow.storage_endpoints) or "none"
+        message = f"storage endpoint '{endpoint}' is not one this site allows (allowed: {allowed})"
+        problems.append(Problem(("spec", "storage", "endpoint_url"), message, hint=ENDPOINT_HINT))
+    uri = job.spec.storage.uri
+    remote = uri is not None and "://" in uri and not uri.startswith("file://")
+    if remote and not any(under_store_prefix(uri, p, namespace) for p in allow.storage_prefixes):
+        shown = ", ".join(p.replace(NAMESPACE_FIELD, namespace or NAMESPACE_FIELD) for p in allow.storage_prefixes)
+        message = f"store '{uri}' is not under a prefix this site allows (allowed: {shown or 'none'})"
+        problems.append(Problem(("spec", "storage", "uri"), message, hint=PREFIX_HINT))
+    return problems
 
 
 def allow_list_problems(job: LLMJob, options: RenderOptions) -> list[Problem]:
@@ -88,7 +105,7 @@ def allow_list_problems(job: LLMJob, options: RenderOptions) -> list[Problem]:
     for field, secret in secrets:
         if secret is not None and not _allowed(allow.secrets, secret, namespace):
             problems.append(_refusal(field, f"Secret '{secret}'", allow.secrets, "--allow-secret", "secrets"))
-    problems += storage_endpoint_problems(job, allow.storage_endpoints)
+    problems += storage_problems(job, allow, namespace)
     jopts = job_options(job)
     if jopts.storage_claim is not None and not _allowed(allow.claims, jopts.storage_claim, namespace):
         field = ("metadata", "annotations", STORAGE_CLAIM_ANNOTATION)

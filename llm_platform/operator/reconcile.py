@@ -36,7 +36,7 @@ from .naming import (
 )
 from .options import RenderOptions, job_options, namespace_of
 from .plan import TERMINAL, Event, Observed, Plan, plan
-from .policy import storage_endpoint_problems
+from .policy import storage_problems
 from .render import (
     COMPANION_KINDS,
     WORKLOAD_KINDS,
@@ -372,9 +372,9 @@ class Reconciler:
         key = (body["metadata"].get("namespace"), body["metadata"]["name"])
         try:
             job = parse_job(_spec_view(body))
-            # the operator's own credentials go to the job's endpoint: never to one its configuration does not allow
-            # (a job refused at admission or reconcile can still be deleted, spec.cleanup and all)
-            if refused := storage_endpoint_problems(job, self.options.allow.storage_endpoints):
+            # the operator's own credentials go to the job's endpoint and prefix: never to ones its configuration does
+            # not allow (a job refused at admission or reconcile can still be deleted, spec.cleanup and all)
+            if refused := storage_problems(job, self.options.allow, namespace_of(job, self.options)):
                 self._post(body, [Event("Warning", "CleanupRefused", f"the artifacts are kept: {refused[0]}")])
                 return
             self.probe.delete_stage_artifacts(job)

@@ -27,7 +27,7 @@ from llm_platform.api.status import TERMINAL
 from llm_platform.operator.artifacts import job_store
 from llm_platform.operator.kube import KindNotServed, Kube
 from llm_platform.operator.naming import JOB_LABEL, LLMJOB_API_VERSION, STAGE_LABEL
-from llm_platform.operator.options import RenderOptions
+from llm_platform.operator.options import AllowList, RenderOptions
 from llm_platform.operator.render import render_problems
 from llm_platform.storage import ArtifactStore
 from llm_platform.trainer.stages.console_log import CONSOLE_FILE
@@ -147,7 +147,7 @@ class ClusterJobs:
     def _lines(
         self, job: dict[str, Any], query: LogQuery, stages: list[str], pods: list[dict[str, Any]]
     ) -> Iterator[str]:
-        name, consoles = job["metadata"]["name"], StoredConsoles(job, self.options.allow.storage_endpoints)
+        name, consoles = job["metadata"]["name"], StoredConsoles(job, self.options.allow)
         by_stage: dict[str, list[dict[str, Any]]] = {}
         for pod in pods:
             by_stage.setdefault(pod["metadata"]["labels"].get(STAGE_LABEL), []).append(pod)
@@ -268,8 +268,8 @@ class StoredConsoles:
     request, as the operator opens it and only at an endpoint the operator's allow-list names; what keeps a console
     from being read is said in one line instead of raised, since the response has begun by then."""
 
-    def __init__(self, job: dict[str, Any], allowed_endpoints: tuple[str, ...]):
-        self.job, self.allowed_endpoints = job, allowed_endpoints
+    def __init__(self, job: dict[str, Any], allow: AllowList):
+        self.job, self.allow = job, allow
         self._store: ArtifactStore | None = None
         self._problem: str | None = None  # why the store is not opened
         self._failed: Exception | None = None  # what a read from it raised
@@ -303,7 +303,7 @@ class StoredConsoles:
                 job = parse_job({k: self.job[k] for k in ("apiVersion", "kind", "metadata", "spec") if k in self.job})
                 if job.spec.storage.uri is None:
                     raise ValueError("the job names no store (spec.storage.uri)")
-                self._store = job_store(job, self.allowed_endpoints, Config(**S3_PATIENCE))
+                self._store = job_store(job, self.allow, Config(**S3_PATIENCE))
             except Exception as e:  # noqa: BLE001  # a refused endpoint, a spec that no longer parses, a bad URI
                 self._problem = _short(e)
         return self._store

@@ -44,7 +44,8 @@ from llm_platform.api import API_VERSION, KIND, Condition, JobStatus, LLMJob, Sp
 from llm_platform.api.conditions import conditions_over, rfc3339
 from llm_platform.api.dag import topological_order
 from llm_platform.api.status import progress_key
-from llm_platform.operator.policy import storage_endpoint_problems
+from llm_platform.operator.options import AllowList
+from llm_platform.operator.policy import storage_problems
 from llm_platform.storage import ArtifactStore
 from llm_platform.trainer.stages.preflight import PreflightError, check
 
@@ -66,14 +67,14 @@ class LocalJobs:
         max_queued: int = 16,
         status_timeout_s: float = 5.0,
         poll_s: float = 0.5,
-        storage_endpoints: tuple[str, ...] = (),
+        allow: AllowList | None = None,
     ):
         self.root = root.resolve()
-        # the S3 endpoints a job may name (LLMP_ALLOW_STORAGE_ENDPOINTS, the operator's list; by default none): its
-        # stages and this server's status reads send this machine's own credentials (AWS_* of its environment) there,
-        # so they are checked at submit, again before a queued job starts and before each status read (the list may
-        # have narrowed since)
-        self.storage_endpoints = storage_endpoints
+        # the S3 endpoints a job may name and the prefixes its namespace may use (the operator's lists; by default no
+        # endpoint, and s3://BUCKET/NAMESPACE/...): its stages and this server's status reads use this machine's own
+        # credentials (AWS_* of its environment) there, so they are checked at submit, again before a queued job
+        # starts and before each status read (the lists may have narrowed since)
+        self.allow = allow or AllowList()
         self.root.mkdir(parents=True, exist_ok=True)
         self.max_running, self.max_queued = max_running, max_queued
         self.status_timeout_s, self.poll_s = status_timeout_s, poll_s
@@ -102,7 +103,7 @@ class LocalJobs:
     def submit(self, namespace: str, job: LLMJob) -> dict[str, Any]:
         """Queue the job (and start it if a slot is free); PreflightError first if this server cannot run a stage or
         may not send its credentials to the job's storage endpoint."""
-        if problems := storage_endpoint_problems(job, self.storage_endpoints):
+        if problems := storage_problems(job, self.allow, namespace):
             raise PreflightError(problems)
         check(job, [stage.name for stage in job.spec.stages])
         body = job.to_dict()
@@ -209,7 +210,7 @@ class LocalJobs:
         folder = self.folder(row.namespace, row.name)
         folder.mkdir(parents=True, exist_ok=True)
         try:
-            refused = storage_endpoint_problems(self._job(row), self.storage_endpoints)
+            refused = storage_problems(self._job(row), self.allow, row.namespace)
         except SpecError:
             refused = []  # a stored spec this version no longer reads: `llmp run` refuses it too, and logs why
         if refused:
@@ -290,7 +291,7 @@ class LocalJobs:
         """({stage: version and metrics} of the committed stages, {stage: its progress file}), read on the pool; a
         read still running from an earlier request is waited on again rather than started twice, so a dead store ties
         up one thread, not many."""
-        if refused := storage_endpoint_problems(job, self.storage_endpoints):
+        if refused := storage_problems(job, self.allow, row.namespace):
             raise PermissionError(str(refused[0]))
         key = _key(row)
         with self._lock:

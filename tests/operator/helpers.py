@@ -26,7 +26,7 @@ def job_dict(*stages: dict[str, Any], name: str = "demo", **spec: Any) -> dict[s
         "kind": "LLMJob",
         "metadata": {"name": name, "namespace": "team"},
         "spec": {
-            "storage": {"uri": "s3://bucket/demo"},
+            "storage": {"uri": "s3://bucket/team/demo"},
             "model": {"preset": "llama-tiny"},
             "stages": copy.deepcopy(list(stages)),
         },

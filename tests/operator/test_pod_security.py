@@ -125,7 +125,7 @@ def test_the_storage_secret_reaches_only_containers_that_use_storage():
 
 
 def test_a_builtin_server_reads_the_store_itself_and_gets_the_secret():
-    body = job(DATA, TOKENIZER, PRETRAIN, SERVE, storage={"uri": "s3://bucket/p", "secret_ref": "s3-credentials"})
+    body = job(DATA, TOKENIZER, PRETRAIN, SERVE, storage={"uri": "s3://bucket/team/p", "secret_ref": "s3-credentials"})
     server = _containers(render_job(body, stage="serve"))["server"]
     assert server["envFrom"] == [{"secretRef": {"name": "s3-credentials"}}]
 

@@ -1,6 +1,6 @@
-"""What the operator's configuration admits: allow-lists of images, Secrets, claims, priority classes and storage
-endpoints, and the preflight of `llmp run` against what the trainer image provides; refused by the webhook (and the
-jobs API's cluster backend) with the field path."""
+"""What the operator's configuration admits: allow-lists of images, Secrets, claims, priority classes, storage
+endpoints and storage prefixes, and the preflight of `llmp run` against what the trainer image provides; refused by
+the webhook (and the jobs API's cluster backend) with the field path."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ ATTACKER = "http://attacker.example:9000"
 
 def sent_to(endpoint: str | None, secret: str = "s3-credentials") -> dict:
     """A job whose pods would send `secret`'s credentials to `endpoint` (AWS_ENDPOINT_URL)."""
-    storage = {"uri": "s3://bucket/p", "secret_ref": secret} | ({"endpoint_url": endpoint} if endpoint else {})
+    storage = {"uri": "s3://bucket/team/p", "secret_ref": secret} | ({"endpoint_url": endpoint} if endpoint else {})
     return job_dict(DATA, storage=storage)
 
 
@@ -92,13 +92,13 @@ def test_image_patterns_are_the_administrators_and_default_to_the_operators_own_
 
 
 def test_a_secret_outside_the_allow_list_is_refused_and_patterns_may_name_the_namespace():
-    body = job_dict(DATA, storage={"uri": "s3://bucket/p", "secret_ref": "prod-db-password"})
+    body = job_dict(DATA, storage={"uri": "s3://bucket/team/p", "secret_ref": "prod-db-password"})
     message = refusal(body)
     assert "  - spec.storage.secret_ref: Secret 'prod-db-password' is not allowed by this operator" in message
     assert "(allowed: s3-credentials)" in message and "--allow-secret" in message
     assert refusal(body, RenderOptions(allow=AllowList(secrets=("team/prod-*",)))) is None  # the job is in 'team'
     assert refusal(body, RenderOptions(allow=AllowList(secrets=("other/prod-*",)))) is not None
-    assert refusal(job_dict(DATA, storage={"uri": "s3://bucket/p", "secret_ref": "s3-credentials"})) is None
+    assert refusal(job_dict(DATA, storage={"uri": "s3://bucket/team/p", "secret_ref": "s3-credentials"})) is None
 
 
 def test_a_serving_api_key_secret_outside_the_allow_list_is_refused():
@@ -147,6 +147,58 @@ def test_an_allowed_secret_cannot_be_sent_to_a_storage_endpoint_of_the_jobs_choo
         assert "spec.storage.endpoint_url" in refusal(sent_to(other), MINIO), other
     port_80 = RenderOptions(allow=AllowList(storage_endpoints=("http://minio.minio:80",)))
     assert refusal(sent_to("http://minio.minio"), port_80) is None  # the scheme's default port
+
+
+def stored_at(uri: str) -> dict:
+    return job_dict(DATA, storage={"uri": uri, "secret_ref": "s3-credentials"})
+
+
+def test_a_store_outside_its_namespaces_prefix_is_refused_so_no_job_reaches_another_teams_artifacts():
+    """The confused deputy: the operator and the jobs API open a job's store with their own credentials (checkpoints,
+    cleanup, status, consoles), so a job in 'team' must not name 's3://bucket/other/...'. By default the first
+    segment below the bucket is the namespace; segments compare whole, since S3 keys are flat strings."""
+    message = refusal(stored_at("s3://bucket/other/their-job"))
+    assert message == (
+        "LLMJob cannot run on a cluster (1 problem):\n  - spec.storage.uri: store 's3://bucket/other/their-job' is "
+        "not under a prefix this site allows (allowed: s3://*/team); put the store under an allowed prefix (by "
+        "default the bucket's first segment is the job's namespace: s3://BUCKET/NAMESPACE/JOB), or ask an "
+        "administrator to allow it (operator flag --allow-storage-prefix or env LLMP_ALLOW_STORAGE_PREFIXES, chart "
+        "value operator.allow.storagePrefixes)"
+    )
+    for inside in ("s3://bucket/team", "s3://bucket/team/", "s3://any-bucket/team/a/b"):
+        assert refusal(stored_at(inside)) is None, inside
+    outside = ("s3://bucket/teammates/x", "s3://bucket/team/../other/x", "s3://bucket//team/x", "s3://bucket",
+               "s3://team", "s3://bucket/x/team", "gs://bucket/team/x")  # fmt: skip
+    for uri in outside:
+        assert "\n  - spec.storage.uri: " in refusal(stored_at(uri)), uri  # '..': the schema's own refusal
+    site = RenderOptions(allow=AllowList(storage_prefixes=("s3://llm-artifacts/{namespace}", "s3://shared/*")))
+    assert refusal(stored_at("s3://llm-artifacts/team/x"), site) is None
+    assert refusal(stored_at("s3://shared/anyone/x"), site) is None  # an administrator's deliberate shared prefix
+    for uri in ("s3://other-bucket/team/x", "s3://llm-artifacts/other/x", "s3://shared"):
+        assert "(allowed: s3://llm-artifacts/team, s3://shared/*)" in refusal(stored_at(uri), site), uri
+    assert (
+        refusal(stored_at("s3://bucket/x"), RenderOptions(allow=AllowList(storage_prefixes=()))).count(
+            "(allowed: none)"
+        )
+        == 1
+    )
+    claimed = job_dict(DATA, storage={"uri": "file:///mnt/llm"})  # a file:// store is the claim allow-list's
+    claimed["metadata"]["annotations"] = {"llmplatform.dev/storage-claim": "shared"}
+    assert refusal(claimed, RenderOptions(allow=AllowList(claims=("shared",)))) is None
+
+
+def test_storage_prefix_entries_that_could_never_match_are_refused_where_they_are_configured():
+    env = {"LLMP_ALLOW_STORAGE_PREFIXES": "s3://llm/{namespace}, s3://shared/*"}
+    assert options_from_env(env).allow.storage_prefixes == ("s3://llm/{namespace}", "s3://shared/*")
+    for entry, says in [
+        ("llm/{namespace}", "is not an s3:// prefix"),
+        ("s3://llm//{namespace}", "has an empty, '.' or '..' segment"),
+        ("s3://llm/team-{namespace}", "must hold {namespace} as a whole segment"),
+    ]:
+        with pytest.raises(ValueError, match=f"^--allow-storage-prefix: '{re.escape(entry)}' {re.escape(says)}"):
+            options_from_env({}, storage_prefixes=(entry,))
+        with pytest.raises(ValueError, match=f"^LLMP_ALLOW_STORAGE_PREFIXES: '{re.escape(entry)}' "):
+            options_from_env({"LLMP_ALLOW_STORAGE_PREFIXES": entry})
 
 
 def test_the_configuration_comes_from_flags_then_the_environment_then_the_defaults():
@@ -319,6 +371,24 @@ def test_without_a_webhook_the_operator_sends_nothing_to_an_endpoint_not_listed(
         attacker.settimeout(0.2)
         with pytest.raises(TimeoutError):
             attacker.accept()  # nobody connected
+
+
+def test_deleting_a_job_that_names_another_namespaces_store_leaves_that_store_whole(cluster, s3_env, s3_bucket):
+    """Applied past admission with spec.cleanup: delete, a job in 'team' naming 'other''s prefix fails at reconcile,
+    and deleting it deletes nothing there, although the operator's own credentials could."""
+    from llm_platform.storage import ArtifactStore
+
+    theirs = ArtifactStore.open(f"s3://{s3_bucket}/other/demo")
+    theirs.backend.put_bytes("data/model.bin", b"their weights")
+    cluster.start_operator(cluster.reconciler(read_artifacts=True))
+    cluster.apply(job_dict(DATA, storage={"uri": theirs.uri}, cleanup="delete"))
+    wait_for(lambda: cluster.phase("demo") == "Failed", what="the job to fail")
+    assert f"spec.storage.uri: store '{theirs.uri}' is not under" in cluster.job("demo")["status"]["message"]
+    cluster.delete_job("demo")
+    wait_for(lambda: cluster.job("demo") is None, what="the job to be deleted")
+    (kept,) = cluster.event_messages("CleanupRefused")
+    assert kept.startswith(f"the artifacts are kept: spec.storage.uri: store '{theirs.uri}' is not under a prefix")
+    assert theirs.backend.get_bytes("data/model.bin") == b"their weights"
 
 
 def test_the_jobs_api_cluster_backend_refuses_the_same(cluster):

@@ -16,7 +16,7 @@ def test_a_single_pod_runs_the_stage_command_once():
     assert spec["template"]["spec"]["restartPolicy"] == "Never"
     container = spec["template"]["spec"]["containers"][0]
     assert container["command"] == [
-        "llmp", "stage", "run", "--job", "/etc/llmp/job.yaml", "--stage", "tok", "--storage", "s3://bucket/demo",
+        "llmp", "stage", "run", "--job", "/etc/llmp/job.yaml", "--stage", "tok", "--storage", "s3://bucket/team/demo",
     ]  # fmt: skip
 
 

@@ -32,7 +32,7 @@ def test_two_nodes_become_one_master_and_one_worker_with_torchrun_over_all_gpus(
     assert container["name"] == "pytorch"
     assert container["command"] == [
         "torchrun", "--nnodes=2", "--nproc-per-node=8", "-m", "llm_platform.cli",
-        "stage", "run", "--job", "/etc/llmp/job.yaml", "--stage", "pretrain", "--storage", "s3://bucket/demo",
+        "stage", "run", "--job", "/etc/llmp/job.yaml", "--stage", "pretrain", "--storage", "s3://bucket/team/demo",
     ]  # fmt: skip
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "8"
 

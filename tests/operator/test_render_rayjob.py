@@ -25,7 +25,7 @@ def test_entrypoint_is_the_stage_command_on_the_shared_storage():
     j, stage = ray_data()
     spec = render_rayjob(RenderContext.of(j, stage))["spec"]
     assert shlex.split(spec["entrypoint"]) == [
-        "llmp", "stage", "run", "--job", "/etc/llmp/job.yaml", "--stage", "data", "--storage", "s3://bucket/demo",
+        "llmp", "stage", "run", "--job", "/etc/llmp/job.yaml", "--stage", "data", "--storage", "s3://bucket/team/demo",
     ]  # fmt: skip
 
 

@@ -94,7 +94,7 @@ def test_the_secrets_a_job_names_are_checked_against_the_operators_one_allow_lis
     def body(storage_secret: str, key_secret: str) -> dict:
         serve = {**SERVE, "serve": {"api_key_secret": key_secret}}
         job = job_dict(
-            DATA, TOKENIZER, PRETRAIN, serve, storage={"uri": "s3://bucket/demo", "secret_ref": storage_secret}
+            DATA, TOKENIZER, PRETRAIN, serve, storage={"uri": "s3://bucket/team/demo", "secret_ref": storage_secret}
         )
         del job["metadata"]["namespace"]
         return job
@@ -127,7 +127,7 @@ def test_an_allowed_secret_sent_to_a_storage_endpoint_not_listed_is_refused_as_t
     settings = ApiSettings(policy=SpecPolicy.from_env({}))
 
     def body(endpoint: str) -> dict:
-        storage = {"uri": "s3://bucket/demo", "secret_ref": "s3-credentials", "endpoint_url": endpoint}
+        storage = {"uri": "s3://bucket/team/demo", "secret_ref": "s3-credentials", "endpoint_url": endpoint}
         job = job_dict(DATA, TOKENIZER, storage=storage)
         del job["metadata"]["namespace"]
         return job

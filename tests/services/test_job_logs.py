@@ -250,7 +250,7 @@ def store_on_cluster(tmp_path, s3_bucket, s3_server):
     tokens = tmp_path / "tokens.json"
     options = options_from_env({"LLMP_ALLOW_STORAGE_ENDPOINTS": s3_server})
     jobs = ClusterJobs(Kube(cluster.configuration, user_agent=USER_AGENT), "team", options)
-    body = job_dict(DATA, TOKENIZER, storage={"uri": f"s3://{s3_bucket}/demo", "endpoint_url": s3_server})
+    body = job_dict(DATA, TOKENIZER, storage={"uri": f"s3://{s3_bucket}/team/demo", "endpoint_url": s3_server})
     del body["metadata"]["namespace"]
     try:
         with (
@@ -336,7 +336,17 @@ def test_a_store_the_allow_list_refuses_is_not_opened_and_a_broken_one_is_an_ans
         with pytest.raises(BlockingIOError):
             listener.accept()  # nobody connected
 
-    missing = f"s3://{body['spec']['storage']['uri'][5:].split('/')[0]}-gone/demo"  # a bucket that is not there
+    # another namespace's store, which holds a console: the API's own credentials do not open it for 'team'
+    theirs = body["spec"]["storage"]["uri"].replace("/team/", "/other/")
+    ArtifactStore.open(theirs, listed).backend.put_bytes("data/live/console.log", b"their secret run\n")
+    admitted({"uri": theirs, "endpoint_url": listed}, {"data": "Succeeded", "tok": "Skipped"})
+    (line,) = client.get("/v1/jobs/demo/logs").text.splitlines()
+    assert line.startswith(
+        f"(stage data: no pod left; its console in the store is not read: spec.storage.uri: store '{theirs}' is not "
+        "under a prefix this site allows (allowed: s3://*/team); "
+    )
+
+    missing = f"s3://{body['spec']['storage']['uri'][5:].split('/')[0]}-gone/team/demo"  # a bucket that is not there
     admitted({"uri": missing, "endpoint_url": listed}, {"data": "Succeeded", "tok": "Failed"})
     response = client.get("/v1/jobs/demo/logs")
     assert response.status_code == 200

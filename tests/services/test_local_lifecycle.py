@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from llm_platform.operator.options import AllowList
 from llm_platform.services.processes import group_members, is_alive
 
 from .server import ApiProcess, add_token, auth, blocked_job, failing_data_stage, job_body, wait_for
@@ -160,9 +161,9 @@ def test_jobs_whose_store_is_dead_or_hangs_do_not_break_the_listing(api, monkeyp
         silent.listen(16)  # accepts the connection (kernel backlog) and never answers
         stores = {"dead": closed.getsockname()[1], "hung": silent.getsockname()[1]}
         # this server's list (LLMP_ALLOW_STORAGE_ENDPOINTS) names the two stores, as an administrator would
-        api.jobs.storage_endpoints = tuple(f"http://127.0.0.1:{port}" for port in stores.values())
+        api.jobs.allow = AllowList(storage_endpoints=tuple(f"http://127.0.0.1:{port}" for port in stores.values()))
         for name, port in stores.items():
-            storage = {"uri": f"s3://bucket/{name}", "endpoint_url": f"http://127.0.0.1:{port}"}
+            storage = {"uri": f"s3://bucket/team/{name}", "endpoint_url": f"http://127.0.0.1:{port}"}
             response = api.client.post("/v1/jobs", json=job_body(name, storage=storage), headers=api.team)
             assert response.status_code == 201, response.text
         assert api.client.post("/v1/jobs", json=job_body("fine"), headers=api.team).status_code == 201
@@ -182,18 +183,24 @@ def test_jobs_whose_store_is_dead_or_hangs_do_not_break_the_listing(api, monkeyp
 def test_the_servers_own_s3_credentials_go_only_to_listed_endpoints(api, monkeypatch):
     """A local run sends this machine's AWS credentials to the job's storage endpoint: one not on the list
     (LLMP_ALLOW_STORAGE_ENDPOINTS, the operator's; empty here) is refused at submit, with the field and the fix, and
-    nothing is queued, started or read. A listening socket on loopback stands in for the attacker's server."""
+    nothing is queued, started or read; so is a store under another namespace's prefix (LLMP_ALLOW_STORAGE_PREFIXES).
+    A listening socket on loopback stands in for the attacker's server."""
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "server-key")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "server-secret")
     with socket.socket() as attacker:
         attacker.bind(("127.0.0.1", 0))
         attacker.listen(8)
-        storage = {"uri": "s3://bucket/x", "endpoint_url": f"http://127.0.0.1:{attacker.getsockname()[1]}"}
+        storage = {"uri": "s3://bucket/team/x", "endpoint_url": f"http://127.0.0.1:{attacker.getsockname()[1]}"}
         response = api.client.post("/v1/jobs", json=job_body("exfil", storage=storage), headers=api.team)
         assert response.status_code == 422, response.text
         (problem,) = response.json()["problems"]
         assert problem["path"] == "spec.storage.endpoint_url" and "(allowed: none)" in problem["message"]
         assert "LLMP_ALLOW_STORAGE_ENDPOINTS" in problem["hint"]
+        theirs = {"uri": "s3://bucket/other/x"}  # the site's own endpoint, another namespace's prefix
+        response = api.client.post("/v1/jobs", json=job_body("theirs", storage=theirs), headers=api.team)
+        (problem,) = response.json()["problems"]
+        assert response.status_code == 422 and problem["path"] == "spec.storage.uri", response.text
+        assert "(allowed: s3://*/team)" in problem["message"] and "LLMP_ALLOW_STORAGE_PREFIXES" in problem["hint"]
         assert api.client.get("/v1/jobs", headers=api.team).json() == {"items": []}
         attacker.settimeout(0.2)
         with pytest.raises(TimeoutError):
@@ -206,11 +213,11 @@ def test_a_queued_job_whose_endpoint_is_no_longer_listed_fails_without_starting(
     queue): the job is checked again before it starts and before its store is read."""
     first = api.client.post("/v1/jobs", json=blocked_job("first", tmp_path / "pipe"), headers=api.team)
     assert first.status_code == 201, first.text
-    api.jobs.storage_endpoints = (s3_env,)
-    storage = {"uri": "s3://bucket/later", "endpoint_url": s3_env}
+    api.jobs.allow = AllowList(storage_endpoints=(s3_env,))
+    storage = {"uri": "s3://bucket/team/later", "endpoint_url": s3_env}
     queued = api.client.post("/v1/jobs", json=job_body("later", storage=storage), headers=api.team)
     assert queued.status_code == 201, queued.text
-    api.jobs.storage_endpoints = ()
+    api.jobs.allow = AllowList()
     assert api.client.delete("/v1/jobs/first", headers=api.team).status_code == 204  # frees the slot
     wait_for(lambda: phase(api.client, api.team, "later") == "Failed", "the queued job to fail")
     message = api.client.get("/v1/jobs/later", headers=api.team).json()["status"]["message"]

@@ -87,7 +87,7 @@ def test_the_status_conditions_are_typed_as_kubernetes_conditions(document):
 
 
 def test_a_refusals_problems_have_only_documented_keys(api, document):
-    storage = {"uri": "s3://bucket/x", "endpoint_url": "http://127.0.0.1:9"}  # refused (no endpoint is allowed), hint
+    storage = {"uri": "s3://bucket/team/x", "endpoint_url": "http://127.0.0.1:9"}  # refused (no endpoint allowed), hint
     response = api.client.post("/v1/jobs", json=job_body("refused", storage=storage), headers=api.team)
     assert response.status_code == 422, response.text
     schema = resolve(document, document["components"]["schemas"]["ErrorBody"])

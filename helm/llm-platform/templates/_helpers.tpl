@@ -62,6 +62,8 @@ check the same lists, read from this environment (llm_platform/operator/options.
   value: {{ join "," $op.allow.priorityClasses | quote }}
 - name: LLMP_ALLOW_STORAGE_ENDPOINTS
   value: {{ join "," $op.allow.storageEndpoints | quote }}
+- name: LLMP_ALLOW_STORAGE_PREFIXES
+  value: {{ join "," $op.allow.storagePrefixes | quote }}
 - name: LLMP_IMAGE_PACKAGES
   value: {{ join "," $op.imagePackages | quote }}
 {{- end -}}
