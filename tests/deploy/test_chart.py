@@ -194,6 +194,8 @@ def test_the_operator_and_the_api_check_jobs_against_the_same_lists_from_the_val
         "operator.allow.priorityClasses={research-*}",
         "operator.allow.storageEndpoints={http://minio.minio:9000,https://s3.eu-west-1.amazonaws.com}",
         "operator.imagePackages={ray,deepspeed}",
+        "operator.allow.storagePrefixes[0]=s3://llm/{namespace}",
+        "operator.allow.storagePrefixes[1]=s3://shared/*",
     )
     operator, api = _policy(docs, "operator"), _policy(docs, "api")
     assert operator == api
@@ -204,6 +206,7 @@ def test_the_operator_and_the_api_check_jobs_against_the_same_lists_from_the_val
         claims=(),
         priority_classes=("research-*",),
         storage_endpoints=("http://minio.minio:9000", "https://s3.eu-west-1.amazonaws.com"),
+        storage_prefixes=("s3://llm/{namespace}", "s3://shared/*"),
     )
     assert options.image_packages == ("ray", "deepspeed")
     assert options.image == "ghcr.io/llm-platform/trainer:0.1.0"
@@ -219,6 +222,13 @@ def test_a_pattern_with_a_comma_is_refused_with_its_path():
     result = helm("template", "rel", str(CHART), "--set", "operator.allow.secrets[0]=a\\,b")
     assert result.returncode != 0
     assert "at '/operator/allow/secrets/0'" in result.stderr
+
+
+@pytest.mark.parametrize("prefix", ["llm/{namespace}", "s3://llm//{namespace}", "s3://", "s3://a\\,b/{namespace}"])
+def test_a_storage_prefix_that_could_match_nothing_is_refused_with_its_path(prefix):
+    result = helm("template", "rel", str(CHART), "--set-string", f"operator.allow.storagePrefixes[0]={prefix}")
+    assert result.returncode != 0
+    assert "at '/operator/allow/storagePrefixes/0'" in result.stderr
 
 
 @pytest.mark.parametrize("endpoint", ["minio.minio:9000", "http://user@minio:9000", "http://minio:9000?x=1", "ftp://h"])
