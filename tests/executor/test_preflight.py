@@ -111,6 +111,19 @@ def test_a_reward_model_on_several_gpus_is_named():
     assert "one process" in problem.message and "gpus_per_node: 1" in problem.hint
 
 
+def test_a_paged_optimizer_on_cpu_is_named_before_anything_runs():
+    """Paging exists only on CUDA: with gpus_per_node 0 the stage could only fail at its first step, after the stages
+    before it had run. Refused wherever the job is checked (llmp run, the webhook, the jobs API)."""
+    job = load_job("examples/finetune-lora.yaml")
+    stage = job.spec.stage("sft")
+    stage.train = TrainSpec(steps=10, optimizer="paged_adamw8bit")
+    (problem,) = [p for p in stage_problems(job, "sft") if "runs only on CUDA" in p.message]
+    assert problem.path == "spec.stages[0].train.optimizer" and "train.parallel.gpus_per_node is 0" in problem.message
+    assert problem.hint == "set train.parallel.gpus_per_node >= 1, or use optimizer: adamw8bit"
+    stage.train = TrainSpec(steps=10, optimizer="paged_adamw8bit", parallel={"gpus_per_node": 1})
+    assert not [p for p in unsupported(stage) if p.loc == ("train", "optimizer")]
+
+
 def eval_problems(settings: str):
     return stage_problems(load_job(with_stage_settings(EVAL_NEEDS, EVAL_NEEDS + f"    eval: {settings}\n")), "eval")
 

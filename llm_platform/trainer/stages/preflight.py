@@ -107,6 +107,19 @@ def unsupported(stage: Stage) -> list[Problem]:
         ]
     if stage.align is not None and stage.align.method == "reward" and processes > 1:
         return [Problem(("align", "method"), "reward trains and writes its model in one process", hint=one_gpu)]
+    if (
+        stage.train is not None
+        and stage.train.optimizer == "paged_adamw8bit"
+        and stage.train.parallel.gpus_per_node == 0
+    ):
+        return [
+            Problem(
+                ("train", "optimizer"),
+                "paged_adamw8bit pages optimizer state between GPU and host memory, so it runs only on CUDA, and "
+                "train.parallel.gpus_per_node is 0 (CPU)",
+                hint="set train.parallel.gpus_per_node >= 1, or use optimizer: adamw8bit",
+            )
+        ]
     return []
 
 
