@@ -15,8 +15,8 @@ The Kubernetes Secrets and the S3 endpoint a job names are not the policy's: the
 them (`operator.policy.allow_list_problems`), for the admission webhook, every reconcile and the jobs API's cluster
 backend alike; the jobs API's local backend checks the endpoint and the store's prefix against those same lists
 (`operator.policy.storage_problems`), so the server's own S3 credentials go nowhere else and open no other
-namespace's artifacts. `same_endpoint`
-is the one rule for "this URL is that endpoint", for credentials and storage endpoints alike.
+namespace's artifacts. `same_endpoint` is the one rule for "this URL is that endpoint", for credentials and storage
+endpoints alike; `under_store_prefix` the one rule for "this store lies under that prefix".
 
 A spec never names an environment variable: `data.synthetic.credential` names a credential of the policy, and the
 stage process reads its value through `credential_value`, which checks the endpoint binding again.

@@ -265,8 +265,9 @@ class ClusterJobs:
 
 class StoredConsoles:
     """The consoles of one job's stages in its store, for the logs route: the store is opened at most once per
-    request, as the operator opens it and only at an endpoint the operator's allow-list names; what keeps a console
-    from being read is said in one line instead of raised, since the response has begun by then."""
+    request, as the operator opens it and only at an endpoint and under a prefix the operator's allow-lists name for
+    the job's namespace; what keeps a console from being read is said in one line instead of raised, since the
+    response has begun by then."""
 
     def __init__(self, job: dict[str, Any], allow: AllowList):
         self.job, self.allow = job, allow
