@@ -105,7 +105,7 @@ apiVersion: llmplatform.dev/v1alpha1
 kind: LLMJob
 metadata: {name: bad, namespace: $NAMESPACE}
 spec:
-  storage: {uri: s3://bucket/bad}
+  storage: {uri: "s3://bucket/$NAMESPACE/bad"}
   stages:
   - {name: data, kind: data, data: {sources: [{type: stdlib}]}}
   - {name: tok, kind: tokenizer, needs: [dta]}
