@@ -21,10 +21,11 @@ from fnmatch import fnmatchcase
 from llm_platform.api import LLMJob, Stage
 from llm_platform.api.errors import Loc, Problem, parse_loc
 from llm_platform.api.policy import NAMESPACE_FIELD, same_endpoint, under_store_prefix
-from llm_platform.trainer.stages.preflight import needs, setting_problems
+from llm_platform.trainer.stages.preflight import cuda_problems, needs, setting_problems
 
 from .naming import PRIORITY_CLASS_ANNOTATION, STORAGE_CLAIM_ANNOTATION
 from .options import AllowList, RenderOptions, job_options, namespace_of
+from .render_pytorchjob import training_shape
 
 ADMIN_HINT = "ask an administrator to allow it (operator flag {flag}, chart value operator.allow.{value})"
 ENDPOINT_HINT = (
@@ -131,7 +132,11 @@ def image_preflight_problems(job: LLMJob, options: RenderOptions) -> list[Proble
         if not runs_stage_runner(stage):
             continue
         where = ("spec", "stages", i)
-        problems += [Problem((*where, *p.loc), p.message, hint=p.hint) for p in setting_problems(stage)]
+        found = setting_problems(stage)
+        if stage.trains and training_shape(stage)[1] == 0:
+            no_gpu = "its pods get no GPU (train.parallel.gpus_per_node and resources.gpus are 0)"
+            found += cuda_problems(stage, no_gpu, "set train.parallel.gpus_per_node >= 1")
+        problems += [Problem((*where, *p.loc), p.message, hint=p.hint) for p in found]
         for need in needs(stage):
             if provided.isdisjoint(need.modules):
                 module = need.modules[0]

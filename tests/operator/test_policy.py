@@ -236,6 +236,21 @@ def test_qlora_needs_nothing_beyond_the_core_but_its_paged_optimizer_needs_an_im
     ) in message
 
 
+def test_cuda_only_settings_in_pods_without_a_gpu_are_refused_at_submit_time():
+    """The webhook knows each pod's GPUs (train.parallel.gpus_per_node, else resources.gpus): none, and paging or FP8
+    could only fail in the pod, at the first step."""
+    cpu_only = {**PRETRAIN, "train": {"steps": 10, "optimizer": "paged_adamw8bit", "fp8": True}}
+    message = refusal(job_dict(DATA, TOKENIZER, cpu_only))
+    assert (
+        "\n  - spec.stages[2].train.optimizer: paged_adamw8bit pages optimizer state between GPU and host memory, so "
+        "it runs only on CUDA: its pods get no GPU (train.parallel.gpus_per_node and resources.gpus are 0); set "
+        "train.parallel.gpus_per_node >= 1, or use optimizer: adamw8bit"
+    ) in message
+    assert "\n  - spec.stages[2].train.fp8: fp8 runs its matmuls on FP8 tensor cores" in message
+    assert refusal(job_dict(DATA, TOKENIZER, {**cpu_only, "resources": {"gpus": 1}})) is None
+    assert refusal(job_dict(DATA, TOKENIZER, PRETRAIN, QLORA_PAGED)) is None  # gpus_per_node: 1
+
+
 def test_deepspeed_and_fp8_without_their_packages_in_the_image_are_refused_with_the_field_path():
     message = refusal(job_dict(DATA, TOKENIZER, DEEPSPEED), LEAN_IMAGE)
     assert (

@@ -107,20 +107,24 @@ def unsupported(stage: Stage) -> list[Problem]:
         ]
     if stage.align is not None and stage.align.method == "reward" and processes > 1:
         return [Problem(("align", "method"), "reward trains and writes its model in one process", hint=one_gpu)]
-    if (
-        stage.train is not None
-        and stage.train.optimizer == "paged_adamw8bit"
-        and stage.train.parallel.gpus_per_node == 0
-    ):
-        return [
-            Problem(
-                ("train", "optimizer"),
-                "paged_adamw8bit pages optimizer state between GPU and host memory, so it runs only on CUDA, and "
-                "train.parallel.gpus_per_node is 0 (CPU)",
-                hint="set train.parallel.gpus_per_node >= 1, or use optimizer: adamw8bit",
-            )
-        ]
     return []
+
+
+def cuda_problems(stage: Stage, where: str, remedy: str) -> list[Problem]:
+    """The stage's settings that run only on CUDA, for a caller that knows its processes will have none (`where`
+    says how it knows; `remedy` what would give them one): without this they fail at their first step, after every
+    stage before them has run. `llmp run` asks this machine; the admission webhook asks the pods' GPU count."""
+    train = stage.train
+    if train is None:
+        return []
+    found = []
+    if train.optimizer == "paged_adamw8bit":
+        message = f"paged_adamw8bit pages optimizer state between GPU and host memory, so it runs only on CUDA: {where}"
+        found.append(Problem(("train", "optimizer"), message, hint=f"{remedy}, or use optimizer: adamw8bit"))
+    if train.fp8:
+        message = f"fp8 runs its matmuls on FP8 tensor cores (H100/H200 class GPUs): {where}"
+        found.append(Problem(("train", "fp8"), message, hint=f"{remedy}, or leave fp8 out"))
+    return found
 
 
 def eval_task_problems(stage: Stage) -> list[Problem]:
@@ -169,7 +173,16 @@ def stage_problems(job: LLMJob, name: str) -> list[Problem]:
     for need in needs(stage):
         if not any(importlib.util.find_spec(module) for module in need.modules):
             problems.append(need.missing(where))
+    found = cuda_problems(stage, "this machine has no CUDA device", "run it on a machine with an NVIDIA GPU")
+    if found and not _cuda_visible():
+        problems += [Problem((*where, *p.loc), p.message, hint=p.hint) for p in found]
     return problems
+
+
+def _cuda_visible() -> bool:
+    import torch  # only for a stage that asks for a CUDA-only setting
+
+    return torch.cuda.is_available()
 
 
 class PreflightError(Exception):
