@@ -40,14 +40,6 @@ class Problem:
         where = f"line {self.line}: " if self.line is not None else ""
         return f"{where}{self.path}: {self.text}"
 
-    @classmethod
-    def from_text(cls, text: str) -> Problem:
-        """A problem written as `spec.field.path: message` (what the operator's policy checks return)."""
-        path, sep, message = text.partition(": ")
-        if sep and path.startswith(("spec.", "metadata.")) and " " not in path:
-            return cls(parse_loc(path), message)
-        return cls((), text)
-
     def as_json(self) -> dict[str, Any]:
         """The problem as the REST API's 422 bodies carry it."""
         body: dict[str, Any] = {"path": self.path, "message": self.message} if self.loc else {"message": self.message}

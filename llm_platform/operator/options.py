@@ -10,7 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 
-from llm_platform.api import LLMJob
+from llm_platform.api import LLMJob, Problem
+from llm_platform.api.errors import Loc
 from llm_platform.api.policy import endpoint_entry_problem, store_prefix_entry_problem
 
 from .naming import (
@@ -53,8 +54,12 @@ DEFAULT_STORAGE_PREFIXES = ("s3://*/{namespace}",)
 
 
 class RenderError(ValueError):
-    """A valid spec that cannot run on a cluster as written (e.g. storage no pod can reach). The message names the
-    field and the fix, like `SpecError`."""
+    """A valid spec that cannot run on a cluster as written (e.g. storage no pod can reach): one `Problem`, with the
+    field's path and the fix, as the webhook and the jobs API report it."""
+
+    def __init__(self, loc: Loc, message: str, hint: str = ""):
+        self.problem = Problem(loc, message, hint=hint)
+        super().__init__(str(self.problem))
 
 
 @dataclass(frozen=True)
@@ -168,8 +173,9 @@ def job_options(job: LLMJob) -> JobOptions:
         match = _ELASTIC.match(raw)
         if not match or not 1 <= int(match[1]) <= int(match[2]):
             raise RenderError(
-                f"metadata.annotations['{ELASTIC_ANNOTATION}']: expected 'MIN:MAX' nodes with 1 <= MIN <= MAX, "
-                f"got {raw!r}; e.g. '2:4'"
+                ("metadata", "annotations", ELASTIC_ANNOTATION),
+                f"expected 'MIN:MAX' nodes with 1 <= MIN <= MAX, got {raw!r}",
+                hint="e.g. '2:4'",
             )
         elastic = (int(match[1]), int(match[2]))
     return JobOptions(

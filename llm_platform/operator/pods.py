@@ -61,14 +61,17 @@ def storage_uri(job: LLMJob, jopts: JobOptions) -> str:
     uri = job.spec.storage.uri
     if not uri:
         raise RenderError(
-            "spec.storage.uri: a cluster run needs storage every pod can reach; set s3://BUCKET/PREFIX "
-            f"(or file:///PATH with the '{STORAGE_CLAIM_ANNOTATION}' annotation naming a shared PVC)"
+            ("spec", "storage", "uri"),
+            "a cluster run needs storage every pod can reach",
+            hint=f"set s3://BUCKET/PREFIX (or file:///PATH with the '{STORAGE_CLAIM_ANNOTATION}' annotation naming "
+            "a shared PVC)",
         )
     if not uri.startswith("s3://") and not jopts.storage_claim:
         raise RenderError(
-            f"spec.storage.uri: '{uri}' is a local path, which pods on different nodes do not share; use "
-            f"s3://BUCKET/PREFIX, or set the '{STORAGE_CLAIM_ANNOTATION}' annotation to a ReadWriteMany PVC "
-            "to mount there"
+            ("spec", "storage", "uri"),
+            f"'{uri}' is a local path, which pods on different nodes do not share",
+            hint=f"use s3://BUCKET/PREFIX, or set the '{STORAGE_CLAIM_ANNOTATION}' annotation to a ReadWriteMany "
+            "PVC to mount there",
         )
     return uri
 

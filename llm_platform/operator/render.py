@@ -127,12 +127,12 @@ def render_problems(job: LLMJob, options: RenderOptions | None = None) -> list[P
         jopts = job_options(job)
         storage_uri(job, jopts)
     except RenderError as e:
-        return [Problem.from_text(str(e))]
+        return [e.problem]
     for stage in job.spec.stages:
         try:
             render_stage(job, stage.name, options)
         except RenderError as e:
-            problems.append(Problem.from_text(str(e)))
+            problems.append(e.problem)
     return list(dict.fromkeys(problems + policy_problems(job, options)))
 
 

@@ -35,7 +35,7 @@ MASTER_PORT = 23456
 def parallel_of(stage: Stage) -> ParallelSpec:
     """How a training stage spreads; `finetune` / `align` may leave out `train`, and so take the defaults."""
     if not stage.trains:
-        raise RenderError(f"stage '{stage.name}': a '{stage.kind}' stage does not train; it has no parallel layout")
+        raise RenderError((), f"stage '{stage.name}': a '{stage.kind}' stage does not train; it has no parallel layout")
     return stage.train.parallel if stage.train is not None else ParallelSpec()
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from llm_platform.api import LLMJob, Stage
+from llm_platform.trainer.stages.preflight import stage_loc
 
 from .naming import SPEC_FILE, labels, selector_labels
 from .options import RenderError
@@ -57,8 +58,9 @@ def _vllm_args(job: LLMJob, stage: Stage, gpus: int) -> list[str]:
     serve = stage.serve
     if serve.quantization != "none":
         raise RenderError(
-            f"stage '{stage.name}': serve.quantization '{serve.quantization}' is done by the builtin engine; vLLM "
-            "serves the exported checkpoint as it is. Use engine: builtin, or quantization: none with engine: vllm"
+            (*stage_loc(job, stage.name), "serve", "quantization"),
+            f"'{serve.quantization}' is done by the builtin engine; vLLM serves the exported checkpoint as it is",
+            hint="use engine: builtin, or quantization: none with engine: vllm",
         )
     args = [
         "--host",
@@ -151,8 +153,9 @@ def render_service(ctx: RenderContext) -> dict[str, Any]:
     job, stage, name = ctx.job, ctx.stage, ctx.child_name
     if not name[0].isalpha():
         raise RenderError(
-            f"metadata.name: a Service name must start with a letter, and '{name}' (job-stage) does not; rename the "
-            "job to start with a letter"
+            ("metadata", "name"),
+            f"a Service name must start with a letter, and '{name}' (job-stage) does not",
+            hint="rename the job to start with a letter",
         )
     meta = _companion_metadata(ctx)
     return {

@@ -122,8 +122,9 @@ def test_elastic_nodes_annotation_renders_an_elastic_policy_and_worker_replicas_
 
 def test_a_garbled_elastic_annotation_is_an_error_naming_the_annotation():
     j, stage = pretrain(annotations={"llmplatform.dev/elastic-nodes": "4-2"})
-    with pytest.raises(RenderError, match="elastic-nodes.*MIN:MAX"):
+    with pytest.raises(RenderError, match="elastic-nodes.*MIN:MAX") as refused:
         render_pytorchjob(RenderContext.of(j, stage))
+    assert refused.value.problem.path == "metadata.annotations['llmplatform.dev/elastic-nodes']"
 
 
 def test_owner_reference_labels_and_name_are_deterministic():

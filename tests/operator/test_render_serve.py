@@ -55,8 +55,10 @@ def test_vllm_engine_copies_the_model_in_first_and_serves_it_under_the_job_name(
 
 def test_vllm_with_builtin_quantization_is_refused_with_the_fix():
     j, stage = serving({"engine": "vllm", "quantization": "int8"})
-    with pytest.raises(RenderError, match="engine: builtin"):
+    with pytest.raises(RenderError, match="engine: builtin") as refused:
         render_deployment(RenderContext.of(j, stage))
+    index = [s.name for s in j.spec.stages].index(stage.name)
+    assert refused.value.problem.path == f"spec.stages[{index}].serve.quantization"  # where the webhook points
 
 
 def test_service_selects_the_stage_pods_on_the_serving_port():
@@ -71,8 +73,9 @@ def test_service_selects_the_stage_pods_on_the_serving_port():
 
 def test_service_names_must_start_with_a_letter():
     j, stage = serving(name="7b-chat")
-    with pytest.raises(RenderError, match="start with a letter"):
+    with pytest.raises(RenderError, match="start with a letter") as refused:
         render_service(RenderContext.of(j, stage))
+    assert refused.value.problem.path == "metadata.name"
 
 
 def test_autoscale_scales_on_requests_waiting_and_starts_at_its_minimum():
