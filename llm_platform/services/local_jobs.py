@@ -43,11 +43,11 @@ import yaml
 from llm_platform.api import API_VERSION, KIND, Condition, JobStatus, LLMJob, SpecError, StageStatus, parse_job_text
 from llm_platform.api.conditions import conditions_over, rfc3339
 from llm_platform.api.dag import topological_order
-from llm_platform.api.status import progress_key
 from llm_platform.operator.options import AllowList
 from llm_platform.operator.policy import storage_problems
 from llm_platform.storage import ArtifactStore
 from llm_platform.trainer.stages.preflight import PreflightError, check
+from llm_platform.trainer.stages.progress import UnreadableProgress, read_progress
 
 from .backend import JobExists, JobNotFound, LogQuery, QueueFull, StageNotFound
 from .job_state import JobRow, JobTable
@@ -409,11 +409,11 @@ def _read_store(
         if manifest is not None:
             committed[stage] = {"version": manifest.version, "metrics": json_safe(manifest.meta.get("metrics", {}))}
         try:
-            reported = store.read_json(progress_key(stage))
-            if reported is not None:
-                progress[stage] = StageStatus.model_validate(reported)
-        except ValueError:  # a torn or foreign file: the stage is shown without it
+            reported = read_progress(store, stage)
+        except UnreadableProgress:  # too large, torn or foreign: the stage is shown without it
             continue
+        if reported is not None:
+            progress[stage] = reported
     return committed, progress
 
 
