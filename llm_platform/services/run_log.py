@@ -32,6 +32,7 @@ CAUSE_LINES = 50  # of an exception's message: a traceback's last exception is a
 LINE_CHARS = 4000  # a line kept for a message is cut there: a status shows it, it is not the log
 OPENING = ("running", "up to date")  # outcomes a frame line opens a stage's (new) record with
 CLOSING = ("succeeded", "failed")
+FRAME_MARKS = ("▶", "✓", "✗", "⏭")  # what each frame line starts with; no other line changes the current stage
 
 
 @dataclass
@@ -97,26 +98,33 @@ def select_lines(log: str, stage: str | None, tail: int | None) -> list[str]:
 def failure_cause(lines: list[str]) -> list[str]:
     """The last exception in `lines` (`SomeError: ...` to the next blank or rule line); [] if there is none."""
     cause = ExceptionFold()
-    for line in lines:
-        cause.feed(line)
+    cause.feed(lines)
     return cause.lines
 
 
 class ExceptionFold:
-    """The last exception of the lines fed so far, as `failure_cause` reads it, kept up to date line by line: a new
+    """The last exception of the lines fed so far, as `failure_cause` reads it, kept up to date as lines come: a new
     exception line starts it again, and its message runs to the next blank or rule line (at most CAUSE_LINES)."""
 
     def __init__(self) -> None:
         self.lines: list[str] = []
         self._open = False
 
-    def feed(self, line: str) -> None:
-        if EXCEPTION_LINE.match(line):
-            self.lines, self._open = [_clip(line)], True
-        elif self._open and (not line.strip() or line.startswith(RULES)):
-            self._open = False
-        elif self._open and len(self.lines) < CAUSE_LINES:
-            self.lines.append(_clip(line))
+    def feed(self, lines: list[str]) -> None:
+        start = 0
+        for i in range(len(lines) - 1, -1, -1):  # the last exception line, if these lines have one
+            line = lines[i]
+            if ("Error" in line or "Exception" in line or "Exit" in line) and EXCEPTION_LINE.match(line):
+                self.lines, self._open, start = [_clip(line)], True, i + 1
+                break
+        if not self._open:
+            return
+        for line in lines[start:]:  # its message goes on, from before these lines or from that one
+            if not line.strip() or line.startswith(RULES):
+                self._open = False
+                return
+            if len(self.lines) < CAUSE_LINES:
+                self.lines.append(_clip(line))
 
 
 @dataclass
@@ -138,12 +146,15 @@ class StageFold:
     cause: ExceptionFold = field(default_factory=ExceptionFold)
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL_LINES))
 
-    def feed(self, line: str) -> None:
-        if found := STEP.search(line):
-            self.step = int((found["step"] or found["done"]).replace(",", ""))
-        if not (FAILED.match(line) or STARTED.match(line)):  # what the stage printed, not the frame around it
-            self.cause.feed(line)
-            self.tail.append(_clip(line))
+    def feed(self, lines: list[str], printed: bool = True) -> None:
+        """Fold in consecutive lines of the stage; `printed`: what it printed, not a frame line around it."""
+        for line in reversed(lines):  # the last progress line is the one that counts
+            if "step" in line and (found := STEP.search(line)):
+                self.step = int((found["step"] or found["done"]).replace(",", ""))
+                break
+        if printed:
+            self.cause.feed(lines)
+            self.tail.extend(_clip(line) for line in lines[-TAIL_LINES:])
 
     @property
     def failure(self) -> str:
@@ -156,7 +167,10 @@ class LogSummary:
     """What a status needs of a run's log (each stage's `StageOutcome`, the run's failure message), folded from its
     lines as they are fed, keeping a bounded number of them: feeding a log in pieces, each of whole lines, gives what
     feeding it whole does, so a growing log is summarised by feeding what was appended. `stages`: the only stages
-    to keep (a job's own; a log may name any), None for all."""
+    to keep (a job's own; a log may name any), None for all.
+
+    The lines between two frame lines all belong to one stage (or none), so they are folded as one run: its last
+    progress line and last exception are searched for from its end, and only its last lines are kept."""
 
     def __init__(self, stages: Collection[str] | None = None) -> None:
         self.wanted = frozenset(stages) if stages is not None else None
@@ -167,20 +181,39 @@ class LogSummary:
 
     def feed(self, text: str) -> LogSummary:
         """Fold in `text`'s lines (each stage's as `stage_logs` assigns them); returns itself."""
-        for line in text.splitlines():
-            owner, after = stage_of(line, self.current)
-            said = outcome_of(line, owner, self.current, after)
-            if said in OPENING and (self.wanted is None or owner in self.wanted):
-                self.stages[owner] = StageFold(said)
-            stage = self.stages.get(owner) if owner is not None else None
-            if stage is not None:
-                stage.feed(line)
-                if said in CLOSING:
-                    stage.outcome = said
-            self.cause.feed(line)
-            self.tail.append(_clip(line))
-            self.current = after
+        lines = text.splitlines()
+        start = 0
+        for i, line in enumerate(lines):
+            if line.startswith(FRAME_MARKS):
+                self._printed(lines[start:i])
+                self._frame(line)
+                start = i + 1
+        self._printed(lines[start:])
         return self
+
+    def _printed(self, lines: list[str]) -> None:
+        """Lines between frame lines: the current stage's (if any), as they do not change which stage that is."""
+        if not lines:
+            return
+        stage = self.stages.get(self.current) if self.current is not None else None
+        if stage is not None:
+            stage.feed(lines)
+        self.cause.feed(lines)
+        self.tail.extend(_clip(line) for line in lines[-TAIL_LINES:])
+
+    def _frame(self, line: str) -> None:
+        owner, after = stage_of(line, self.current)
+        said = outcome_of(line, owner, self.current, after)
+        if said in OPENING and (self.wanted is None or owner in self.wanted):
+            self.stages[owner] = StageFold(said)
+        stage = self.stages.get(owner) if owner is not None else None
+        if stage is not None:
+            stage.feed([line], printed=not (FAILED.match(line) or STARTED.match(line)))
+            if said in CLOSING:
+                stage.outcome = said
+        self.cause.feed([line])
+        self.tail.append(_clip(line))
+        self.current = after
 
     def with_text(self, text: str) -> LogSummary:
         """A copy with `text` fed too (a log's unfinished last line), this one unchanged."""

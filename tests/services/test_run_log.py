@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from llm_platform.api import StageStatus
 from llm_platform.services.local_jobs import job_status
-from llm_platform.services.run_log import EXCEPTION_LINE, LogSummary, failure_cause, select_lines, stage_logs
+from llm_platform.services.run_log import EXCEPTION_LINE, STEP, LogSummary, failure_cause, select_lines, stage_logs
 
 RULE = "─" * 20 + " LLMJob demo → file:///tmp/x " + "─" * 20
 LOG = "\n".join(
@@ -138,6 +138,8 @@ def test_a_log_fed_in_pieces_summarises_as_it_does_whole():
         got = whole.outcomes()[name]
         body = [line for line in stage.lines if not line.startswith(("▶", "✗"))]
         assert got.outcome == stage.outcome
+        steps = [int((m["step"] or m["done"]).replace(",", "")) for m in map(STEP.search, stage.lines) if m]
+        assert got.step == (steps[-1] if steps else None)
         assert got.failure == "\n".join(last_exception(body) or body[-12:])
         assert failure_cause(body) == last_exception(body)
     assert whole.outcomes()["eval"].step == 4
