@@ -20,7 +20,7 @@ from pathlib import Path
 from .local_logs import LOG_READ_LIMIT
 from .run_log import LogSummary, StageOutcome
 
-MAX_JOBS = 256  # summaries kept, most recently read first; a job past that is read whole at its next status read
+MAX_JOBS = 256  # summaries kept, of the jobs read last; one dropped is read whole at its next status read
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ log alone tells which stage runs now, which failed and why, the step it reached,
 The logs route needs a stage's lines (`stage_logs`); a status needs far less: each stage's outcome, its step and, if
 it failed, its error, and the run's failure message. `LogSummary` folds the lines into just that as they come,
 keeping a bounded number of them, so a log can be summarised once and then only for what is appended to it
-(`local_logs.LogSummaries` does that for the jobs API's status reads).
+(`log_summaries.LogSummaries` does that for the jobs API's status reads).
 """
 
 from __future__ import annotations
