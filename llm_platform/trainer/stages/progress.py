@@ -161,7 +161,7 @@ def _now() -> str:
 STALE_AFTER_S = 60.0  # a Running stage whose heartbeat (every 10 s by default) is older has probably stopped
 
 
-MAX_STORED_STAGES = 1000  # top-level entries `stored_stages` looks at; a job has at most 100 stages (SpecPolicy)
+MAX_STORED_STAGES = 1000  # top-level entries `stored_stages` looks at; a job has at most 100 stages (api.limits)
 MAX_PROGRESS_BYTES = 1 << 20  # a progress file is a few KB; one larger is not read
 
 
