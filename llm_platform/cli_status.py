@@ -49,13 +49,27 @@ def status(
     from llm_platform.services.stored_console import console_lines, stored_console
     from llm_platform.storage import ArtifactStore, StoreError
     from llm_platform.trainer.stages.console_log import CONSOLE_FILE
-    from llm_platform.trainer.stages.progress import job_status_from_store, read_stage_status, stored_stages
+    from llm_platform.trainer.stages.progress import (
+        MAX_STORED_STAGES,
+        job_status_from_store,
+        read_stage_status,
+        stored_stages,
+    )
 
     uri, endpoint, names = _where(target, workdir)
+    from_job = bool(names)
     try:
         store = ArtifactStore.open(uri, endpoint)
-        stages = {name: read_stage_status(store, name) for name in names or stored_stages(store)}
-        if not names:  # a workdir or URI: in the order the stages started
+        if not names:
+            names, more = stored_stages(store)
+            if more:
+                err.print(
+                    f"{uri}: more than {MAX_STORED_STAGES:,} entries at its top level; only the first were looked "
+                    "at for stages (give the job's YAML file to name its stages)",
+                    markup=False,
+                )
+        stages = {name: read_stage_status(store, name) for name in names}
+        if not from_job:  # a workdir or URI: in the order the stages started
             stages = dict(sorted(stages.items(), key=lambda kv: (kv[1].started or "~", kv[0])))
         job = job_status_from_store(stages)
     except (StoreError, OSError, ValueError) as e:

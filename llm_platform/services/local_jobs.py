@@ -11,7 +11,8 @@ identity is checked in /proc, see `processes`).
 
 Stage status comes from the artifact store's manifests (committed = Succeeded) and the progress file each running
 stage keeps there (step, total steps, ETA, artifact paths), from the running process group (`llmp stage run --stage
-X` = Running), from the run's log (a stage's frame lines: Running, or Failed with its error) and from the exit code.
+X` = Running), from the run's log (a stage's frame lines: Running, or Failed with its error; read again only for
+what the run appended since the last status read, see `log_summaries`) and from the exit code.
 The store is read on a small thread pool with a time limit, so one job whose store does not answer makes its own
 status say so and never holds up the others. The job's conditions (`Ready` and one per phase) are the operator's,
 computed by the same function from when the job was queued, started and ended.
@@ -43,17 +44,18 @@ import yaml
 from llm_platform.api import API_VERSION, KIND, Condition, JobStatus, LLMJob, SpecError, StageStatus, parse_job_text
 from llm_platform.api.conditions import conditions_over, rfc3339
 from llm_platform.api.dag import topological_order
-from llm_platform.api.status import progress_key
 from llm_platform.operator.options import AllowList
 from llm_platform.operator.policy import storage_problems
 from llm_platform.storage import ArtifactStore
 from llm_platform.trainer.stages.preflight import PreflightError, check
+from llm_platform.trainer.stages.progress import UnreadableProgress, read_progress
 
 from .backend import JobExists, JobNotFound, LogQuery, QueueFull, StageNotFound
 from .job_state import JobRow, JobTable
-from .local_logs import log_lines, read_from
+from .local_logs import log_lines
+from .log_summaries import LogSummaries
 from .processes import identify, is_alive, running_stages, stop_group
-from .run_log import StageLog, failure_message, stage_logs
+from .run_log import StageOutcome
 
 log = logging.getLogger(__name__)
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -84,6 +86,7 @@ class LocalJobs:
         self._specs: dict[tuple[str, str, int], LLMJob] = {}
         self._reads = ThreadPoolExecutor(4, thread_name_prefix="llmp-store-read")
         self._pending_reads: dict[tuple[str, str, int], Future] = {}
+        self._log_summaries = LogSummaries()  # each run.log's status, re-read only for what its run appends
         self._wake, self._closing = threading.Event(), threading.Event()
         self._dispatcher = threading.Thread(target=self._dispatch_loop, name="llmp-dispatch", daemon=True)
         self._dispatcher.start()
@@ -144,6 +147,7 @@ class LocalJobs:
                 child.poll()
             self.table.delete(namespace, name)
             self._specs.pop(_key(row), None)
+            self._log_summaries.forget(_key(row))
         self._wake.set()
 
     def logs(self, namespace: str, name: str, query: LogQuery) -> AsyncIterator[str]:
@@ -263,19 +267,20 @@ class LocalJobs:
         except Exception as e:  # the store is the job's own: its failure is this job's status, not the listing's
             (committed, progress), store_error = ({}, {}), f"cannot read the artifact store: {type(e).__name__}: {e}"
         ahead = sum(1 for r in self.table.in_state("queued") if r.seq < row.seq) if row.state == "queued" else 0
-        log = self._log(row) if row.state != "queued" else ""
+        order = topological_order(job.spec.stages)
+        log = self._log_summaries.status(_key(row), self.log_path(row), order) if row.state != "queued" else None
         status = job_status(
             row.state,
             row.exit_code,
-            [(name, job.spec.stage(name).needs) for name in topological_order(job.spec.stages)],
+            [(name, job.spec.stage(name).needs) for name in order],
             committed,
             running_stages(row.process) if row.state == "running" and row.process else set(),
             ahead,
-            stage_logs(log or ""),
+            log.stages if log is not None else {},
             progress,
         )
         if status.phase == "Failed":
-            status.message = failure_message(log) if log is not None else "the run ended without a log"
+            status.message = log.failure_message if log is not None else "the run ended without a log"
         if store_error:
             status.message = "\n".join(filter(None, [store_error, status.message]))
         status.conditions = local_conditions(row, status)
@@ -313,11 +318,6 @@ class LocalJobs:
     def log_path(self, row: JobRow) -> Path:
         return self.folder(row.namespace, row.name) / "run.log"
 
-    def _log(self, row: JobRow) -> str | None:
-        """The run's log (its last LOG_READ_LIMIT bytes), None if there is none."""
-        path = self.log_path(row)
-        return read_from(path, 0)[0].decode(errors="replace") if path.exists() else None
-
 
 def job_status(
     state: str,
@@ -326,12 +326,12 @@ def job_status(
     committed: dict[str, dict],
     running: set[str],
     queued_ahead: int = 0,
-    logs: dict[str, StageLog] | None = None,
+    logs: dict[str, StageOutcome] | None = None,
     progress: dict[str, StageStatus] | None = None,
 ) -> JobStatus:
     """A job's status from what the backend knows: its state (queued, running, ended) and exit code, its stages in
     order with their needs, the committed ones (version, metrics), those whose process runs now, and what the run's
-    log says of each stage (`run_log.stage_logs`), and the progress file each stage keeps in the store. Pure.
+    log says of each stage (`run_log.LogSummary`), and the progress file each stage keeps in the store. Pure.
 
     A run that ended with exit code 0 Succeeded; one whose exit code is unknown (it ended while the server was down)
     Succeeded if every stage is committed. A stage whose process runs, or whose part of a running job's log is still
@@ -409,11 +409,11 @@ def _read_store(
         if manifest is not None:
             committed[stage] = {"version": manifest.version, "metrics": json_safe(manifest.meta.get("metrics", {}))}
         try:
-            reported = store.read_json(progress_key(stage))
-            if reported is not None:
-                progress[stage] = StageStatus.model_validate(reported)
-        except ValueError:  # a torn or foreign file: the stage is shown without it
+            reported = read_progress(store, stage)
+        except UnreadableProgress:  # too large, torn or foreign: the stage is shown without it
             continue
+        if reported is not None:
+            progress[stage] = reported
     return committed, progress
 
 

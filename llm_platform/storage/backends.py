@@ -6,12 +6,17 @@ is atomic per object, and the local backend writes to a temporary name and renam
 `list` takes a raw key prefix (sources match `corpus/part-*` with it), but `sizes` and `delete_prefix` take a folder:
 `data` means `data/...` and never `data-v2/...`, which on S3 (where a prefix is just the start of a key) is the
 difference between cleaning one stage and deleting its neighbour's artifacts.
+
+A store is written by a job's own processes, so what a status read asks of it is bounded whatever the job left
+there: `child_folders` looks at a fixed number of entries of one folder level (not every key below it), `exists` is
+one request, and `get_tail` reads at most the bytes it is asked for.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +24,8 @@ from typing import Protocol
 
 from .errors import StoreError
 from .lease import LEASE, LocalLease, S3Lease
+
+LIST_PAGE = 1000  # keys per S3 listing request, the most S3 returns
 
 
 class Backend(Protocol):
@@ -28,6 +35,8 @@ class Backend(Protocol):
     def get_tail(self, key: str, max_bytes: int) -> tuple[bytes, int] | None: ...
     def get_file(self, key: str, dest: Path) -> None: ...
     def list(self, prefix: str) -> Iterator[str]: ...
+    def child_folders(self, folder: str, limit: int) -> tuple[list[str], bool]: ...
+    def exists(self, key: str) -> bool: ...
     def sizes(self, folder: str) -> dict[str, int]: ...
     def delete(self, key: str) -> None: ...
     def delete_prefix(self, folder: str) -> None: ...
@@ -74,13 +83,18 @@ class LocalBackend:
             return None
 
     def get_tail(self, key: str, max_bytes: int) -> tuple[bytes, int] | None:
-        """The last `max_bytes` of a file and its whole size; None if there is none."""
-        try:
-            file = self._path(key).open("rb")
+        """The last `max_bytes` of a file and its whole size; None if there is none. StoreError for anything but a
+        regular file: a job could leave a FIFO there (an open would wait forever) or a link to /dev/zero (a device
+        whose reads never end and whose size says 0)."""
+        try:  # O_NONBLOCK: opening a FIFO returns at once, so fstat can refuse it
+            fd = os.open(self._path(key), os.O_RDONLY | os.O_NONBLOCK)
         except (FileNotFoundError, NotADirectoryError):
             return None
-        with file:
-            size = os.fstat(file.fileno()).st_size
+        with os.fdopen(fd, "rb") as file:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise StoreError(f"'{key}' in the store is not a regular file; it is not read")
+            size = info.st_size
             file.seek(max(0, size - max_bytes))
             return file.read(max(0, max_bytes)), size
 
@@ -95,6 +109,30 @@ class LocalBackend:
         for path in sorted(base.rglob("*")):
             if path.is_file() and not path.name.startswith("."):
                 yield path.relative_to(self.root).as_posix()
+
+    def child_folders(self, folder: str, limit: int) -> tuple[list[str], bool]:
+        """The folders directly inside `folder` ('' for the root), by name, and whether it has more entries than
+        the `limit` looked at (files count too; which ones is the file system's order). One directory read: nothing
+        below is walked, and a link is never followed (out of the root or anywhere), nor is a folder outside the root
+        read. Names starting with '.' (temporary files, leases) are not folders of the store."""
+        base = self._path(folder_prefix(folder))
+        if not base.resolve().is_relative_to(self.root):
+            return [], False
+        try:
+            entries = os.scandir(base)
+        except (FileNotFoundError, NotADirectoryError):
+            return [], False
+        names: list[str] = []
+        with entries:
+            for seen, entry in enumerate(entries):
+                if seen == limit:
+                    return sorted(names), True
+                if entry.is_dir(follow_symlinks=False) and not entry.name.startswith("."):
+                    names.append(entry.name)
+        return sorted(names), False
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
 
     def sizes(self, folder: str) -> dict[str, int]:
         return {key: self._path(key).stat().st_size for key in self.list(folder_prefix(folder))}
@@ -167,6 +205,37 @@ class S3Backend:
         for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix)):
             for item in page.get("Contents", []):
                 yield item["Key"][strip:]
+
+    def child_folders(self, folder: str, limit: int) -> tuple[list[str], bool]:
+        """The folders directly inside `folder` ('' for the root), by name, and whether it has more entries than
+        the first `limit` (by name) looked at. A listing with Delimiter='/' returns each folder once, as a common
+        prefix, and the objects directly inside (they count towards `limit`), never the keys below: ceil(limit /
+        LIST_PAGE) requests at most, however many objects the folders hold."""
+        base = self._key(folder_prefix(folder))
+        names: list[str] = []
+        seen, token = 0, None
+        while seen < limit:
+            request = {"Bucket": self.bucket, "Prefix": base, "Delimiter": "/", "MaxKeys": min(LIST_PAGE, limit - seen)}
+            page = self.client.list_objects_v2(**request, **({"ContinuationToken": token} if token else {}))
+            folders = [p["Prefix"][len(base) :].rstrip("/") for p in page.get("CommonPrefixes", [])]
+            names += [name for name in folders if name and not name.startswith(".")]
+            seen += len(folders) + len(page.get("Contents", []))
+            token = page.get("NextContinuationToken") if page.get("IsTruncated") else None
+            if token is None:
+                return sorted(names), False
+        return sorted(names), True
+
+    def exists(self, key: str) -> bool:
+        """One HEAD request, nothing downloaded."""
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
 
     def sizes(self, folder: str) -> dict[str, int]:
         return {key: size for key, (size, _) in self.objects(folder).items()}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -134,3 +135,63 @@ def test_the_tail_of_an_object_is_read_without_the_rest(store):
     store.backend.put_bytes("stage/live/empty.log", b"")
     assert store.backend.get_tail("stage/live/empty.log", 100) == (b"", 0)
     assert store.backend.get_tail("stage/live/absent.log", 100) is None
+
+
+def test_child_folders_lists_one_level_only_and_stops_at_its_limit(store):
+    """`child_folders`: the folders directly inside, never the keys below them nor the files beside them; past
+    `limit` entries (files count) it stops and says there were more."""
+    for key in ("b/x.json", "b/deep/er/y.bin", "a/z.json", "c/d/e.txt", "top.json", "b/c/f.txt"):
+        store.backend.put_bytes(key, b"{}")
+    assert store.backend.child_folders("", 100) == (["a", "b", "c"], False)
+    assert store.backend.child_folders("b", 100) == (["c", "deep"], False)
+    assert store.backend.child_folders("absent", 100) == ([], False)
+    names, more = store.backend.child_folders("", 2)
+    assert more and len(names) <= 2 and set(names) <= {"a", "b", "c"}
+    assert store.backend.child_folders("", 4) == (["a", "b", "c"], False)  # exactly its 4 entries: no more
+
+
+def test_exists_asks_for_one_key(store):
+    store.backend.put_bytes("stage/progress.json", b"{}")
+    assert store.backend.exists("stage/progress.json")
+    assert not store.backend.exists("stage/manifest.json") and not store.backend.exists("stage")
+
+
+def test_child_folders_on_s3_reads_page_after_page_up_to_its_limit(s3_bucket, monkeypatch):
+    """A listing comes in pages (1,000 keys each; 2 here, to need several): every folder of the first `limit`
+    entries is found, by name, and files beside them count towards it."""
+    from llm_platform.storage import backends
+
+    monkeypatch.setattr(backends, "LIST_PAGE", 2)
+    store = ArtifactStore.open(f"s3://{s3_bucket}/job")
+    names = [f"s{i}" for i in range(7)]
+    for name in names:
+        store.backend.put_bytes(f"{name}/progress.json", b"{}")
+    store.backend.put_bytes("s3.txt", b"")  # between s3/ and s4/ by name
+    requests = []
+    store.backend.client.meta.events.register("before-call.s3.ListObjectsV2", lambda **kw: requests.append(kw))
+    assert store.backend.child_folders("", 100) == (names, False)
+    assert len(requests) == 4  # 8 entries, 2 a page
+    requests.clear()
+    assert store.backend.child_folders("", 5) == (names[:4], True)
+    assert len(requests) == 3  # 2 + 2 + 1: never past the limit
+
+
+def test_a_local_child_folder_that_is_a_link_is_not_followed(tmp_path):
+    outside = tmp_path / "outside"
+    (outside / "secret").mkdir(parents=True)
+    store = ArtifactStore.open(str(tmp_path / "store"))
+    store.backend.put_bytes("data/progress.json", b"{}")
+    (tmp_path / "store" / "linked").symlink_to(outside, target_is_directory=True)
+    assert store.backend.child_folders("", 100) == (["data"], False)
+    assert store.backend.child_folders("linked", 100) == ([], False)
+
+
+def test_a_local_tail_read_refuses_a_fifo_or_a_device_instead_of_blocking(tmp_path):
+    """A job could leave a FIFO (an open would wait for a writer) or a link to /dev/zero (reads never end)."""
+    store = ArtifactStore.open(str(tmp_path / "store"))
+    (tmp_path / "store" / "data").mkdir(parents=True)
+    os.mkfifo(tmp_path / "store" / "data" / "progress.json")
+    (tmp_path / "store" / "data" / "console.log").symlink_to("/dev/zero")
+    for key in ("data/progress.json", "data/console.log"):
+        with pytest.raises(StoreError, match=f"'{key}' in the store is not a regular file"):
+            store.backend.get_tail(key, 100)

@@ -13,16 +13,18 @@ Neither is part of a commit: the manifest and its version folder stay the only r
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pydantic import ValidationError
 from rich.console import Console
 
 from llm_platform.api.status import DONE, PROGRESS_FILE, JobStatus, StagePhase, StageStatus, progress_key
-from llm_platform.storage import ArtifactStore, Manifest
+from llm_platform.storage import ArtifactStore, Manifest, StoreError
 from llm_platform.storage.store import MANIFEST
 from llm_platform.trainer.progress import duration, eta_s, progress_every_s
 
@@ -159,30 +161,76 @@ def _now() -> str:
 STALE_AFTER_S = 60.0  # a Running stage whose heartbeat (every 10 s by default) is older has probably stopped
 
 
-def stored_stages(store: ArtifactStore) -> list[str]:
-    """The stages a store holds anything of (a progress file or a committed manifest), by name: read from the
-    listing's keys alone, no file fetched (`read_stage_status` reads them next)."""
-    marks = {MANIFEST, PROGRESS_FILE}
-    return sorted(
-        {key.split("/")[0] for key in store.backend.list("") if key.count("/") == 1 and key.split("/")[1] in marks}
-    )
+MAX_STORED_STAGES = 1000  # top-level entries `stored_stages` looks at; a job has at most 100 stages (api.limits)
+MAX_PROGRESS_BYTES = 1 << 20  # a progress file is a few KB; one larger is not read
+
+
+def stored_stages(store: ArtifactStore, limit: int = MAX_STORED_STAGES) -> tuple[list[str], bool]:
+    """(the stages a store holds anything of, by name, whether its top level had more entries than `limit`).
+
+    A stage is a top-level folder with a progress file or a committed manifest. Only the top level is listed (its
+    first `limit` entries: by name on S3) and each folder is asked for those two files (one request each), so the
+    cost is that of the stages, not of the checkpoints and datasets below them; past `limit` the rest are not looked
+    at, and the caller says so (a job file names its stages instead)."""
+    folders, more = store.backend.child_folders("", limit)
+    marks = (PROGRESS_FILE, MANIFEST)  # a running or recorded stage has the first, so one request usually does
+    return [name for name in folders if any(store.backend.exists(f"{name}/{mark}") for mark in marks)], more
+
+
+class UnreadableProgress(ValueError):
+    """A progress file that is not read: too large, not JSON, or not a `StageStatus`."""
+
+
+def read_progress(store: ArtifactStore, stage: str, max_bytes: int = MAX_PROGRESS_BYTES) -> StageStatus | None:
+    """The stage's progress file as a `StageStatus`, None if it has none. The job's own processes write it, so at
+    most `max_bytes + 1` bytes are read (one ranged GET on S3, whatever the object's size) and UnreadableProgress,
+    naming the key and what is wrong, is raised for a larger file, one that is not JSON or not a `StageStatus`.
+    The message never quotes the file: on a local store it may be a link to a file that is not the job's."""
+    key = progress_key(stage)
+    where = f"{store.uri.rstrip('/')}/{key}"
+    try:
+        read = store.backend.get_tail(key, max_bytes + 1)
+    except StoreError as e:
+        raise UnreadableProgress(f"{where} cannot be read: {e}") from None
+    if read is None:
+        return None
+    data, size = read
+    if size > max_bytes:
+        raise UnreadableProgress(f"{where} is {size:,} bytes, over the {max_bytes:,} bytes a progress file may have")
+    try:
+        return StageStatus.model_validate(json.loads(data))
+    except (ValueError, RecursionError) as e:  # RecursionError: JSON nested deeper than Python's stack
+        problem = "not JSON" if not isinstance(e, ValidationError) else f"not a stage status ({_first_error(e)})"
+        raise UnreadableProgress(f"{where} is {problem}; it is not read") from None
+
+
+def _first_error(e: ValidationError) -> str:
+    """The first field a validation error names and why, without the value (which `str(e)` would quote)."""
+    first = e.errors(include_input=False, include_url=False)[0]
+    field = ".".join(str(part) for part in first["loc"]) or "the whole file"
+    return f"{field}: {first['msg']}"
 
 
 def read_stage_status(store: ArtifactStore, stage: str) -> StageStatus:
-    """One stage as the store shows it: its progress file, else its committed manifest (Succeeded), else Pending."""
-    data = store.read_json(progress_key(stage))
+    """One stage as the store shows it: its progress file, else its committed manifest (Succeeded), else Pending.
+    A progress file that cannot be read (see `read_progress`) is set aside, with a message that says why."""
+    try:
+        reported, problem = read_progress(store, stage), None
+    except UnreadableProgress as e:
+        reported, problem = None, str(e)
+    if reported is not None:
+        return reported
     manifest = store.manifest(stage)
-    if data is None and manifest is None:
-        return StageStatus()
-    if data is None:
-        return StageStatus(
-            phase="Succeeded",
-            finished=manifest.created,
-            version=manifest.version,
-            metrics=manifest.meta.get("metrics") or None,
-            artifacts=committed_artifacts(store, manifest),
-        )
-    return StageStatus.model_validate(data)
+    if manifest is None:
+        return StageStatus(message=problem)
+    return StageStatus(
+        phase="Succeeded",
+        finished=manifest.created,
+        version=manifest.version,
+        metrics=manifest.meta.get("metrics") or None,
+        artifacts=committed_artifacts(store, manifest),
+        message=problem,
+    )
 
 
 def job_status_from_store(stages: dict[str, StageStatus], now: datetime | None = None) -> JobStatus:
