@@ -21,7 +21,12 @@ from llm_platform.api.status import StageStatus, progress_key
 from llm_platform.cli import app
 from llm_platform.storage import ArtifactStore
 from llm_platform.trainer.progress import StepProgress, duration, eta_s
-from llm_platform.trainer.stages.progress import StageReporter, job_status_from_store, read_stage_status
+from llm_platform.trainer.stages.progress import (
+    StageReporter,
+    job_status_from_store,
+    read_stage_status,
+    stale_after_s,
+)
 
 from .test_run_local import JOB
 
@@ -154,6 +159,20 @@ def test_job_status_from_stored_stages():
     done = job_status_from_store({"a": StageStatus(phase="Succeeded"), "b": StageStatus(phase="UpToDate")}, now)
     assert done.phase == "Succeeded"
     assert job_status_from_store({"a": StageStatus(phase="Succeeded"), "b": StageStatus()}, now).phase == "Pending"
+
+
+def test_a_slow_heartbeat_is_not_called_a_stopped_stage(monkeypatch):
+    """With LLMP_PROGRESS_EVERY_S above a minute, a stage silent for less than three heartbeats is still running."""
+    now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    quiet, gone = [(now - timedelta(seconds=s)).isoformat() for s in (300, 400)]
+    monkeypatch.setenv("LLMP_PROGRESS_EVERY_S", "120")
+    assert stale_after_s() == 360
+    assert job_status_from_store({"t": StageStatus(phase="Running", updated=quiet)}, now).stages["t"].message is None
+    stopped = job_status_from_store({"t": StageStatus(phase="Running", updated=gone)}, now).stages["t"].message
+    assert stopped.startswith("no report for 6 min")
+    for every, after in (("10", 60), ("0", 60), ("soon", 60)):  # never under a minute; a bad value keeps it
+        monkeypatch.setenv("LLMP_PROGRESS_EVERY_S", every)
+        assert stale_after_s() == after
 
 
 def test_llmp_run_records_the_stages_it_did_not_start_and_a_stage_that_died_silently(tmp_path):

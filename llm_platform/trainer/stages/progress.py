@@ -158,7 +158,20 @@ def _now() -> str:
 
 
 # -- reading ----------------------------------------------------------------------------------------------------------
-STALE_AFTER_S = 60.0  # a Running stage whose heartbeat (every 10 s by default) is older has probably stopped
+STALE_AFTER_S = 60.0  # the least silence after which a Running stage has probably stopped
+STALE_HEARTBEATS = 3  # ... or this many of its heartbeats, when LLMP_PROGRESS_EVERY_S makes that longer
+
+
+def stale_after_s() -> float:
+    """How long a Running stage may go without a report before it is said to have probably stopped: three of the
+    heartbeats `LLMP_PROGRESS_EVERY_S` sets (the stages `llmp run` starts share this environment), and never less
+    than a minute (a heartbeat can be late behind a long checkpoint write). An unusable variable keeps the minute:
+    the stages themselves refuse it."""
+    try:
+        every = progress_every_s()
+    except ValueError:
+        every = 0.0
+    return max(STALE_AFTER_S, STALE_HEARTBEATS * every)
 
 
 MAX_STORED_STAGES = 1000  # top-level entries `stored_stages` looks at; a job has at most 100 stages (api.limits)
@@ -233,14 +246,18 @@ def read_stage_status(store: ArtifactStore, stage: str) -> StageStatus:
     )
 
 
-def job_status_from_store(stages: dict[str, StageStatus], now: datetime | None = None) -> JobStatus:
+def job_status_from_store(
+    stages: dict[str, StageStatus], now: datetime | None = None, stale_after: float | None = None
+) -> JobStatus:
     """The job's status from its stages' stored statuses, in the order given. A Running stage whose heartbeat
-    stopped more than `STALE_AFTER_S` ago gets a message saying so (its process may have died). Pure given `now`."""
+    stopped more than `stale_after` seconds ago (`stale_after_s()` by default) gets a message saying so (its process
+    may have died). Pure given `now` and `stale_after`."""
     now = now or datetime.now(UTC)
+    stale_after = stale_after_s() if stale_after is None else stale_after
     for status in stages.values():
         if status.phase == "Running" and status.updated:
             silent = (now - datetime.fromisoformat(status.updated)).total_seconds()
-            if silent > STALE_AFTER_S:
+            if silent > stale_after:
                 status.message = f"no report for {duration(silent)}: its process may have stopped"
     phases = [s.phase for s in stages.values()]
     running = [n for n, s in stages.items() if s.phase == "Running"]
