@@ -64,6 +64,17 @@ def s3_bucket(s3_env):
     return name
 
 
+@pytest.fixture(params=["local", "s3"])
+def any_store(request, tmp_path):
+    """An artifact store in a local folder, then one on the moto S3 server: a test taking it runs on both."""
+    from llm_platform.storage import ArtifactStore
+
+    if request.param == "local":
+        return ArtifactStore.open(str(tmp_path / "store"))
+    bucket = request.getfixturevalue("s3_bucket")
+    return ArtifactStore.open(f"s3://{bucket}/job")
+
+
 @pytest.fixture(scope="session")
 def tiny_chat_model(tmp_path_factory) -> Path:
     """A tiny model taught two chats word for word (tests/services/serving/tiny_model.py), built once per session

@@ -79,12 +79,9 @@ def test_eta_and_duration():
     assert [duration(s) for s in (0.4, 42, 301, 7380)] == ["0 s", "42 s", "5 min 1 s", "2 h 3 min"]
 
 
-@pytest.fixture(params=["local", "s3"])
-def store(request, tmp_path) -> ArtifactStore:
-    if request.param == "local":
-        return ArtifactStore.open(str(tmp_path / "store"))
-    bucket = request.getfixturevalue("s3_bucket")
-    return ArtifactStore.open(f"s3://{bucket}/job")
+@pytest.fixture
+def store(any_store) -> ArtifactStore:
+    return any_store
 
 
 def wait_for(condition, what: str, timeout: float = 10.0):

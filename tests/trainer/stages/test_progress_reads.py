@@ -20,12 +20,9 @@ from llm_platform.trainer.stages.progress import (
 )
 
 
-@pytest.fixture(params=["local", "s3"])
-def store(request, tmp_path) -> ArtifactStore:
-    if request.param == "local":
-        return ArtifactStore.open(str(tmp_path / "store"))
-    bucket = request.getfixturevalue("s3_bucket")
-    return ArtifactStore.open(f"s3://{bucket}/job")
+@pytest.fixture
+def store(any_store) -> ArtifactStore:
+    return any_store
 
 
 def write_status(store: ArtifactStore, stage: str, **fields) -> None:
