@@ -40,6 +40,10 @@ from .errors import CorruptArtifact, LeaseHeld, StoreError
 from .lease import LocalLease, S3Lease
 
 MANIFEST = "manifest.json"
+# reads of files a job writes and shared servers read (see `ArtifactStore._read_bounded`): a manifest lists every
+# committed file (about 150 bytes each), so 16 MiB is some 100,000 files; pointers and progress files are a few KB
+MAX_MANIFEST_BYTES = 16 << 20
+MAX_JSON_BYTES = 1 << 20
 _VERSION = re.compile(r"[0-9A-Za-z][0-9A-Za-z_.-]{0,127}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 LEASE_TTL_S = 60.0
@@ -112,7 +116,7 @@ class ArtifactStore:
 
     # -- reading -------------------------------------------------------------------------------------------------
     def manifest(self, key: str) -> Manifest | None:
-        data = self.backend.get_bytes(f"{key}/{MANIFEST}")
+        data = self._read_bounded(f"{key}/{MANIFEST}", MAX_MANIFEST_BYTES)
         if data is None:
             return None
         try:
@@ -173,9 +177,21 @@ class ArtifactStore:
         return dest
 
     def read_json(self, key: str) -> Any | None:
-        """A small JSON object written with `write_json` (e.g. a `latest` pointer)."""
-        data = self.backend.get_bytes(key)
+        """A small JSON object written with `write_json` (e.g. a `latest` pointer), at most MAX_JSON_BYTES."""
+        data = self._read_bounded(key, MAX_JSON_BYTES)
         return json.loads(data) if data is not None else None
+
+    def _read_bounded(self, key: str, limit: int) -> bytes | None:
+        """The whole file, None if there is none; StoreError, unread, if it is over `limit` bytes. A job's own
+        processes write these files, and the operator and the jobs API read them with their own memory: one read of
+        at most `limit + 1` bytes (a ranged GET on S3) keeps a multi-GB file from taking a shared server down."""
+        found = self.backend.get_tail(key, limit + 1)
+        if found is None:
+            return None
+        data, size = found
+        if size > limit:
+            raise StoreError(f"{self.uri}/{key} is {size:,} bytes, over the {limit:,} such a file may have; not read")
+        return data
 
     def keys(self, prefix: str) -> list[str]:
         """Committed keys inside the folder `prefix`."""

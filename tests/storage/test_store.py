@@ -195,3 +195,24 @@ def test_a_local_tail_read_refuses_a_fifo_or_a_device_instead_of_blocking(tmp_pa
     for key in ("data/progress.json", "data/console.log"):
         with pytest.raises(StoreError, match=f"'{key}' in the store is not a regular file"):
             store.backend.get_tail(key, 100)
+
+
+def test_manifests_and_pointers_a_job_wrote_too_large_are_refused_unread(store, monkeypatch):
+    """The operator and the jobs API read these files with their own memory; a job writes them. A file over the
+    limit is a StoreError naming it and its size, after one read of at most limit + 1 bytes."""
+    import llm_platform.storage.store as store_module
+
+    monkeypatch.setattr(store_module, "MAX_MANIFEST_BYTES", 1024)
+    monkeypatch.setattr(store_module, "MAX_JSON_BYTES", 512)
+    store.backend.put_bytes("data/manifest.json", b" " * 2048 + b"{}")
+    store.backend.put_bytes("train/checkpoints/latest", json.dumps({"step": 1, "pad": "x" * 600}).encode())
+    asked = []
+    tail = store.backend.get_tail
+    monkeypatch.setattr(store.backend, "get_tail", lambda key, n: asked.append(n) or tail(key, n))
+    with pytest.raises(StoreError, match=r"/data/manifest.json is 2,050 bytes, over the 1,024 such a file may have"):
+        store.manifest("data")
+    with pytest.raises(StoreError, match=r"/train/checkpoints/latest is 6\d\d bytes, over the 512 "):
+        store.read_json("train/checkpoints/latest")
+    assert asked == [1025, 513]
+    store.backend.put_bytes("train/checkpoints/latest", b'{"step": 2}')
+    assert store.read_json("train/checkpoints/latest") == {"step": 2} and store.manifest("nothing") is None
