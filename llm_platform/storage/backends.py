@@ -85,10 +85,11 @@ class LocalBackend:
     def get_tail(self, key: str, max_bytes: int) -> tuple[bytes, int] | None:
         """The last `max_bytes` of a file and its whole size; None if there is none. StoreError for anything but a
         regular file: a job could leave a FIFO there (an open would wait forever) or a link to /dev/zero (a device
-        whose reads never end and whose size says 0)."""
+        whose reads never end and whose size says 0). A file where a folder of the key should be is an error, as in
+        `get_bytes`: the store is not what it should be, which a caller must not take for "nothing there"."""
         try:  # O_NONBLOCK: opening a FIFO returns at once, so fstat can refuse it
             fd = os.open(self._path(key), os.O_RDONLY | os.O_NONBLOCK)
-        except (FileNotFoundError, NotADirectoryError):
+        except FileNotFoundError:
             return None
         with os.fdopen(fd, "rb") as file:
             info = os.fstat(fd)
