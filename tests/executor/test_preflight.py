@@ -20,6 +20,7 @@ from llm_platform.trainer.stages.preflight import (
     unsupported,
 )
 from tests.api.test_validation import GOOD
+from tests.processes import llmp
 
 from .test_run_local import JOB
 
@@ -204,11 +205,6 @@ def test_stages_downstream_of_a_due_stage_may_run_too():
     assert stages_that_may_run(job, order, {"tok"}) == ["tok", "pretrain", "eval"]
     assert stages_that_may_run(job, order, {"eval"}) == ["eval"]
     assert stages_that_may_run(job, order, set()) == []
-
-
-def llmp(*args: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "llm_platform.cli", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=120)
 
 
 def test_llmp_run_refuses_before_the_first_stage(tmp_path):

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from llm_platform.storage import ArtifactStore
+from tests.processes import llmp as run_llmp
 
 from ..observability.prometheus import free_port
 
@@ -50,9 +51,7 @@ spec:
 
 
 def llmp(*args: str, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "llm_platform.cli", *args], capture_output=True, text=True, timeout=600, **kwargs
-    )
+    return run_llmp(*args, timeout=600, **kwargs)  # whole pipelines
 
 
 def write_job(tmp_path: Path, steps: int) -> Path:

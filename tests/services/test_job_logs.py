@@ -190,14 +190,19 @@ def test_following_a_cluster_job_streams_every_pod_at_once_until_the_job_ends(on
     assert lines == ["[demo-data-0] rank 0 step 1", "[demo-data-1] rank 1 step 1", "[demo-data-0] rank 0 step 2"]
 
 
-def test_following_an_ended_job_ends_although_a_silent_pod_still_runs(on_cluster):
-    """A pod that outlives its job (a serving stage's) and prints nothing: the stream ends a poll after the job."""
-    cluster, client = on_cluster
+def submit_with_one_pod(cluster, client) -> None:
+    """The job `demo` submitted through the API, its data stage in one pod that has printed `step 1`."""
     body = job_dict(DATA)
     del body["metadata"]["namespace"]
     assert client.post("/v1/jobs", json=body).status_code == 201
     cluster.kube.create(pod("demo-data-0", "data", "2026-01-01T00:00:00Z"))
     cluster.server.write_log("team", "demo-data-0", "step 1\n")
+
+
+def test_following_an_ended_job_ends_although_a_silent_pod_still_runs(on_cluster):
+    """A pod that outlives its job (a serving stage's) and prints nothing: the stream ends a poll after the job."""
+    cluster, client = on_cluster
+    submit_with_one_pod(cluster, client)
     reader, lines = follow_in_background(client, "/v1/jobs/demo/logs?follow=true")
     wait_for(lambda: lines, "the first line", timeout=30)
     cluster.kube.patch(*LLMJOB, "team", "demo", {"status": {"phase": "Succeeded"}}, "status")  # the pod runs on
@@ -210,11 +215,7 @@ def test_a_client_that_stops_following_a_silent_pod_frees_the_servers_threads(on
     """A serving pod runs on and prints nothing: once the client leaves, the pod's log stream and the thread that
     waits on it end within a poll or two (else each abandoned follow would hold a worker thread for good)."""
     cluster, client = on_cluster
-    body = job_dict(DATA)
-    del body["metadata"]["namespace"]
-    assert client.post("/v1/jobs", json=body).status_code == 201
-    cluster.kube.create(pod("demo-data-0", "data", "2026-01-01T00:00:00Z"))
-    cluster.server.write_log("team", "demo-data-0", "step 1\n")
+    submit_with_one_pod(cluster, client)
     with client.stream("GET", "/v1/jobs/demo/logs?follow=true", timeout=30) as response:
         assert next(response.iter_lines()) == "[demo-data-0] step 1"
     pumps = lambda: [t for t in threading.enumerate() if t.name == "llmp-log-demo-data-0"]  # noqa: E731

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from llm_platform.storage import ArtifactStore, LeaseHeld, LeaseLost
+from tests.processes import llmp
 
 from .test_store import read_all, write_files
 
@@ -147,13 +148,8 @@ def test_llmp_stage_run_refuses_a_stage_another_process_is_running(tmp_path):
             time.sleep(0.02)
         job = tmp_path / "job.yaml"
         job.write_text(JOB)
-        result = subprocess.run(
-            [sys.executable, "-m", "llm_platform.cli", "stage", "run", "--job", str(job), "--stage", "data"]
-            + ["--storage", uri],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env={**os.environ, "COLUMNS": "300"},
+        result = llmp(
+            "stage", "run", "--job", str(job), "--stage", "data", "--storage", uri, env={**os.environ, "COLUMNS": "300"}
         )
     finally:
         holder.kill()

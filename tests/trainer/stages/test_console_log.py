@@ -20,6 +20,7 @@ from llm_platform.cli_status import console_end
 from llm_platform.storage import ArtifactStore
 from llm_platform.trainer.stages.console_log import ConsoleLog
 from llm_platform.trainer.stages.progress import StageReporter, live_key, read_stage_status
+from tests.processes import llmp
 
 JOB = """\
 apiVersion: llmplatform.dev/v1alpha1
@@ -112,13 +113,7 @@ def test_a_stage_that_succeeds_leaves_all_it_printed(tmp_path):
     (tmp_path / "docs.jsonl").write_text(DOCS)
     job.write_text(JOB.format(feed=tmp_path / "docs.jsonl"))
     uri = f"file://{tmp_path / 'store'}"
-    done = subprocess.run(
-        [sys.executable, "-m", "llm_platform.cli", "stage", "run", "--job", str(job), "--stage", "data"]
-        + ["--storage", uri],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = llmp("stage", "run", "--job", str(job), "--stage", "data", "--storage", uri, timeout=60)
     assert done.returncode == 0, done.stderr
     console = ArtifactStore.open(uri).backend.get_bytes(CONSOLE).decode()
     summary = next(line for line in done.stderr.splitlines() if " documents in, " in line)

@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import sys
-from pathlib import Path
 
 import numpy as np
 import torch
 from rich.console import Console
 
-BENCH = Path(__file__).resolve().parents[3] / "bench" / "long_context.py"
-
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("long_context_bench", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+from tests.processes import bench_module
 
 
 def test_a_passkey_sequence_hides_the_needle_and_scores_its_answer():
-    bench = _bench()
+    bench = bench_module("long_context")
     tokens, scored = bench.passkey_sequence(np.random.default_rng(1), 200, bench.filler_sentences())
     digits = bench.PASSKEY_DIGITS
     assert len(tokens) == 201 and scored.tolist() == [False] * (201 - digits) + [True] * digits
@@ -35,7 +25,7 @@ def test_a_passkey_sequence_hides_the_needle_and_scores_its_answer():
 
 
 def test_smoke_mode_runs_every_phase(capsys):
-    bench = _bench()
+    bench = bench_module("long_context")
     report = bench.run(bench.TINY, torch.device("cpu"), Console(file=sys.stderr))
     assert report["documents"]["dense mask ms"] > 0 and report["documents"]["causal, no mask ms"] > 0
     first = report["retrieval"][0]

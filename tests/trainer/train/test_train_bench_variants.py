@@ -2,32 +2,21 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[3] / "bench" / "train.py"
-
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("train_bench", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+from tests.processes import bench_module
 
 
 def test_a_variant_name_is_ours_with_its_toggles():
-    variant = _bench().Variant.parse("ours+proj+triton+plainloss")
+    variant = bench_module("train").Variant.parse("ours+proj+triton+plainloss")
     assert variant.overrides == {"fused_projections": True, "kernels": "triton"}
     assert variant.kind == "ours" and not variant.fused_loss and not variant.fp8
 
 
 def test_transformers_model_takes_only_fp8():
-    bench = _bench()
+    bench = bench_module("train")
     assert bench.Variant.parse("hf+fp8").fp8
     for name in ("hf+proj", "hf+plainloss"):
         with pytest.raises(SystemExit, match=re.escape(f"variant '{name}': hf takes only the fp8 toggle")):
