@@ -19,6 +19,10 @@ class CorruptArtifact(StoreError):
         )
 
 
+class FileTooLarge(StoreError):
+    """A file a job wrote that is larger than a reader takes (`ArtifactStore.read_bounded`); it was not read."""
+
+
 class LeaseHeld(StoreError):
     """Another process is writing the key: a second writer would race the first one's commit and cleanup."""
 

@@ -36,11 +36,11 @@ from typing import Any
 
 from .backends import Backend, LocalBackend, S3Backend, make_s3_client
 from .downloads import staged_download
-from .errors import CorruptArtifact, LeaseHeld, StoreError
+from .errors import CorruptArtifact, FileTooLarge, LeaseHeld, StoreError
 from .lease import LocalLease, S3Lease
 
 MANIFEST = "manifest.json"
-# reads of files a job writes and shared servers read (see `ArtifactStore._read_bounded`): a manifest lists every
+# reads of files a job writes and shared servers read (see `ArtifactStore.read_bounded`): a manifest lists every
 # committed file (about 150 bytes each), so 16 MiB is some 100,000 files; pointers and progress files are a few KB
 MAX_MANIFEST_BYTES = 16 << 20
 MAX_JSON_BYTES = 1 << 20
@@ -116,7 +116,7 @@ class ArtifactStore:
 
     # -- reading -------------------------------------------------------------------------------------------------
     def manifest(self, key: str) -> Manifest | None:
-        data = self._read_bounded(f"{key}/{MANIFEST}", MAX_MANIFEST_BYTES)
+        data = self.read_bounded(f"{key}/{MANIFEST}", MAX_MANIFEST_BYTES, "a manifest")
         if data is None:
             return None
         try:
@@ -178,19 +178,21 @@ class ArtifactStore:
 
     def read_json(self, key: str) -> Any | None:
         """A small JSON object written with `write_json` (e.g. a `latest` pointer), at most MAX_JSON_BYTES."""
-        data = self._read_bounded(key, MAX_JSON_BYTES)
+        data = self.read_bounded(key, MAX_JSON_BYTES, "such a file")
         return json.loads(data) if data is not None else None
 
-    def _read_bounded(self, key: str, limit: int) -> bytes | None:
-        """The whole file, None if there is none; StoreError, unread, if it is over `limit` bytes. A job's own
-        processes write these files, and the operator and the jobs API read them with their own memory: one read of
-        at most `limit + 1` bytes (a ranged GET on S3) keeps a multi-GB file from taking a shared server down."""
+    def read_bounded(self, key: str, limit: int, what: str) -> bytes | None:
+        """The whole file, None if there is none; FileTooLarge, naming it as `what`, if it is over `limit` bytes. A
+        job's own processes write the store's files, and the operator and the jobs API read them with their own
+        memory: one read of at most `limit + 1` bytes (a ranged GET on S3) keeps a multi-GB file from taking a
+        shared server down."""
         found = self.backend.get_tail(key, limit + 1)
         if found is None:
             return None
         data, size = found
         if size > limit:
-            raise StoreError(f"{self.uri}/{key} is {size:,} bytes, over the {limit:,} such a file may have; not read")
+            where = f"{self.uri.rstrip('/')}/{key}"
+            raise FileTooLarge(f"{where} is {size:,} bytes, over the {limit:,} bytes {what} may have")
         return data
 
     def keys(self, prefix: str) -> list[str]:

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from llm_platform.api.status import DONE, PROGRESS_FILE, JobStatus, StagePhase, StageStatus, progress_key
-from llm_platform.storage import ArtifactStore, Manifest, StoreError
+from llm_platform.storage import ArtifactStore, FileTooLarge, Manifest, StoreError
 from llm_platform.storage.store import MANIFEST
 from llm_platform.trainer.progress import duration, eta_s, progress_every_s
 
@@ -202,14 +202,13 @@ def read_progress(store: ArtifactStore, stage: str, max_bytes: int = MAX_PROGRES
     key = progress_key(stage)
     where = f"{store.uri.rstrip('/')}/{key}"
     try:
-        read = store.backend.get_tail(key, max_bytes + 1)
+        data = store.read_bounded(key, max_bytes, "a progress file")
+    except FileTooLarge as e:
+        raise UnreadableProgress(str(e)) from None
     except StoreError as e:
         raise UnreadableProgress(f"{where} cannot be read: {e}") from None
-    if read is None:
+    if data is None:
         return None
-    data, size = read
-    if size > max_bytes:
-        raise UnreadableProgress(f"{where} is {size:,} bytes, over the {max_bytes:,} bytes a progress file may have")
     try:
         return StageStatus.model_validate(json.loads(data))
     except (ValueError, RecursionError) as e:  # RecursionError: JSON nested deeper than Python's stack
