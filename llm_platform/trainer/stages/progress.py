@@ -154,7 +154,9 @@ class StageReporter:
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    """Milliseconds: `llmp status WORKDIR` orders stages by when they started, and a small stage can start and end
+    within the second its successor starts in."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 # -- reading ----------------------------------------------------------------------------------------------------------
